@@ -1,0 +1,334 @@
+//! Property tests: every decoder is driven with arbitrary bytes (it must return, never
+//! panic), and every record, request and response survives encode → decode unchanged.
+
+use proptest::prelude::*;
+
+use crate::consts::OpCode;
+use crate::jute::sample::{Rng, Sample};
+use crate::jute::{Buffer, Jute};
+use crate::records::*;
+use crate::request::{MultiResult, Request};
+use crate::response::Response;
+
+/// Runs `$body` once for every jute record type, bound to the type alias `R`.
+macro_rules! for_each_record {
+    ($body:ident) => {
+        $body!(Id);
+        $body!(Acl);
+        $body!(Stat);
+        $body!(StatPersisted);
+        $body!(ClientInfo);
+        $body!(RequestHeader);
+        $body!(ReplyHeader);
+        $body!(MultiHeader);
+        $body!(AuthPacket);
+        $body!(WatcherEvent);
+        $body!(ErrorResponse);
+        $body!(SetWatches);
+        $body!(SetWatches2);
+        $body!(GetDataRequest);
+        $body!(GetDataResponse);
+        $body!(SetDataRequest);
+        $body!(SetDataResponse);
+        $body!(ReconfigRequest);
+        $body!(GetSaslRequest);
+        $body!(SetSaslResponse);
+        $body!(CreateRequest);
+        $body!(CreateTtlRequest);
+        $body!(CreateResponse);
+        $body!(Create2Response);
+        $body!(DeleteRequest);
+        $body!(GetChildrenRequest);
+        $body!(GetChildrenResponse);
+        $body!(GetChildren2Response);
+        $body!(GetAllChildrenNumberRequest);
+        $body!(GetAllChildrenNumberResponse);
+        $body!(CheckVersionRequest);
+        $body!(SyncRequest);
+        $body!(SyncResponse);
+        $body!(GetAclRequest);
+        $body!(GetAclResponse);
+        $body!(SetAclRequest);
+        $body!(SetAclResponse);
+        $body!(ExistsRequest);
+        $body!(ExistsResponse);
+        $body!(AddWatchRequest);
+        $body!(CheckWatchesRequest);
+        $body!(RemoveWatchesRequest);
+        $body!(GetEphemeralsRequest);
+        $body!(GetEphemeralsResponse);
+        $body!(WhoAmIResponse);
+        $body!(TxnHeader);
+        $body!(TxnDigest);
+        $body!(CreateTxn);
+        $body!(CreateTtlTxn);
+        $body!(CreateContainerTxn);
+        $body!(DeleteTxn);
+        $body!(SetDataTxn);
+        $body!(CheckVersionTxn);
+        $body!(SetAclTxn);
+        $body!(CreateSessionTxn);
+        $body!(CloseSessionTxn);
+        $body!(ErrorTxn);
+        $body!(Txn);
+        $body!(MultiTxn);
+    };
+}
+
+fn sample_multi_op(rng: &mut Rng) -> Request {
+    match rng.below(7) {
+        0 => Request::Create(Sample::sample(rng)),
+        1 => Request::Create2(Sample::sample(rng)),
+        2 => Request::CreateTtl(Sample::sample(rng)),
+        3 => Request::CreateContainer(Sample::sample(rng)),
+        4 => Request::Delete(Sample::sample(rng)),
+        5 => Request::SetData(Sample::sample(rng)),
+        _ => Request::Check(Sample::sample(rng)),
+    }
+}
+
+fn sample_request(rng: &mut Rng) -> Request {
+    let s = &mut *rng;
+    match s.below(30) {
+        0 => Request::Create(Sample::sample(s)),
+        1 => Request::Create2(Sample::sample(s)),
+        2 => Request::CreateContainer(Sample::sample(s)),
+        3 => Request::CreateTtl(Sample::sample(s)),
+        4 => Request::Delete(Sample::sample(s)),
+        5 => Request::DeleteContainer(Sample::sample(s)),
+        6 => Request::Exists(Sample::sample(s)),
+        7 => Request::GetData(Sample::sample(s)),
+        8 => Request::SetData(Sample::sample(s)),
+        9 => Request::GetAcl(Sample::sample(s)),
+        10 => Request::SetAcl(Sample::sample(s)),
+        11 => Request::GetChildren(Sample::sample(s)),
+        12 => Request::GetChildren2(Sample::sample(s)),
+        13 => Request::Sync(Sample::sample(s)),
+        14 => Request::Ping,
+        15 => Request::Check(Sample::sample(s)),
+        16 => Request::Multi((0..s.below(4)).map(|_| sample_multi_op(s)).collect()),
+        17 => Request::MultiRead(
+            (0..s.below(4))
+                .map(|i| {
+                    if i % 2 == 0 {
+                        Request::GetData(Sample::sample(s))
+                    } else {
+                        Request::GetChildren(Sample::sample(s))
+                    }
+                })
+                .collect(),
+        ),
+        18 => Request::Reconfig(Sample::sample(s)),
+        19 => Request::CheckWatches(Sample::sample(s)),
+        20 => Request::RemoveWatches(Sample::sample(s)),
+        21 => Request::Auth(Sample::sample(s)),
+        22 => Request::SetWatches(Sample::sample(s)),
+        23 => Request::SetWatches2(Sample::sample(s)),
+        24 => Request::Sasl(Sample::sample(s)),
+        25 => Request::GetEphemerals(Sample::sample(s)),
+        26 => Request::GetAllChildrenNumber(Sample::sample(s)),
+        27 => Request::AddWatch(Sample::sample(s)),
+        28 => Request::WhoAmI,
+        _ => Request::CloseSession,
+    }
+}
+
+fn sample_multi_result(rng: &mut Rng) -> MultiResult {
+    match rng.below(8) {
+        0 => MultiResult::Create(Sample::sample(rng)),
+        1 => MultiResult::Create2(Sample::sample(rng), Sample::sample(rng)),
+        2 => MultiResult::Delete,
+        3 => MultiResult::SetData(Sample::sample(rng)),
+        4 => MultiResult::Check,
+        5 => MultiResult::GetData(Buffer::sample(rng).0, Sample::sample(rng)),
+        6 => MultiResult::GetChildren(Sample::sample(rng)),
+        _ => MultiResult::Error(Sample::sample(rng)),
+    }
+}
+
+/// A response together with an opcode whose reply it can be.
+fn sample_response(rng: &mut Rng) -> (OpCode, Response) {
+    let s = &mut *rng;
+    match s.below(14) {
+        0 => (OpCode::Delete, Response::Empty),
+        1 => (OpCode::Create, Response::Create(Sample::sample(s))),
+        2 => (OpCode::Create2, Response::Create2(Sample::sample(s))),
+        3 => (OpCode::Exists, Response::Stat(Sample::sample(s))),
+        4 => (OpCode::GetData, Response::GetData(Sample::sample(s))),
+        5 => (OpCode::GetAcl, Response::GetAcl(Sample::sample(s))),
+        6 => (
+            OpCode::GetChildren,
+            Response::GetChildren(Sample::sample(s)),
+        ),
+        7 => (
+            OpCode::GetChildren2,
+            Response::GetChildren2(Sample::sample(s)),
+        ),
+        8 => (OpCode::Sync, Response::Sync(Sample::sample(s))),
+        9 => (
+            OpCode::Multi,
+            Response::Multi((0..s.below(5)).map(|_| sample_multi_result(s)).collect()),
+        ),
+        10 => (
+            OpCode::GetAllChildrenNumber,
+            Response::AllChildrenNumber(Sample::sample(s)),
+        ),
+        11 => (
+            OpCode::GetEphemerals,
+            Response::Ephemerals(Sample::sample(s)),
+        ),
+        12 => (OpCode::WhoAmI, Response::WhoAmI(Sample::sample(s))),
+        _ => (OpCode::Sasl, Response::Sasl(Sample::sample(s))),
+    }
+}
+
+/// Every opcode value a decoder could meet, including unknown ones.
+fn opcode_values() -> impl Strategy<Value = i32> {
+    prop_oneof![
+        proptest::sample::select(OpCode::ALL.iter().map(|o| o.code()).collect::<Vec<_>>()),
+        any::<i32>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn every_record_decoder_survives_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        macro_rules! decode { ($t:ty) => { let _ = <$t>::from_bytes(&bytes); }; }
+        for_each_record!(decode);
+        let _ = ConnectRequest::from_bytes(&bytes);
+        let _ = ConnectResponse::from_bytes(&bytes);
+        let _ = MultiResult::read_all(&mut crate::jute::Reader::new(&bytes));
+    }
+
+    #[test]
+    fn request_and_response_decoders_survive_arbitrary_bytes(
+        op in opcode_values(),
+        bytes in proptest::collection::vec(any::<u8>(), 0..256),
+    ) {
+        let _ = Request::decode(op, &bytes);
+        let _ = Response::decode(op, &bytes);
+    }
+
+    #[test]
+    fn every_record_round_trips(seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        macro_rules! round_trip {
+            ($t:ty) => {
+                let value = <$t as Sample>::sample(&mut rng);
+                let bytes = value.to_bytes();
+                prop_assert_eq!(<$t>::from_bytes(&bytes), Ok(value));
+            };
+        }
+        for_each_record!(round_trip);
+    }
+
+    #[test]
+    fn connect_records_round_trip(seed in any::<u64>(), ro in proptest::option::of(any::<bool>())) {
+        let mut rng = Rng::new(seed);
+        let req = ConnectRequest {
+            protocol_version: Sample::sample(&mut rng),
+            last_zxid_seen: Sample::sample(&mut rng),
+            time_out: Sample::sample(&mut rng),
+            session_id: Sample::sample(&mut rng),
+            passwd: Sample::sample(&mut rng),
+            read_only: ro,
+        };
+        prop_assert_eq!(ConnectRequest::from_bytes(&req.to_bytes()), Ok(req));
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            time_out: Sample::sample(&mut rng),
+            session_id: Sample::sample(&mut rng),
+            passwd: Sample::sample(&mut rng),
+            read_only: ro,
+        };
+        prop_assert_eq!(ConnectResponse::from_bytes(&resp.to_bytes()), Ok(resp));
+    }
+
+    #[test]
+    fn requests_round_trip(seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let req = sample_request(&mut rng);
+        let mut body = Vec::new();
+        req.write_body(&mut body);
+        prop_assert_eq!(Request::decode(req.opcode().code(), &body), Ok(req));
+    }
+
+    #[test]
+    fn responses_round_trip(seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let (op, resp) = sample_response(&mut rng);
+        let mut body = Vec::new();
+        resp.write_body(&mut body);
+        prop_assert_eq!(Response::decode(op.code(), &body), Ok(resp));
+    }
+
+    #[test]
+    fn truncating_an_encoded_request_is_an_error_not_a_panic(seed in any::<u64>(), cut in any::<usize>()) {
+        let mut rng = Rng::new(seed);
+        let req = sample_request(&mut rng);
+        let mut body = Vec::new();
+        req.write_body(&mut body);
+        if !body.is_empty() && !matches!(req, Request::DeleteContainer(_)) {
+            let cut = cut % body.len();
+            prop_assert!(Request::decode(req.opcode().code(), &body[..cut]).is_err());
+        }
+    }
+}
+
+#[test]
+fn multi_inside_multi_is_refused() {
+    let inner = Request::Multi(vec![]);
+    let mut body = Vec::new();
+    Request::Multi(vec![inner]).write_body(&mut body);
+    assert!(matches!(
+        Request::decode(OpCode::Multi.code(), &body),
+        Err(crate::DecodeError::OpcodeNotAllowed(14, "multi"))
+    ));
+}
+
+#[test]
+fn connect_request_without_read_only_byte_decodes() {
+    // A pre-3.4 client: no trailing readOnly byte.
+    let req = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        time_out: 30000,
+        session_id: 0,
+        passwd: Buffer(vec![0; 16]),
+        read_only: None,
+    };
+    let bytes = req.to_bytes();
+    assert_eq!(bytes.len(), 4 + 8 + 4 + 8 + 4 + 16);
+    assert_eq!(ConnectRequest::from_bytes(&bytes), Ok(req));
+}
+
+#[test]
+fn known_encoding_of_a_create_request() {
+    // create "/a" data "x" world:anyone ALL, persistent — as the Java client encodes it.
+    let req = Request::Create(CreateRequest {
+        path: "/a".into(),
+        data: Buffer(b"x".to_vec()),
+        acl: vec![Acl {
+            perms: 31,
+            id: Id {
+                scheme: "world".into(),
+                id: "anyone".into(),
+            },
+        }],
+        flags: 0,
+    });
+    let bytes = req.encode(7);
+    let expected: Vec<u8> = [
+        &[0, 0, 0, 7, 0, 0, 0, 1][..],
+        &[0, 0, 0, 2, b'/', b'a'],
+        &[0, 0, 0, 1, b'x'],
+        &[0, 0, 0, 1, 0, 0, 0, 31],
+        &[0, 0, 0, 5, b'w', b'o', b'r', b'l', b'd'],
+        &[0, 0, 0, 6, b'a', b'n', b'y', b'o', b'n', b'e'],
+        &[0, 0, 0, 0],
+    ]
+    .concat();
+    assert_eq!(bytes, expected);
+}

@@ -1,0 +1,23 @@
+//! paddock-proto: ZooKeeper's client wire format (jute records, opcodes, error codes,
+//! create modes, watch events and keeper states) as pure functions from bytes to typed
+//! values and back. No I/O lives here; every decoder returns an error on malformed input
+//! and never panics (see the property tests in `tests/`).
+
+#[macro_use]
+pub mod jute;
+pub mod consts;
+pub mod frame;
+pub mod records;
+pub mod request;
+pub mod response;
+
+pub use consts::{
+    AddWatchMode, CreateMode, ErrorCode, EventType, KeeperState, OpCode, WatcherType, perms, xid,
+};
+pub use jute::{Buffer, DecodeError, Jute, JuteWrite, Reader};
+pub use records::*;
+pub use request::{MULTI_END, MultiResult, Request};
+pub use response::{Response, encode_notification, encode_reply};
+
+#[cfg(test)]
+mod fuzz;

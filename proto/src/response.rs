@@ -1,0 +1,129 @@
+//! Server replies: the body after a [`ReplyHeader`](crate::ReplyHeader) whose `err` is 0.
+//! (A failed request carries only the header, as in ZooKeeper.)
+
+use crate::consts::OpCode;
+use crate::jute::{Buffer, DecodeError, Jute, Reader};
+use crate::records::*;
+use crate::request::{MULTI_END, MultiResult};
+
+/// A successful reply body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// No body: delete, check, ping, auth, setWatches, closeSession, removeWatches,
+    /// checkWatches, addWatch.
+    Empty,
+    Create(CreateResponse),
+    /// create2, createTTL, createContainer.
+    Create2(Create2Response),
+    /// exists, setData, setACL: a bare Stat.
+    Stat(Stat),
+    GetData(GetDataResponse),
+    GetAcl(GetAclResponse),
+    GetChildren(GetChildrenResponse),
+    GetChildren2(GetChildren2Response),
+    Sync(SyncResponse),
+    Multi(Vec<MultiResult>),
+    AllChildrenNumber(GetAllChildrenNumberResponse),
+    Ephemerals(GetEphemeralsResponse),
+    WhoAmI(WhoAmIResponse),
+    Sasl(SetSaslResponse),
+}
+
+impl Response {
+    pub fn write_body(&self, out: &mut Vec<u8>) {
+        match self {
+            Response::Empty => {}
+            Response::Create(r) => r.write(out),
+            Response::Create2(r) => r.write(out),
+            Response::Stat(s) => s.write(out),
+            Response::GetData(r) => r.write(out),
+            Response::GetAcl(r) => r.write(out),
+            Response::GetChildren(r) => r.write(out),
+            Response::GetChildren2(r) => r.write(out),
+            Response::Sync(r) => r.write(out),
+            Response::Multi(results) => {
+                for result in results {
+                    result.write(out);
+                }
+                MULTI_END.write(out);
+            }
+            Response::AllChildrenNumber(r) => r.write(out),
+            Response::Ephemerals(r) => r.write(out),
+            Response::WhoAmI(r) => r.write(out),
+            Response::Sasl(r) => r.write(out),
+        }
+    }
+
+    /// Decodes a successful reply to a request of type `opcode`.
+    pub fn decode(opcode: i32, body: &[u8]) -> Result<Response, DecodeError> {
+        let op = OpCode::from_code(opcode).ok_or(DecodeError::UnknownOpcode(opcode))?;
+        let mut r = Reader::new(body);
+        let resp = match op {
+            OpCode::Create => Response::Create(Jute::read(&mut r)?),
+            OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer => {
+                Response::Create2(Jute::read(&mut r)?)
+            }
+            OpCode::Exists | OpCode::SetData | OpCode::SetAcl => {
+                Response::Stat(Jute::read(&mut r)?)
+            }
+            // reconfig answers with the new configuration as a GetDataResponse.
+            OpCode::GetData | OpCode::Reconfig => Response::GetData(Jute::read(&mut r)?),
+            OpCode::GetAcl => Response::GetAcl(Jute::read(&mut r)?),
+            OpCode::GetChildren => Response::GetChildren(Jute::read(&mut r)?),
+            OpCode::GetChildren2 => Response::GetChildren2(Jute::read(&mut r)?),
+            OpCode::Sync => Response::Sync(Jute::read(&mut r)?),
+            OpCode::Multi | OpCode::MultiRead => Response::Multi(MultiResult::read_all(&mut r)?),
+            OpCode::GetAllChildrenNumber => Response::AllChildrenNumber(Jute::read(&mut r)?),
+            OpCode::GetEphemerals => Response::Ephemerals(Jute::read(&mut r)?),
+            OpCode::WhoAmI => Response::WhoAmI(Jute::read(&mut r)?),
+            OpCode::Sasl => Response::Sasl(Jute::read(&mut r)?),
+            OpCode::Delete
+            | OpCode::DeleteContainer
+            | OpCode::Check
+            | OpCode::Ping
+            | OpCode::Auth
+            | OpCode::SetWatches
+            | OpCode::SetWatches2
+            | OpCode::CloseSession
+            | OpCode::RemoveWatches
+            | OpCode::CheckWatches
+            | OpCode::AddWatch => Response::Empty,
+            OpCode::Notification | OpCode::CreateSession | OpCode::Error => {
+                return Err(DecodeError::UnknownOpcode(opcode));
+            }
+        };
+        r.finish()?;
+        Ok(resp)
+    }
+}
+
+/// Encodes a complete reply (header and, when `err` is 0, the body) without the frame length.
+pub fn encode_reply(xid: i32, zxid: i64, err: i32, body: &Response) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    ReplyHeader { xid, zxid, err }.write(&mut out);
+    if err == 0 {
+        body.write_body(&mut out);
+    }
+    out
+}
+
+/// Encodes a watch notification (xid -1) without the frame length.
+pub fn encode_notification(zxid: i64, event: &WatcherEvent) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + event.path.len());
+    ReplyHeader {
+        xid: crate::consts::xid::NOTIFICATION,
+        zxid,
+        err: 0,
+    }
+    .write(&mut out);
+    event.write(&mut out);
+    out
+}
+
+/// Convenience for building GetData responses.
+pub fn get_data_response(data: &[u8], stat: Stat) -> Response {
+    Response::GetData(GetDataResponse {
+        data: Buffer(data.to_vec()),
+        stat,
+    })
+}
