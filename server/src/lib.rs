@@ -1,1 +1,19 @@
-//! paddock-server
+//! paddock-server: a ZooKeeper-compatible coordination server.
+//!
+//! Layout (DESIGN §1): `config` (zoo.cfg + flags), `tree` (znodes, Stat, ACLs, snapshots),
+//! `session`, `watch`, `request` (validation → txn, reads), `txn` (the log records),
+//! `core` (the single thread that sequences everything), `storage` (txn log, snapshots,
+//! purge), `net` (tokio client port), `admin` (four-letter words, HTTP, metrics) and
+//! `run` (assembles a server).
+
+pub mod config;
+pub mod core;
+pub mod net;
+pub mod path;
+pub mod request;
+pub mod run;
+pub mod session;
+pub mod storage;
+pub mod tree;
+pub mod txn;
+pub mod watch;

@@ -1,1 +1,64 @@
-fn main() {}
+//! `paddock-server [--config FILE] [--data-dir DIR] [--myid N] [--client-port P]
+//! [--client-address A] [--admin-port P] [--join HOST:PORT,...]`
+
+use clap::Parser;
+use paddock_server::config::{Cli, ServerConfig};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cfg = match ServerConfig::load(&cli) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("paddock-server: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("paddock-server: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let running = match paddock_server::run::start(cfg).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("paddock-server: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        let core = running.internal.clone();
+        let stop = async move {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return std::future::pending::<()>().await,
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            tracing::info!("shutting down");
+            let _ = core.send(paddock_server::core::CoreMsg::Shutdown);
+        };
+        tokio::spawn(stop);
+        match running.wait().await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("paddock-server: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,120 @@
+//! Periodic work: session expiry, the container/TTL reaper, and background snapshots.
+
+use tracing::{info, warn};
+
+use super::{Core, CoreMsg};
+use crate::request::prep;
+use crate::storage;
+
+/// The most reaper deletions proposed per round, so a mass expiry cannot stall clients.
+const REAP_BATCH: usize = 1000;
+
+impl Core {
+    pub(super) fn on_tick(&mut self) {
+        let now = self.now_ms();
+        for session in self.sessions.expire(now) {
+            if !self.tree.sessions().contains_key(&session) || !self.closing.insert(session) {
+                continue;
+            }
+            let timeout = self.tree.sessions().get(&session).map(|e| e.timeout_ms);
+            info!(
+                session = format_args!("{session:#x}"),
+                timeout_ms = timeout,
+                "expiring session: timeout exceeded"
+            );
+            self.stats.sessions_expired += 1;
+            let prepared = prep::prepare_close(&self.tree, &self.pending, session);
+            self.propose(session, 0, prepared, None);
+        }
+        if now.saturating_sub(self.last_reap_ms) >= self.cfg.container_check_ms {
+            self.last_reap_ms = now;
+            self.reap();
+        }
+    }
+
+    /// Deletes empty containers that once had children and TTL nodes past their TTL.
+    fn reap(&mut self) {
+        let wall = super::wall_ms();
+        let candidates: Vec<String> = self
+            .tree
+            .containers()
+            .iter()
+            .chain(self.tree.ttl_nodes().iter())
+            .cloned()
+            .collect();
+        let mut proposed = 0;
+        for p in candidates {
+            if proposed >= REAP_BATCH {
+                break;
+            }
+            if let Some(prepared) = prep::prepare_reap(&self.tree, &self.pending, &p, wall) {
+                self.propose(0, 0, prepared, None);
+                proposed += 1;
+            }
+        }
+    }
+
+    /// Starts a background snapshot once snapCount txns were applied since the last one.
+    pub(super) fn maybe_snapshot(&mut self) {
+        if self.snapshot_running || self.txns_since_snapshot < self.cfg.snap_count {
+            return;
+        }
+        let Some(disk) = &self.disk else {
+            return;
+        };
+        // New txns go to a fresh segment, so older segments can be purged later.
+        if let Err(e) = disk.roll() {
+            warn!(error = %e, "could not roll the txn log before a snapshot");
+        }
+        self.snapshot_running = true;
+        self.txns_since_snapshot = 0;
+        let view = self.tree.snapshot_view();
+        let zxid = view.last_zxid;
+        let snap_dir = self.cfg.snap_dir.clone();
+        let log_dir = self.cfg.log_dir.clone();
+        let retain = self.cfg.autopurge.then_some(self.cfg.snap_retain_count);
+        let tx = self.internal_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("paddock-snapshot".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let payload = view.serialize();
+                let ok = match storage::write_snapshot(&snap_dir, zxid as u64, &payload) {
+                    Ok(path) => {
+                        info!(
+                            zxid = format_args!("{zxid:#x}"),
+                            nodes = view.node_count(),
+                            bytes = payload.len(),
+                            ms = started.elapsed().as_millis() as u64,
+                            file = %path.display(),
+                            "snapshot written"
+                        );
+                        true
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "snapshot failed; will retry after more txns");
+                        false
+                    }
+                };
+                if ok && let Some(retain) = retain {
+                    match storage::purge(&snap_dir, &log_dir, retain) {
+                        Ok(report) => info!(?report, "autopurge"),
+                        Err(e) => warn!(error = %e, "autopurge failed"),
+                    }
+                }
+                let _ = tx.send(CoreMsg::SnapshotDone { zxid, ok });
+            });
+        if let Err(e) = spawned {
+            warn!(error = %e, "could not start the snapshot thread");
+            self.snapshot_running = false;
+        }
+    }
+
+    pub(super) fn on_snapshot_done(&mut self, _zxid: i64, ok: bool) {
+        self.snapshot_running = false;
+        if !ok {
+            // Try again soon rather than after another full snapCount.
+            self.txns_since_snapshot = self.cfg.snap_count / 2;
+        }
+    }
+}

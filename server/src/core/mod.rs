@@ -1,0 +1,375 @@
+//! The server core: one thread that owns the tree, the sessions and the watches, and
+//! sequences every request. Connection tasks and the disk writer talk to it through one
+//! channel of [`CoreMsg`]; it talks back through per-connection channels of
+//! [`Outgoing`]. Keeping all state on one thread means no locks on the hot path and a
+//! total order of changes, which is what replication needs (issue: ZAB goes between
+//! "propose" and "apply" in `pipeline.rs`).
+
+mod connect;
+mod maintenance;
+mod pipeline;
+mod recovery;
+pub mod stats;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use paddock_proto::{ConnectRequest, ConnectResponse, ErrorCode, Request, Response, WatcherEvent};
+use tokio::sync::mpsc;
+use tracing::{error, info};
+
+use crate::request::pending::PendingChanges;
+use crate::session::SessionTracker;
+use crate::storage::{DiskEvent, DiskWriter};
+use crate::tree::DataTree;
+use crate::tree::acl::Credentials;
+use crate::txn::Txn;
+use crate::watch::{ConnId, WatchManager};
+
+pub use recovery::RecoveryError;
+pub use stats::Stats;
+
+/// What the core sends to a connection's writer task, in order.
+#[derive(Debug)]
+pub enum Outgoing {
+    Connected(ConnectResponse),
+    Reply {
+        xid: i32,
+        zxid: i64,
+        err: ErrorCode,
+        body: Response,
+    },
+    Event {
+        zxid: i64,
+        event: WatcherEvent,
+    },
+    /// Flush what was sent and close the socket.
+    Close,
+}
+
+pub type ConnTx = mpsc::UnboundedSender<Outgoing>;
+
+/// A question answered on the core thread with read access to all state (admin, metrics).
+pub type Query = Box<dyn FnOnce(&mut Core) + Send>;
+
+/// Everything the core reacts to.
+pub enum CoreMsg {
+    Connect {
+        conn: ConnId,
+        addr: IpAddr,
+        req: ConnectRequest,
+        tx: ConnTx,
+    },
+    Request {
+        conn: ConnId,
+        xid: i32,
+        req: Request,
+        received: Instant,
+    },
+    /// A request that could not be decoded but deserves an in-order error reply.
+    Refused {
+        conn: ConnId,
+        xid: i32,
+        err: ErrorCode,
+        received: Instant,
+    },
+    Closed {
+        conn: ConnId,
+    },
+    Disk(DiskEvent),
+    Tick,
+    SnapshotDone {
+        zxid: i64,
+        ok: bool,
+    },
+    Query(Query),
+    Shutdown,
+}
+
+/// Bounded: connection tasks wait here when the core falls behind (backpressure).
+pub type CoreTx = mpsc::Sender<CoreMsg>;
+
+/// Unbounded: the disk writer, timers, snapshot threads and queries must never block on
+/// the core, because the core may be waiting on them (e.g. the disk writer at shutdown).
+pub type InternalTx = mpsc::UnboundedSender<CoreMsg>;
+
+/// Settings the core needs (a subset of the server config).
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub server_id: u64,
+    pub tick_ms: u64,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub snap_count: u64,
+    pub snap_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub snap_retain_count: usize,
+    pub autopurge: bool,
+    pub extended_types: bool,
+    pub reconfig_enabled: bool,
+    /// `super:<digest id>` from superDigest: this identity bypasses every ACL.
+    pub super_digest: Option<String>,
+    pub container_check_ms: u64,
+}
+
+/// One client connection as the core sees it.
+struct Conn {
+    tx: ConnTx,
+    addr: IpAddr,
+    session: Option<i64>,
+    creds: Credentials,
+    /// Requests answered in arrival order: writes wait for their txn, and whatever came
+    /// after a write waits behind it.
+    queue: VecDeque<Queued>,
+    connected_at: SystemTime,
+    packets_received: u64,
+    packets_sent: u64,
+    last_zxid: i64,
+    last_op: &'static str,
+    last_latency_ms: u64,
+    min_latency_ms: u64,
+    max_latency_ms: u64,
+    total_latency_ms: u64,
+    completed: u64,
+}
+
+enum Queued {
+    Write {
+        zxid: i64,
+    },
+    Read {
+        xid: i32,
+        req: Request,
+        received: Instant,
+    },
+    Ready {
+        xid: i32,
+        result: Result<Response, ErrorCode>,
+        received: Instant,
+    },
+}
+
+/// Who is waiting for a proposed txn.
+struct ReplyTo {
+    conn: ConnId,
+    xid: i32,
+    received: Instant,
+    connect: Option<ConnectReply>,
+}
+
+struct ConnectReply {
+    timeout_ms: i32,
+    read_only_byte: bool,
+}
+
+struct Inflight {
+    txn: Txn,
+    reply: Option<ReplyTo>,
+}
+
+/// The core's whole state.
+pub struct Core {
+    cfg: CoreConfig,
+    tree: DataTree,
+    pending: PendingChanges,
+    watches: WatchManager,
+    sessions: SessionTracker,
+    /// Sessions whose close is proposed: they accept nothing more.
+    closing: HashSet<i64>,
+    session_owner: HashMap<i64, ConnId>,
+    conns: HashMap<ConnId, Conn>,
+    inflight: VecDeque<Inflight>,
+    next_zxid: i64,
+    disk: Option<DiskWriter>,
+    internal_tx: InternalTx,
+    stats: Stats,
+    started: Instant,
+    txns_since_snapshot: u64,
+    snapshot_running: bool,
+    last_reap_ms: u64,
+    fatal: Option<String>,
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Core {
+    /// Monotonic milliseconds since the core started (session deadlines).
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Runs the core on the current thread until shutdown; returns an error if the
+    /// server had to stop (e.g. the disk failed). Internal messages (durability, ticks)
+    /// go first so that a flood of client requests cannot delay commits.
+    pub fn run(
+        mut self,
+        mut clients: mpsc::Receiver<CoreMsg>,
+        mut internal: mpsc::UnboundedReceiver<CoreMsg>,
+    ) -> Result<(), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| format!("cannot start the core's event loop: {e}"))?;
+        info!(
+            zxid = format_args!("{:#x}", self.tree.last_zxid()),
+            nodes = self.tree.node_count(),
+            sessions = self.tree.sessions().len(),
+            "serving"
+        );
+        let result = runtime.block_on(async {
+            loop {
+                let msg = tokio::select! {
+                    biased;
+                    Some(msg) = internal.recv() => msg,
+                    Some(msg) = clients.recv() => msg,
+                    else => return Ok(()),
+                };
+                if !self.handle(msg) {
+                    return Ok(());
+                }
+                if let Some(reason) = self.fatal.take() {
+                    error!(%reason, "stopping the server");
+                    return Err(reason);
+                }
+            }
+        });
+        self.shutdown();
+        result
+    }
+
+    /// Handles one message; false on shutdown.
+    fn handle(&mut self, msg: CoreMsg) -> bool {
+        match msg {
+            CoreMsg::Connect {
+                conn,
+                addr,
+                req,
+                tx,
+            } => self.on_connect(conn, addr, req, tx),
+            CoreMsg::Request {
+                conn,
+                xid,
+                req,
+                received,
+            } => self.on_request(conn, xid, req, received),
+            CoreMsg::Refused {
+                conn,
+                xid,
+                err,
+                received,
+            } => self.enqueue_ready(conn, xid, Err(err), received),
+            CoreMsg::Closed { conn } => self.on_closed(conn),
+            CoreMsg::Disk(event) => self.on_disk(event),
+            CoreMsg::Tick => self.on_tick(),
+            CoreMsg::SnapshotDone { zxid, ok } => self.on_snapshot_done(zxid, ok),
+            CoreMsg::Query(q) => q(self),
+            CoreMsg::Shutdown => return false,
+        }
+        true
+    }
+
+    fn shutdown(&mut self) {
+        for conn in self.conns.values() {
+            let _ = conn.tx.send(Outgoing::Close);
+        }
+        if let Some(disk) = self.disk.take()
+            && let Err(e) = disk.shutdown()
+        {
+            error!(error = %e, "disk writer did not shut down cleanly");
+        }
+    }
+
+    // ---- read access for queries (admin, metrics, tests) ----
+
+    pub fn tree(&self) -> &DataTree {
+        &self.tree
+    }
+
+    pub fn watches(&self) -> &WatchManager {
+        &self.watches
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    pub fn outstanding_requests(&self) -> usize {
+        self.inflight.len() + self.conns.values().map(|c| c.queue.len()).sum::<usize>()
+    }
+
+    pub fn live_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn pending_changes(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn fsync_stats(&self) -> Option<crate::storage::DiskWriterStats> {
+        self.disk.as_ref().map(|d| d.stats())
+    }
+
+    /// A description of every open connection (cons).
+    pub fn connections(&self) -> Vec<stats::ConnectionReport> {
+        let mut out: Vec<stats::ConnectionReport> = self
+            .conns
+            .iter()
+            .map(|(id, c)| stats::ConnectionReport {
+                conn: *id,
+                addr: c.addr,
+                session: c.session,
+                queued: c.queue.len(),
+                received: c.packets_received,
+                sent: c.packets_sent,
+                connected_at: c.connected_at,
+                last_zxid: c.last_zxid,
+                last_op: c.last_op,
+                last_latency_ms: c.last_latency_ms,
+                min_latency_ms: if c.completed == 0 {
+                    0
+                } else {
+                    c.min_latency_ms
+                },
+                avg_latency_ms: if c.completed == 0 {
+                    0
+                } else {
+                    c.total_latency_ms / c.completed
+                },
+                max_latency_ms: c.max_latency_ms,
+                timeout_ms: c
+                    .session
+                    .and_then(|s| self.tree.sessions().get(&s))
+                    .map(|e| e.timeout_ms)
+                    .unwrap_or(0),
+            })
+            .collect();
+        out.sort_by_key(|c| c.conn);
+        out
+    }
+
+    /// Resets the per-connection counters (crst).
+    pub fn reset_connection_stats(&mut self) {
+        for c in self.conns.values_mut() {
+            c.packets_received = 0;
+            c.packets_sent = 0;
+            c.min_latency_ms = 0;
+            c.max_latency_ms = 0;
+            c.total_latency_ms = 0;
+            c.completed = 0;
+        }
+    }
+
+    pub fn reset_stats(&mut self) {
+        self.stats.reset();
+    }
+}

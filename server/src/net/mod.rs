@@ -1,0 +1,3 @@
+//! Tokio shells around the core: the client port (admin HTTP lives in `admin`).
+
+pub mod client;

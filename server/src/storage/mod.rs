@@ -1,0 +1,181 @@
+//! Durable storage: the transaction log, snapshots, purge, and the disk writer thread.
+//!
+//! The storage layer is payload-agnostic. It stores opaque byte strings keyed by zxid
+//! (`epoch << 32 | counter`); the server serializes transactions and tree snapshots
+//! itself. What this layer guarantees is the ordering and durability that ZAB relies on:
+//! the log is always a contiguous, strictly increasing prefix of what was appended, and
+//! whatever [`TxnLog::sync`] (or a [`DiskEvent::Durable`] notification) reported as
+//! durable survives a crash or power loss.
+//!
+//! # Transaction log ([`TxnLog`])
+//!
+//! The log is a directory of segment files named `log.<first zxid in lowercase hex>`,
+//! like ZooKeeper's, so `ls` sorts nothing but the name still tells an operator where a
+//! segment starts. All integers are little-endian.
+//!
+//! ```text
+//! segment header (24 bytes)
+//!   0  magic    8 bytes  b"PADDOCKL"
+//!   8  version  u32      1
+//!  12  flags    u32      0 (reserved; a reader refuses non-zero)
+//!  16  db id    u64      chosen by the server; a segment from another database is refused
+//! record (16 + payload bytes), repeated
+//!   0  length   u32      8 + payload length: the bytes covered by the checksum
+//!   4  crc32    u32      CRC-32 (IEEE) of the zxid bytes followed by the payload
+//!   8  zxid     u64
+//!  16  payload  `length - 8` bytes
+//! zero bytes up to the end of the file
+//! ```
+//!
+//! Why this shape:
+//! * Segments are preallocated with `set_len` in large chunks, so an append inside the
+//!   chunk does not change the file size and `fdatasync` does not have to log a size
+//!   change on every group commit. (The chunk is sparse: the filesystem still allocates
+//!   blocks as records first land in it. Writing zeros at creation would avoid that at
+//!   the cost of writing the whole chunk once; measure before switching.) The end of the
+//!   log is therefore not the end of the file: a record whose length field is zero marks
+//!   the end. The length counts the zxid as well as the payload so it is never zero for a
+//!   real record, even an empty one. A segment is trimmed to its records when it is
+//!   closed (roll, size limit), so only the newest segment carries zero padding, and data
+//!   after the end of a closed segment is recognised as records lost mid-log rather than
+//!   taken for a clean end.
+//! * Every record carries its own checksum, so recovery can tell a record that was fully
+//!   written from one that a crash tore in half, without trusting the file size.
+//! * On open, every record is validated. The first damaged record (bad checksum, length
+//!   running past the file, zxid out of order) and everything after it, including later
+//!   segments, is cut off with a `warn!`. Cutting instead of skipping keeps the log a
+//!   contiguous prefix: ZAB forbids holes, and a server whose log lost a suffix simply
+//!   gets it back from the leader (DIFF, or TRUNC + DIFF, or SNAP). Bytes after the end of
+//!   the last segment are zeroed too, so an old record from before the crash can never
+//!   reappear behind a new, shorter one.
+//! * Group commit: [`TxnLog::append`] only buffers; [`TxnLog::sync`] writes the buffer and
+//!   calls `fdatasync` once. The [`DiskWriter`] thread appends everything queued and syncs
+//!   once per batch.
+//! * After any I/O error the log refuses further work ([`StorageError::LogFailed`]). After
+//!   a failed `fsync` the kernel may already have dropped the dirty pages, so retrying
+//!   could report data durable that is not; the only safe recovery is a restart, which
+//!   re-reads what really is on disk.
+//!
+//! # Snapshots ([`write_snapshot`], [`load_newest_valid`])
+//!
+//! `snapshot.<zxid hex>`, written to `snapshot.<zxid hex>.tmp`, fsynced, renamed, and the
+//! directory fsynced, so a snapshot file either is complete or does not exist under its
+//! final name.
+//!
+//! ```text
+//!   0  magic        8 bytes  b"PADDOCKS"
+//!   8  version      u32      1
+//!  12  flags        u32      0
+//!  16  zxid         u64      must match the file name
+//!  24  payload len  u64      the file must be exactly 32 + len + 4 bytes
+//!  32  payload
+//!  end crc32        u32      CRC-32 of the header and the payload
+//! ```
+//!
+//! Loading tries snapshots newest first and skips (with a `warn!`) any that fails a
+//! check; the log segments retained by [`purge`] make replay from an older one possible.
+//!
+//! # Purge ([`purge`])
+//!
+//! Keeps the newest N >= 3 snapshots and the log segments needed to replay from the
+//! oldest kept one. Old snapshots are deleted before old segments, so at every instant of
+//! a crash each remaining snapshot still has the log it needs.
+//!
+//! # Platform
+//!
+//! Unix only: positioned reads and writes (`FileExt`) and directory fsync.
+
+mod files;
+mod purge;
+mod reader;
+mod record;
+mod snapshot;
+mod txnlog;
+mod writer;
+
+use std::path::PathBuf;
+
+pub use purge::{MIN_SNAPSHOTS_RETAINED, PurgeReport, purge};
+pub use reader::LogReader;
+pub use snapshot::{SnapshotWriter, load_newest_valid, read_snapshot, write_snapshot};
+pub use txnlog::{TxnLog, TxnLogOptions};
+pub use writer::{DiskEvent, DiskEventSink, DiskWriter, DiskWriterStats};
+
+/// Result alias for this module.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in storage. Messages name the file, the offset and the
+/// reason so an operator can act on a log line alone. Zxids are shown in hex, as
+/// ZooKeeper's tools do.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// An operating-system call failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. "fdatasync txn log segment".
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A segment or snapshot header is not one this version understands.
+    #[error("bad header in {}: {reason}", path.display())]
+    BadHeader { path: PathBuf, reason: String },
+
+    /// A segment belongs to a different database than the one being opened.
+    #[error(
+        "{} belongs to database {found:#x}, expected {expected:#x}; refusing to mix logs",
+        path.display()
+    )]
+    DbIdMismatch {
+        path: PathBuf,
+        found: u64,
+        expected: u64,
+    },
+
+    /// A log record failed validation while being read back.
+    #[error("corrupt txn log record in {} at offset {offset}: {reason}", path.display())]
+    CorruptRecord {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+
+    /// A snapshot file failed validation.
+    #[error("invalid snapshot {}: {reason}", path.display())]
+    CorruptSnapshot { path: PathBuf, reason: String },
+
+    /// An append would break the strictly increasing zxid order (a hole or reordering).
+    #[error("zxid {zxid:#x} refused: the log already ends at {last:#x} and zxids must increase")]
+    ZxidNotIncreasing { zxid: u64, last: u64 },
+
+    /// A payload too large for the u32 length field.
+    #[error("txn payload of {len} bytes exceeds the maximum of {max} bytes")]
+    RecordTooLarge { len: usize, max: usize },
+
+    /// The log saw an I/O error earlier and its on-disk state is unknown.
+    #[error(
+        "txn log in {} is unusable after an earlier I/O error; restart to recover from disk",
+        dir.display()
+    )]
+    LogFailed { dir: PathBuf },
+
+    /// Purge was asked to keep fewer snapshots than recovery needs.
+    #[error("snapshot retain count {requested} is below the minimum of {minimum}")]
+    RetainCountTooLow { requested: usize, minimum: usize },
+
+    /// The disk writer thread is gone (it stopped after a failure, or was shut down).
+    #[error("disk writer thread has stopped: {reason}")]
+    WriterStopped { reason: &'static str },
+}
+
+impl StorageError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StorageError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! Snapshot files: atomic writing and validated loading. Layout in the `storage` module
+//! docs.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, ErrorKind, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use tracing::{info, warn};
+
+use super::files::{self, SNAPSHOT_PREFIX, TEMP_SUFFIX};
+use super::{Result, StorageError};
+
+const SNAPSHOT_MAGIC: [u8; 8] = *b"PADDOCKS";
+const SNAPSHOT_VERSION: u32 = 1;
+const HEADER_LEN: u64 = 32;
+const TRAILER_LEN: u64 = 4;
+const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+
+fn encode_header(zxid: u64, payload_len: u64) -> [u8; HEADER_LEN as usize] {
+    let mut header = [0u8; HEADER_LEN as usize];
+    header[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
+    header[8..12].copy_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    // 12..16: flags, zero in version 1.
+    header[16..24].copy_from_slice(&zxid.to_le_bytes());
+    header[24..32].copy_from_slice(&payload_len.to_le_bytes());
+    header
+}
+
+/// Writes `snapshot.<zxid hex>` in `dir` atomically (temp file, fsync, rename, fsync of
+/// the directory) and returns its path. An existing snapshot for the same zxid is
+/// replaced.
+pub fn write_snapshot(dir: impl AsRef<Path>, zxid: u64, payload: &[u8]) -> Result<PathBuf> {
+    let mut writer = SnapshotWriter::create(dir, zxid)?;
+    if let Err(e) = writer.write_all(payload) {
+        return Err(StorageError::io("write snapshot", &writer.temp_path, e));
+    }
+    writer.finish()
+}
+
+/// Streams a snapshot to disk, for payloads the server would rather not build in memory
+/// first (serialize the tree straight into it). Nothing appears under the final name
+/// until [`finish`](Self::finish) succeeds; dropping the writer unfinished deletes the
+/// temp file.
+#[derive(Debug)]
+pub struct SnapshotWriter {
+    dir: PathBuf,
+    zxid: u64,
+    temp_path: PathBuf,
+    /// `None` once finished.
+    out: Option<BufWriter<File>>,
+    payload_crc: crc32fast::Hasher,
+    payload_len: u64,
+}
+
+impl SnapshotWriter {
+    /// Starts `snapshot.<zxid hex>.tmp` in `dir` (created if missing).
+    pub fn create(dir: impl AsRef<Path>, zxid: u64) -> Result<SnapshotWriter> {
+        let dir = dir.as_ref().to_path_buf();
+        files::ensure_dir(&dir)?;
+        let temp_path = dir.join(format!("{}{TEMP_SUFFIX}", files::snapshot_file_name(zxid)));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp_path)
+            .map_err(|e| StorageError::io("create snapshot", &temp_path, e))?;
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
+        // The real header needs the payload length; it is written over this at finish.
+        out.write_all(&[0u8; HEADER_LEN as usize])
+            .map_err(|e| StorageError::io("write snapshot", &temp_path, e))?;
+        Ok(SnapshotWriter {
+            dir,
+            zxid,
+            temp_path,
+            out: Some(out),
+            payload_crc: crc32fast::Hasher::new(),
+            payload_len: 0,
+        })
+    }
+
+    /// Writes the header and checksum, makes the file durable, and renames it into
+    /// place. Returns the snapshot's path.
+    pub fn finish(mut self) -> Result<PathBuf> {
+        let temp_path = self.temp_path.clone();
+        let io_error = |op, e| StorageError::io(op, &temp_path, e);
+        let Some(mut out) = self.out.take() else {
+            return Err(io_error(
+                "finish snapshot",
+                io::Error::other("snapshot writer already finished"),
+            ));
+        };
+        let header = encode_header(self.zxid, self.payload_len);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&header);
+        crc.combine(&self.payload_crc);
+        out.write_all(&crc.finalize().to_le_bytes())
+            .map_err(|e| io_error("write snapshot", e))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| io_error("write snapshot", e.into_error()))?;
+        file.write_all_at(&header, 0)
+            .map_err(|e| io_error("write snapshot header", e))?;
+        file.sync_all().map_err(|e| io_error("fsync snapshot", e))?;
+        drop(file);
+        let path = self.dir.join(files::snapshot_file_name(self.zxid));
+        fs::rename(&temp_path, &path).map_err(|e| io_error("rename snapshot into place", e))?;
+        files::fsync_dir(&self.dir)?;
+        Ok(path)
+    }
+}
+
+impl Write for SnapshotWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(out) = &mut self.out else {
+            return Err(io::Error::other("snapshot writer already finished"));
+        };
+        let written = out.write(buf)?;
+        self.payload_crc.update(&buf[..written]);
+        self.payload_len += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.out {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        if self.out.take().is_some()
+            && let Err(e) = fs::remove_file(&self.temp_path)
+            && e.kind() != ErrorKind::NotFound
+        {
+            warn!(file = %self.temp_path.display(), "could not remove unfinished snapshot: {e}");
+        }
+    }
+}
+
+/// Loads the newest snapshot in `dir` that passes every check, as `(zxid, payload)`.
+/// Invalid ones (truncated, corrupt, unreadable) are skipped with a `warn!` naming the
+/// file and the reason; the log segments kept by purge allow replay from an older one.
+/// Leftover temp files from an interrupted write are removed. `Ok(None)` when there is
+/// no valid snapshot (or no directory).
+///
+/// Call at startup only: the temp-file cleanup would break a snapshot being written.
+pub fn load_newest_valid(dir: impl AsRef<Path>) -> Result<Option<(u64, Vec<u8>)>> {
+    let dir = dir.as_ref();
+    for temp in files::list_temp_files(dir, SNAPSHOT_PREFIX)? {
+        info!(file = %temp.display(), "removing leftover temp snapshot");
+        if let Err(e) = fs::remove_file(&temp)
+            && e.kind() != ErrorKind::NotFound
+        {
+            warn!(file = %temp.display(), "could not remove leftover temp snapshot: {e}");
+        }
+    }
+    for snapshot in files::list_zxid_files(dir, SNAPSHOT_PREFIX)?.iter().rev() {
+        match read_checked(&snapshot.path, Some(snapshot.zxid)) {
+            Ok(loaded) => return Ok(Some(loaded)),
+            Err(e) => warn!(
+                file = %snapshot.path.display(),
+                "skipping invalid snapshot, trying an older one: {e}"
+            ),
+        }
+    }
+    Ok(None)
+}
+
+/// Reads and validates one snapshot file, returning `(zxid, payload)`. If the file name
+/// has the `snapshot.<hex>` form, the header's zxid must match it.
+pub fn read_snapshot(path: impl AsRef<Path>) -> Result<(u64, Vec<u8>)> {
+    let path = path.as_ref();
+    let named_zxid = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.strip_prefix(SNAPSHOT_PREFIX))
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok());
+    read_checked(path, named_zxid)
+}
+
+fn read_checked(path: &Path, expected_zxid: Option<u64>) -> Result<(u64, Vec<u8>)> {
+    let corrupt = |reason: String| StorageError::CorruptSnapshot {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut file = File::open(path).map_err(|e| StorageError::io("open snapshot", path, e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| StorageError::io("stat snapshot", path, e))?
+        .len();
+    if file_len < HEADER_LEN + TRAILER_LEN {
+        return Err(corrupt(format!(
+            "file is {file_len} bytes, shorter than a header and trailer"
+        )));
+    }
+    let mut header = [0u8; HEADER_LEN as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| StorageError::io("read snapshot", path, e))?;
+    if header[0..8] != SNAPSHOT_MAGIC {
+        return Err(corrupt("not a paddock snapshot (bad magic)".to_string()));
+    }
+    let field = |range: std::ops::Range<usize>| {
+        let mut bytes = [0u8; 8];
+        bytes[..range.len()].copy_from_slice(&header[range]);
+        u64::from_le_bytes(bytes)
+    };
+    let version = field(8..12);
+    if version != u64::from(SNAPSHOT_VERSION) {
+        return Err(corrupt(format!(
+            "format version {version} is not supported (this build reads {SNAPSHOT_VERSION})"
+        )));
+    }
+    let flags = field(12..16);
+    if flags != 0 {
+        return Err(corrupt(format!("unknown flags {flags:#x}")));
+    }
+    let zxid = field(16..24);
+    if let Some(expected) = expected_zxid
+        && zxid != expected
+    {
+        return Err(corrupt(format!(
+            "header zxid {zxid:#x} does not match the file name's {expected:#x}"
+        )));
+    }
+    let payload_len = field(24..32);
+    let expected_len = payload_len
+        .checked_add(HEADER_LEN + TRAILER_LEN)
+        .filter(|&len| len == file_len);
+    if expected_len.is_none() {
+        return Err(corrupt(format!(
+            "header promises {payload_len} payload bytes but the file is {file_len} bytes \
+             (truncated or corrupt)"
+        )));
+    }
+    let payload_len = usize::try_from(payload_len).map_err(|_| {
+        corrupt(format!(
+            "payload of {payload_len} bytes does not fit in memory"
+        ))
+    })?;
+    let mut payload = vec![0u8; payload_len];
+    file.read_exact(&mut payload)
+        .map_err(|e| StorageError::io("read snapshot", path, e))?;
+    let mut trailer = [0u8; TRAILER_LEN as usize];
+    file.read_exact(&mut trailer)
+        .map_err(|e| StorageError::io("read snapshot", path, e))?;
+    let stored_crc = u32::from_le_bytes(trailer);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header);
+    crc.update(&payload);
+    let computed_crc = crc.finalize();
+    if stored_crc != computed_crc {
+        return Err(corrupt(format!(
+            "checksum mismatch (stored {stored_crc:#010x}, computed {computed_crc:#010x})"
+        )));
+    }
+    Ok((zxid, payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(seed: u8, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = payload(1, 100_000);
+        let path = write_snapshot(dir.path(), 0x2_0000_0010, &data).unwrap();
+        assert_eq!(path, dir.path().join("snapshot.200000010"));
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            HEADER_LEN + data.len() as u64 + TRAILER_LEN
+        );
+        let loaded = load_newest_valid(dir.path()).unwrap();
+        assert_eq!(loaded, Some((0x2_0000_0010, data.clone())));
+        assert_eq!(read_snapshot(&path).unwrap(), (0x2_0000_0010, data));
+        // Nothing but the final file is left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn empty_payload_round_trips_and_missing_dir_loads_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_newest_valid(dir.path().join("absent")).unwrap(), None);
+        assert_eq!(load_newest_valid(dir.path()).unwrap(), None);
+        write_snapshot(dir.path(), 5, b"").unwrap();
+        assert_eq!(
+            load_newest_valid(dir.path()).unwrap(),
+            Some((5, Vec::new()))
+        );
+    }
+
+    #[test]
+    fn streamed_snapshot_equals_one_shot() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = payload(7, 3 * WRITE_BUFFER_BYTES + 17);
+        let mut writer = SnapshotWriter::create(dir.path(), 9).unwrap();
+        for piece in data.chunks(4096 + 3) {
+            writer.write_all(piece).unwrap();
+        }
+        let streamed = fs::read(writer.finish().unwrap()).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let one_shot = fs::read(write_snapshot(other.path(), 9, &data).unwrap()).unwrap();
+        assert_eq!(streamed, one_shot);
+    }
+
+    #[test]
+    fn unfinished_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = SnapshotWriter::create(dir.path(), 3).unwrap();
+        writer.write_all(b"half a tree").unwrap();
+        drop(writer);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn corrupt_newest_falls_back_to_older() {
+        let dir = tempfile::tempdir().unwrap();
+        write_snapshot(dir.path(), 10, &payload(1, 1000)).unwrap();
+        write_snapshot(dir.path(), 20, &payload(2, 1000)).unwrap();
+        let newest = write_snapshot(dir.path(), 30, &payload(3, 1000)).unwrap();
+
+        // A flipped bit in the payload is caught by the checksum.
+        let mut bytes = fs::read(&newest).unwrap();
+        bytes[500] ^= 0x10;
+        fs::write(&newest, &bytes).unwrap();
+        assert!(matches!(
+            read_snapshot(&newest),
+            Err(StorageError::CorruptSnapshot { reason, .. }) if reason.contains("checksum")
+        ));
+        assert_eq!(
+            load_newest_valid(dir.path()).unwrap(),
+            Some((20, payload(2, 1000)))
+        );
+
+        // A truncated file is caught by the length check.
+        let second = dir.path().join(files::snapshot_file_name(20));
+        let bytes = fs::read(&second).unwrap();
+        fs::write(&second, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(matches!(
+            read_snapshot(&second),
+            Err(StorageError::CorruptSnapshot { reason, .. }) if reason.contains("truncated")
+        ));
+        assert_eq!(
+            load_newest_valid(dir.path()).unwrap(),
+            Some((10, payload(1, 1000)))
+        );
+
+        // A snapshot renamed to another zxid is refused.
+        fs::copy(
+            dir.path().join("snapshot.a"),
+            dir.path().join("snapshot.28"),
+        )
+        .unwrap();
+        assert_eq!(
+            load_newest_valid(dir.path()).unwrap(),
+            Some((10, payload(1, 1000)))
+        );
+
+        fs::write(dir.path().join("snapshot.a"), b"short").unwrap();
+        assert_eq!(load_newest_valid(dir.path()).unwrap(), None);
+    }
+
+    #[test]
+    fn leftover_temp_files_are_ignored_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        write_snapshot(dir.path(), 10, b"good").unwrap();
+        let temp = dir.path().join("snapshot.20.tmp");
+        fs::write(&temp, b"interrupted").unwrap();
+        assert_eq!(
+            load_newest_valid(dir.path()).unwrap(),
+            Some((10, b"good".to_vec()))
+        );
+        assert!(!temp.exists());
+    }
+}

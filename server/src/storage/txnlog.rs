@@ -1,0 +1,1213 @@
+//! The append-only transaction log: recovery scan on open, buffered appends, group
+//! commit, rolling, and truncation. Record format and rationale: `storage` module docs.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use tracing::{info, warn};
+
+use super::files::{self, LOG_PREFIX, ZxidFile};
+use super::reader::{LogReader, ReadableSegment};
+use super::record::{self, HeaderCheck, MAX_PAYLOAD_LEN, SEGMENT_HEADER_LEN, Scan, SegmentScanner};
+use super::{Result, StorageError};
+
+/// Tuning knobs of a [`TxnLog`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnLogOptions {
+    /// Identifies the database; written into every segment header and checked on open,
+    /// so a log directory from another ensemble is refused instead of replayed.
+    pub db_id: u64,
+    /// Segments grow in chunks of this many bytes (via `set_len`), so an append inside a
+    /// chunk does not change the file size and `fdatasync` need not log a size change.
+    pub preallocate_bytes: u64,
+    /// Once a segment holds this many bytes, the next append starts a new segment.
+    pub segment_size_limit: u64,
+    /// Appended records are handed to the kernel once this many bytes are buffered, or
+    /// at the next `sync`.
+    pub write_buffer_bytes: usize,
+}
+
+impl TxnLogOptions {
+    /// Defaults for database `db_id`: 64 MiB chunks, 256 MiB segments, 1 MiB buffer.
+    pub fn new(db_id: u64) -> TxnLogOptions {
+        TxnLogOptions {
+            db_id,
+            preallocate_bytes: 64 * 1024 * 1024,
+            segment_size_limit: 256 * 1024 * 1024,
+            write_buffer_bytes: 1024 * 1024,
+        }
+    }
+
+    fn chunk(&self) -> u64 {
+        self.preallocate_bytes.max(SEGMENT_HEADER_LEN)
+    }
+}
+
+/// The transaction log in one directory. Not thread-safe by itself: one owner (normally
+/// the [`DiskWriter`](super::DiskWriter) thread) appends, syncs and truncates.
+///
+/// Invariants: zxids strictly increase across the whole log; every segment's first
+/// record has the zxid in its file name; only the newest segment is ever written to.
+#[derive(Debug)]
+pub struct TxnLog {
+    dir: PathBuf,
+    options: TxnLogOptions,
+    /// The segment appends go to; `None` after a roll until the next append names one.
+    active: Option<ActiveSegment>,
+    last_zxid: Option<u64>,
+    /// Set by any I/O error: the on-disk state is then unknown and every later call
+    /// fails with [`StorageError::LogFailed`].
+    failed: bool,
+}
+
+impl TxnLog {
+    /// Opens (creating if needed) the log in `dir`, validating every record of every
+    /// segment. A torn or corrupt record, and everything after it, is cut off with a
+    /// `warn!`; so are bytes after the end of the log, a closed segment whose records
+    /// stop before its end (records lost mid-log), and segments whose header a crash
+    /// left incomplete. A segment with a foreign header or db id is an error.
+    pub fn open(dir: impl AsRef<Path>, options: TxnLogOptions) -> Result<TxnLog> {
+        let dir = dir.as_ref().to_path_buf();
+        files::ensure_dir(&dir)?;
+        let recovered = recover(&dir, &options)?;
+        let active = match recovered.tail {
+            Some(tail) => Some(ActiveSegment::reopen(tail)?),
+            None => None,
+        };
+        if let Some(last) = recovered.last_zxid {
+            info!(dir = %dir.display(), "txn log opened; last zxid {last:#x}");
+        }
+        Ok(TxnLog {
+            dir,
+            options,
+            active,
+            last_zxid: recovered.last_zxid,
+            failed: false,
+        })
+    }
+
+    /// The directory this log lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The zxid of the last appended record (durable or not), `None` for an empty log.
+    pub fn last_zxid(&self) -> Option<u64> {
+        self.last_zxid
+    }
+
+    /// The zxid of the oldest record still in the log (older segments may have been
+    /// purged), `None` for an empty log. A follower needing anything older gets a SNAP.
+    pub fn first_zxid(&self) -> Result<Option<u64>> {
+        Ok(files::list_zxid_files(&self.dir, LOG_PREFIX)?
+            .first()
+            .map(|segment| segment.zxid))
+    }
+
+    /// Buffers a record. Nothing is durable until [`sync`](Self::sync). `zxid` must be
+    /// greater than every zxid already in the log; anything else is refused (ZAB allows
+    /// no holes and no reordering) and leaves the log unchanged.
+    pub fn append(&mut self, zxid: u64, payload: &[u8]) -> Result<()> {
+        self.check_usable()?;
+        if let Some(last) = self.last_zxid
+            && zxid <= last
+        {
+            return Err(StorageError::ZxidNotIncreasing { zxid, last });
+        }
+        if payload.len() > MAX_PAYLOAD_LEN {
+            return Err(StorageError::RecordTooLarge {
+                len: payload.len(),
+                max: MAX_PAYLOAD_LEN,
+            });
+        }
+        let result = self.append_unchecked(zxid, payload);
+        self.fail_on_error(result)
+    }
+
+    fn append_unchecked(&mut self, zxid: u64, payload: &[u8]) -> Result<()> {
+        if self
+            .active
+            .as_ref()
+            .is_some_and(|active| active.end() >= self.options.segment_size_limit)
+        {
+            self.close_active()?;
+        }
+        let active = match &mut self.active {
+            Some(active) => active,
+            None => self
+                .active
+                .insert(ActiveSegment::create(&self.dir, zxid, &self.options)?),
+        };
+        record::encode_record(&mut active.pending, zxid, payload);
+        self.last_zxid = Some(zxid);
+        if active.pending.len() >= self.options.write_buffer_bytes {
+            active.write_pending(&self.options)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every appended record durable: writes the buffer and calls `fdatasync`
+    /// once. Cheap when nothing is pending.
+    pub fn sync(&mut self) -> Result<()> {
+        self.check_usable()?;
+        let result = match &mut self.active {
+            Some(active) => active.sync(&self.options),
+            None => Ok(()),
+        };
+        self.fail_on_error(result)
+    }
+
+    /// Syncs and closes the current segment; the next append starts a new one named
+    /// after its zxid. Called after a snapshot so that purge can later drop whole
+    /// segments that only hold older transactions.
+    pub fn roll(&mut self) -> Result<()> {
+        self.check_usable()?;
+        let result = self.close_active();
+        self.fail_on_error(result)
+    }
+
+    fn close_active(&mut self) -> Result<()> {
+        if let Some(active) = &mut self.active {
+            active.sync(&self.options)?;
+            active.trim()?;
+        }
+        self.active = None;
+        Ok(())
+    }
+
+    /// Durably drops every record with a zxid greater than `zxid` (replication's TRUNC).
+    /// Later segments are deleted newest first, each deletion made durable before the
+    /// next, so a crash part-way leaves a shorter prefix of the old log, never a hole.
+    /// Records at or below `zxid` that were appended but not yet synced become durable.
+    pub fn truncate_after(&mut self, zxid: u64) -> Result<()> {
+        self.check_usable()?;
+        let result = self.truncate_after_unchecked(zxid);
+        self.fail_on_error(result)
+    }
+
+    fn truncate_after_unchecked(&mut self, zxid: u64) -> Result<()> {
+        if self.last_zxid.is_none_or(|last| last <= zxid) {
+            return self.sync();
+        }
+        if let Some(active) = &mut self.active {
+            active.write_pending(&self.options)?;
+        }
+        let segments = files::list_zxid_files(&self.dir, LOG_PREFIX)?;
+        for segment in segments.iter().rev() {
+            let is_active = self.active.as_ref().is_some_and(|a| a.path == segment.path);
+            if segment.zxid > zxid {
+                if is_active {
+                    self.active = None;
+                }
+                warn!(file = %segment.path.display(), "truncating txn log: removing segment");
+                files::remove_durably(&segment.path)?;
+                continue;
+            }
+            let limit = match &self.active {
+                Some(active) if is_active => active.written_end,
+                _ => file_len(&segment.path)?,
+            };
+            let cut = find_cut(&segment.path, limit, zxid)?;
+            let Some(kept_last) = cut.kept_last else {
+                // Breaks the naming invariant; handled anyway: nothing here to keep.
+                if is_active {
+                    self.active = None;
+                }
+                files::remove_durably(&segment.path)?;
+                continue;
+            };
+            if cut.offset < limit {
+                warn!(
+                    file = %segment.path.display(),
+                    offset = cut.offset,
+                    "truncating txn log after zxid {zxid:#x}"
+                );
+            }
+            let file = open_read_write(&segment.path)?;
+            let allocated = file_len(&segment.path)?;
+            zero_tail(&file, &segment.path, cut.offset, allocated)?;
+            match &mut self.active {
+                Some(active) if is_active => {
+                    active.written_end = cut.offset;
+                    active.unsynced = false;
+                }
+                _ => {
+                    self.active = Some(ActiveSegment::reopen(Tail {
+                        segment: segment.clone(),
+                        end: cut.offset,
+                    })?);
+                }
+            }
+            self.last_zxid = Some(kept_last);
+            return Ok(());
+        }
+        self.active = None;
+        self.last_zxid = None;
+        Ok(())
+    }
+
+    /// Returns an iterator over records with zxid `>= from`, across segments in order
+    /// (pass `snapshot_zxid + 1` to replay after a snapshot). Appended-but-unsynced
+    /// records are handed to the kernel first and included. The reader holds its own
+    /// file handles and does not borrow the log, so it can move to another thread; it
+    /// sees the log as it is now and stops where the log ends now.
+    pub fn read_from(&mut self, from: u64) -> Result<LogReader> {
+        self.check_usable()?;
+        let result = match &mut self.active {
+            Some(active) => active.write_pending(&self.options),
+            None => Ok(()),
+        };
+        self.fail_on_error(result)?;
+        let segments = files::list_zxid_files(&self.dir, LOG_PREFIX)?;
+        let start = segments
+            .iter()
+            .rposition(|segment| segment.zxid <= from)
+            .unwrap_or(0);
+        let mut readable = Vec::with_capacity(segments.len() - start);
+        for segment in &segments[start..] {
+            let file = File::open(&segment.path)
+                .map_err(|e| StorageError::io("open txn log segment", &segment.path, e))?;
+            let limit = match &self.active {
+                Some(active) if active.path == segment.path => active.written_end,
+                _ => file
+                    .metadata()
+                    .map_err(|e| StorageError::io("stat txn log segment", &segment.path, e))?
+                    .len(),
+            };
+            readable.push(ReadableSegment {
+                path: segment.path.clone(),
+                file,
+                limit,
+            });
+        }
+        Ok(LogReader::new(readable, from))
+    }
+
+    /// Syncs and closes the log, reporting any error (dropping it syncs too, but can
+    /// only log a failure).
+    pub fn close(mut self) -> Result<()> {
+        self.sync()
+    }
+
+    /// Whether an earlier I/O error has made this log refuse all work.
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        if self.failed {
+            return Err(StorageError::LogFailed {
+                dir: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn fail_on_error<T>(&mut self, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+}
+
+impl Drop for TxnLog {
+    fn drop(&mut self) {
+        if self.failed {
+            return;
+        }
+        if let Some(active) = &mut self.active
+            && let Err(e) = active.sync(&self.options)
+        {
+            warn!("txn log sync on close failed: {e}");
+        }
+    }
+}
+
+/// The newest segment, open for appending.
+#[derive(Debug)]
+struct ActiveSegment {
+    path: PathBuf,
+    file: File,
+    /// Bytes handed to the kernel; records start at `SEGMENT_HEADER_LEN`.
+    written_end: u64,
+    /// Current file length (the preallocated size).
+    allocated: u64,
+    /// Encoded records not yet written.
+    pending: Vec<u8>,
+    /// Written since the last `fdatasync`.
+    unsynced: bool,
+}
+
+impl ActiveSegment {
+    /// Creates `log.<first_zxid>` with its header, preallocates the first chunk, and
+    /// makes both the file and its directory entry durable before any record goes in.
+    fn create(dir: &Path, first_zxid: u64, options: &TxnLogOptions) -> Result<ActiveSegment> {
+        let path = dir.join(files::log_file_name(first_zxid));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| StorageError::io("create txn log segment", &path, e))?;
+        let header = record::encode_segment_header(options.db_id);
+        file.write_all_at(&header, 0)
+            .map_err(|e| StorageError::io("write txn log segment header", &path, e))?;
+        let allocated = options.chunk();
+        file.set_len(allocated)
+            .map_err(|e| StorageError::io("preallocate txn log segment", &path, e))?;
+        file.sync_all()
+            .map_err(|e| StorageError::io("fsync new txn log segment", &path, e))?;
+        files::fsync_dir(dir)?;
+        Ok(ActiveSegment {
+            path,
+            file,
+            written_end: SEGMENT_HEADER_LEN,
+            allocated,
+            pending: Vec::with_capacity(options.write_buffer_bytes),
+            unsynced: false,
+        })
+    }
+
+    /// Reopens a recovered segment to keep appending at `tail.end`.
+    fn reopen(tail: Tail) -> Result<ActiveSegment> {
+        let path = tail.segment.path;
+        let file = open_read_write(&path)?;
+        let allocated = file
+            .metadata()
+            .map_err(|e| StorageError::io("stat txn log segment", &path, e))?
+            .len();
+        Ok(ActiveSegment {
+            path,
+            file,
+            written_end: tail.end,
+            allocated,
+            pending: Vec::new(),
+            unsynced: false,
+        })
+    }
+
+    /// Where the next record will start.
+    fn end(&self) -> u64 {
+        self.written_end + self.pending.len() as u64
+    }
+
+    /// Hands buffered records to the kernel, growing the preallocation first if needed.
+    fn write_pending(&mut self, options: &TxnLogOptions) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let end = self.end();
+        if end > self.allocated {
+            let chunk = options.chunk();
+            let allocated = end.div_ceil(chunk) * chunk;
+            self.file
+                .set_len(allocated)
+                .map_err(|e| StorageError::io("extend txn log segment", &self.path, e))?;
+            self.allocated = allocated;
+        }
+        self.file
+            .write_all_at(&self.pending, self.written_end)
+            .map_err(|e| StorageError::io("write txn log segment", &self.path, e))?;
+        self.written_end = end;
+        self.unsynced = true;
+        self.pending.clear();
+        // One oversized record should not pin a huge buffer forever.
+        self.pending.shrink_to(options.write_buffer_bytes);
+        Ok(())
+    }
+
+    /// Gives back the unused preallocation of a segment being closed. Besides saving
+    /// space, this is what lets recovery treat data after the end of any closed segment
+    /// as damage: a closed segment ends exactly where its records end.
+    fn trim(&mut self) -> Result<()> {
+        self.file
+            .set_len(self.written_end)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| StorageError::io("trim closed txn log segment", &self.path, e))?;
+        self.allocated = self.written_end;
+        Ok(())
+    }
+
+    fn sync(&mut self, options: &TxnLogOptions) -> Result<()> {
+        self.write_pending(options)?;
+        if self.unsynced {
+            self.file
+                .sync_data()
+                .map_err(|e| StorageError::io("fdatasync txn log segment", &self.path, e))?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+}
+
+/// The segment recovery left at the end of the log, and where its records end.
+#[derive(Debug)]
+struct Tail {
+    segment: ZxidFile,
+    end: u64,
+}
+
+#[derive(Debug)]
+struct Recovered {
+    tail: Option<Tail>,
+    last_zxid: Option<u64>,
+}
+
+/// Validates all segments in order, cutting at the first damage. See [`TxnLog::open`].
+fn recover(dir: &Path, options: &TxnLogOptions) -> Result<Recovered> {
+    let segments = files::list_zxid_files(dir, LOG_PREFIX)?;
+    let mut last_zxid = None;
+    let mut tail = None;
+    // Index of the first segment to delete along with all later ones.
+    let mut cut_from = segments.len();
+    for (index, segment) in segments.iter().enumerate() {
+        let is_last = index + 1 == segments.len();
+        let mut scanned = match scan_segment(segment, options.db_id, last_zxid)? {
+            SegmentScan::IncompleteHeader => {
+                warn!(
+                    file = %segment.path.display(),
+                    later_segments = segments.len() - index - 1,
+                    "txn log segment has an incomplete header (crash while creating it); \
+                     removing it and every later segment"
+                );
+                cut_from = index;
+                break;
+            }
+            SegmentScan::Scanned(scanned) => scanned,
+        };
+        if !is_last && scanned.damage.is_none() {
+            scanned.damage =
+                data_after_closed_segment(&segment.path, scanned.end, scanned.file_len)?;
+        }
+        if let Some(damage) = &scanned.damage {
+            warn!(
+                file = %segment.path.display(),
+                offset = damage.offset,
+                cut_bytes = scanned.file_len.saturating_sub(damage.offset),
+                later_segments = segments.len() - index - 1,
+                "txn log damaged: {}; cutting it and everything after",
+                damage.reason
+            );
+        }
+        let Some(segment_last) = scanned.last_zxid else {
+            if scanned.damage.is_none() && !is_last {
+                warn!(file = %segment.path.display(), "removing empty txn log segment");
+                files::remove_durably(&segment.path)?;
+                continue;
+            }
+            if scanned.damage.is_none() {
+                info!(file = %segment.path.display(), "removing empty txn log segment");
+            }
+            cut_from = index;
+            break;
+        };
+        last_zxid = Some(segment_last);
+        tail = Some(Tail {
+            segment: segment.clone(),
+            end: scanned.end,
+        });
+        if scanned.damage.is_some() {
+            let file = open_read_write(&segment.path)?;
+            zero_tail(&file, &segment.path, scanned.end, scanned.file_len)?;
+            cut_from = index + 1;
+            break;
+        }
+    }
+    for segment in segments[cut_from..].iter().rev() {
+        files::remove_durably(&segment.path)?;
+    }
+    // Whichever segment ends the log now (not necessarily the last file there was)
+    // gets appended to next, so nothing may follow its records.
+    if let Some(tail) = &tail {
+        clear_after_end(&tail.segment.path, tail.end)?;
+    }
+    Ok(Recovered { tail, last_zxid })
+}
+
+#[derive(Debug)]
+enum SegmentScan {
+    IncompleteHeader,
+    Scanned(ScannedSegment),
+}
+
+#[derive(Debug)]
+struct ScannedSegment {
+    last_zxid: Option<u64>,
+    /// Where the valid records end (the damaged record's offset if there is damage).
+    end: u64,
+    file_len: u64,
+    damage: Option<Damage>,
+}
+
+#[derive(Debug)]
+struct Damage {
+    offset: u64,
+    reason: String,
+}
+
+/// Checks one segment's header and every record; zxids must continue from `prev_last`,
+/// and the first record must carry the zxid the file is named after.
+fn scan_segment(segment: &ZxidFile, db_id: u64, prev_last: Option<u64>) -> Result<SegmentScan> {
+    let path = &segment.path;
+    let file = File::open(path).map_err(|e| StorageError::io("open txn log segment", path, e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| StorageError::io("stat txn log segment", path, e))?
+        .len();
+    let header_len = file_len.min(SEGMENT_HEADER_LEN) as usize;
+    let mut header = vec![0u8; header_len];
+    file.read_exact_at(&mut header, 0)
+        .map_err(|e| StorageError::io("read txn log segment header", path, e))?;
+    match record::check_segment_header(&header) {
+        HeaderCheck::Incomplete => return Ok(SegmentScan::IncompleteHeader),
+        HeaderCheck::Invalid(reason) => {
+            return Err(StorageError::BadHeader {
+                path: path.clone(),
+                reason,
+            });
+        }
+        HeaderCheck::Valid { db_id: found } if found != db_id => {
+            return Err(StorageError::DbIdMismatch {
+                path: path.clone(),
+                found,
+                expected: db_id,
+            });
+        }
+        HeaderCheck::Valid { .. } => {}
+    }
+    let mut scanner = SegmentScanner::new(file, path, file_len)?;
+    let mut last_zxid = None;
+    loop {
+        let (offset, zxid) = match scanner.next_record()? {
+            Scan::Record { offset, zxid, .. } => (offset, zxid),
+            Scan::End { offset } => {
+                return Ok(SegmentScan::Scanned(ScannedSegment {
+                    last_zxid,
+                    end: offset,
+                    file_len,
+                    damage: None,
+                }));
+            }
+            Scan::Damaged { offset, reason } => {
+                return Ok(SegmentScan::Scanned(ScannedSegment {
+                    last_zxid,
+                    end: offset,
+                    file_len,
+                    damage: Some(Damage { offset, reason }),
+                }));
+            }
+        };
+        let out_of_order = match (last_zxid, prev_last) {
+            (None, _) if zxid != segment.zxid => Some(format!(
+                "first record has zxid {zxid:#x} but the segment is named for {:#x}",
+                segment.zxid
+            )),
+            (Some(previous), _) | (None, Some(previous)) if zxid <= previous => Some(format!(
+                "zxid {zxid:#x} does not follow the previous record's {previous:#x}"
+            )),
+            _ => None,
+        };
+        if let Some(reason) = out_of_order {
+            return Ok(SegmentScan::Scanned(ScannedSegment {
+                last_zxid,
+                end: offset,
+                file_len,
+                damage: Some(Damage { offset, reason }),
+            }));
+        }
+        last_zxid = Some(zxid);
+    }
+}
+
+/// A closed segment is trimmed to its records, so anything non-zero after them means
+/// records in the middle of the log were lost (a zero length field where data should
+/// be). Accepting the end there would open a hole before the next segment.
+fn data_after_closed_segment(path: &Path, end: u64, file_len: u64) -> Result<Option<Damage>> {
+    let file = File::open(path).map_err(|e| StorageError::io("open txn log segment", path, e))?;
+    Ok(
+        first_nonzero_byte(&file, path, end, file_len)?.map(|found| Damage {
+            offset: end,
+            reason: format!(
+                "records stop at offset {end} but data follows at offset {found} in a closed \
+             segment (records lost mid-log)"
+            ),
+        }),
+    )
+}
+
+/// Zeroes anything non-zero after the end of the last segment's records: data written
+/// but never synced before a crash. Left in place, a shorter new record written at the
+/// end could be followed by an old, checksum-valid record that reappears on the next
+/// recovery.
+fn clear_after_end(path: &Path, end: u64) -> Result<()> {
+    let file = File::open(path).map_err(|e| StorageError::io("open txn log segment", path, e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| StorageError::io("stat txn log segment", path, e))?
+        .len();
+    let Some(offset) = first_nonzero_byte(&file, path, end, file_len)? else {
+        return Ok(());
+    };
+    warn!(
+        file = %path.display(),
+        offset,
+        end_of_log = end,
+        "non-zero bytes after the end of the txn log (unsynced writes before a crash); \
+         zeroing them"
+    );
+    let file = open_read_write(path)?;
+    zero_tail(&file, path, end, file_len)
+}
+
+fn first_nonzero_byte(file: &File, path: &Path, from: u64, to: u64) -> Result<Option<u64>> {
+    const CHUNK: u64 = 1024 * 1024;
+    let mut buf = vec![0u8; CHUNK.min(to.saturating_sub(from)) as usize];
+    let mut offset = from;
+    while offset < to {
+        let len = CHUNK.min(to - offset) as usize;
+        let chunk = &mut buf[..len];
+        file.read_exact_at(chunk, offset)
+            .map_err(|e| StorageError::io("read txn log segment", path, e))?;
+        if let Some(index) = chunk.iter().position(|&b| b != 0) {
+            return Ok(Some(offset + index as u64));
+        }
+        offset += len as u64;
+    }
+    Ok(None)
+}
+
+/// Durably replaces everything from `from` to `len` with zeros, keeping the file length
+/// (and with it the preallocation): shrink, then grow back, then fsync.
+fn zero_tail(file: &File, path: &Path, from: u64, len: u64) -> Result<()> {
+    file.set_len(from)
+        .and_then(|()| file.set_len(len.max(from)))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| StorageError::io("cut txn log segment", path, e))
+}
+
+#[derive(Debug)]
+struct Cut {
+    /// Where the first record with a greater zxid starts (or the end of the records).
+    offset: u64,
+    /// The last record kept, if any.
+    kept_last: Option<u64>,
+}
+
+/// Finds where records with zxid > `after` begin in one segment.
+fn find_cut(path: &Path, limit: u64, after: u64) -> Result<Cut> {
+    let file = File::open(path).map_err(|e| StorageError::io("open txn log segment", path, e))?;
+    let mut scanner = SegmentScanner::new(file, path, limit)?;
+    let mut kept_last = None;
+    loop {
+        match scanner.next_record()? {
+            Scan::Record { offset, zxid, .. } if zxid > after => {
+                return Ok(Cut { offset, kept_last });
+            }
+            Scan::Record { zxid, .. } => kept_last = Some(zxid),
+            Scan::End { offset } => return Ok(Cut { offset, kept_last }),
+            Scan::Damaged { offset, reason } => {
+                return Err(StorageError::CorruptRecord {
+                    path: path.to_path_buf(),
+                    offset,
+                    reason,
+                });
+            }
+        }
+    }
+}
+
+fn open_read_write(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| StorageError::io("open txn log segment", path, e))
+}
+
+fn file_len(path: &Path) -> Result<u64> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| StorageError::io("stat txn log segment", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    const DB: u64 = 0x5eed;
+
+    fn zxid(epoch: u64, counter: u64) -> u64 {
+        epoch << 32 | counter
+    }
+
+    /// Deterministic payload whose bytes are never zero, so a torn tail always differs.
+    fn payload(zxid: u64, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| ((zxid as usize * 7 + i) % 251 + 1) as u8)
+            .collect()
+    }
+
+    /// Small chunks and segments so tests cross every boundary.
+    fn small_options() -> TxnLogOptions {
+        TxnLogOptions {
+            db_id: DB,
+            preallocate_bytes: 4096,
+            segment_size_limit: 16 * 1024,
+            write_buffer_bytes: 1024,
+        }
+    }
+
+    fn read_all(log: &mut TxnLog, from: u64) -> Vec<(u64, Vec<u8>)> {
+        log.read_from(from)
+            .unwrap()
+            .collect::<Result<Vec<_>>>()
+            .unwrap()
+    }
+
+    fn segment_names(dir: &Path) -> Vec<String> {
+        files::list_zxid_files(dir, LOG_PREFIX)
+            .unwrap()
+            .iter()
+            .map(|f| f.path.file_name().unwrap().to_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// (offset, zxid, length) of each record in a segment, read independently of the
+    /// code under test.
+    fn record_layout(path: &Path) -> Vec<(usize, u64, usize)> {
+        let bytes = fs::read(path).unwrap();
+        let mut layout = Vec::new();
+        let mut offset = SEGMENT_HEADER_LEN as usize;
+        while offset + 4 <= bytes.len() {
+            let body = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+            if body == 0 {
+                break;
+            }
+            let zxid = u64::from_le_bytes(bytes[offset + 8..offset + 16].try_into().unwrap());
+            layout.push((offset, zxid, 8 + body));
+            offset += 8 + body;
+        }
+        layout
+    }
+
+    /// Appends `zxids` with payloads of varying length (0..300 bytes) and syncs.
+    fn fill(log: &mut TxnLog, zxids: impl IntoIterator<Item = u64>) -> Vec<(u64, Vec<u8>)> {
+        let mut written = Vec::new();
+        for z in zxids {
+            let data = payload(z, (z as usize * 37) % 300);
+            log.append(z, &data).unwrap();
+            written.push((z, data));
+        }
+        log.sync().unwrap();
+        written
+    }
+
+    #[test]
+    fn round_trip_across_segments_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        assert_eq!(log.last_zxid(), None);
+        assert!(read_all(&mut log, 0).is_empty());
+
+        let mut written = fill(&mut log, (1..=1500).map(|c| zxid(1, c)));
+        // A new epoch continues the same log.
+        written.extend(fill(&mut log, (1..=500).map(|c| zxid(2, c))));
+        assert_eq!(log.last_zxid(), Some(zxid(2, 500)));
+
+        let segments = files::list_zxid_files(dir.path(), LOG_PREFIX).unwrap();
+        assert!(segments.len() >= 10, "only {} segments", segments.len());
+        assert_eq!(segment_names(dir.path())[0], "log.100000001");
+        for (i, segment) in segments.iter().enumerate() {
+            // Named after its first record; closed segments trimmed to their records,
+            // the active one preallocated in whole chunks.
+            let layout = record_layout(&segment.path);
+            assert_eq!(layout[0].1, segment.zxid);
+            let len = fs::metadata(&segment.path).unwrap().len();
+            if i + 1 < segments.len() {
+                let &(offset, _, record_len) = layout.last().unwrap();
+                assert_eq!(len, (offset + record_len) as u64);
+            } else {
+                assert_eq!(len % 4096, 0);
+            }
+        }
+
+        assert_eq!(read_all(&mut log, 0), written);
+        // From the middle of a segment, and from a zxid in the gap between epochs.
+        let middle = written
+            .iter()
+            .position(|(z, _)| *z == zxid(1, 777))
+            .unwrap();
+        assert_eq!(read_all(&mut log, zxid(1, 777)), written[middle..]);
+        assert_eq!(read_all(&mut log, zxid(1, 9999)), written[1500..]);
+        assert!(read_all(&mut log, zxid(2, 501)).is_empty());
+        assert_eq!(log.first_zxid().unwrap(), Some(zxid(1, 1)));
+
+        log.close().unwrap();
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        assert_eq!(log.last_zxid(), Some(zxid(2, 500)));
+        assert_eq!(read_all(&mut log, 0), written);
+
+        // Appending after reopen continues the last segment, then rolls as usual.
+        let count_before = segment_names(dir.path()).len();
+        written.extend(fill(&mut log, [zxid(2, 501)]));
+        assert_eq!(segment_names(dir.path()).len(), count_before);
+        written.extend(fill(&mut log, (502..=700).map(|c| zxid(2, c))));
+        drop(log);
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        assert_eq!(read_all(&mut log, 0), written);
+    }
+
+    #[test]
+    fn preallocation_keeps_file_size_steady_and_grows_in_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = TxnLogOptions {
+            segment_size_limit: 1 << 30,
+            ..small_options()
+        };
+        let mut log = TxnLog::open(dir.path(), options).unwrap();
+        log.append(1, &[1; 100]).unwrap();
+        log.sync().unwrap();
+        let path = dir.path().join("log.1");
+        assert_eq!(fs::metadata(&path).unwrap().len(), 4096);
+        for z in 2..=20 {
+            log.append(z, &[1; 100]).unwrap();
+            log.sync().unwrap();
+            assert_eq!(fs::metadata(&path).unwrap().len(), 4096);
+        }
+        // 24 + 20 * 116 = 2344 bytes so far; 30 more records need a second chunk.
+        fill(&mut log, 21..=50);
+        assert_eq!(fs::metadata(&path).unwrap().len(), 8192);
+        // A record bigger than a chunk is fine too.
+        log.append(51, &payload(51, 10_000)).unwrap();
+        log.sync().unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().len() % 4096, 0);
+        drop(log);
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        assert_eq!(read_all(&mut log, 51), vec![(51, payload(51, 10_000))]);
+    }
+
+    #[test]
+    fn torn_tail_at_every_byte_offset_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = TxnLogOptions {
+            preallocate_bytes: 8192,
+            ..small_options()
+        };
+        let mut log = TxnLog::open(dir.path(), options.clone()).unwrap();
+        let written: Vec<(u64, Vec<u8>)> = (1..=20).map(|z| (z, payload(z, 100))).collect();
+        for (z, data) in &written {
+            log.append(*z, data).unwrap();
+        }
+        log.close().unwrap();
+        let path = dir.path().join("log.1");
+        let pristine = fs::read(&path).unwrap();
+        let &(start, last_zxid, len) = record_layout(&path).last().unwrap();
+        assert_eq!(last_zxid, 20);
+
+        for torn_at in 0..len {
+            for physically_short in [false, true] {
+                // The last record reached the disk only up to `torn_at` bytes: the rest
+                // is preallocated zeros, or the file itself ends there.
+                let mut bytes = pristine.clone();
+                if physically_short {
+                    bytes.truncate(start + torn_at);
+                } else {
+                    bytes[start + torn_at..start + len].fill(0);
+                }
+                fs::write(&path, &bytes).unwrap();
+
+                let mut log = TxnLog::open(dir.path(), options.clone()).unwrap();
+                let case = format!("torn at {torn_at}, short file {physically_short}");
+                assert_eq!(log.last_zxid(), Some(19), "{case}");
+                assert_eq!(read_all(&mut log, 0), written[..19], "{case}");
+                // Nothing of the torn record is left behind the end of the log.
+                let after = fs::read(&path).unwrap();
+                assert!(after[start..].iter().all(|&b| b == 0), "{case}");
+
+                // The log continues where it was cut.
+                log.append(20, b"again").unwrap();
+                log.close().unwrap();
+                let mut log = TxnLog::open(dir.path(), options.clone()).unwrap();
+                let mut expected = written[..19].to_vec();
+                expected.push((20, b"again".to_vec()));
+                assert_eq!(read_all(&mut log, 0), expected, "{case}");
+            }
+        }
+    }
+
+    #[test]
+    fn flipped_bit_in_a_middle_record_cuts_from_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        let written = fill(&mut log, 1..=600);
+        drop(log);
+        let segments = files::list_zxid_files(dir.path(), LOG_PREFIX).unwrap();
+        assert!(segments.len() >= 6);
+        // Damage the middle record of the second segment; later segments must go too.
+        let victim = &segments[1];
+        let layout = record_layout(&victim.path);
+        let (offset, bad_zxid, len) = layout[layout.len() / 2];
+        let mut bytes = fs::read(&victim.path).unwrap();
+        bytes[offset + len - 1] ^= 0x04;
+        fs::write(&victim.path, &bytes).unwrap();
+
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        assert_eq!(log.last_zxid(), Some(bad_zxid - 1));
+        let kept = written.iter().position(|(z, _)| *z == bad_zxid).unwrap();
+        assert_eq!(read_all(&mut log, 0), written[..kept]);
+        assert_eq!(
+            segment_names(dir.path()),
+            [segments[0].clone(), victim.clone()]
+                .iter()
+                .map(|s| s.path.file_name().unwrap().to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        );
+        // The records after the cut are zeros, and appends continue from the cut.
+        let bytes = fs::read(&victim.path).unwrap();
+        assert!(bytes[offset..].iter().all(|&b| b == 0));
+        fill(&mut log, bad_zxid..bad_zxid + 3);
+        drop(log);
+        let log = TxnLog::open(dir.path(), small_options()).unwrap();
+        assert_eq!(log.last_zxid(), Some(bad_zxid + 2));
+    }
+
+    #[test]
+    fn records_lost_inside_a_closed_segment_cut_instead_of_leaving_a_hole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        let written = fill(&mut log, 1..=400);
+        drop(log);
+        let segments = files::list_zxid_files(dir.path(), LOG_PREFIX).unwrap();
+        assert!(segments.len() >= 3);
+        // A lost sector zeroes a length field in the first segment: its records seem to
+        // end early, yet later records and segments are intact.
+        let layout = record_layout(&segments[0].path);
+        let (offset, lost_zxid, _) = layout[layout.len() / 2];
+        let mut bytes = fs::read(&segments[0].path).unwrap();
+        bytes[offset..offset + 4].fill(0);
+        fs::write(&segments[0].path, &bytes).unwrap();
+
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        assert_eq!(log.last_zxid(), Some(lost_zxid - 1));
+        assert_eq!(read_all(&mut log, 0), written[..(lost_zxid - 1) as usize]);
+        assert_eq!(segment_names(dir.path()), ["log.1"]);
+    }
+
+    #[test]
+    fn damaged_length_field_and_out_of_order_zxid_are_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        fill(&mut log, 1..=10);
+        drop(log);
+        let path = dir.path().join("log.1");
+        let layout = record_layout(&path);
+
+        // A length that runs far past the end of the file.
+        let mut bytes = fs::read(&path).unwrap();
+        let (offset, _, _) = layout[7];
+        bytes[offset + 3] = 0x40;
+        fs::write(&path, &bytes).unwrap();
+        let log = TxnLog::open(dir.path(), small_options()).unwrap();
+        assert_eq!(log.last_zxid(), Some(7));
+        drop(log);
+
+        // A checksum-valid record whose zxid goes backwards (stale data) is cut too.
+        let mut bytes = fs::read(&path).unwrap();
+        let (offset, _, _) = layout[7];
+        let mut stale = Vec::new();
+        record::encode_record(&mut stale, 3, b"stale");
+        bytes[offset..offset + stale.len()].copy_from_slice(&stale);
+        fs::write(&path, &bytes).unwrap();
+        let log = TxnLog::open(dir.path(), small_options()).unwrap();
+        assert_eq!(log.last_zxid(), Some(7));
+    }
+
+    #[test]
+    fn unsynced_data_after_the_end_never_resurrects() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        for z in 1..=10 {
+            log.append(z, &payload(z, 50)).unwrap();
+        }
+        log.close().unwrap();
+        // A crash lost the sector holding record 5's start, but records 6..10 (never
+        // acknowledged) reached the disk behind it.
+        let path = dir.path().join("log.1");
+        let (offset, _, len) = record_layout(&path)[4];
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[offset..offset + 4].fill(0);
+        fs::write(&path, &bytes).unwrap();
+
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        assert_eq!(log.last_zxid(), Some(4));
+        // A new record 5 of exactly the old size: if the old 6..10 were still there
+        // they would follow it with valid checksums and increasing zxids.
+        log.append(5, &payload(500, len - 16)).unwrap();
+        log.close().unwrap();
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        assert_eq!(log.last_zxid(), Some(5));
+        assert_eq!(read_all(&mut log, 5), vec![(5, payload(500, len - 16))]);
+    }
+
+    #[test]
+    fn zxid_ordering_violation_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        log.append(10, b"a").unwrap();
+        log.append(11, b"b").unwrap();
+        assert!(matches!(
+            log.append(11, b"dup"),
+            Err(StorageError::ZxidNotIncreasing { zxid: 11, last: 11 })
+        ));
+        assert!(matches!(
+            log.append(5, b"old"),
+            Err(StorageError::ZxidNotIncreasing { zxid: 5, last: 11 })
+        ));
+        // A refusal is the caller's mistake, not a disk failure: the log carries on.
+        assert!(!log.is_failed());
+        log.append(12, b"c").unwrap();
+        log.close().unwrap();
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        let zxids: Vec<u64> = read_all(&mut log, 0).iter().map(|r| r.0).collect();
+        assert_eq!(zxids, [10, 11, 12]);
+        // After reopen the order is still enforced.
+        assert!(log.append(12, b"again").is_err());
+    }
+
+    #[test]
+    fn truncate_after_then_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        let written = fill(&mut log, 1..=500);
+        // Some unsynced appends are part of what gets cut.
+        log.append(501, b"unsynced").unwrap();
+        let before = files::list_zxid_files(dir.path(), LOG_PREFIX).unwrap();
+
+        log.truncate_after(237).unwrap();
+        assert_eq!(log.last_zxid(), Some(237));
+        assert_eq!(read_all(&mut log, 0), written[..237]);
+        let after = files::list_zxid_files(dir.path(), LOG_PREFIX).unwrap();
+        let expected: Vec<_> = before.iter().filter(|s| s.zxid <= 237).cloned().collect();
+        assert_eq!(after, expected);
+
+        // New history replaces the old from 238 on. A new 238 exactly as long as the
+        // old one lands where the old 239.. would follow it if the cut had not zeroed
+        // them; they would come back on reopen with valid checksums.
+        let new_238 = vec![0xee; written[237].1.len()];
+        log.append(238, &new_238).unwrap();
+        log.sync().unwrap();
+        // Leak the handle instead of closing: the content must not depend on Drop.
+        std::mem::forget(log);
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        assert_eq!(log.last_zxid(), Some(238));
+        log.append(239, b"new 239").unwrap();
+        log.sync().unwrap();
+        let mut expected = written[..237].to_vec();
+        expected.push((238, new_238));
+        expected.push((239, b"new 239".to_vec()));
+        assert_eq!(read_all(&mut log, 0), expected);
+
+        // Truncating at or past the end changes nothing.
+        log.truncate_after(239).unwrap();
+        log.truncate_after(10_000).unwrap();
+        assert_eq!(read_all(&mut log, 0), expected);
+
+        // Truncating exactly at a segment boundary keeps the earlier segment whole.
+        let second = after[1].zxid;
+        log.truncate_after(second - 1).unwrap();
+        assert_eq!(segment_names(dir.path()), ["log.1"]);
+        assert_eq!(log.last_zxid(), Some(second - 1));
+        drop(log);
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        assert_eq!(read_all(&mut log, 0), written[..(second - 1) as usize]);
+
+        // Truncating before everything empties the log; it starts over cleanly.
+        log.truncate_after(0).unwrap();
+        assert_eq!(log.last_zxid(), None);
+        assert!(segment_names(dir.path()).is_empty());
+        log.append(1, b"fresh").unwrap();
+        log.close().unwrap();
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        assert_eq!(read_all(&mut log, 0), vec![(1, b"fresh".to_vec())]);
+    }
+
+    #[test]
+    fn truncate_after_a_roll_reopens_the_older_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        fill(&mut log, 1..=5);
+        log.roll().unwrap();
+        log.roll().unwrap(); // a second roll with nothing appended is a no-op
+        assert_eq!(segment_names(dir.path()), ["log.1"]);
+        fill(&mut log, 6..=9);
+        log.roll().unwrap();
+        assert_eq!(segment_names(dir.path()), ["log.1", "log.6"]);
+        log.truncate_after(3).unwrap();
+        log.append(4, b"x").unwrap();
+        log.close().unwrap();
+        assert_eq!(segment_names(dir.path()), ["log.1"]);
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        let zxids: Vec<u64> = read_all(&mut log, 0).iter().map(|r| r.0).collect();
+        assert_eq!(zxids, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn reader_includes_unsynced_appends_and_ignores_later_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        fill(&mut log, 1..=3);
+        log.append(4, b"pending").unwrap();
+        let reader = log.read_from(2).unwrap();
+        log.append(5, b"after the reader").unwrap();
+        let zxids: Vec<u64> = reader.map(|r| r.unwrap().0).collect();
+        assert_eq!(zxids, [2, 3, 4]);
+    }
+
+    #[test]
+    fn foreign_segments_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        fill(&mut log, 1..=3);
+        drop(log);
+        let other_db = TxnLogOptions {
+            db_id: 7,
+            ..small_options()
+        };
+        let err = TxnLog::open(dir.path(), other_db).unwrap_err();
+        assert!(matches!(
+            err,
+            StorageError::DbIdMismatch {
+                found: DB,
+                expected: 7,
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("log.1"), "{err}");
+
+        let path = dir.path().join("log.1");
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[0] = b'Z';
+        fs::write(&path, &bytes).unwrap();
+        let err = TxnLog::open(dir.path(), small_options()).unwrap_err();
+        assert!(matches!(err, StorageError::BadHeader { .. }), "{err}");
+    }
+
+    #[test]
+    fn segment_with_incomplete_header_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        fill(&mut log, 1..=3);
+        drop(log);
+        // A crash right after creating the next segment.
+        fs::write(dir.path().join("log.4"), [0u8; 10]).unwrap();
+        fs::write(dir.path().join("log.5"), b"").unwrap();
+        let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+        assert_eq!(segment_names(dir.path()), ["log.1"]);
+        assert_eq!(log.last_zxid(), Some(3));
+        fill(&mut log, 4..=4);
+        assert_eq!(read_all(&mut log, 0).len(), 4);
+    }
+}

@@ -1,0 +1,281 @@
+//! ACL schemes (world, auth, digest, ip) and the permission check.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use base64::Engine;
+use paddock_proto::{Acl, Id, perms};
+use sha1::{Digest, Sha1};
+
+/// An identity a session has proven (addauth) or has by its address (ip).
+pub type AuthId = Id;
+
+/// `user:base64(sha1("user:password"))`, the digest scheme's id for `user:password`.
+pub fn digest_id(user_password: &str) -> String {
+    let user = user_password.split(':').next().unwrap_or("");
+    let hash = Sha1::digest(user_password.as_bytes());
+    format!(
+        "{user}:{}",
+        base64::engine::general_purpose::STANDARD.encode(hash)
+    )
+}
+
+/// The world:anyone ALL list every unprotected node carries.
+pub fn open_acl() -> Vec<Acl> {
+    vec![Acl {
+        perms: perms::ALL,
+        id: Id {
+            scheme: "world".into(),
+            id: "anyone".into(),
+        },
+    }]
+}
+
+/// The credentials of one session, as the permission check sees them.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub ids: Vec<AuthId>,
+    pub is_super: bool,
+}
+
+impl Credentials {
+    /// Whether these credentials grant any of the bits in `wanted` on a node with `acl`.
+    pub fn allows(&self, acl: &[Acl], wanted: i32) -> bool {
+        if self.is_super {
+            return true;
+        }
+        acl.iter().any(|entry| {
+            entry.perms & wanted != 0
+                && match entry.id.scheme.as_str() {
+                    "world" => entry.id.id == "anyone",
+                    "ip" => self
+                        .ids
+                        .iter()
+                        .any(|id| id.scheme == "ip" && ip_matches(&entry.id.id, &id.id)),
+                    scheme => self
+                        .ids
+                        .iter()
+                        .any(|id| id.scheme == scheme && id.id == entry.id.id),
+                }
+        })
+    }
+}
+
+/// Whether the client address `client` falls in the ACL's `addr` or `addr/bits`.
+fn ip_matches(pattern: &str, client: &str) -> bool {
+    let (addr, bits) = match pattern.split_once('/') {
+        Some((a, b)) => match b.parse::<u32>() {
+            Ok(bits) => (a, Some(bits)),
+            Err(_) => return false,
+        },
+        None => (pattern, None),
+    };
+    let (Ok(net), Ok(client)) = (addr.parse::<IpAddr>(), client.parse::<IpAddr>()) else {
+        return false;
+    };
+    match (net, client) {
+        (IpAddr::V4(n), IpAddr::V4(c)) => prefix_eq(&n.octets(), &c.octets(), bits.unwrap_or(32)),
+        (IpAddr::V6(n), IpAddr::V6(c)) => prefix_eq(&n.octets(), &c.octets(), bits.unwrap_or(128)),
+        _ => false,
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], bits: u32) -> bool {
+    let bits = bits.min(a.len() as u32 * 8) as usize;
+    let (full, rest) = (bits / 8, bits % 8);
+    if a[..full] != b[..full] {
+        return false;
+    }
+    rest == 0 || {
+        let mask = 0xffu8 << (8 - rest);
+        a[full] & mask == b[full] & mask
+    }
+}
+
+/// Checks a client-supplied ACL list and expands the `auth` scheme into the session's
+/// ids, as ZooKeeper's fixupACL does. Errors mean InvalidACL.
+pub fn fix_up(acl: &[Acl], creds: &Credentials) -> Result<Vec<Acl>, &'static str> {
+    if acl.is_empty() {
+        return Err("empty ACL list");
+    }
+    let mut fixed: Vec<Acl> = Vec::with_capacity(acl.len());
+    for entry in acl {
+        if entry.perms & !perms::ALL != 0 || entry.perms == 0 {
+            return Err("invalid permission bits");
+        }
+        match entry.id.scheme.as_str() {
+            "world" if entry.id.id == "anyone" => fixed.push(entry.clone()),
+            "world" => return Err("world scheme only accepts the id 'anyone'"),
+            "auth" => {
+                let mut any = false;
+                for id in creds
+                    .ids
+                    .iter()
+                    .filter(|id| id.scheme != "ip" && id.scheme != "super")
+                {
+                    any = true;
+                    fixed.push(Acl {
+                        perms: entry.perms,
+                        id: id.clone(),
+                    });
+                }
+                if !any {
+                    return Err("auth scheme used without any authenticated identity");
+                }
+            }
+            "digest" => {
+                let parts: Vec<&str> = entry.id.id.split(':').collect();
+                if parts.len() != 2 || parts[0].is_empty() {
+                    return Err("digest ids are user:base64digest");
+                }
+                fixed.push(entry.clone());
+            }
+            "ip" => {
+                let addr = entry.id.id.split('/').next().unwrap_or("");
+                if addr.parse::<IpAddr>().is_err() {
+                    return Err("ip ids are an address or address/bits");
+                }
+                fixed.push(entry.clone());
+            }
+            "super" => fixed.push(entry.clone()),
+            _ => return Err("unknown ACL scheme"),
+        }
+    }
+    fixed.dedup();
+    Ok(fixed)
+}
+
+/// Interns ACL lists so the thousands of nodes that share one list share one allocation.
+#[derive(Debug, Default, Clone)]
+pub struct AclCache {
+    lists: Vec<Arc<Vec<Acl>>>,
+}
+
+impl AclCache {
+    pub fn intern(&mut self, acl: Vec<Acl>) -> Arc<Vec<Acl>> {
+        if let Some(found) = self.lists.iter().find(|l| ***l == acl) {
+            return found.clone();
+        }
+        let list = Arc::new(acl);
+        // Bounded: a pathological client with unique ACLs per node just stops sharing.
+        if self.lists.len() < 1024 {
+            self.lists.push(list.clone());
+        }
+        list
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(scheme: &str, id: &str) -> Id {
+        Id {
+            scheme: scheme.into(),
+            id: id.into(),
+        }
+    }
+
+    #[test]
+    fn digest_matches_zookeeper() {
+        // From ZooKeeper's documentation: super:secret → super:... computed the same way.
+        assert_eq!(
+            digest_id("user:password"),
+            "user:tpUq/4Pn5A64fVZyQ0gOJ8ZWqkY="
+        );
+    }
+
+    #[test]
+    fn permission_checks_per_scheme() {
+        let creds = Credentials {
+            ids: vec![id("digest", "u:h"), id("ip", "127.0.0.5")],
+            is_super: false,
+        };
+        let acl = vec![Acl {
+            perms: perms::READ,
+            id: id("digest", "u:h"),
+        }];
+        assert!(creds.allows(&acl, perms::READ));
+        assert!(!creds.allows(&acl, perms::WRITE));
+        let net = vec![Acl {
+            perms: perms::ALL,
+            id: id("ip", "127.0.0.0/8"),
+        }];
+        assert!(creds.allows(&net, perms::WRITE));
+        let other = vec![Acl {
+            perms: perms::ALL,
+            id: id("ip", "10.0.0.1"),
+        }];
+        assert!(!creds.allows(&other, perms::READ));
+        assert!(Credentials::default().allows(&open_acl(), perms::ADMIN));
+        let sup = Credentials {
+            ids: vec![],
+            is_super: true,
+        };
+        assert!(sup.allows(&other, perms::ADMIN));
+    }
+
+    #[test]
+    fn fix_up_expands_auth_and_rejects_bad_lists() {
+        let creds = Credentials {
+            ids: vec![id("ip", "127.0.0.1"), id("digest", "u:h")],
+            is_super: false,
+        };
+        let fixed = fix_up(
+            &[Acl {
+                perms: perms::ALL,
+                id: id("auth", ""),
+            }],
+            &creds,
+        )
+        .unwrap();
+        assert_eq!(
+            fixed,
+            vec![Acl {
+                perms: perms::ALL,
+                id: id("digest", "u:h")
+            }]
+        );
+        assert!(fix_up(&[], &creds).is_err());
+        assert!(
+            fix_up(
+                &[Acl {
+                    perms: 31,
+                    id: id("auth", "")
+                }],
+                &Credentials::default()
+            )
+            .is_err()
+        );
+        assert!(
+            fix_up(
+                &[Acl {
+                    perms: 31,
+                    id: id("nope", "x")
+                }],
+                &creds
+            )
+            .is_err()
+        );
+        assert!(
+            fix_up(
+                &[Acl {
+                    perms: 31,
+                    id: id("digest", "nocolon")
+                }],
+                &creds
+            )
+            .is_err()
+        );
+        assert!(
+            fix_up(
+                &[Acl {
+                    perms: 64,
+                    id: id("world", "anyone")
+                }],
+                &creds
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,416 @@
+//! Tree semantics: Stat bookkeeping, sequential names, ephemerals, containers, TTLs,
+//! validation against pending changes, and snapshot round trips.
+
+use paddock_proto::{
+    Buffer, CreateRequest, DeleteRequest, ErrorCode, EventType, MultiResult, OpCode, Request,
+    SetDataRequest,
+};
+
+use super::*;
+use crate::request::pending::PendingChanges;
+use crate::request::prep::{self, WriteContext};
+use crate::tree::acl::Credentials;
+use crate::txn::{Txn, TxnOp};
+
+/// A tree driven through the real validation path, applying each txn at once.
+struct Harness {
+    tree: DataTree,
+    pending: PendingChanges,
+    zxid: i64,
+    creds: Credentials,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness {
+            tree: DataTree::new(),
+            pending: PendingChanges::default(),
+            zxid: 0,
+            creds: Credentials::default(),
+        }
+    }
+
+    fn ctx(&self, session: i64) -> WriteContext<'_> {
+        WriteContext {
+            session,
+            creds: &self.creds,
+            extended_types: true,
+        }
+    }
+
+    fn run(&mut self, session: i64, req: Request) -> Result<ApplyResult, ErrorCode> {
+        let prepared = match &req {
+            Request::Multi(ops) => {
+                match prep::prepare_multi(&self.tree, &self.pending, &self.ctx(session), ops) {
+                    Ok(p) => p,
+                    Err(results) => return Ok(ApplyResult::Multi(results)),
+                }
+            }
+            _ => prep::prepare(&self.tree, &self.pending, &self.ctx(session), &req)?,
+        };
+        Ok(self.apply(session, prepared.op))
+    }
+
+    fn apply(&mut self, session: i64, op: TxnOp) -> ApplyResult {
+        self.zxid += 1;
+        let txn = Txn {
+            session,
+            cxid: 0,
+            zxid: self.zxid,
+            time: 1000 + self.zxid,
+            op,
+        };
+        let mut triggers = Vec::new();
+        self.tree.apply(&txn, &mut triggers)
+    }
+
+    fn create(&mut self, session: i64, path: &str, mode: CreateMode) -> Result<String, ErrorCode> {
+        match self.run(session, create(path, mode))? {
+            ApplyResult::Created { path, .. } => Ok(path),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+use paddock_proto::CreateMode;
+
+fn create(path: &str, mode: CreateMode) -> Request {
+    Request::Create2(CreateRequest {
+        path: path.into(),
+        data: Buffer(b"d".to_vec()),
+        acl: acl::open_acl(),
+        flags: mode.code(),
+    })
+}
+
+#[test]
+fn stat_fields_follow_zookeeper() {
+    let mut h = Harness::new();
+    h.create(1, "/a", CreateMode::Persistent).unwrap();
+    h.create(1, "/a/b", CreateMode::Persistent).unwrap();
+    let a = h.tree.get("/a").unwrap().stat();
+    assert_eq!(
+        (a.czxid, a.mzxid, a.pzxid, a.cversion, a.num_children),
+        (1, 1, 2, 1, 1)
+    );
+    h.run(
+        1,
+        Request::SetData(SetDataRequest {
+            path: "/a".into(),
+            data: Buffer(b"xyz".to_vec()),
+            version: 0,
+        }),
+    )
+    .unwrap();
+    let a = h.tree.get("/a").unwrap().stat();
+    assert_eq!(
+        (a.version, a.mzxid, a.data_length, a.mtime),
+        (1, 3, 3, 1003)
+    );
+    h.run(
+        1,
+        Request::Delete(DeleteRequest {
+            path: "/a/b".into(),
+            version: -1,
+        }),
+    )
+    .unwrap();
+    let a = h.tree.get("/a").unwrap().stat();
+    // A delete changes the parent's child list: cversion and pzxid move, as in ZooKeeper.
+    assert_eq!((a.cversion, a.pzxid, a.num_children), (2, 4, 0));
+}
+
+#[test]
+fn sequential_names_use_the_parent_cversion() {
+    let mut h = Harness::new();
+    h.create(1, "/q", CreateMode::Persistent).unwrap();
+    assert_eq!(
+        h.create(1, "/q/n-", CreateMode::PersistentSequential)
+            .unwrap(),
+        "/q/n-0000000000"
+    );
+    h.create(1, "/q/x", CreateMode::Persistent).unwrap();
+    assert_eq!(
+        h.create(1, "/q/n-", CreateMode::EphemeralSequential)
+            .unwrap(),
+        "/q/n-0000000002"
+    );
+    assert_eq!(
+        h.create(1, "/q/", CreateMode::PersistentSequential)
+            .unwrap(),
+        "/q/0000000003"
+    );
+}
+
+#[test]
+fn errors_match_zookeeper() {
+    let mut h = Harness::new();
+    assert_eq!(
+        h.create(1, "/x/y", CreateMode::Persistent),
+        Err(ErrorCode::NoNode)
+    );
+    h.create(1, "/e", CreateMode::Ephemeral).unwrap();
+    assert_eq!(
+        h.create(1, "/e/c", CreateMode::Persistent),
+        Err(ErrorCode::NoChildrenForEphemerals)
+    );
+    assert_eq!(
+        h.create(1, "/e", CreateMode::Persistent),
+        Err(ErrorCode::NodeExists)
+    );
+    assert_eq!(
+        h.create(1, "bad", CreateMode::Persistent),
+        Err(ErrorCode::BadArguments)
+    );
+    h.create(1, "/p", CreateMode::Persistent).unwrap();
+    h.create(1, "/p/c", CreateMode::Persistent).unwrap();
+    let del = |path: &str, version| {
+        Request::Delete(DeleteRequest {
+            path: path.into(),
+            version,
+        })
+    };
+    assert_eq!(h.run(1, del("/p", -1)), Err(ErrorCode::NotEmpty));
+    assert_eq!(h.run(1, del("/p/c", 5)), Err(ErrorCode::BadVersion));
+    assert_eq!(h.run(1, del("/", -1)), Err(ErrorCode::BadArguments));
+    assert_eq!(
+        h.run(1, del("/zookeeper", -1)),
+        Err(ErrorCode::BadArguments)
+    );
+}
+
+#[test]
+fn pending_changes_make_pipelined_writes_validate_in_order() {
+    let h = Harness::new();
+    let mut pending = PendingChanges::default();
+    let ctx = h.ctx(1);
+    let first = prep::prepare(
+        &h.tree,
+        &pending,
+        &ctx,
+        &create("/dup", CreateMode::Persistent),
+    )
+    .unwrap();
+    pending.record(1, first.changes);
+    // Not applied yet, but a second create of the same path must already fail.
+    assert_eq!(
+        prep::prepare(
+            &h.tree,
+            &pending,
+            &ctx,
+            &create("/dup", CreateMode::Persistent)
+        )
+        .err(),
+        Some(ErrorCode::NodeExists)
+    );
+    let child = prep::prepare(
+        &h.tree,
+        &pending,
+        &ctx,
+        &create("/dup/c", CreateMode::Persistent),
+    );
+    assert!(child.is_ok(), "a child of a pending node validates");
+    pending.applied(1);
+    assert!(pending.is_empty());
+}
+
+#[test]
+fn failed_multi_reports_per_op_results_and_changes_nothing() {
+    let mut h = Harness::new();
+    let before = h.tree.node_count();
+    let result = h
+        .run(
+            1,
+            Request::Multi(vec![
+                create("/m1", CreateMode::Persistent),
+                create("/m1", CreateMode::Persistent),
+                create("/m2", CreateMode::Persistent),
+            ]),
+        )
+        .unwrap();
+    assert_eq!(
+        result,
+        ApplyResult::Multi(vec![
+            MultiResult::Error(0),
+            MultiResult::Error(ErrorCode::NodeExists.code()),
+            MultiResult::Error(ErrorCode::RuntimeInconsistency.code()),
+        ])
+    );
+    assert_eq!(h.tree.node_count(), before);
+    let ok = h
+        .run(
+            1,
+            Request::Multi(vec![
+                create("/m1", CreateMode::Persistent),
+                create("/m1/x", CreateMode::Persistent),
+            ]),
+        )
+        .unwrap();
+    assert!(matches!(ok, ApplyResult::Multi(ref r) if r.len() == 2));
+    assert!(h.tree.contains("/m1/x"));
+}
+
+#[test]
+fn closing_a_session_removes_exactly_its_ephemerals() {
+    let mut h = Harness::new();
+    h.apply(5, TxnOp::CreateSession { timeout_ms: 4000 });
+    h.create(5, "/e1", CreateMode::Ephemeral).unwrap();
+    h.create(5, "/e2", CreateMode::EphemeralSequential).unwrap();
+    h.create(6, "/other", CreateMode::Ephemeral).unwrap();
+    assert_eq!(h.tree.session_ephemerals(5).count(), 2);
+    let close = prep::prepare_close(&h.tree, &h.pending, 5);
+    let mut triggers = Vec::new();
+    h.zxid += 1;
+    h.tree.apply(
+        &Txn {
+            session: 5,
+            cxid: 0,
+            zxid: h.zxid,
+            time: 0,
+            op: close.op,
+        },
+        &mut triggers,
+    );
+    assert!(!h.tree.contains("/e1"));
+    assert!(h.tree.contains("/other"));
+    assert!(h.tree.sessions().is_empty());
+    assert!(
+        triggers
+            .iter()
+            .any(|t| t.path == "/e1" && t.event == EventType::NodeDeleted)
+    );
+}
+
+#[test]
+fn containers_and_ttls_are_reaped_only_when_due() {
+    let mut h = Harness::new();
+    let container = Request::CreateContainer(CreateRequest {
+        path: "/c".into(),
+        data: Buffer::default(),
+        acl: acl::open_acl(),
+        flags: CreateMode::Container.code(),
+    });
+    h.run(1, container).unwrap();
+    assert_eq!(
+        h.tree.get("/c").unwrap().stat.ephemeral_owner,
+        CONTAINER_OWNER
+    );
+    // Never had a child: stays.
+    assert!(prep::prepare_reap(&h.tree, &h.pending, "/c", i64::MAX).is_none());
+    h.create(1, "/c/k", CreateMode::Persistent).unwrap();
+    assert!(prep::prepare_reap(&h.tree, &h.pending, "/c", i64::MAX).is_none());
+    h.run(
+        1,
+        Request::Delete(DeleteRequest {
+            path: "/c/k".into(),
+            version: -1,
+        }),
+    )
+    .unwrap();
+    let reap =
+        prep::prepare_reap(&h.tree, &h.pending, "/c", 0).expect("empty container that had a child");
+    assert!(matches!(reap.op, TxnOp::Delete { reaped: true, .. }));
+
+    let ttl = Request::CreateTtl(paddock_proto::CreateTtlRequest {
+        path: "/t".into(),
+        data: Buffer::default(),
+        acl: acl::open_acl(),
+        flags: CreateMode::PersistentWithTtl.code(),
+        ttl: 100,
+    });
+    h.run(1, ttl).unwrap();
+    let node = h.tree.get("/t").unwrap();
+    assert_eq!(node.kind(), NodeKind::Ttl(100));
+    let mtime = node.stat.mtime;
+    assert!(prep::prepare_reap(&h.tree, &h.pending, "/t", mtime + 100).is_none());
+    assert!(prep::prepare_reap(&h.tree, &h.pending, "/t", mtime + 101).is_some());
+}
+
+#[test]
+fn ttl_needs_extended_types_and_a_sane_ttl() {
+    let h = Harness::new();
+    let ttl = |ttl| {
+        Request::CreateTtl(paddock_proto::CreateTtlRequest {
+            path: "/t".into(),
+            data: Buffer::default(),
+            acl: acl::open_acl(),
+            flags: CreateMode::PersistentWithTtl.code(),
+            ttl,
+        })
+    };
+    let off = WriteContext {
+        session: 1,
+        creds: &h.creds,
+        extended_types: false,
+    };
+    assert_eq!(
+        prep::prepare(&h.tree, &h.pending, &off, &ttl(10)).err(),
+        Some(ErrorCode::Unimplemented)
+    );
+    assert_eq!(
+        prep::prepare(&h.tree, &h.pending, &h.ctx(1), &ttl(0)).err(),
+        Some(ErrorCode::BadArguments)
+    );
+    assert_eq!(
+        prep::prepare(
+            &h.tree,
+            &h.pending,
+            &h.ctx(1),
+            &create("/t", CreateMode::PersistentWithTtl)
+        )
+        .err(),
+        Some(ErrorCode::BadArguments)
+    );
+}
+
+#[test]
+fn snapshot_round_trips_the_whole_state() {
+    let mut h = Harness::new();
+    h.apply(9, TxnOp::CreateSession { timeout_ms: 6000 });
+    h.create(9, "/a", CreateMode::Persistent).unwrap();
+    h.create(9, "/a/b", CreateMode::Ephemeral).unwrap();
+    h.create(9, "/a/c-", CreateMode::PersistentSequential)
+        .unwrap();
+    let bytes = h.tree.snapshot_view().serialize();
+    let loaded = DataTree::from_snapshot(&bytes).unwrap();
+    assert_eq!(loaded.node_count(), h.tree.node_count());
+    assert_eq!(loaded.last_zxid(), h.tree.last_zxid());
+    assert_eq!(loaded.sessions(), h.tree.sessions());
+    for p in ["/", "/a", "/a/b", "/a/c-0000000001", "/zookeeper/config"] {
+        let (x, y) = (loaded.get(p).unwrap(), h.tree.get(p).unwrap());
+        assert_eq!(x.stat(), y.stat(), "{p}");
+        assert_eq!(x.data, y.data);
+        assert_eq!(x.acl, y.acl);
+    }
+    assert_eq!(loaded.session_ephemerals(9).count(), 1);
+    assert_eq!(
+        loaded.approximate_data_size(),
+        h.tree.approximate_data_size()
+    );
+    // Truncated payloads are errors, never panics.
+    for cut in 0..bytes.len() {
+        assert!(DataTree::from_snapshot(&bytes[..cut]).is_err());
+    }
+}
+
+#[test]
+fn descendant_count_and_create_ops_shape_replies() {
+    let mut h = Harness::new();
+    h.create(1, "/d", CreateMode::Persistent).unwrap();
+    h.create(1, "/d/a", CreateMode::Persistent).unwrap();
+    h.create(1, "/d/a/b", CreateMode::Persistent).unwrap();
+    assert_eq!(h.tree.descendant_count("/d"), Some(2));
+    let plain = Request::Create(CreateRequest {
+        path: "/plain".into(),
+        data: Buffer::default(),
+        acl: acl::open_acl(),
+        flags: 0,
+    });
+    assert!(matches!(
+        h.run(1, plain),
+        Ok(ApplyResult::Created {
+            op: OpCode::Create,
+            ..
+        })
+    ));
+}
