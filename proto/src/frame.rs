@@ -25,19 +25,6 @@ pub fn frame(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The four-letter admin words ZooKeeper answers in place of a ConnectRequest. A client's
-/// first frame length is read as these four ASCII bytes when they spell a known word.
-pub const FOUR_LETTER_WORDS: &[&str] = &[
-    "ruok", "srvr", "stat", "mntr", "conf", "cons", "crst", "srst", "envi", "wchs", "wchc", "wchp",
-    "dump", "isro", "dirs", "gtmk", "stmk",
-];
-
-/// Returns the four-letter word spelled by a connection's first four bytes, if any.
-pub fn four_letter_word(prefix: [u8; 4]) -> Option<&'static str> {
-    let word = std::str::from_utf8(&prefix).ok()?;
-    FOUR_LETTER_WORDS.iter().copied().find(|w| *w == word)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,12 +41,5 @@ mod tests {
             frame_len((-5i32).to_be_bytes(), 100),
             Err(DecodeError::NegativeFrameLength(-5))
         );
-    }
-
-    #[test]
-    fn four_letter_words_are_recognised() {
-        assert_eq!(four_letter_word(*b"ruok"), Some("ruok"));
-        assert_eq!(four_letter_word(*b"mntr"), Some("mntr"));
-        assert_eq!(four_letter_word([0, 0, 0, 45]), None);
     }
 }

@@ -6,6 +6,7 @@
 //! purge), `net` (tokio client port), `admin` (four-letter words, HTTP, metrics) and
 //! `run` (assembles a server).
 
+pub mod admin;
 pub mod config;
 pub mod core;
 pub mod net;

@@ -106,7 +106,11 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         addr: cfg.client_listen_address(),
         source,
     })?;
-    let words = Arc::new(MinimalWords);
+    let words = Arc::new(crate::admin::CoreAdmin::new(
+        internal_tx.clone(),
+        cfg.clone(),
+        client_addr,
+    ));
     tokio::spawn(client::serve(
         listener,
         core_tx.clone(),
@@ -120,7 +124,19 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         words.clone(),
     ));
 
-    let admin_addr = None;
+    let admin_addr = if cfg.admin_enabled {
+        let listener = bind(cfg.admin_listen_address()).await?;
+        let addr = listener.local_addr().ok();
+        let router = crate::admin::router(words);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "admin server stopped");
+            }
+        });
+        addr
+    } else {
+        None
+    };
 
     let ticker = internal_tx.clone();
     tokio::spawn(async move {
@@ -141,20 +157,4 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         internal: internal_tx,
         core_thread,
     })
-}
-
-struct MinimalWords;
-impl client::FourLetterWords for MinimalWords {
-    fn answer(
-        &self,
-        word: &'static str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send + '_>> {
-        Box::pin(async move {
-            if word == "ruok" {
-                "imok".to_string()
-            } else {
-                String::new()
-            }
-        })
-    }
 }

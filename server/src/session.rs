@@ -76,6 +76,13 @@ impl SessionTracker {
         expired
     }
 
+    /// (deadline, session) pairs in deadline order.
+    pub fn deadlines(&self) -> impl Iterator<Item = (u64, i64)> + '_ {
+        self.buckets
+            .iter()
+            .flat_map(|(deadline, sessions)| sessions.iter().map(move |s| (*deadline, *s)))
+    }
+
     pub fn is_tracked(&self, session: i64) -> bool {
         self.deadlines.contains_key(&session)
     }

@@ -29,11 +29,13 @@ mod format;
 mod fourlw;
 mod http;
 mod metrics;
+mod source;
 
 pub use format::{java_date, java_double};
 pub use fourlw::{FourLetterWord, ZK_NOT_SERVING, four_letter_word, not_whitelisted};
 pub use http::router;
 pub use metrics::{PROMETHEUS_CONTENT_TYPE, render_prometheus};
+pub use source::CoreAdmin;
 
 /// The ZooKeeper release whose protocol Paddock speaks; leads the version string because
 /// clients (kazoo's `server_version()`, zkCli) parse `major.minor.patch` from it.

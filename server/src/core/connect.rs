@@ -39,7 +39,7 @@ impl Core {
             packets_received: 1,
             packets_sent: 0,
             last_zxid: 0,
-            last_op: "CONN",
+            last_op: paddock_proto::OpCode::CreateSession.code(),
             last_latency_ms: 0,
             min_latency_ms: 0,
             max_latency_ms: 0,

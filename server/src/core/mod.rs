@@ -127,7 +127,7 @@ struct Conn {
     packets_received: u64,
     packets_sent: u64,
     last_zxid: i64,
-    last_op: &'static str,
+    last_op: i32,
     last_latency_ms: u64,
     min_latency_ms: u64,
     max_latency_ms: u64,
@@ -367,6 +367,27 @@ impl Core {
             c.total_latency_ms = 0;
             c.completed = 0;
         }
+    }
+
+    /// Session id → paths it watches (over its connection), for wchc.
+    pub fn watches_by_session(&self) -> std::collections::BTreeMap<u64, Vec<String>> {
+        self.watches
+            .by_connection()
+            .into_iter()
+            .filter_map(|(conn, paths)| {
+                let session = self.conns.get(&conn)?.session?;
+                Some((session as u64, paths))
+            })
+            .collect()
+    }
+
+    /// (milliseconds until expiry, session) for every tracked session (dump).
+    pub fn session_deadlines(&self) -> Vec<(u64, i64)> {
+        let now = self.now_ms();
+        self.sessions
+            .deadlines()
+            .map(|(deadline, session)| (deadline.saturating_sub(now), session))
+            .collect()
     }
 
     pub fn reset_stats(&mut self) {

@@ -32,7 +32,7 @@ impl Core {
             return;
         };
         conn.packets_received += 1;
-        conn.last_op = req.opcode().name();
+        conn.last_op = req.opcode().code();
         let Some(session) = conn.session else {
             return;
         };

@@ -56,7 +56,8 @@ pub struct ConnectionReport {
     pub sent: u64,
     pub connected_at: SystemTime,
     pub last_zxid: i64,
-    pub last_op: &'static str,
+    /// Opcode of the last request.
+    pub last_op: i32,
     pub last_latency_ms: u64,
     pub min_latency_ms: u64,
     pub avg_latency_ms: u64,

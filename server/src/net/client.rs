@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use paddock_proto::frame::{four_letter_word, frame_len};
+use paddock_proto::frame::frame_len;
 use paddock_proto::{
     ConnectRequest, DecodeError, ErrorCode, Jute, Reader, Request, RequestHeader,
     encode_notification, encode_reply,
@@ -149,7 +149,7 @@ async fn handle(
         .map_err(|_| "no ConnectRequest in time".to_string())?
         .map_err(|e| format!("read: {e}"))?;
 
-    if let Some(word) = four_letter_word(prefix) {
+    if let Some(word) = crate::admin::FourLetterWord::from_prefix(&prefix).map(|w| w.as_str()) {
         let text = words.answer(word).await;
         let _ = wr.write_all(text.as_bytes()).await;
         let _ = wr.shutdown().await;

@@ -1,0 +1,237 @@
+//! The running server as an [`AdminSource`]: every question is answered on the core
+//! thread (a [`CoreMsg::Query`]), so the numbers are one consistent instant and the admin
+//! port never takes a lock the request path needs.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::oneshot;
+
+use super::{
+    AdminSource, ConfigStatus, ConnectionInfo, DumpReport, LatencyStats, Role, ServerMode,
+    ServerSnapshot, SessionDump, StatusReport, four_letter_word, last_op_name, process_fd_counts,
+    version_string,
+};
+use crate::config::ServerConfig;
+use crate::core::{Core, CoreMsg, InternalTx};
+use crate::net::client::FourLetterWords;
+
+/// Admin access to a running standalone server.
+pub struct CoreAdmin {
+    internal: InternalTx,
+    config: Arc<ServerConfig>,
+    client_addr: SocketAddr,
+    started: Instant,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+impl CoreAdmin {
+    pub fn new(internal: InternalTx, config: ServerConfig, client_addr: SocketAddr) -> CoreAdmin {
+        CoreAdmin {
+            internal,
+            config: Arc::new(config),
+            client_addr,
+            started: Instant::now(),
+        }
+    }
+
+    /// Runs `f` on the core thread; `None` if the core has stopped.
+    async fn ask<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Core) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.internal
+            .send(CoreMsg::Query(Box::new(move |core| {
+                let _ = tx.send(f(core));
+            })))
+            .ok()?;
+        rx.await.ok()
+    }
+}
+
+impl AdminSource for CoreAdmin {
+    fn config(&self) -> Arc<ServerConfig> {
+        self.config.clone()
+    }
+
+    fn snapshot(&self) -> impl Future<Output = ServerSnapshot> + Send {
+        async move {
+            let uptime_ms = self.started.elapsed().as_millis() as u64;
+            let mut snap = self
+                .ask(|core| {
+                    let s = core.stats();
+                    ServerSnapshot {
+                        serving: true,
+                        latency: LatencyStats {
+                            min_ms: s.min_latency_ms,
+                            max_ms: s.max_latency_ms,
+                            total_ms: s.total_latency_ms,
+                            count: s.requests_completed,
+                        },
+                        packets_received: s.packets_received,
+                        packets_sent: s.packets_sent,
+                        alive_connections: core.connections().len() as u64,
+                        outstanding_requests: core.outstanding_requests() as u64,
+                        last_processed_zxid: core.tree().last_zxid() as u64,
+                        node_count: core.tree().node_count() as u64,
+                        watch_count: core.watches().count() as u64,
+                        ephemerals_count: core.tree().ephemeral_count() as u64,
+                        approximate_data_size: core.tree().approximate_data_size(),
+                        global_sessions: core.live_sessions() as u64,
+                        ..ServerSnapshot::default()
+                    }
+                })
+                .await
+                .unwrap_or_default();
+            snap.version = version_string(env!("CARGO_PKG_VERSION"), None);
+            snap.mode = ServerMode::Standalone;
+            snap.uptime_ms = uptime_ms;
+            snap.data_dir_size = dir_size(&self.config.snap_dir());
+            snap.log_dir_size = dir_size(&self.config.txn_log_dir());
+            let (open, max) = process_fd_counts();
+            snap.open_file_descriptor_count = open;
+            snap.max_file_descriptor_count = max;
+            snap.bound_client_port = Some(self.client_addr.port());
+            snap
+        }
+    }
+
+    fn connections(&self) -> impl Future<Output = Vec<ConnectionInfo>> + Send {
+        async move {
+            let port = self.client_addr.port();
+            self.ask(move |core| {
+                core.connections()
+                    .into_iter()
+                    .map(|c| {
+                        let mut info = ConnectionInfo::new(
+                            SocketAddr::new(c.addr, port),
+                            unix_ms(c.connected_at),
+                        );
+                        info.outstanding_requests = c.queued as u64;
+                        info.packets_received = c.received;
+                        info.packets_sent = c.sent;
+                        info.session_id = c.session.unwrap_or(0) as u64;
+                        info.last_operation = last_op_name(c.last_op).to_string();
+                        info.session_timeout = c.timeout_ms.max(0) as u32;
+                        info.last_zxid = c.last_zxid;
+                        info.last_latency = c.last_latency_ms;
+                        info.min_latency = c.min_latency_ms;
+                        info.avg_latency = c.avg_latency_ms;
+                        info.max_latency = c.max_latency_ms;
+                        info
+                    })
+                    .collect()
+            })
+            .await
+            .unwrap_or_default()
+        }
+    }
+
+    fn watches(&self) -> impl Future<Output = BTreeMap<u64, Vec<String>>> + Send {
+        async move {
+            self.ask(|core| core.watches_by_session())
+                .await
+                .unwrap_or_default()
+        }
+    }
+
+    fn dump(&self) -> impl Future<Output = DumpReport> + Send {
+        async move {
+            self.ask(|core| {
+                let now_wall = unix_ms(SystemTime::now());
+                let mut buckets: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+                for (deadline_in_ms, session) in core.session_deadlines() {
+                    buckets
+                        .entry(now_wall + deadline_in_ms)
+                        .or_default()
+                        .push(session as u64);
+                }
+                let ephemerals = core
+                    .tree()
+                    .ephemerals_by_session()
+                    .iter()
+                    .map(|(s, paths)| (*s as u64, paths.iter().cloned().collect()))
+                    .collect();
+                DumpReport {
+                    sessions: SessionDump::Expiry { buckets },
+                    ephemerals,
+                }
+            })
+            .await
+            .unwrap_or_default()
+        }
+    }
+
+    fn reset_stats(&self) -> impl Future<Output = ()> + Send {
+        async move {
+            self.ask(|core| core.reset_stats()).await;
+        }
+    }
+
+    fn reset_connection_stats(&self) -> impl Future<Output = ()> + Send {
+        async move {
+            self.ask(|core| core.reset_connection_stats()).await;
+        }
+    }
+
+    fn status(&self) -> impl Future<Output = StatusReport> + Send {
+        async move {
+            let zxid = self
+                .ask(|core| core.tree().last_zxid() as u64)
+                .await
+                .unwrap_or(0);
+            StatusReport {
+                myid: self.config.server_id(),
+                // A standalone server decides alone: it is its own leader, always in sync.
+                role: Role::Leader,
+                epoch: zxid >> 32,
+                zxid,
+                last_committed: zxid,
+                synced: true,
+                config: ConfigStatus::from_config(&self.config),
+                followers: Some(vec![]),
+            }
+        }
+    }
+
+    fn transfer_leadership(
+        &self,
+        _to: Option<u64>,
+    ) -> impl Future<Output = Result<u64, String>> + Send {
+        async move { Err("standalone: no followers to hand leadership to".to_string()) }
+    }
+}
+
+impl FourLetterWords for CoreAdmin {
+    fn answer(&self, word: &'static str) -> Pin<Box<dyn Future<Output = String> + Send + '_>> {
+        Box::pin(async move {
+            four_letter_word(word, &self.config.four_letter_words, self)
+                .await
+                .unwrap_or_default()
+        })
+    }
+}
