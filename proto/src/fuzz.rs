@@ -149,7 +149,7 @@ fn sample_multi_result(rng: &mut Rng) -> MultiResult {
 /// A response together with an opcode whose reply it can be.
 fn sample_response(rng: &mut Rng) -> (OpCode, Response) {
     let s = &mut *rng;
-    match s.below(14) {
+    match s.below(15) {
         0 => (OpCode::Delete, Response::Empty),
         1 => (OpCode::Create, Response::Create(Sample::sample(s))),
         2 => (OpCode::Create2, Response::Create2(Sample::sample(s))),
@@ -178,6 +178,7 @@ fn sample_response(rng: &mut Rng) -> (OpCode, Response) {
             Response::Ephemerals(Sample::sample(s)),
         ),
         12 => (OpCode::WhoAmI, Response::WhoAmI(Sample::sample(s))),
+        13 => (OpCode::AddWatch, Response::Error(Sample::sample(s))),
         _ => (OpCode::Sasl, Response::Sasl(Sample::sample(s))),
     }
 }

@@ -27,6 +27,8 @@ pub enum Response {
     Ephemerals(GetEphemeralsResponse),
     WhoAmI(WhoAmIResponse),
     Sasl(SetSaslResponse),
+    /// addWatch answers with an ErrorResponse body (err 0), as the Java client expects.
+    Error(ErrorResponse),
 }
 
 impl Response {
@@ -51,6 +53,7 @@ impl Response {
             Response::Ephemerals(r) => r.write(out),
             Response::WhoAmI(r) => r.write(out),
             Response::Sasl(r) => r.write(out),
+            Response::Error(r) => r.write(out),
         }
     }
 
@@ -86,8 +89,8 @@ impl Response {
             | OpCode::SetWatches2
             | OpCode::CloseSession
             | OpCode::RemoveWatches
-            | OpCode::CheckWatches
-            | OpCode::AddWatch => Response::Empty,
+            | OpCode::CheckWatches => Response::Empty,
+            OpCode::AddWatch => Response::Error(Jute::read(&mut r)?),
             OpCode::Notification | OpCode::CreateSession | OpCode::Error => {
                 return Err(DecodeError::UnknownOpcode(opcode));
             }
@@ -107,12 +110,13 @@ pub fn encode_reply(xid: i32, zxid: i64, err: i32, body: &Response) -> Vec<u8> {
     out
 }
 
-/// Encodes a watch notification (xid -1) without the frame length.
-pub fn encode_notification(zxid: i64, event: &WatcherEvent) -> Vec<u8> {
+/// Encodes a watch notification without the frame length. ZooKeeper's header for it is
+/// always (xid -1, zxid -1, err 0).
+pub fn encode_notification(event: &WatcherEvent) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + event.path.len());
     ReplyHeader {
         xid: crate::consts::xid::NOTIFICATION,
-        zxid,
+        zxid: -1,
         err: 0,
     }
     .write(&mut out);

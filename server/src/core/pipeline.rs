@@ -347,11 +347,11 @@ impl Core {
         let mut events = Vec::new();
         let result = read::answer(&self.tree, &mut self.watches, &ctx, req, &mut events);
         let zxid = self.tree.last_zxid();
-        // setWatches: the reply comes first, then the events it fired (as ZooKeeper does).
-        self.send(conn_id, xid, zxid, result, received);
+        // setWatches: the missed events go out before its reply, as ZooKeeper sends them.
         for n in events {
             self.notify(n, zxid);
         }
+        self.send(conn_id, xid, zxid, result, received);
     }
 
     /// Sends a reply and accounts for it.

@@ -147,7 +147,6 @@ fn remove_node(scratch: &mut Scratch<'_>, p: &str) {
     let parent_path = path::parent(p);
     if let Some(mut parent) = scratch.view(parent_path) {
         parent.num_children -= 1;
-        parent.cversion += 1;
         scratch.set(parent_path, Some(parent));
     }
 }

@@ -169,7 +169,7 @@ pub fn answer(
                 None => return Err(ErrorCode::BadArguments),
             };
             watches.add(ctx.conn, kind, &r.path);
-            Ok(Response::Empty)
+            Ok(Response::Error(paddock_proto::ErrorResponse { err: 0 }))
         }
         Request::SetWatches(r) => {
             let all = SetWatches2 {

@@ -135,7 +135,9 @@ impl DataTree {
                 for sub in ops {
                     results.push(match self.apply_op(txn, sub, triggers) {
                         ApplyResult::Created { op, path, stat } => {
-                            if op == OpCode::Create {
+                            // ZooKeeper 3.8 answers create and create2 inside a multi
+                            // with a plain CreateResult (path only).
+                            if matches!(op, OpCode::Create | OpCode::Create2) {
                                 MultiResult::Create(path)
                             } else {
                                 MultiResult::Create2(path, stat)
@@ -228,8 +230,7 @@ impl DataTree {
         let parent_path = path::parent(p);
         if let Some(parent) = self.nodes.get_mut(parent_path) {
             parent.children.remove(path::basename(p));
-            // A delete is a change to the parent's children, as ZooKeeper counts it.
-            parent.stat.cversion += 1;
+            // The persisted cversion counts creations only (see Node::stat).
             if zxid > parent.stat.pzxid {
                 parent.stat.pzxid = zxid;
             }

@@ -70,13 +70,22 @@ pub struct Node {
 }
 
 impl Node {
-    /// The Stat a client sees.
+    /// The Stat a client sees. As in ZooKeeper (DataNode.copyStat), the persisted
+    /// cversion counts child creations only (it numbers sequential children), and the
+    /// reported one counts creations and deletions: `2 * creations - numChildren`.
+    /// Container and TTL nodes report ephemeralOwner 0; their marker stays internal.
     pub fn stat(&self) -> Stat {
-        Stat::from_persisted(
-            &self.stat,
-            self.data.len() as i32,
-            self.children.len() as i32,
-        )
+        let num_children = self.children.len() as i32;
+        let mut stat = Stat::from_persisted(&self.stat, self.data.len() as i32, num_children);
+        stat.cversion = self
+            .stat
+            .cversion
+            .wrapping_mul(2)
+            .wrapping_sub(num_children);
+        if matches!(self.kind(), NodeKind::Container | NodeKind::Ttl(_)) {
+            stat.ephemeral_owner = 0;
+        }
+        stat
     }
 
     pub fn kind(&self) -> NodeKind {

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The project's single test command (README, .ci/run):
+#
+#   bash e2e/test-all.sh
+#
+# 1. installs what the tests need (Debian: zookeeper, Curator, a JDK; Python: kazoo,
+#    pytest in e2e/.venv) — fast when already present;
+# 2. format and lint gates (cargo fmt --check, cargo clippy -D warnings);
+# 3. cargo test for the whole workspace (unit, property and integration tests that
+#    start the real paddock-server binary);
+# 4. the compatibility suites (kazoo, raw wire, zkCli, Curator) against paddock-server
+#    and, as the control that proves the suites themselves, against Apache ZooKeeper 3.8.
+#
+# Environment: SKIP_REFERENCE=1 skips the Apache ZooKeeper control run.
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+exec </dev/null
+
+declare -a SUMMARY=()
+FAILED=0
+step() { # NAME CMD...
+  local name="$1"; shift
+  local t0=$SECONDS
+  echo "=============== $name" >&2
+  if "$@"; then
+    SUMMARY+=("PASS  $name ($((SECONDS - t0))s)")
+  else
+    SUMMARY+=("FAIL  $name ($((SECONDS - t0))s)")
+    FAILED=$((FAILED + 1))
+  fi
+}
+
+step "install test dependencies" bash e2e/install-deps.sh || true
+if [ "$FAILED" -gt 0 ]; then
+  printf '%s\n' "${SUMMARY[@]}"
+  echo "test-all: cannot install what the tests need" >&2
+  exit 1
+fi
+
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --workspace --all-targets --quiet -- -D warnings
+step "cargo test" cargo test --workspace --quiet
+step "compat: paddock-server" bash e2e/compat/run_ours.sh
+if [ "${SKIP_REFERENCE:-0}" != 1 ]; then
+  step "compat: Apache ZooKeeper 3.8 (control)" bash e2e/compat/run_reference.sh
+fi
+
+echo
+echo "=============== summary"
+printf '%s\n' "${SUMMARY[@]}"
+passed=$(( ${#SUMMARY[@]} - FAILED ))
+echo "test-all: ${passed} passed, ${FAILED} failed"
+[ "$FAILED" -eq 0 ]

@@ -1,0 +1,631 @@
+//! Test harness: runs the real `paddock-server` binary (built by cargo for the
+//! integration tests) in a temporary directory on its own loopback address, and offers
+//! raw-socket and `zookeeper-client` helpers to talk to it.
+//!
+//! Nothing here builds anything: the binary is `CARGO_BIN_EXE_paddock-server`.
+//! Every wait is bounded; a server that does not come up in time fails the test with
+//! its log.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use paddock_proto::{
+    ConnectRequest, ConnectResponse, Jute, Reader, ReplyHeader, Request, Response, WatcherEvent,
+    xid,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_paddock-server");
+
+/// How long a server may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------
+// Running async test bodies
+// ---------------------------------------------------------------------------------------
+
+/// `zookeeper-client` spawns its session task through `spawns`; without a runtime feature
+/// it needs a spawner installed for the current thread. This one hands tasks to tokio.
+struct TokioSpawn;
+
+impl spawns_core::Spawn for TokioSpawn {
+    fn spawn(&self, task: spawns_core::Task) {
+        tokio::spawn(Box::into_pin(task.future));
+    }
+}
+
+static TOKIO_SPAWN: TokioSpawn = TokioSpawn;
+
+/// Runs an async test body on a current-thread tokio runtime (so every task, including
+/// the zookeeper-client session tasks, runs on this thread, where the spawner is set).
+pub fn run<F: Future>(body: F) -> F::Output {
+    let _scope = spawns_core::enter(&TOKIO_SPAWN);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let out = rt.block_on(body);
+    drop(rt);
+    out
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes; returns whether it held.
+pub async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Awaits `fut` for at most `limit`, panicking with `what` on timeout.
+pub async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {limit:?}: {what}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Addresses
+// ---------------------------------------------------------------------------------------
+
+static NEXT_IP: AtomicU32 = AtomicU32::new(0);
+
+/// A loopback address of 127.0.0.0/8 for one server: 127.0.0.x with x varying per test
+/// (and per test binary, so binaries run one after another do not reuse the same ones
+/// right away). 127.0.0.1 is left alone.
+pub fn next_loopback() -> Ipv4Addr {
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let base: u32 = exe.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+    let n = NEXT_IP.fetch_add(1, Ordering::Relaxed);
+    let x = 2 + (base.wrapping_add(n.wrapping_mul(7)) % 250) as u8;
+    Ipv4Addr::new(127, 0, 0, x)
+}
+
+// ---------------------------------------------------------------------------------------
+// The server process
+// ---------------------------------------------------------------------------------------
+
+/// Options for a server: zoo.cfg lines, written to `<tempdir>/zoo.cfg`.
+#[derive(Default, Clone)]
+pub struct ServerBuilder {
+    cfg: Vec<String>,
+}
+
+impl ServerBuilder {
+    /// Adds one zoo.cfg line, e.g. `"extendedTypesEnabled=true"`.
+    pub fn cfg(mut self, line: &str) -> Self {
+        self.cfg.push(line.to_string());
+        self
+    }
+
+    pub fn start(self) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("paddock-it-")
+            .tempdir()
+            .expect("tempdir");
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        let config = if self.cfg.is_empty() {
+            None
+        } else {
+            let path = dir.path().join("zoo.cfg");
+            let mut text = self.cfg.join("\n");
+            text.push('\n');
+            std::fs::write(&path, text).expect("write zoo.cfg");
+            Some(path)
+        };
+        let mut server = Server {
+            dir,
+            data_dir,
+            config,
+            ip: next_loopback(),
+            port: 0,
+            child: None,
+            log: Arc::new(Mutex::new(String::new())),
+            runs: 0,
+        };
+        server.launch();
+        server
+    }
+}
+
+/// A running (or killed) `paddock-server` process with its data directory.
+pub struct Server {
+    dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    config: Option<PathBuf>,
+    ip: Ipv4Addr,
+    /// 0 until the first start picked a port; restarts reuse it.
+    port: u16,
+    child: Option<Child>,
+    /// stderr of every run of this server, runs separated by a marker line.
+    log: Arc<Mutex<String>>,
+    runs: u32,
+}
+
+impl Server {
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// A server with the default configuration.
+    pub fn start() -> Server {
+        ServerBuilder::default().start()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(self.ip, self.port))
+    }
+
+    /// `host:port` for zookeeper-client.
+    pub fn connect_string(&self) -> String {
+        self.addr().to_string()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The transaction log and snapshot directory (ZooKeeper's layout).
+    pub fn version_dir(&self) -> PathBuf {
+        self.data_dir.join("version-2")
+    }
+
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(SERVER_BIN);
+        if let Some(cfg) = &self.config {
+            cmd.arg("--config").arg(cfg);
+        }
+        cmd.arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--client-address")
+            .arg(self.ip.to_string())
+            .arg("--client-port")
+            .arg(self.port.to_string())
+            .arg("--admin-port")
+            .arg("0")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1");
+        for var in [
+            "PADDOCK_CONFIG",
+            "PADDOCK_DATA_DIR",
+            "PADDOCK_MYID",
+            "PADDOCK_CLIENT_PORT",
+            "PADDOCK_CLIENT_ADDRESS",
+            "PADDOCK_ADMIN_PORT",
+            "PADDOCK_JOIN",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
+    /// Starts the process and waits until it listens and accepts a TCP connection.
+    /// A restart may find its port still held for a moment; that is retried (bounded).
+    fn launch(&mut self) {
+        assert!(self.child.is_none(), "server already running");
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.try_launch(deadline) {
+                Ok(()) => return,
+                Err(reason) if Instant::now() < deadline && reason.contains("Address already in use") => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(reason) => panic!("server did not start: {reason}\n--- log ---\n{}", self.log()),
+            }
+        }
+    }
+
+    fn try_launch(&mut self, deadline: Instant) -> Result<(), String> {
+        self.runs += 1;
+        {
+            let mut log = self.log.lock().unwrap();
+            log.push_str(&format!("===== run {} =====\n", self.runs));
+        }
+        let mut child = self.command().spawn().map_err(|e| format!("spawn {SERVER_BIN}: {e}"))?;
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std_mpsc::channel::<SocketAddr>();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let line = strip_ansi(&line);
+                if !sent && let Some(addr) = listening_addr(&line) {
+                    let _ = tx.send(addr);
+                    sent = true;
+                }
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(addr) => break addr,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        // Let the reader thread drain what the process wrote.
+                        std::thread::sleep(Duration::from_millis(50));
+                        return Err(format!("exited with {status} before listening: {}", self.log()));
+                    }
+                    if Instant::now() > deadline {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err("no `paddock-server listening` line in time".into());
+                    }
+                }
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait().map_err(|e| e.to_string())?;
+                    return Err(format!("exited with {status} before listening: {}", self.log()));
+                }
+            }
+        };
+        assert_eq!(addr.ip(), std::net::IpAddr::V4(self.ip), "listens on the asked address");
+        if self.port != 0 {
+            assert_eq!(addr.port(), self.port, "restart listens on the same port");
+        }
+        self.port = addr.port();
+        self.child = Some(child);
+        // Accepting connections, not just bound.
+        loop {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(format!("listening but not accepting: {e}"));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// SIGKILL: the process gets no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("server is running");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("server had already exited ({status}) before kill -9\n{}", self.log());
+        }
+        child.kill().expect("SIGKILL");
+        let status = child.wait().expect("wait for the killed server");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "server died of SIGKILL");
+    }
+
+    /// Starts the server again on the same data directory, address and port.
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.kill9();
+        }
+        self.launch();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_alive(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    pub fn assert_alive(&mut self) {
+        assert!(self.is_alive(), "server process died\n--- log ---\n{}", self.log());
+    }
+
+    /// Everything the server wrote to stderr, all runs.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The log of the current (latest) run only.
+    pub fn current_run_log(&self) -> String {
+        let log = self.log();
+        let marker = format!("===== run {} =====\n", self.runs);
+        match log.rfind(&marker) {
+            Some(i) => log[i + marker.len()..].to_string(),
+            None => log,
+        }
+    }
+
+    /// Waits (bounded) until a log line contains every one of `needles`.
+    pub async fn wait_for_log(&self, needles: &[&str], limit: Duration) -> bool {
+        eventually(limit, || {
+            let found = self
+                .log()
+                .lines()
+                .any(|l| needles.iter().all(|n| l.contains(n)));
+            async move { found }
+        })
+        .await
+    }
+
+    /// Log lines that indicate a failure of the server itself.
+    pub fn fatal_lines(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(" ERROR ") || l.contains("panicked") || l.contains("FATAL"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn assert_no_fatal_log(&self) {
+        let bad = self.fatal_lines();
+        assert!(bad.is_empty(), "server logged failures: {bad:#?}\n--- log ---\n{}", self.log());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- paddock-server log ({}) ---\n{}", self.addr(), self.log());
+        }
+    }
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-byte
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Parses `... paddock-server listening client=ADDR ...`.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    if !line.contains("paddock-server listening") {
+        return None;
+    }
+    let rest = &line[line.find("client=")? + "client=".len()..];
+    let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+// ---------------------------------------------------------------------------------------
+// zookeeper-client helpers
+// ---------------------------------------------------------------------------------------
+
+/// A zookeeper-client session to `server` (bounded wait).
+pub async fn zk(connect: &str) -> zookeeper_client::Client {
+    zk_with(zookeeper_client::Client::connector(), connect).await
+}
+
+pub async fn zk_with(
+    connector: zookeeper_client::Connector,
+    connect: &str,
+) -> zookeeper_client::Client {
+    within(
+        Duration::from_secs(20),
+        "zookeeper-client connect",
+        connector
+            .with_session_timeout(Duration::from_secs(10))
+            .with_fail_eagerly()
+            .connect(connect),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("connect to {connect}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw protocol connection
+// ---------------------------------------------------------------------------------------
+
+/// What came back for a request on a raw connection.
+#[derive(Debug)]
+pub struct Reply {
+    pub header: ReplyHeader,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn err(&self) -> i32 {
+        self.header.err
+    }
+
+    /// Decodes the body as the answer to a request of type `op`.
+    pub fn decode(&self, op: i32) -> Response {
+        assert_eq!(self.header.err, 0, "decode of an error reply {:?}", self.header);
+        Response::decode(op, &self.body).expect("decode reply body")
+    }
+}
+
+/// A hand-driven client connection: frames are built with paddock-proto and written as
+/// they are, so tests can send anything, including garbage.
+pub struct RawConn {
+    pub stream: TcpStream,
+    pub session_id: i64,
+    pub passwd: Vec<u8>,
+}
+
+/// Read timeout for single frames on raw connections.
+pub const RAW_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl RawConn {
+    /// A TCP connection with no handshake yet.
+    pub async fn open(addr: SocketAddr) -> RawConn {
+        let stream = within(RAW_TIMEOUT, "tcp connect", TcpStream::connect(addr))
+            .await
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_nodelay(true).unwrap();
+        RawConn {
+            stream,
+            session_id: 0,
+            passwd: vec![],
+        }
+    }
+
+    /// Connects and establishes a new session.
+    pub async fn session(addr: SocketAddr) -> RawConn {
+        let mut conn = RawConn::open(addr).await;
+        let resp = conn.handshake(&new_session_request()).await.expect("ConnectResponse");
+        assert_ne!(resp.session_id, 0, "session granted");
+        assert!(resp.time_out > 0);
+        conn
+    }
+
+    /// Sends a ConnectRequest and reads the ConnectResponse (None if the server closed).
+    pub async fn handshake(&mut self, req: &ConnectRequest) -> Option<ConnectResponse> {
+        self.send_frame(&req.to_bytes()).await.ok()?;
+        let frame = self.read_frame().await?;
+        let resp = ConnectResponse::from_bytes(&frame).expect("decode ConnectResponse");
+        self.session_id = resp.session_id;
+        self.passwd = resp.passwd.0.clone();
+        Some(resp)
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// Writes a length-prefixed frame.
+    pub async fn send_frame(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        self.stream
+            .write_all(&paddock_proto::frame::frame(payload))
+            .await
+    }
+
+    /// Writes a request frame (header + body) without waiting.
+    pub async fn send(&mut self, xid: i32, req: &Request) {
+        self.send_frame(&req.encode(xid)).await.expect("send request");
+    }
+
+    /// Reads one frame; None on EOF / reset. Panics if nothing arrives in time.
+    pub async fn read_frame(&mut self) -> Option<Vec<u8>> {
+        within(RAW_TIMEOUT, "reading a frame", self.read_frame_unbounded()).await
+    }
+
+    async fn read_frame_unbounded(&mut self) -> Option<Vec<u8>> {
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).await.ok()?;
+        let len = i32::from_be_bytes(len);
+        assert!((0..=16 * 1024 * 1024).contains(&len), "server sent frame length {len}");
+        let mut buf = vec![0u8; len as usize];
+        self.stream.read_exact(&mut buf).await.ok()?;
+        Some(buf)
+    }
+
+    /// Reads the next reply or notification.
+    pub async fn read_reply(&mut self) -> Option<Reply> {
+        let frame = self.read_frame().await?;
+        let mut r = Reader::new(&frame);
+        let header = ReplyHeader::read(&mut r).expect("reply header");
+        Some(Reply {
+            header,
+            body: frame[r.position()..].to_vec(),
+        })
+    }
+
+    /// Reads the next frame that is not a watch notification, collecting notifications.
+    pub async fn read_reply_collecting(&mut self, events: &mut Vec<WatcherEvent>) -> Option<Reply> {
+        loop {
+            let reply = self.read_reply().await?;
+            if reply.header.xid == xid::NOTIFICATION {
+                events.push(WatcherEvent::from_bytes(&reply.body).expect("watcher event"));
+                continue;
+            }
+            return Some(reply);
+        }
+    }
+
+    /// Sends a request and waits for its reply (skipping no frames: the next frame must
+    /// answer it).
+    pub async fn call(&mut self, xid: i32, req: &Request) -> Reply {
+        self.send(xid, req).await;
+        let reply = self.read_reply().await.expect("reply, not a closed connection");
+        assert_eq!(reply.header.xid, xid, "reply in order");
+        reply
+    }
+
+    pub async fn ping(&mut self) {
+        let reply = self.call(xid::PING, &Request::Ping).await;
+        assert_eq!(reply.err(), 0);
+    }
+
+    /// True if the server closes the connection (EOF or reset) within `limit`, discarding
+    /// whatever frames arrive first; false if it is still open then.
+    pub async fn closed_within(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut buf = [0u8; 4096];
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+            }
+        }
+    }
+}
+
+pub fn new_session_request() -> ConnectRequest {
+    ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        time_out: 10_000,
+        session_id: 0,
+        passwd: vec![0u8; 16].into(),
+        read_only: Some(false),
+    }
+}
+
+/// Checks that a brand-new zookeeper-client session can still write and read.
+pub async fn assert_serving(connect: &str, path: &str) {
+    let client = zk(connect).await;
+    let opts = zookeeper_client::CreateMode::Ephemeral.with_acls(zookeeper_client::Acls::anyone_all());
+    within(Duration::from_secs(10), "create", client.create(path, b"ok", &opts))
+        .await
+        .unwrap_or_else(|e| panic!("server no longer serves: create {path}: {e}"));
+    let (data, _) = within(Duration::from_secs(10), "get_data", client.get_data(path))
+        .await
+        .unwrap();
+    assert_eq!(data, b"ok");
+    within(Duration::from_secs(10), "delete", client.delete(path, None))
+        .await
+        .unwrap();
+}
