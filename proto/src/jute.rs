@@ -347,14 +347,14 @@ pub mod sample {
         pub fn new(seed: u64) -> Rng {
             Rng(seed | 1)
         }
-        pub fn next(&mut self) -> u64 {
+        pub fn next_u64(&mut self) -> u64 {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
             self.0 ^= self.0 >> 27;
             self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
         }
         pub fn below(&mut self, n: u64) -> u64 {
-            self.next() % n.max(1)
+            self.next_u64() % n.max(1)
         }
     }
 
@@ -364,17 +364,17 @@ pub mod sample {
 
     impl Sample for i32 {
         fn sample(rng: &mut Rng) -> Self {
-            rng.next() as i32
+            rng.next_u64() as i32
         }
     }
     impl Sample for i64 {
         fn sample(rng: &mut Rng) -> Self {
-            rng.next() as i64
+            rng.next_u64() as i64
         }
     }
     impl Sample for bool {
         fn sample(rng: &mut Rng) -> Self {
-            rng.next() & 1 == 1
+            rng.next_u64() & 1 == 1
         }
     }
     impl Sample for String {
@@ -389,7 +389,7 @@ pub mod sample {
     impl Sample for Buffer {
         fn sample(rng: &mut Rng) -> Self {
             let len = rng.below(40);
-            Buffer((0..len).map(|_| rng.next() as u8).collect())
+            Buffer((0..len).map(|_| rng.next_u64() as u8).collect())
         }
     }
     impl<T: Sample> Sample for Vec<T> {

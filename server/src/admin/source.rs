@@ -78,151 +78,132 @@ impl AdminSource for CoreAdmin {
         self.config.clone()
     }
 
-    fn snapshot(&self) -> impl Future<Output = ServerSnapshot> + Send {
-        async move {
-            let uptime_ms = self.started.elapsed().as_millis() as u64;
-            let mut snap = self
-                .ask(|core| {
-                    let s = core.stats();
-                    ServerSnapshot {
-                        serving: true,
-                        latency: LatencyStats {
-                            min_ms: s.min_latency_ms,
-                            max_ms: s.max_latency_ms,
-                            total_ms: s.total_latency_ms,
-                            count: s.requests_completed,
-                        },
-                        packets_received: s.packets_received,
-                        packets_sent: s.packets_sent,
-                        alive_connections: core.connections().len() as u64,
-                        outstanding_requests: core.outstanding_requests() as u64,
-                        last_processed_zxid: core.tree().last_zxid() as u64,
-                        node_count: core.tree().node_count() as u64,
-                        watch_count: core.watches().count() as u64,
-                        ephemerals_count: core.tree().ephemeral_count() as u64,
-                        approximate_data_size: core.tree().approximate_data_size(),
-                        global_sessions: core.live_sessions() as u64,
-                        ..ServerSnapshot::default()
-                    }
+    async fn snapshot(&self) -> ServerSnapshot {
+        let uptime_ms = self.started.elapsed().as_millis() as u64;
+        let mut snap = self
+            .ask(|core| {
+                let s = core.stats();
+                ServerSnapshot {
+                    serving: true,
+                    latency: LatencyStats {
+                        min_ms: s.min_latency_ms,
+                        max_ms: s.max_latency_ms,
+                        total_ms: s.total_latency_ms,
+                        count: s.requests_completed,
+                    },
+                    packets_received: s.packets_received,
+                    packets_sent: s.packets_sent,
+                    alive_connections: core.connections().len() as u64,
+                    outstanding_requests: core.outstanding_requests() as u64,
+                    last_processed_zxid: core.tree().last_zxid() as u64,
+                    node_count: core.tree().node_count() as u64,
+                    watch_count: core.watches().count() as u64,
+                    ephemerals_count: core.tree().ephemeral_count() as u64,
+                    approximate_data_size: core.tree().approximate_data_size(),
+                    global_sessions: core.live_sessions() as u64,
+                    ..ServerSnapshot::default()
+                }
+            })
+            .await
+            .unwrap_or_default();
+        snap.version = version_string(env!("CARGO_PKG_VERSION"), None);
+        snap.mode = ServerMode::Standalone;
+        snap.uptime_ms = uptime_ms;
+        snap.data_dir_size = dir_size(&self.config.snap_dir());
+        snap.log_dir_size = dir_size(&self.config.txn_log_dir());
+        let (open, max) = process_fd_counts();
+        snap.open_file_descriptor_count = open;
+        snap.max_file_descriptor_count = max;
+        snap.bound_client_port = Some(self.client_addr.port());
+        snap
+    }
+
+    async fn connections(&self) -> Vec<ConnectionInfo> {
+        let port = self.client_addr.port();
+        self.ask(move |core| {
+            core.connections()
+                .into_iter()
+                .map(|c| {
+                    let mut info =
+                        ConnectionInfo::new(SocketAddr::new(c.addr, port), unix_ms(c.connected_at));
+                    info.outstanding_requests = c.queued as u64;
+                    info.packets_received = c.received;
+                    info.packets_sent = c.sent;
+                    info.session_id = c.session.unwrap_or(0) as u64;
+                    info.last_operation = last_op_name(c.last_op).to_string();
+                    info.session_timeout = c.timeout_ms.max(0) as u32;
+                    info.last_zxid = c.last_zxid;
+                    info.last_latency = c.last_latency_ms;
+                    info.min_latency = c.min_latency_ms;
+                    info.avg_latency = c.avg_latency_ms;
+                    info.max_latency = c.max_latency_ms;
+                    info
                 })
-                .await
-                .unwrap_or_default();
-            snap.version = version_string(env!("CARGO_PKG_VERSION"), None);
-            snap.mode = ServerMode::Standalone;
-            snap.uptime_ms = uptime_ms;
-            snap.data_dir_size = dir_size(&self.config.snap_dir());
-            snap.log_dir_size = dir_size(&self.config.txn_log_dir());
-            let (open, max) = process_fd_counts();
-            snap.open_file_descriptor_count = open;
-            snap.max_file_descriptor_count = max;
-            snap.bound_client_port = Some(self.client_addr.port());
-            snap
-        }
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
     }
 
-    fn connections(&self) -> impl Future<Output = Vec<ConnectionInfo>> + Send {
-        async move {
-            let port = self.client_addr.port();
-            self.ask(move |core| {
-                core.connections()
-                    .into_iter()
-                    .map(|c| {
-                        let mut info = ConnectionInfo::new(
-                            SocketAddr::new(c.addr, port),
-                            unix_ms(c.connected_at),
-                        );
-                        info.outstanding_requests = c.queued as u64;
-                        info.packets_received = c.received;
-                        info.packets_sent = c.sent;
-                        info.session_id = c.session.unwrap_or(0) as u64;
-                        info.last_operation = last_op_name(c.last_op).to_string();
-                        info.session_timeout = c.timeout_ms.max(0) as u32;
-                        info.last_zxid = c.last_zxid;
-                        info.last_latency = c.last_latency_ms;
-                        info.min_latency = c.min_latency_ms;
-                        info.avg_latency = c.avg_latency_ms;
-                        info.max_latency = c.max_latency_ms;
-                        info
-                    })
-                    .collect()
-            })
+    async fn watches(&self) -> BTreeMap<u64, Vec<String>> {
+        self.ask(|core| core.watches_by_session())
             .await
             .unwrap_or_default()
-        }
     }
 
-    fn watches(&self) -> impl Future<Output = BTreeMap<u64, Vec<String>>> + Send {
-        async move {
-            self.ask(|core| core.watches_by_session())
-                .await
-                .unwrap_or_default()
-        }
-    }
-
-    fn dump(&self) -> impl Future<Output = DumpReport> + Send {
-        async move {
-            self.ask(|core| {
-                let now_wall = unix_ms(SystemTime::now());
-                let mut buckets: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-                for (deadline_in_ms, session) in core.session_deadlines() {
-                    buckets
-                        .entry(now_wall + deadline_in_ms)
-                        .or_default()
-                        .push(session as u64);
-                }
-                let ephemerals = core
-                    .tree()
-                    .ephemerals_by_session()
-                    .iter()
-                    .map(|(s, paths)| (*s as u64, paths.iter().cloned().collect()))
-                    .collect();
-                DumpReport {
-                    sessions: SessionDump::Expiry { buckets },
-                    ephemerals,
-                }
-            })
-            .await
-            .unwrap_or_default()
-        }
-    }
-
-    fn reset_stats(&self) -> impl Future<Output = ()> + Send {
-        async move {
-            self.ask(|core| core.reset_stats()).await;
-        }
-    }
-
-    fn reset_connection_stats(&self) -> impl Future<Output = ()> + Send {
-        async move {
-            self.ask(|core| core.reset_connection_stats()).await;
-        }
-    }
-
-    fn status(&self) -> impl Future<Output = StatusReport> + Send {
-        async move {
-            let zxid = self
-                .ask(|core| core.tree().last_zxid() as u64)
-                .await
-                .unwrap_or(0);
-            StatusReport {
-                myid: self.config.server_id(),
-                // A standalone server decides alone: it is its own leader, always in sync.
-                role: Role::Leader,
-                epoch: zxid >> 32,
-                zxid,
-                last_committed: zxid,
-                synced: true,
-                config: ConfigStatus::from_config(&self.config),
-                followers: Some(vec![]),
+    async fn dump(&self) -> DumpReport {
+        self.ask(|core| {
+            let now_wall = unix_ms(SystemTime::now());
+            let mut buckets: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+            for (deadline_in_ms, session) in core.session_deadlines() {
+                buckets
+                    .entry(now_wall + deadline_in_ms)
+                    .or_default()
+                    .push(session as u64);
             }
+            let ephemerals = core
+                .tree()
+                .ephemerals_by_session()
+                .iter()
+                .map(|(s, paths)| (*s as u64, paths.iter().cloned().collect()))
+                .collect();
+            DumpReport {
+                sessions: SessionDump::Expiry { buckets },
+                ephemerals,
+            }
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    async fn reset_stats(&self) -> () {
+        self.ask(|core| core.reset_stats()).await;
+    }
+
+    async fn reset_connection_stats(&self) -> () {
+        self.ask(|core| core.reset_connection_stats()).await;
+    }
+
+    async fn status(&self) -> StatusReport {
+        let zxid = self
+            .ask(|core| core.tree().last_zxid() as u64)
+            .await
+            .unwrap_or(0);
+        StatusReport {
+            myid: self.config.server_id(),
+            // A standalone server decides alone: it is its own leader, always in sync.
+            role: Role::Leader,
+            epoch: zxid >> 32,
+            zxid,
+            last_committed: zxid,
+            synced: true,
+            config: ConfigStatus::from_config(&self.config),
+            followers: Some(vec![]),
         }
     }
 
-    fn transfer_leadership(
-        &self,
-        _to: Option<u64>,
-    ) -> impl Future<Output = Result<u64, String>> + Send {
-        async move { Err("standalone: no followers to hand leadership to".to_string()) }
+    async fn transfer_leadership(&self, _to: Option<u64>) -> Result<u64, String> {
+        Err("standalone: no followers to hand leadership to".to_string())
     }
 }
 

@@ -340,11 +340,7 @@ impl Core {
                 } else {
                     c.min_latency_ms
                 },
-                avg_latency_ms: if c.completed == 0 {
-                    0
-                } else {
-                    c.total_latency_ms / c.completed
-                },
+                avg_latency_ms: c.total_latency_ms.checked_div(c.completed).unwrap_or(0),
                 max_latency_ms: c.max_latency_ms,
                 timeout_ms: c
                     .session
