@@ -1,0 +1,1 @@
+//! paddock-client (in progress).
