@@ -1,0 +1,232 @@
+//! Fast leader election (ZooKeeper's FastLeaderElection, simplified but with the same
+//! decisions): looking servers exchange votes for (epoch, last zxid, id); a server adopts
+//! any better vote it hears; once a quorum shares its vote and no better vote arrived for
+//! `finalize_wait_ms`, it decides. Servers already following or leading answer looking
+//! ones with their settled vote, so a restarted server joins the current leader.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::leader::Leader;
+use super::learner::Learner;
+use super::message::{Message, Notification, PeerState, Vote};
+use super::{Role, Sid, State, Zab};
+
+#[derive(Debug, Default)]
+pub(super) struct Election {
+    pub(super) round: u64,
+    vote: Option<Vote>,
+    /// Votes of looking peers in the current round.
+    received: BTreeMap<Sid, Vote>,
+    /// Votes of peers that already follow or lead, with their state.
+    settled: BTreeMap<Sid, (Vote, PeerState)>,
+    /// When the current vote first had a quorum.
+    quorum_since: Option<u64>,
+    last_broadcast: u64,
+}
+
+impl Zab {
+    fn own_vote(&self) -> Option<Vote> {
+        // Observers never stand for election.
+        self.is_voter(self.me).then_some(Vote {
+            leader: self.me,
+            zxid: self.last_logged,
+            epoch: self.current_epoch,
+        })
+    }
+
+    /// The vote this server reports to others.
+    fn current_vote(&self) -> Vote {
+        match self.role.leader(self.me) {
+            Some(leader) => Vote {
+                leader,
+                zxid: self.last_logged,
+                epoch: self.current_epoch,
+            },
+            None => self.election.vote.unwrap_or(Vote {
+                leader: self.me,
+                zxid: self.last_logged,
+                epoch: self.current_epoch,
+            }),
+        }
+    }
+
+    fn peer_state(&self) -> PeerState {
+        match self.role {
+            Role::Looking => PeerState::Looking,
+            Role::Leader | Role::LeaderElect => PeerState::Leading,
+            Role::Follower { .. } => PeerState::Following,
+            Role::Observer { .. } => PeerState::Observing,
+        }
+    }
+
+    pub(super) fn send_vote_to(&mut self, peer: Sid) {
+        let n = Notification {
+            vote: self.current_vote(),
+            round: self.election.round,
+            state: self.peer_state(),
+        };
+        self.send(peer, Message::Vote(n));
+    }
+
+    fn broadcast_vote(&mut self) {
+        self.election.last_broadcast = self.now;
+        let peers: Vec<Sid> = self.membership.peers(self.me).collect();
+        for p in peers {
+            self.send_vote_to(p);
+        }
+    }
+
+    pub(super) fn begin_election(&mut self) {
+        self.election.round += 1;
+        self.election.vote = self.own_vote();
+        self.election.received.clear();
+        self.election.settled.clear();
+        self.election.quorum_since = None;
+        if let Some(v) = self.election.vote {
+            self.election.received.insert(self.me, v);
+        }
+        self.broadcast_vote();
+        self.check_decision();
+    }
+
+    pub(super) fn election_tick(&mut self) {
+        if self.now.saturating_sub(self.election.last_broadcast) >= self.timing.vote_resend_ms {
+            self.broadcast_vote();
+        }
+        self.check_decision();
+    }
+
+    fn is_candidate(&self, v: &Vote) -> bool {
+        self.is_voter(v.leader)
+    }
+
+    pub(super) fn on_vote(&mut self, from: Sid, n: Notification) {
+        if !matches!(self.state, State::Looking) {
+            if n.state == PeerState::Looking {
+                self.send_vote_to(from);
+            }
+            return;
+        }
+        match n.state {
+            PeerState::Looking => {
+                if n.round > self.election.round {
+                    self.election.round = n.round;
+                    self.election.received.clear();
+                    self.election.quorum_since = None;
+                    let own = self.own_vote();
+                    self.election.vote = match own {
+                        Some(own) if !(self.is_candidate(&n.vote) && n.vote.beats(&own)) => {
+                            Some(own)
+                        }
+                        _ if self.is_candidate(&n.vote) => Some(n.vote),
+                        _ => own,
+                    };
+                    if let Some(v) = self.election.vote {
+                        self.election.received.insert(self.me, v);
+                    }
+                    self.broadcast_vote();
+                } else if n.round < self.election.round {
+                    // The sender is behind: tell it where we are.
+                    self.send_vote_to(from);
+                    return;
+                } else if self.is_candidate(&n.vote)
+                    && self.election.vote.is_none_or(|mine| n.vote.beats(&mine))
+                {
+                    self.election.vote = Some(n.vote);
+                    self.election.quorum_since = None;
+                    self.election.received.insert(self.me, n.vote);
+                    self.broadcast_vote();
+                }
+                if self.is_voter(from) {
+                    self.election.received.insert(from, n.vote);
+                }
+            }
+            state => {
+                self.election.settled.insert(from, (n.vote, state));
+            }
+        }
+        self.check_decision();
+    }
+
+    /// Decides when the evidence allows: a settled leader backed by a quorum, or our own
+    /// vote backed by a quorum for long enough (or by every voter).
+    fn check_decision(&mut self) {
+        if let Some(leader) = self.settled_leader() {
+            self.decide(leader);
+            return;
+        }
+        let Some(vote) = self.election.vote else {
+            return;
+        };
+        let support: BTreeSet<Sid> = self
+            .election
+            .received
+            .iter()
+            .filter(|(_, v)| **v == vote)
+            .map(|(s, _)| *s)
+            .collect();
+        if !self.membership.verifier.contains_quorum(&support) {
+            self.election.quorum_since = None;
+            return;
+        }
+        let since = *self.election.quorum_since.get_or_insert(self.now);
+        let everyone = self
+            .membership
+            .verifier
+            .voters()
+            .iter()
+            .all(|v| support.contains(v));
+        if everyone || self.now.saturating_sub(since) >= self.timing.finalize_wait_ms {
+            self.decide(vote.leader);
+        }
+    }
+
+    /// A leader that says it leads and that a quorum of settled peers follows.
+    fn settled_leader(&self) -> Option<Sid> {
+        let leading: Vec<Sid> = self
+            .election
+            .settled
+            .iter()
+            .filter(|(sid, (v, s))| *s == PeerState::Leading && v.leader == **sid)
+            .map(|(sid, _)| *sid)
+            .collect();
+        leading.into_iter().find(|leader| {
+            let mut support: BTreeSet<Sid> = self
+                .election
+                .settled
+                .iter()
+                .filter(|(_, (v, s))| v.leader == *leader && *s != PeerState::Looking)
+                .map(|(sid, _)| *sid)
+                .collect();
+            // Our own vote counts once we would follow it.
+            support.insert(self.me);
+            self.membership.verifier.contains_quorum(&support)
+        })
+    }
+
+    fn decide(&mut self, leader: Sid) {
+        self.election.quorum_since = None;
+        if leader == self.me {
+            tracing::info!(me = self.me, round = self.election.round, "elected leader");
+            self.state = State::Leading(Box::new(Leader::new(self.now)));
+            self.set_role(Role::LeaderElect);
+            self.leader_start();
+        } else {
+            let observer = !self.is_voter(self.me);
+            tracing::info!(me = self.me, leader, observer, "following");
+            self.state = State::Learning(Box::new(Learner::new(leader, observer, self.now)));
+            self.set_role(if observer {
+                Role::Observer {
+                    leader,
+                    synced: false,
+                }
+            } else {
+                Role::Follower {
+                    leader,
+                    synced: false,
+                }
+            });
+            self.learner_hello();
+        }
+    }
+}

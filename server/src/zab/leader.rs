@@ -1,0 +1,577 @@
+//! The leader: discovery (pick a new epoch from a quorum's acceptedEpochs), sync of each
+//! learner (DIFF when it has a prefix of our log, TRUNC when it has txns we do not, SNAP
+//! when it is too far behind our in-memory history), establishment (a quorum ACKed
+//! NEWLEADER), then broadcast: PROPOSAL → quorum of durable ACKs → COMMIT, in zxid order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::message::Message;
+use super::{COUNTER_LIMIT, Output, ProposeError, Role, Sid, State, Zab, Zxid, make_zxid};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Collecting FOLLOWERINFO from a quorum to choose the epoch.
+    Discovery,
+    /// Epoch chosen; syncing learners until a quorum ACKs NEWLEADER.
+    Sync,
+    Broadcast,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Sent FOLLOWERINFO; waits for LEADERINFO.
+    Info,
+    /// Sent ACKEPOCH; waits to be synced.
+    EpochAcked,
+    /// Sync data and NEWLEADER sent; waits for the NEWLEADER ACK.
+    Syncing,
+    /// NEWLEADER ACKed: receives the broadcast.
+    Synced,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct LearnerLink {
+    observer: bool,
+    stage: Stage,
+    accepted_epoch: i64,
+    current_epoch: i64,
+    last_zxid: Zxid,
+    /// Highest zxid it reported durable.
+    acked: Zxid,
+    /// What our log held when its sync was sent (its NEWLEADER ACK covers that much).
+    synced_to: Zxid,
+    last_heard: u64,
+}
+
+#[derive(Debug)]
+pub(super) struct Leader {
+    phase: Phase,
+    epoch: i64,
+    started: u64,
+    pub(super) learners: BTreeMap<Sid, LearnerLink>,
+    newleader_acks: BTreeSet<Sid>,
+    next_counter: i64,
+    /// Application messages held until everything proposed before them is committed.
+    deferred: Vec<(Zxid, Sid, Vec<u8>)>,
+    last_ping: u64,
+}
+
+impl Leader {
+    pub(super) fn new(now: u64) -> Leader {
+        Leader {
+            phase: Phase::Discovery,
+            epoch: 0,
+            started: now,
+            learners: BTreeMap::new(),
+            newleader_acks: BTreeSet::new(),
+            next_counter: 1,
+            deferred: Vec::new(),
+            last_ping: now,
+        }
+    }
+}
+
+impl Zab {
+    fn leader(&mut self) -> Option<&mut Leader> {
+        match &mut self.state {
+            State::Leading(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// Called on election: our own FOLLOWERINFO counts at once.
+    pub(super) fn leader_start(&mut self) {
+        self.leader_try_choose_epoch();
+    }
+
+    /// Discovery: with a quorum of FOLLOWERINFOs (ours included), the new epoch is one
+    /// above every acceptedEpoch seen, so no two leaders ever share an epoch.
+    fn leader_try_choose_epoch(&mut self) {
+        let me = self.me;
+        let accepted = self.accepted_epoch;
+        let Some(leader) = self.leader() else { return };
+        if leader.phase != Phase::Discovery {
+            return;
+        }
+        let mut who: BTreeSet<Sid> = leader
+            .learners
+            .iter()
+            .filter(|(_, l)| !l.observer)
+            .map(|(s, _)| *s)
+            .collect();
+        who.insert(me);
+        let max_seen = leader
+            .learners
+            .values()
+            .map(|l| l.accepted_epoch)
+            .fold(accepted, i64::max);
+        if !self.membership.verifier.contains_quorum(&who) {
+            return;
+        }
+        let epoch = max_seen + 1;
+        self.accepted_epoch = epoch;
+        self.persist_epochs();
+        let Some(leader) = self.leader() else { return };
+        leader.phase = Phase::Sync;
+        leader.epoch = epoch;
+        let waiting: Vec<Sid> = leader
+            .learners
+            .iter()
+            .filter(|(_, l)| l.stage == Stage::Info)
+            .map(|(s, _)| *s)
+            .collect();
+        tracing::info!(me, epoch, "new epoch chosen");
+        for sid in waiting {
+            self.send(sid, Message::LeaderInfo { epoch });
+        }
+        self.leader_try_establish();
+    }
+
+    pub(super) fn leader_on_message(&mut self, from: Sid, msg: Message) {
+        let now = self.now;
+        if let Some(leader) = self.leader()
+            && let Some(link) = leader.learners.get_mut(&from)
+        {
+            link.last_heard = now;
+        }
+        match msg {
+            Message::FollowerInfo {
+                accepted_epoch,
+                last_zxid,
+                observer,
+            } => {
+                let Some(leader) = self.leader() else { return };
+                leader.learners.insert(
+                    from,
+                    LearnerLink {
+                        observer,
+                        stage: Stage::Info,
+                        accepted_epoch,
+                        current_epoch: 0,
+                        last_zxid,
+                        acked: 0,
+                        synced_to: 0,
+                        last_heard: now,
+                    },
+                );
+                let (phase, epoch) = (leader.phase, leader.epoch);
+                if phase == Phase::Discovery {
+                    self.leader_try_choose_epoch();
+                } else {
+                    self.send(from, Message::LeaderInfo { epoch });
+                }
+            }
+            Message::AckEpoch {
+                current_epoch,
+                last_zxid,
+            } => {
+                let ahead = (current_epoch, last_zxid) > (self.current_epoch, self.last_logged);
+                if ahead && !self.learner_is_observer(from) {
+                    // Election should never pick a leader behind a quorum member; if it
+                    // did, step aside rather than lose that member's txns.
+                    tracing::warn!(
+                        me = self.me,
+                        follower = from,
+                        "a follower is ahead of the leader; re-electing"
+                    );
+                    self.start_looking();
+                    return;
+                }
+                let Some(leader) = self.leader() else { return };
+                let Some(link) = leader.learners.get_mut(&from) else {
+                    return;
+                };
+                link.stage = Stage::EpochAcked;
+                link.current_epoch = current_epoch;
+                link.last_zxid = last_zxid;
+                self.sync_learner(from);
+                self.leader_try_establish();
+            }
+            Message::Ack { zxid } => {
+                let Some(leader) = self.leader() else { return };
+                let newleader = make_zxid(leader.epoch, 0);
+                let Some(link) = leader.learners.get_mut(&from) else {
+                    return;
+                };
+                if link.stage == Stage::Syncing && zxid == newleader {
+                    link.stage = Stage::Synced;
+                    link.acked = link.acked.max(link.synced_to);
+                    let observer = link.observer;
+                    if !observer {
+                        leader.newleader_acks.insert(from);
+                    }
+                    if leader.phase == Phase::Broadcast {
+                        self.send(from, Message::UpToDate);
+                    }
+                    self.leader_try_establish();
+                } else {
+                    link.acked = link.acked.max(zxid);
+                }
+                self.leader_try_commit();
+            }
+            Message::Ping => {}
+            _ => {}
+        }
+    }
+
+    fn learner_is_observer(&self, sid: Sid) -> bool {
+        match &self.state {
+            State::Leading(l) => l.learners.get(&sid).is_some_and(|l| l.observer),
+            _ => false,
+        }
+    }
+
+    /// Sends a learner what it lacks: DIFF, TRUNC (+ DIFF) or SNAP, then NEWLEADER.
+    fn sync_learner(&mut self, sid: Sid) {
+        let Some(leader) = self.leader() else { return };
+        if leader.phase == Phase::Discovery {
+            return;
+        }
+        let epoch = leader.epoch;
+        let Some(link) = leader.learners.get(&sid) else {
+            return;
+        };
+        let (peer, observer) = (link.last_zxid, link.observer);
+        // Wait until a quorum accepted the epoch before syncing anyone during establishment.
+        if leader.phase == Phase::Sync && !self.epoch_quorum() {
+            return;
+        }
+        let history_start = self.history.front().map(|(z, _)| *z);
+        let known = |z: Zxid| {
+            z == self.last_committed
+                || self.history.iter().any(|(h, _)| *h == z)
+                || self.pending.contains_key(&z)
+        };
+        let base = if peer == self.last_logged || known(peer) {
+            self.send(
+                sid,
+                Message::Diff {
+                    zxid: self.last_logged,
+                },
+            );
+            Some(peer)
+        } else if history_start.is_some_and(|start| peer >= start)
+            || (peer > self.last_logged && history_start.is_none() && self.pending.is_empty())
+        {
+            // It holds txns we do not: cut it back to the last zxid we share.
+            let prev = self
+                .history
+                .iter()
+                .map(|(z, _)| *z)
+                .chain(self.pending.keys().copied())
+                .filter(|z| *z <= peer)
+                .max()
+                .unwrap_or(self.last_committed.min(peer));
+            self.send(sid, Message::Trunc { zxid: prev });
+            Some(prev)
+        } else {
+            None
+        };
+        match base {
+            Some(base) => {
+                let committed: Vec<(Zxid, Vec<u8>)> = self
+                    .history
+                    .iter()
+                    .filter(|(z, _)| *z > base)
+                    .cloned()
+                    .collect();
+                for (zxid, payload) in committed {
+                    if observer {
+                        self.send(sid, Message::Inform { zxid, payload });
+                    } else {
+                        self.send(sid, Message::Proposal { zxid, payload });
+                        self.send(sid, Message::Commit { zxid });
+                    }
+                }
+            }
+            None => self.out.push(Output::SendSnapshot { to: sid }),
+        }
+        if !observer {
+            let pending: Vec<(Zxid, Vec<u8>)> = self
+                .pending
+                .iter()
+                .filter(|(z, _)| base.is_none_or(|b| **z > b))
+                .map(|(z, p)| (*z, p.clone()))
+                .collect();
+            for (zxid, payload) in pending {
+                self.send(sid, Message::Proposal { zxid, payload });
+            }
+        }
+        let last = if observer {
+            self.last_committed
+        } else {
+            self.last_logged
+        };
+        if let Some(leader) = self.leader()
+            && let Some(link) = leader.learners.get_mut(&sid)
+        {
+            link.stage = Stage::Syncing;
+            link.synced_to = last;
+        }
+        self.send(
+            sid,
+            Message::NewLeader {
+                zxid: make_zxid(epoch, 0),
+            },
+        );
+    }
+
+    fn epoch_quorum(&self) -> bool {
+        let State::Leading(leader) = &self.state else {
+            return false;
+        };
+        let mut who: BTreeSet<Sid> = leader
+            .learners
+            .iter()
+            .filter(|(_, l)| !l.observer && l.stage != Stage::Info)
+            .map(|(s, _)| *s)
+            .collect();
+        who.insert(self.me);
+        self.membership.verifier.contains_quorum(&who)
+    }
+
+    /// Establishment: a quorum (with ourselves, once our log is durable) ACKed
+    /// NEWLEADER. Then our whole log is committed and broadcast begins.
+    fn leader_try_establish(&mut self) {
+        // Learners that acked the epoch before the quorum formed are synced now.
+        let waiting: Vec<Sid> = match &self.state {
+            State::Leading(l) if l.phase == Phase::Sync && self.epoch_quorum() => l
+                .learners
+                .iter()
+                .filter(|(_, l)| l.stage == Stage::EpochAcked)
+                .map(|(s, _)| *s)
+                .collect(),
+            _ => vec![],
+        };
+        for sid in waiting {
+            self.sync_learner(sid);
+        }
+        let me = self.me;
+        let durable = self.last_durable >= self.last_logged;
+        let Some(leader) = self.leader() else { return };
+        if leader.phase != Phase::Sync {
+            return;
+        }
+        let mut acks = leader.newleader_acks.clone();
+        if durable {
+            acks.insert(me);
+        }
+        if !self.membership.verifier.contains_quorum(&acks) {
+            return;
+        }
+        let Some(leader) = self.leader() else { return };
+        leader.phase = Phase::Broadcast;
+        let epoch = leader.epoch;
+        let synced: Vec<Sid> = leader
+            .learners
+            .iter()
+            .filter(|(_, l)| l.stage == Stage::Synced)
+            .map(|(s, _)| *s)
+            .collect();
+        self.current_epoch = epoch;
+        self.persist_epochs();
+        // Everything in our log is now committed.
+        let upto = self.last_logged;
+        self.commit_through(upto);
+        for sid in synced {
+            self.send(sid, Message::UpToDate);
+        }
+        tracing::info!(
+            me,
+            epoch,
+            zxid = format_args!("{:#x}", self.last_logged),
+            "leading"
+        );
+        self.set_role(Role::Leader);
+    }
+
+    pub(super) fn leader_on_durable(&mut self) {
+        self.leader_try_establish();
+        self.leader_try_commit();
+    }
+
+    /// Commits, in order, every outstanding proposal that a quorum holds durably.
+    fn leader_try_commit(&mut self) {
+        let me = self.me;
+        let State::Leading(leader) = &self.state else {
+            return;
+        };
+        if leader.phase != Phase::Broadcast {
+            return;
+        }
+        let mut upto = None;
+        for zxid in self.pending.keys() {
+            let mut holders: BTreeSet<Sid> = leader
+                .learners
+                .iter()
+                .filter(|(_, l)| !l.observer && l.acked >= *zxid)
+                .map(|(s, _)| *s)
+                .collect();
+            if self.last_durable >= *zxid {
+                holders.insert(me);
+            }
+            if self.membership.verifier.contains_quorum(&holders) {
+                upto = Some(*zxid);
+            } else {
+                break;
+            }
+        }
+        if let Some(upto) = upto {
+            self.commit_through(upto);
+        }
+    }
+
+    /// Commits pending txns up to `upto`, tells learners, and releases deferred messages.
+    fn commit_through(&mut self, upto: Zxid) {
+        let committed: Vec<(Zxid, Vec<u8>)> = self
+            .pending
+            .range(..=upto)
+            .map(|(z, p)| (*z, p.clone()))
+            .collect();
+        if committed.is_empty() {
+            return;
+        }
+        for (zxid, payload) in &committed {
+            self.pending.remove(zxid);
+            self.commit(*zxid, payload.clone());
+        }
+        let State::Leading(leader) = &self.state else {
+            return;
+        };
+        let links: Vec<(Sid, bool)> = leader
+            .learners
+            .iter()
+            .filter(|(_, l)| matches!(l.stage, Stage::Syncing | Stage::Synced))
+            .map(|(s, l)| (*s, l.observer))
+            .collect();
+        for (sid, observer) in links {
+            if observer {
+                for (zxid, payload) in &committed {
+                    self.send(
+                        sid,
+                        Message::Inform {
+                            zxid: *zxid,
+                            payload: payload.clone(),
+                        },
+                    );
+                }
+            } else {
+                self.send(sid, Message::Commit { zxid: upto });
+            }
+        }
+        let last_committed = self.last_committed;
+        let Some(leader) = self.leader() else { return };
+        let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut leader.deferred)
+            .into_iter()
+            .partition(|(after, _, _)| *after <= last_committed);
+        leader.deferred = later;
+        for (_, to, payload) in ready {
+            self.send(to, Message::App(payload));
+        }
+    }
+
+    pub(super) fn leader_propose(
+        &mut self,
+        make: impl FnOnce(Zxid) -> Vec<u8>,
+    ) -> Result<Zxid, ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader);
+        }
+        let Some(leader) = self.leader() else {
+            return Err(ProposeError::NotLeader);
+        };
+        if leader.next_counter >= COUNTER_LIMIT {
+            tracing::warn!("zxid counter exhausted; starting a new epoch");
+            self.start_looking();
+            return Err(ProposeError::EpochExhausted);
+        }
+        let zxid = make_zxid(leader.epoch, leader.next_counter);
+        leader.next_counter += 1;
+        let receivers: Vec<Sid> = leader
+            .learners
+            .iter()
+            .filter(|(_, l)| !l.observer && matches!(l.stage, Stage::Syncing | Stage::Synced))
+            .map(|(s, _)| *s)
+            .collect();
+        let payload = make(zxid);
+        self.pending.insert(zxid, payload.clone());
+        self.append(zxid, payload.clone());
+        for sid in receivers {
+            self.send(
+                sid,
+                Message::Proposal {
+                    zxid,
+                    payload: payload.clone(),
+                },
+            );
+        }
+        Ok(zxid)
+    }
+
+    pub(super) fn leader_send_app(&mut self, to: Sid, payload: Vec<u8>, after_commits: bool) {
+        let last_logged = self.last_logged;
+        let nothing_pending = self.pending.is_empty();
+        let Some(leader) = self.leader() else { return };
+        if after_commits && !nothing_pending {
+            leader.deferred.push((last_logged, to, payload));
+        } else {
+            self.send(to, Message::App(payload));
+        }
+    }
+
+    pub(super) fn leader_tick(&mut self) {
+        let me = self.me;
+        let (now, timing) = (self.now, self.timing);
+        let Some(leader) = self.leader() else { return };
+        if leader.phase != Phase::Broadcast {
+            if now.saturating_sub(leader.started) > timing.init_limit_ms {
+                tracing::info!(me, "no quorum joined in time (initLimit); re-electing");
+                self.start_looking();
+            }
+            return;
+        }
+        if now.saturating_sub(leader.last_ping) >= timing.ping_ms {
+            leader.last_ping = now;
+            let all: Vec<Sid> = leader.learners.keys().copied().collect();
+            for sid in all {
+                self.send(sid, Message::Ping);
+            }
+        }
+        let Some(leader) = self.leader() else { return };
+        let mut alive: BTreeSet<Sid> = leader
+            .learners
+            .iter()
+            .filter(|(_, l)| {
+                !l.observer
+                    && l.stage == Stage::Synced
+                    && now.saturating_sub(l.last_heard) <= timing.sync_limit_ms
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        alive.insert(me);
+        if !self.membership.verifier.contains_quorum(&alive) {
+            tracing::warn!(me, "lost the quorum (syncLimit); stepping down");
+            self.start_looking();
+        }
+    }
+
+    /// The epoch of the current leadership (0 before discovery chose one).
+    pub fn leader_epoch(&self) -> Option<i64> {
+        match &self.state {
+            State::Leading(l) if l.phase != Phase::Discovery => Some(l.epoch),
+            _ => None,
+        }
+    }
+
+    /// (learner, last durable zxid it acked, synced) for `/status`.
+    pub fn learner_report(&self) -> Vec<(Sid, Zxid, bool, bool)> {
+        match &self.state {
+            State::Leading(l) => l
+                .learners
+                .iter()
+                .map(|(s, link)| (*s, link.acked, link.stage == Stage::Synced, link.observer))
+                .collect(),
+            _ => vec![],
+        }
+    }
+}

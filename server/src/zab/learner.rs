@@ -1,0 +1,246 @@
+//! A follower or observer: FOLLOWERINFO → LEADERINFO (persist acceptedEpoch) → ACKEPOCH
+//! → sync (DIFF / TRUNC / SNAP, proposals and commits) → NEWLEADER (wait until every
+//! synced txn is durable, persist currentEpoch, then ACK) → UPTODATE → broadcast.
+
+use super::message::Message;
+use super::{Output, Role, Sid, State, Zab, Zxid, counter_of, epoch_of};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// FOLLOWERINFO sent; waits for LEADERINFO.
+    Hello,
+    /// ACKEPOCH sent; receiving sync data.
+    Syncing,
+    /// NEWLEADER received; waits for the synced txns to be durable before ACKing it.
+    NewLeaderPending {
+        zxid: Zxid,
+    },
+    /// NEWLEADER ACKed; waits for UPTODATE.
+    Synced,
+    Broadcast,
+}
+
+#[derive(Debug)]
+pub(super) struct Learner {
+    pub(super) leader: Sid,
+    observer: bool,
+    stage: Stage,
+    new_epoch: i64,
+    started: u64,
+    last_heard: u64,
+    /// Highest zxid ACKed to the leader.
+    acked: Zxid,
+}
+
+impl Learner {
+    pub(super) fn new(leader: Sid, observer: bool, now: u64) -> Learner {
+        Learner {
+            leader,
+            observer,
+            stage: Stage::Hello,
+            new_epoch: 0,
+            started: now,
+            last_heard: now,
+            acked: 0,
+        }
+    }
+}
+
+impl Zab {
+    fn learner(&mut self) -> Option<&mut Learner> {
+        match &mut self.state {
+            State::Learning(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// (Re)sends FOLLOWERINFO while waiting for the leader to answer.
+    pub(super) fn learner_hello(&mut self) {
+        let (accepted_epoch, last_zxid) = (self.accepted_epoch, self.last_logged);
+        let Some(l) = self.learner() else { return };
+        if l.stage != Stage::Hello {
+            return;
+        }
+        let (leader, observer) = (l.leader, l.observer);
+        self.send(
+            leader,
+            Message::FollowerInfo {
+                accepted_epoch,
+                last_zxid,
+                observer,
+            },
+        );
+    }
+
+    /// A proposal must extend the log by exactly one: the next counter in the same epoch,
+    /// or counter 1 of a later epoch. Anything else means a lost or reordered message.
+    fn continues_log(&self, zxid: Zxid) -> bool {
+        let last = self.last_logged;
+        if zxid <= last {
+            return false;
+        }
+        if epoch_of(zxid) == epoch_of(last) {
+            counter_of(zxid) == counter_of(last) + 1
+        } else {
+            counter_of(zxid) == 1
+        }
+    }
+
+    fn learner_fail(&mut self, why: &str) {
+        tracing::warn!(me = self.me, why, "dropping the leader");
+        self.start_looking();
+    }
+
+    pub(super) fn learner_on_message(&mut self, from: Sid, msg: Message) {
+        let now = self.now;
+        let Some(l) = self.learner() else { return };
+        if from != l.leader {
+            return;
+        }
+        l.last_heard = now;
+        match msg {
+            Message::LeaderInfo { epoch } => {
+                if epoch < self.accepted_epoch {
+                    self.learner_fail("the leader's epoch is older than one we accepted");
+                    return;
+                }
+                if epoch > self.accepted_epoch {
+                    self.accepted_epoch = epoch;
+                    self.persist_epochs();
+                }
+                let (current_epoch, last_zxid) = (self.current_epoch, self.last_logged);
+                let Some(l) = self.learner() else { return };
+                l.new_epoch = epoch;
+                l.stage = Stage::Syncing;
+                self.send(
+                    from,
+                    Message::AckEpoch {
+                        current_epoch,
+                        last_zxid,
+                    },
+                );
+            }
+            Message::Diff { .. } => {}
+            Message::Trunc { zxid } => {
+                if zxid < self.last_committed {
+                    // Committed txns are never cut; a leader asking for it is wrong.
+                    self.learner_fail("TRUNC below our last commit");
+                    return;
+                }
+                self.pending.retain(|z, _| *z <= zxid);
+                self.history.retain(|(z, _)| *z <= zxid);
+                self.last_logged = zxid;
+                self.last_durable = self.last_durable.min(zxid);
+                self.out.push(Output::Truncate { zxid });
+            }
+            Message::Snap { zxid, payload } => {
+                self.pending.clear();
+                self.history.clear();
+                self.last_logged = zxid;
+                self.last_durable = zxid;
+                self.last_committed = zxid;
+                self.out.push(Output::InstallSnapshot { zxid, payload });
+            }
+            Message::Proposal { zxid, payload } => {
+                if !self.continues_log(zxid) {
+                    self.learner_fail("discontinuous proposal");
+                    return;
+                }
+                self.pending.insert(zxid, payload.clone());
+                self.append(zxid, payload);
+            }
+            Message::Commit { zxid } => {
+                if zxid > self.last_logged {
+                    self.learner_fail("commit of a txn we never received");
+                    return;
+                }
+                let ready: Vec<(Zxid, Vec<u8>)> = self
+                    .pending
+                    .range(..=zxid)
+                    .map(|(z, p)| (*z, p.clone()))
+                    .collect();
+                for (z, p) in ready {
+                    self.pending.remove(&z);
+                    self.commit(z, p);
+                }
+            }
+            Message::Inform { zxid, payload } => {
+                if zxid <= self.last_committed {
+                    return;
+                }
+                if !self.continues_log(zxid) {
+                    self.learner_fail("discontinuous inform");
+                    return;
+                }
+                self.append(zxid, payload.clone());
+                self.commit(zxid, payload);
+            }
+            Message::NewLeader { zxid } => {
+                let Some(l) = self.learner() else { return };
+                l.stage = Stage::NewLeaderPending { zxid };
+                self.learner_on_durable();
+            }
+            Message::UpToDate => {
+                let Some(l) = self.learner() else { return };
+                l.stage = Stage::Broadcast;
+                let (leader, observer) = (l.leader, l.observer);
+                self.set_role(if observer {
+                    Role::Observer {
+                        leader,
+                        synced: true,
+                    }
+                } else {
+                    Role::Follower {
+                        leader,
+                        synced: true,
+                    }
+                });
+                self.learner_on_durable();
+            }
+            Message::Ping => self.send(from, Message::Ping),
+            _ => {}
+        }
+    }
+
+    /// ACKs what became durable: NEWLEADER once every synced txn is on disk (after the
+    /// new currentEpoch is persisted), then proposals.
+    pub(super) fn learner_on_durable(&mut self) {
+        let (durable, logged) = (self.last_durable, self.last_logged);
+        let Some(l) = self.learner() else { return };
+        match l.stage {
+            Stage::NewLeaderPending { zxid } if durable >= logged => {
+                let (leader, new_epoch) = (l.leader, l.new_epoch);
+                l.stage = Stage::Synced;
+                l.acked = durable;
+                self.current_epoch = new_epoch;
+                self.persist_epochs();
+                self.send(leader, Message::Ack { zxid });
+            }
+            Stage::Synced | Stage::Broadcast if !l.observer && durable > l.acked => {
+                l.acked = durable;
+                let leader = l.leader;
+                self.send(leader, Message::Ack { zxid: durable });
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn learner_tick(&mut self) {
+        let (now, timing) = (self.now, self.timing);
+        let Some(l) = self.learner() else { return };
+        let expired = match l.stage {
+            Stage::Broadcast => now.saturating_sub(l.last_heard) > timing.sync_limit_ms,
+            _ => now.saturating_sub(l.started) > timing.init_limit_ms,
+        };
+        let hello =
+            l.stage == Stage::Hello && now.saturating_sub(l.last_heard) >= timing.vote_resend_ms;
+        if expired {
+            self.learner_fail("the leader went silent");
+        } else if hello {
+            if let Some(l) = self.learner() {
+                l.last_heard = now;
+            }
+            self.learner_hello();
+        }
+    }
+}

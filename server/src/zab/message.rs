@@ -1,0 +1,334 @@
+//! Peer messages. The type numbers are ZooKeeper's QuorumPacket types (REQUEST 1 …
+//! ACKEPOCH 18), so that a later step can speak to Apache ZooKeeper peers; election
+//! notifications use type 100. The encoding is jute primitives: type, then fields.
+
+use paddock_proto::{DecodeError, JuteWrite, Reader};
+
+use super::{Sid, Zxid};
+
+/// What a peer says about itself in election notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    Looking = 0,
+    Following = 1,
+    Leading = 2,
+    Observing = 3,
+}
+
+impl PeerState {
+    fn from_code(c: i32) -> Result<PeerState, DecodeError> {
+        Ok(match c {
+            0 => PeerState::Looking,
+            1 => PeerState::Following,
+            2 => PeerState::Leading,
+            3 => PeerState::Observing,
+            _ => {
+                return Err(DecodeError::BadValue {
+                    what: "peer state",
+                    value: c.into(),
+                });
+            }
+        })
+    }
+}
+
+/// A vote: who should lead, and why (its epoch and last zxid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vote {
+    pub leader: Sid,
+    pub zxid: Zxid,
+    pub epoch: i64,
+}
+
+impl Vote {
+    /// ZooKeeper's totalOrderPredicate: higher epoch, then higher zxid, then higher id.
+    pub fn beats(&self, other: &Vote) -> bool {
+        (self.epoch, self.zxid, self.leader) > (other.epoch, other.zxid, other.leader)
+    }
+}
+
+/// An election notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Notification {
+    pub vote: Vote,
+    /// The sender's election round (ZooKeeper's electionEpoch / logicalclock).
+    pub round: u64,
+    pub state: PeerState,
+}
+
+/// Everything peers say to each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Vote(Notification),
+    FollowerInfo {
+        accepted_epoch: i64,
+        last_zxid: Zxid,
+        observer: bool,
+    },
+    LeaderInfo {
+        epoch: i64,
+    },
+    AckEpoch {
+        current_epoch: i64,
+        last_zxid: Zxid,
+    },
+    /// Sync by difference: proposals and commits follow, up to `zxid`.
+    Diff {
+        zxid: Zxid,
+    },
+    /// Drop everything after `zxid`, then proposals and commits follow.
+    Trunc {
+        zxid: Zxid,
+    },
+    /// The whole state at `zxid`.
+    Snap {
+        zxid: Zxid,
+        payload: Vec<u8>,
+    },
+    Proposal {
+        zxid: Zxid,
+        payload: Vec<u8>,
+    },
+    Commit {
+        zxid: Zxid,
+    },
+    /// A committed txn for an observer.
+    Inform {
+        zxid: Zxid,
+        payload: Vec<u8>,
+    },
+    NewLeader {
+        zxid: Zxid,
+    },
+    Ack {
+        zxid: Zxid,
+    },
+    UpToDate,
+    Ping,
+    /// Opaque application traffic (forwarded requests, replies, session touches), kept
+    /// in order with the protocol messages on the same link.
+    App(Vec<u8>),
+}
+
+mod code {
+    pub const REQUEST: i32 = 1;
+    pub const PROPOSAL: i32 = 2;
+    pub const ACK: i32 = 3;
+    pub const COMMIT: i32 = 4;
+    pub const PING: i32 = 5;
+    pub const INFORM: i32 = 8;
+    pub const NEWLEADER: i32 = 10;
+    pub const FOLLOWERINFO: i32 = 11;
+    pub const UPTODATE: i32 = 12;
+    pub const DIFF: i32 = 13;
+    pub const TRUNC: i32 = 14;
+    pub const SNAP: i32 = 15;
+    pub const OBSERVERINFO: i32 = 16;
+    pub const LEADERINFO: i32 = 17;
+    pub const ACKEPOCH: i32 = 18;
+    pub const VOTE: i32 = 100;
+}
+
+impl Message {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32);
+        match self {
+            Message::Vote(n) => {
+                out.put_i32(code::VOTE);
+                out.put_i64(n.vote.leader as i64);
+                out.put_i64(n.vote.zxid);
+                out.put_i64(n.vote.epoch);
+                out.put_i64(n.round as i64);
+                out.put_i32(n.state as i32);
+            }
+            Message::FollowerInfo {
+                accepted_epoch,
+                last_zxid,
+                observer,
+            } => {
+                out.put_i32(if *observer {
+                    code::OBSERVERINFO
+                } else {
+                    code::FOLLOWERINFO
+                });
+                out.put_i64(*accepted_epoch);
+                out.put_i64(*last_zxid);
+            }
+            Message::LeaderInfo { epoch } => {
+                out.put_i32(code::LEADERINFO);
+                out.put_i64(*epoch);
+            }
+            Message::AckEpoch {
+                current_epoch,
+                last_zxid,
+            } => {
+                out.put_i32(code::ACKEPOCH);
+                out.put_i64(*current_epoch);
+                out.put_i64(*last_zxid);
+            }
+            Message::Diff { zxid } => zxid_only(&mut out, code::DIFF, *zxid),
+            Message::Trunc { zxid } => zxid_only(&mut out, code::TRUNC, *zxid),
+            Message::Commit { zxid } => zxid_only(&mut out, code::COMMIT, *zxid),
+            Message::NewLeader { zxid } => zxid_only(&mut out, code::NEWLEADER, *zxid),
+            Message::Ack { zxid } => zxid_only(&mut out, code::ACK, *zxid),
+            Message::Snap { zxid, payload } => with_payload(&mut out, code::SNAP, *zxid, payload),
+            Message::Proposal { zxid, payload } => {
+                with_payload(&mut out, code::PROPOSAL, *zxid, payload)
+            }
+            Message::Inform { zxid, payload } => {
+                with_payload(&mut out, code::INFORM, *zxid, payload)
+            }
+            Message::UpToDate => out.put_i32(code::UPTODATE),
+            Message::Ping => out.put_i32(code::PING),
+            Message::App(payload) => {
+                out.put_i32(code::REQUEST);
+                out.put_buffer(payload);
+            }
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let kind = r.read_i32()?;
+        let msg = match kind {
+            code::VOTE => Message::Vote(Notification {
+                vote: Vote {
+                    leader: r.read_i64()? as u64,
+                    zxid: r.read_i64()?,
+                    epoch: r.read_i64()?,
+                },
+                round: r.read_i64()? as u64,
+                state: PeerState::from_code(r.read_i32()?)?,
+            }),
+            code::FOLLOWERINFO | code::OBSERVERINFO => Message::FollowerInfo {
+                accepted_epoch: r.read_i64()?,
+                last_zxid: r.read_i64()?,
+                observer: kind == code::OBSERVERINFO,
+            },
+            code::LEADERINFO => Message::LeaderInfo {
+                epoch: r.read_i64()?,
+            },
+            code::ACKEPOCH => Message::AckEpoch {
+                current_epoch: r.read_i64()?,
+                last_zxid: r.read_i64()?,
+            },
+            code::DIFF => Message::Diff {
+                zxid: r.read_i64()?,
+            },
+            code::TRUNC => Message::Trunc {
+                zxid: r.read_i64()?,
+            },
+            code::COMMIT => Message::Commit {
+                zxid: r.read_i64()?,
+            },
+            code::NEWLEADER => Message::NewLeader {
+                zxid: r.read_i64()?,
+            },
+            code::ACK => Message::Ack {
+                zxid: r.read_i64()?,
+            },
+            code::SNAP => Message::Snap {
+                zxid: r.read_i64()?,
+                payload: r.read_buffer()?,
+            },
+            code::PROPOSAL => Message::Proposal {
+                zxid: r.read_i64()?,
+                payload: r.read_buffer()?,
+            },
+            code::INFORM => Message::Inform {
+                zxid: r.read_i64()?,
+                payload: r.read_buffer()?,
+            },
+            code::UPTODATE => Message::UpToDate,
+            code::PING => Message::Ping,
+            code::REQUEST => Message::App(r.read_buffer()?),
+            other => return Err(DecodeError::UnknownOpcode(other)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+fn zxid_only(out: &mut Vec<u8>, kind: i32, zxid: Zxid) {
+    out.put_i32(kind);
+    out.put_i64(zxid);
+}
+
+fn with_payload(out: &mut Vec<u8>, kind: i32, zxid: Zxid, payload: &[u8]) {
+    out.put_i32(kind);
+    out.put_i64(zxid);
+    out.put_buffer(payload);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn every_message_round_trips() {
+        let vote = Vote {
+            leader: 3,
+            zxid: 0x2_0000_0005,
+            epoch: 2,
+        };
+        let all = vec![
+            Message::Vote(Notification {
+                vote,
+                round: 7,
+                state: PeerState::Leading,
+            }),
+            Message::FollowerInfo {
+                accepted_epoch: 2,
+                last_zxid: 9,
+                observer: true,
+            },
+            Message::LeaderInfo { epoch: 3 },
+            Message::AckEpoch {
+                current_epoch: 2,
+                last_zxid: 9,
+            },
+            Message::Diff { zxid: 1 },
+            Message::Trunc { zxid: 2 },
+            Message::Snap {
+                zxid: 3,
+                payload: vec![1, 2],
+            },
+            Message::Proposal {
+                zxid: 4,
+                payload: vec![9],
+            },
+            Message::Commit { zxid: 4 },
+            Message::Inform {
+                zxid: 5,
+                payload: vec![],
+            },
+            Message::NewLeader { zxid: 3 << 32 },
+            Message::Ack { zxid: 4 },
+            Message::UpToDate,
+            Message::Ping,
+            Message::App(b"hello".to_vec()),
+        ];
+        for m in all {
+            assert_eq!(Message::decode(&m.encode()), Ok(m));
+        }
+        assert!(vote.beats(&Vote {
+            leader: 9,
+            zxid: 0x2_0000_0004,
+            epoch: 2
+        }));
+        assert!(!vote.beats(&Vote {
+            leader: 1,
+            zxid: 0,
+            epoch: 3
+        }));
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = Message::decode(&bytes);
+        }
+    }
+}
