@@ -236,37 +236,17 @@ impl Zab {
         if leader.phase == Phase::Sync && !self.epoch_quorum() {
             return;
         }
-        let history_start = self.history.front().map(|(z, _)| *z);
-        let known = |z: Zxid| {
-            z == self.last_committed
-                || self.history.iter().any(|(h, _)| *h == z)
-                || self.pending.contains_key(&z)
-        };
-        let base = if peer == self.last_logged || known(peer) {
-            self.send(
+        let base = self.sync_base(peer);
+        match base {
+            Some(b) if b == peer => self.send(
                 sid,
                 Message::Diff {
                     zxid: self.last_logged,
                 },
-            );
-            Some(peer)
-        } else if history_start.is_some_and(|start| peer >= start)
-            || (peer > self.last_logged && history_start.is_none() && self.pending.is_empty())
-        {
-            // It holds txns we do not: cut it back to the last zxid we share.
-            let prev = self
-                .history
-                .iter()
-                .map(|(z, _)| *z)
-                .chain(self.pending.keys().copied())
-                .filter(|z| *z <= peer)
-                .max()
-                .unwrap_or(self.last_committed.min(peer));
-            self.send(sid, Message::Trunc { zxid: prev });
-            Some(prev)
-        } else {
-            None
-        };
+            ),
+            Some(b) => self.send(sid, Message::Trunc { zxid: b }),
+            None => {}
+        }
         match base {
             Some(base) => {
                 let committed: Vec<(Zxid, Vec<u8>)> = self
@@ -314,6 +294,42 @@ impl Zab {
                 zxid: make_zxid(epoch, 0),
             },
         );
+    }
+
+    /// Where a learner whose log ends at `peer` can continue from our log: `Some(peer)`
+    /// (DIFF), `Some(earlier)` (TRUNC to it, then DIFF), or `None` (SNAP).
+    ///
+    /// Logs agree on every epoch they both hold entries of, up to the shorter one: all
+    /// entries of an epoch come from its one leader, which synced both logs' earlier
+    /// history first. So when our log holds entries of the peer's last epoch, cutting
+    /// the peer back to min(peer, our last entry of that epoch) leaves a common prefix.
+    /// Otherwise the peer's tail came from a leader we never followed, and only a
+    /// snapshot is safe. Either way we need the txns after the base in memory.
+    fn sync_base(&self, peer: Zxid) -> Option<Zxid> {
+        // Whether we hold the payloads of everything after `z`.
+        let have_after = |z: Zxid| {
+            z >= self.last_committed || self.history.front().is_some_and(|(start, _)| *start <= z)
+        };
+        let is_ours = |z: Zxid| {
+            z == self.last_committed
+                || z == self.last_logged
+                || self.pending.contains_key(&z)
+                || self.history.iter().any(|(h, _)| *h == z)
+        };
+        if is_ours(peer) {
+            return have_after(peer).then_some(peer);
+        }
+        let epoch = super::epoch_of(peer);
+        let last_of_epoch = self
+            .history
+            .iter()
+            .map(|(z, _)| *z)
+            .chain(self.pending.keys().copied())
+            .chain([self.last_committed, self.last_logged])
+            .filter(|z| *z != 0 && super::epoch_of(*z) == epoch)
+            .max()?;
+        let base = last_of_epoch.min(peer);
+        (is_ours(base) && have_after(base)).then_some(base)
     }
 
     fn epoch_quorum(&self) -> bool {

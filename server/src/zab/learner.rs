@@ -122,20 +122,29 @@ impl Zab {
             }
             Message::Diff { .. } => {}
             Message::Trunc { zxid } => {
-                if zxid < self.last_committed {
-                    // Committed txns are never cut; a leader asking for it is wrong.
-                    self.learner_fail("TRUNC below our last commit");
-                    return;
-                }
-                self.pending.retain(|z, _| *z <= zxid);
+                // What we applied beyond `zxid` came from replaying our own log at startup
+                // and was never committed (a committed txn is in every future leader's
+                // log): the shell rebuilds the state from the truncated log.
+                // Everything up to `zxid` is in the leader's log, so it will be committed:
+                // the reload applies all of it.
                 self.history.retain(|(z, _)| *z <= zxid);
+                self.history_bytes = self.history.iter().map(|(_, p)| p.len()).sum();
+                let kept: Vec<(Zxid, Vec<u8>)> = std::mem::take(&mut self.pending)
+                    .into_iter()
+                    .filter(|(z, _)| *z <= zxid)
+                    .collect();
+                for (z, p) in kept {
+                    self.remember_committed(z, p);
+                }
                 self.last_logged = zxid;
                 self.last_durable = self.last_durable.min(zxid);
+                self.last_committed = zxid;
                 self.out.push(Output::Truncate { zxid });
             }
             Message::Snap { zxid, payload } => {
                 self.pending.clear();
                 self.history.clear();
+                self.history_bytes = 0;
                 self.last_logged = zxid;
                 self.last_durable = zxid;
                 self.last_committed = zxid;

@@ -21,6 +21,8 @@ mod leader;
 mod learner;
 pub mod message;
 pub mod quorum;
+#[cfg(test)]
+mod sim;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -328,15 +330,21 @@ impl Zab {
     fn commit(&mut self, zxid: Zxid, payload: Vec<u8>) {
         if zxid > self.last_committed {
             self.last_committed = zxid;
-            self.history_bytes += payload.len();
-            self.history.push_back((zxid, payload.clone()));
-            while self.history.len() > HISTORY_MAX_TXNS || self.history_bytes > HISTORY_MAX_BYTES {
-                match self.history.pop_front() {
-                    Some((_, p)) => self.history_bytes -= p.len(),
-                    None => break,
-                }
-            }
+            self.remember_committed(zxid, payload.clone());
             self.out.push(Output::Commit { zxid, payload });
+        }
+    }
+
+    /// Keeps a committed txn for DIFF syncs. The history is contiguous and ends at the
+    /// last commit, so "everything after z" is exactly its tail.
+    fn remember_committed(&mut self, zxid: Zxid, payload: Vec<u8>) {
+        self.history_bytes += payload.len();
+        self.history.push_back((zxid, payload));
+        while self.history.len() > HISTORY_MAX_TXNS || self.history_bytes > HISTORY_MAX_BYTES {
+            match self.history.pop_front() {
+                Some((_, p)) => self.history_bytes -= p.len(),
+                None => break,
+            }
         }
     }
 
