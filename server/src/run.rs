@@ -10,9 +10,13 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::info;
 
-use crate::config::ServerConfig;
+use std::collections::BTreeMap;
+
+use crate::config::{LearnerRole, QuorumKind, ServerConfig};
 use crate::core::{Core, CoreConfig, CoreMsg, CoreTx, InternalTx, RecoveryError};
 use crate::net::client::{self, ClientPortConfig};
+use crate::net::peer::PeerNet;
+use crate::zab::{Membership, QuorumVerifier, Timing};
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -51,6 +55,41 @@ impl Running {
     }
 }
 
+/// The ensemble described by the config: voters under the configured quorum rule, and
+/// observers. A standalone server is an ensemble of one.
+pub fn membership(cfg: &ServerConfig) -> Membership {
+    let me = cfg.server_id();
+    if cfg.is_standalone() {
+        return Membership::standalone(me);
+    }
+    let participants: Vec<u64> = cfg.voting_members().map(|s| s.id).collect();
+    let weights: BTreeMap<u64, u64> = participants
+        .iter()
+        .map(|id| (*id, cfg.member_weight(*id)))
+        .collect();
+    let verifier = match cfg.quorum_kind() {
+        QuorumKind::Majority => QuorumVerifier::majority(participants),
+        QuorumKind::Weighted => QuorumVerifier::Weighted { weights },
+        QuorumKind::Hierarchical => QuorumVerifier::Hierarchical {
+            groups: cfg
+                .groups
+                .iter()
+                .map(|g| (g.id, g.members.iter().copied().collect()))
+                .collect(),
+            weights,
+        },
+    };
+    Membership {
+        verifier,
+        observers: cfg
+            .servers
+            .values()
+            .filter(|s| s.role == LearnerRole::Observer)
+            .map(|s| s.id)
+            .collect(),
+    }
+}
+
 /// The part of the config the core needs.
 pub fn core_config(cfg: &ServerConfig) -> CoreConfig {
     CoreConfig {
@@ -74,13 +113,93 @@ pub fn core_config(cfg: &ServerConfig) -> CoreConfig {
             .get("znode.container.checkIntervalMs")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1000),
+        membership: membership(cfg),
+        timing: Timing::from_ticks(
+            u64::from(cfg.tick_time_ms),
+            u64::from(cfg.init_limit),
+            u64::from(cfg.sync_limit),
+        ),
+        distributed: cfg.is_distributed(),
     }
 }
 
-async fn bind(addr: String) -> Result<TcpListener, StartError> {
-    TcpListener::bind(&addr)
+/// Resolves `host:port`, preferring IPv4.
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, StartError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|source| StartError::Bind { addr, source })
+        .map_err(|source| StartError::Bind {
+            addr: format!("{host}:{port}"),
+            source,
+        })?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| StartError::Bind {
+            addr: format!("{host}:{port}"),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
+        })
+}
+
+/// Starts the peer transport for an ensemble member.
+async fn start_peers(cfg: &ServerConfig, internal: &InternalTx) -> Result<PeerNet, StartError> {
+    if cfg.is_standalone() {
+        return Ok(PeerNet::none());
+    }
+    let me = cfg.server_id();
+    let mut peers = BTreeMap::new();
+    let mut listen = None;
+    for entry in cfg.servers.values() {
+        let Some(addr) = entry.primary() else {
+            continue;
+        };
+        let resolved = resolve(&addr.host, addr.quorum_port).await?;
+        if entry.id == me {
+            listen = Some(resolved);
+        } else {
+            peers.insert(entry.id, resolved);
+        }
+    }
+    let listen = listen.ok_or_else(|| StartError::Bind {
+        addr: format!("server.{me}"),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "this server's id has no server.N line",
+        ),
+    })?;
+    crate::net::peer::start(me, listen, peers, internal.clone())
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: listen.to_string(),
+            source,
+        })
+}
+
+/// Binds with a deep accept backlog: after a failover hundreds of clients reconnect at
+/// once, and tokio's default of 128 would make many of them wait for a SYN retry.
+async fn bind(addr: String) -> Result<TcpListener, StartError> {
+    let err = |source| StartError::Bind {
+        addr: addr.clone(),
+        source,
+    };
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(&addr).await.map_err(err)?.collect();
+    let target = resolved.first().copied().ok_or_else(|| {
+        err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no address",
+        ))
+    })?;
+    let socket = if target.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(target).map_err(err)?;
+    socket.listen(4096).map_err(err)
 }
 
 /// Recovers state and starts serving. Must be called inside a tokio runtime.
@@ -88,11 +207,13 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     let (core_tx, core_rx) = mpsc::channel::<CoreMsg>(64 * 1024);
     let (internal_tx, internal_rx) = mpsc::unbounded_channel::<CoreMsg>();
     let core_cfg = core_config(&cfg);
-    let tick = Duration::from_millis((core_cfg.tick_ms / 2).clamp(10, 1000));
+    // Fine-grained ticks: elections and heartbeats work in milliseconds, not tickTime.
+    let tick = Duration::from_millis(50);
+    let peers = start_peers(&cfg, &internal_tx).await?;
     let core = {
         let core_cfg = core_cfg.clone();
         let internal_tx = internal_tx.clone();
-        tokio::task::spawn_blocking(move || Core::open(core_cfg, internal_tx))
+        tokio::task::spawn_blocking(move || Core::open(core_cfg, internal_tx, peers))
             .await
             .map_err(|e| StartError::Thread(std::io::Error::other(e.to_string())))??
     };

@@ -4,14 +4,12 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
 
-use paddock_proto::{AuthPacket, ConnectRequest, ConnectResponse, ErrorCode, Id, Response, xid};
+use paddock_proto::{AuthPacket, ConnectRequest, ConnectResponse, ErrorCode, Id, Response};
 use tracing::{info, warn};
 
 use super::{Conn, ConnTx, ConnectReply, Core, Outgoing, ReplyTo};
-use crate::request::prep::Prepared;
 use crate::session::session_password;
 use crate::tree::acl::{Credentials, digest_id};
-use crate::txn::TxnOp;
 use crate::watch::ConnId;
 
 impl Core {
@@ -46,6 +44,11 @@ impl Core {
             total_latency_ms: 0,
             completed: 0,
         };
+        if !self.role.is_serving() {
+            info!(client = %addr, role = ?self.role, "not serving (no quorum or still syncing); closing the connection");
+            let _ = conn.tx.send(Outgoing::Close);
+            return;
+        }
         if req.last_zxid_seen > self.tree.last_zxid() {
             warn!(
                 client = %addr,
@@ -69,10 +72,6 @@ impl Core {
                 conn.session = Some(session);
             }
             self.session_owner.insert(session, conn_id);
-            let prepared = Prepared {
-                op: TxnOp::CreateSession { timeout_ms },
-                changes: vec![],
-            };
             let reply = ReplyTo {
                 conn: conn_id,
                 xid: 0,
@@ -82,7 +81,7 @@ impl Core {
                     read_only_byte,
                 }),
             };
-            self.propose(session, 0, prepared, Some(reply));
+            self.create_session(session, timeout_ms, reply);
             return;
         }
 
@@ -125,8 +124,12 @@ impl Core {
             old.session = None;
             let _ = old.tx.send(Outgoing::Close);
         }
-        let now = self.now_ms();
-        self.sessions.touch(session, timeout_ms, now);
+        if self.is_leader() {
+            let now = self.now_ms();
+            self.sessions.touch(session, timeout_ms, now);
+        } else {
+            self.touched.insert(session);
+        }
         info!(session = format_args!("{session:#x}"), client = %addr, timeout_ms, "session resumed");
     }
 
@@ -141,8 +144,16 @@ impl Core {
         }
     }
 
-    /// addauth: only the digest scheme is offered (ip is implied by the address).
-    pub(super) fn on_auth(&mut self, conn_id: ConnId, auth: AuthPacket, received: Instant) {
+    /// addauth: only the digest scheme is offered (ip is implied by the address). The
+    /// reply carries the request's xid, as ZooKeeper's does: the Java client sends -4,
+    /// other clients (zookeeper-client) an ordinary xid and match the reply by it.
+    pub(super) fn on_auth(
+        &mut self,
+        conn_id: ConnId,
+        xid: i32,
+        auth: AuthPacket,
+        received: Instant,
+    ) {
         let zxid = self.tree.last_zxid();
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
@@ -163,17 +174,11 @@ impl Core {
                 if !conn.creds.ids.contains(&id) {
                     conn.creds.ids.push(id);
                 }
-                self.send(conn_id, xid::AUTH, zxid, Ok(Response::Empty), received);
+                self.send(conn_id, xid, zxid, Ok(Response::Empty), received);
             }
             None => {
                 warn!(conn = conn_id, scheme = %auth.scheme, "authentication failed: unsupported scheme or malformed credentials");
-                self.send(
-                    conn_id,
-                    xid::AUTH,
-                    zxid,
-                    Err(ErrorCode::AuthFailed),
-                    received,
-                );
+                self.send(conn_id, xid, zxid, Err(ErrorCode::AuthFailed), received);
                 if let Some(conn) = self.conns.get(&conn_id) {
                     let _ = conn.tx.send(Outgoing::Close);
                 }

@@ -12,6 +12,16 @@ const REAP_BATCH: usize = 1000;
 impl Core {
     pub(super) fn on_tick(&mut self) {
         let now = self.now_ms();
+        self.zab.on_tick(now);
+        self.drive();
+        if !self.is_leader() {
+            // Learners report activity; the leader alone decides expiry.
+            if now.saturating_sub(self.last_touch_ms) >= (self.cfg.tick_ms / 2).max(1) {
+                self.last_touch_ms = now;
+                self.send_touches();
+            }
+            return;
+        }
         for session in self.sessions.expire(now) {
             if !self.tree.sessions().contains_key(&session) || !self.closing.insert(session) {
                 continue;

@@ -6,6 +6,8 @@
 //! "propose" and "apply" in `pipeline.rs`).
 
 mod connect;
+mod ensemble;
+pub mod forward;
 mod maintenance;
 mod pipeline;
 mod recovery;
@@ -20,13 +22,14 @@ use paddock_proto::{ConnectRequest, ConnectResponse, ErrorCode, Request, Respons
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
+use crate::net::peer::PeerNet;
 use crate::request::pending::PendingChanges;
 use crate::session::SessionTracker;
 use crate::storage::{DiskEvent, DiskWriter};
 use crate::tree::DataTree;
 use crate::tree::acl::Credentials;
-use crate::txn::Txn;
 use crate::watch::{ConnId, WatchManager};
+use crate::zab::{Membership, Message, Role, Sid, Timing, Zab, Zxid};
 
 pub use recovery::RecoveryError;
 pub use stats::Stats;
@@ -79,6 +82,14 @@ pub enum CoreMsg {
         conn: ConnId,
     },
     Disk(DiskEvent),
+    /// A message from another server of the ensemble.
+    Peer {
+        from: Sid,
+        msg: Message,
+    },
+    /// The link to a peer came up / went down.
+    PeerUp(Sid),
+    PeerDown(Sid),
     Tick,
     SnapshotDone {
         zxid: i64,
@@ -112,6 +123,11 @@ pub struct CoreConfig {
     /// `super:<digest id>` from superDigest: this identity bypasses every ACL.
     pub super_digest: Option<String>,
     pub container_check_ms: u64,
+    /// The ensemble (a standalone server is an ensemble of one).
+    pub membership: Membership,
+    pub timing: Timing,
+    /// Whether the config names other servers (affects reporting only).
+    pub distributed: bool,
 }
 
 /// One client connection as the core sees it.
@@ -136,9 +152,9 @@ struct Conn {
 }
 
 enum Queued {
-    Write {
-        zxid: i64,
-    },
+    /// A write (or a request the leader answers) that waits for its txn's commit or the
+    /// leader's answer; matched by the client's xid.
+    Write { cxid: i32 },
     Read {
         xid: i32,
         req: Request,
@@ -159,14 +175,12 @@ struct ReplyTo {
     connect: Option<ConnectReply>,
 }
 
+/// An answer held until everything up to the zxid is committed, for (session, cxid).
+type HeldAnswer = (Zxid, (i64, i32), Result<Response, ErrorCode>);
+
 struct ConnectReply {
     timeout_ms: i32,
     read_only_byte: bool,
-}
-
-struct Inflight {
-    txn: Txn,
-    reply: Option<ReplyTo>,
 }
 
 /// The core's whole state.
@@ -180,8 +194,17 @@ pub struct Core {
     closing: HashSet<i64>,
     session_owner: HashMap<i64, ConnId>,
     conns: HashMap<ConnId, Conn>,
-    inflight: VecDeque<Inflight>,
-    next_zxid: i64,
+    /// Who waits for the commit of (session, cxid), or the leader's answer to it.
+    waiting: HashMap<(i64, i32), ReplyTo>,
+    /// Answers to local requests on the leader that wait until everything up to the zxid
+    /// is committed (`sync`, and writes refused because of pending changes).
+    syncs: Vec<HeldAnswer>,
+    /// Sessions active here since the last touch sent to the leader (learners).
+    touched: HashSet<i64>,
+    last_touch_ms: u64,
+    zab: Zab,
+    role: Role,
+    peers: PeerNet,
     disk: Option<DiskWriter>,
     internal_tx: InternalTx,
     stats: Stats,
@@ -266,6 +289,21 @@ impl Core {
             } => self.enqueue_ready(conn, xid, Err(err), received),
             CoreMsg::Closed { conn } => self.on_closed(conn),
             CoreMsg::Disk(event) => self.on_disk(event),
+            CoreMsg::Peer { from, msg } => {
+                let now = self.now_ms();
+                self.zab.on_message(now, from, msg);
+                self.drive();
+            }
+            CoreMsg::PeerUp(peer) => {
+                let now = self.now_ms();
+                self.zab.on_connected(now, peer);
+                self.drive();
+            }
+            CoreMsg::PeerDown(peer) => {
+                let now = self.now_ms();
+                self.zab.on_disconnected(now, peer);
+                self.drive();
+            }
             CoreMsg::Tick => self.on_tick(),
             CoreMsg::SnapshotDone { zxid, ok } => self.on_snapshot_done(zxid, ok),
             CoreMsg::Query(q) => q(self),
@@ -304,7 +342,23 @@ impl Core {
     }
 
     pub fn outstanding_requests(&self) -> usize {
-        self.inflight.len() + self.conns.values().map(|c| c.queue.len()).sum::<usize>()
+        self.waiting.len() + self.conns.values().map(|c| c.queue.len()).sum::<usize>()
+    }
+
+    pub fn zab(&self) -> &Zab {
+        &self.zab
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn is_distributed(&self) -> bool {
+        self.cfg.distributed
+    }
+
+    fn is_leader(&self) -> bool {
+        self.role == Role::Leader
     }
 
     pub fn live_sessions(&self) -> usize {

@@ -1,22 +1,45 @@
-//! The request pipeline: validate → propose (log) → durable → apply → reply, with each
-//! connection's replies kept in request order.
+//! The request pipeline. Reads are answered locally, in order behind the connection's
+//! own writes. Writes, session closes and `sync` go to the leader: on the leader they are
+//! validated against the tree plus pending changes and proposed through ZAB; followers
+//! forward them. Every server applies a txn when ZAB commits it, and the server that
+//! holds the client's connection answers it then.
 
 use std::time::Instant;
 
 use paddock_proto::{
     ConnectResponse, Create2Response, CreateResponse, ErrorCode, KeeperState, OpCode, Request,
-    Response, WatcherEvent,
+    Response, SyncResponse, WatcherEvent,
 };
 use tracing::{debug, warn};
 
-use super::{Conn, Core, Inflight, Outgoing, Queued, ReplyTo};
+use super::forward::AppMsg;
+use super::{Conn, Core, Outgoing, Queued, ReplyTo};
 use crate::request::prep::{self, Prepared, WriteContext};
 use crate::request::read::{self, ReadContext};
 use crate::session::session_password;
 use crate::storage::DiskEvent;
+use crate::tree::acl::Credentials;
 use crate::tree::{ApplyResult, WatchTrigger};
 use crate::txn::{Txn, TxnOp};
 use crate::watch::{ConnId, Notification};
+use crate::zab::{Sid, Zxid};
+
+/// Where a request the leader sequences came from.
+#[derive(Clone, Copy)]
+pub(super) enum Origin {
+    Local { conn: ConnId, received: Instant },
+    Remote(Sid),
+}
+
+/// What the leader makes of a write request.
+enum Decision {
+    Propose(Prepared),
+    /// Answer without a txn — but only once everything proposed before it is committed:
+    /// a client told NodeExists because of another session's pending create must be
+    /// able to read that node next (ZooKeeper gets this by logging error txns in order;
+    /// `sync` is the same rule).
+    Answer(Result<Response, ErrorCode>),
+}
 
 impl Core {
     pub(super) fn on_request(
@@ -28,6 +51,7 @@ impl Core {
     ) {
         self.stats.packets_received += 1;
         let now = self.now_ms();
+        let leader = self.is_leader();
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
         };
@@ -46,80 +70,47 @@ impl Core {
             let _ = conn.tx.send(Outgoing::Close);
             return;
         }
-        if let Some(entry) = self.tree.sessions().get(&session) {
-            self.sessions.touch(session, entry.timeout_ms, now);
+        if leader {
+            if let Some(entry) = self.tree.sessions().get(&session) {
+                self.sessions.touch(session, entry.timeout_ms, now);
+            }
+        } else {
+            self.touched.insert(session);
         }
         match req {
             Request::Ping => {
                 let zxid = self.tree.last_zxid();
                 self.send(conn_id, xid, zxid, Ok(Response::Empty), received);
             }
-            Request::Auth(auth) => self.on_auth(conn_id, auth, received),
+            Request::Auth(auth) => self.on_auth(conn_id, xid, auth, received),
             Request::Sasl(_) => {
                 debug!(conn = conn_id, "SASL requested but not enabled");
                 self.enqueue_ready(conn_id, xid, Err(ErrorCode::AuthFailed), received);
             }
             Request::Reconfig(_) => {
                 let err = if self.cfg.reconfig_enabled {
-                    // Membership changes need an ensemble; a standalone server has none.
+                    // Membership changes are not implemented yet.
                     ErrorCode::Unimplemented
                 } else {
                     ErrorCode::ReconfigDisabled
                 };
                 self.enqueue_ready(conn_id, xid, Err(err), received);
             }
-            Request::CloseSession => {
-                self.closing.insert(session);
-                let prepared = prep::prepare_close(&self.tree, &self.pending, session);
-                self.propose(
-                    session,
-                    xid,
-                    prepared,
-                    Some(reply_to(conn_id, xid, received)),
-                );
-            }
-            Request::Multi(ops) if ops.is_empty() => {
-                self.enqueue_ready(conn_id, xid, Ok(Response::Multi(vec![])), received);
-            }
-            Request::Multi(ops) => {
+            req if goes_to_leader(&req) => {
                 let creds = conn.creds.clone();
-                let ctx = WriteContext {
-                    session,
-                    creds: &creds,
-                    extended_types: self.cfg.extended_types,
-                };
-                match prep::prepare_multi(&self.tree, &self.pending, &ctx, &ops) {
-                    Ok(prepared) => self.propose(
+                if leader {
+                    self.lead(
+                        Origin::Local {
+                            conn: conn_id,
+                            received,
+                        },
                         session,
                         xid,
-                        prepared,
-                        Some(reply_to(conn_id, xid, received)),
-                    ),
-                    // ZooKeeper answers a failed multi with err 0 and per-op errors.
-                    Err(results) => {
-                        self.enqueue_ready(conn_id, xid, Ok(Response::Multi(results)), received)
-                    }
-                }
-            }
-            req if is_write(&req) => {
-                let creds = conn.creds.clone();
-                let ctx = WriteContext {
-                    session,
-                    creds: &creds,
-                    extended_types: self.cfg.extended_types,
-                };
-                match prep::prepare(&self.tree, &self.pending, &ctx, &req) {
-                    // A check alone changes nothing: answer it in order, no txn needed.
-                    Ok(_) if matches!(req, Request::Check(_)) => {
-                        self.enqueue_ready(conn_id, xid, Ok(Response::Empty), received)
-                    }
-                    Ok(prepared) => self.propose(
-                        session,
-                        xid,
-                        prepared,
-                        Some(reply_to(conn_id, xid, received)),
-                    ),
-                    Err(err) => self.enqueue_ready(conn_id, xid, Err(err), received),
+                        &creds,
+                        req,
+                    );
+                } else {
+                    self.forward(conn_id, session, xid, creds, req, received);
                 }
             }
             req => {
@@ -132,7 +123,109 @@ impl Core {
         }
     }
 
-    /// Proposes a validated write: assigns the zxid, logs it, and remembers who waits.
+    /// Follower: hands a write to the leader and waits for its commit (or answer).
+    fn forward(
+        &mut self,
+        conn_id: ConnId,
+        session: i64,
+        xid: i32,
+        creds: Credentials,
+        req: Request,
+        received: Instant,
+    ) {
+        let msg = AppMsg::Forward {
+            session,
+            cxid: xid,
+            ids: creds.ids,
+            is_super: creds.is_super,
+            request: req,
+        };
+        if !self.zab.send_to_leader(msg.encode()) {
+            self.enqueue_ready(conn_id, xid, Err(ErrorCode::ConnectionLoss), received);
+            return;
+        }
+        self.wait_for(session, xid, reply_to(conn_id, xid, received));
+        self.drive();
+    }
+
+    /// Registers a waiter and holds the connection's later replies behind it.
+    pub(super) fn wait_for(&mut self, session: i64, cxid: i32, reply: ReplyTo) {
+        if let Some(conn) = self.conns.get_mut(&reply.conn) {
+            conn.queue.push_back(Queued::Write { cxid });
+            self.waiting.insert((session, cxid), reply);
+        }
+    }
+
+    /// Leader: validates a write request and proposes it, or answers it.
+    pub(super) fn lead(
+        &mut self,
+        origin: Origin,
+        session: i64,
+        cxid: i32,
+        creds: &Credentials,
+        req: Request,
+    ) {
+        let opcode = req.opcode().code();
+        let decision = self.decide(session, creds, req);
+        match (decision, origin) {
+            (Decision::Propose(prepared), Origin::Local { conn, received }) => self.propose(
+                session,
+                cxid,
+                prepared,
+                Some(reply_to(conn, cxid, received)),
+            ),
+            (Decision::Propose(prepared), Origin::Remote(_)) => {
+                self.propose(session, cxid, prepared, None)
+            }
+            (Decision::Answer(result), Origin::Local { conn, received }) => {
+                if self.zab.last_committed() >= self.zab.last_logged() {
+                    self.enqueue_ready(conn, cxid, result, received);
+                } else {
+                    let upto = self.zab.last_logged();
+                    self.wait_for(session, cxid, reply_to(conn, cxid, received));
+                    self.syncs.push((upto, (session, cxid), result));
+                }
+            }
+            (Decision::Answer(result), Origin::Remote(sid)) => {
+                let msg = AppMsg::result(session, cxid, opcode, &result);
+                self.zab.send_app(sid, msg.encode(), true);
+            }
+        }
+        self.drive();
+    }
+
+    fn decide(&mut self, session: i64, creds: &Credentials, req: Request) -> Decision {
+        let ctx = WriteContext {
+            session,
+            creds,
+            extended_types: self.cfg.extended_types,
+        };
+        match req {
+            Request::CloseSession => {
+                self.closing.insert(session);
+                Decision::Propose(prep::prepare_close(&self.tree, &self.pending, session))
+            }
+            Request::Sync(r) => match crate::path::validate(&r.path, false) {
+                Ok(()) => Decision::Answer(Ok(Response::Sync(SyncResponse { path: r.path }))),
+                Err(_) => Decision::Answer(Err(ErrorCode::BadArguments)),
+            },
+            Request::Multi(ops) if ops.is_empty() => Decision::Answer(Ok(Response::Multi(vec![]))),
+            Request::Multi(ops) => match prep::prepare_multi(&self.tree, &self.pending, &ctx, &ops)
+            {
+                Ok(prepared) => Decision::Propose(prepared),
+                // ZooKeeper answers a failed multi with err 0 and per-op errors.
+                Err(results) => Decision::Answer(Ok(Response::Multi(results))),
+            },
+            req => match prep::prepare(&self.tree, &self.pending, &ctx, &req) {
+                // A check alone changes nothing: answer it in order, no txn needed.
+                Ok(_) if matches!(req, Request::Check(_)) => Decision::Answer(Ok(Response::Empty)),
+                Ok(prepared) => Decision::Propose(prepared),
+                Err(err) => Decision::Answer(Err(err)),
+            },
+        }
+    }
+
+    /// Proposes a validated write through ZAB and remembers who waits for it.
     pub(super) fn propose(
         &mut self,
         session: i64,
@@ -140,38 +233,43 @@ impl Core {
         prepared: Prepared,
         reply: Option<ReplyTo>,
     ) {
-        let Some(disk) = &self.disk else {
-            if let Some(r) = reply {
-                self.enqueue_ready(r.conn, r.xid, Err(ErrorCode::SystemError), r.received);
+        let Prepared { op, changes } = prepared;
+        let time = super::wall_ms();
+        let proposed = self.zab.propose(|zxid| {
+            Txn {
+                session,
+                cxid,
+                zxid,
+                time,
+                op,
             }
-            return;
-        };
-        let zxid = self.next_zxid;
-        self.next_zxid += 1;
-        let txn = Txn {
-            session,
-            cxid,
-            zxid,
-            time: super::wall_ms(),
-            op: prepared.op,
-        };
-        if let Err(e) = disk.append(zxid as u64, txn.encode()) {
-            self.fatal = Some(format!("cannot queue txn {zxid:#x} for the log: {e}"));
-            return;
+            .encode()
+        });
+        match proposed {
+            Ok(zxid) => {
+                self.pending.record(zxid, changes);
+                self.stats.writes_proposed += 1;
+                if let Some(r) = reply {
+                    self.wait_for(session, cxid, r);
+                }
+            }
+            Err(e) => {
+                debug!(?e, "proposal refused");
+                if let Some(r) = reply {
+                    self.enqueue_ready(r.conn, cxid, Err(ErrorCode::ConnectionLoss), r.received);
+                }
+            }
         }
-        self.pending.record(zxid, prepared.changes);
-        self.stats.writes_proposed += 1;
-        if let Some(r) = &reply
-            && let Some(conn) = self.conns.get_mut(&r.conn)
-        {
-            conn.queue.push_back(Queued::Write { zxid });
-        }
-        self.inflight.push_back(Inflight { txn, reply });
+        self.drive();
     }
 
     pub(super) fn on_disk(&mut self, event: DiskEvent) {
         match event {
-            DiskEvent::Durable(zxid) => self.apply_through(zxid as i64),
+            DiskEvent::Durable(zxid) => {
+                let now = self.now_ms();
+                self.zab.on_durable(now, zxid as Zxid);
+                self.drive();
+            }
             DiskEvent::Truncated(_) => {}
             DiskEvent::Failed(e) => {
                 self.fatal = Some(format!("transaction log failed: {e}"));
@@ -179,37 +277,73 @@ impl Core {
         }
     }
 
-    /// Applies, in order, every proposed txn up to `zxid` and answers those waiting.
-    fn apply_through(&mut self, zxid: i64) {
+    /// Applies a committed txn and answers whoever waits for it here.
+    pub(super) fn apply_commit(&mut self, zxid: Zxid, payload: &[u8]) {
+        let txn = match Txn::decode(payload) {
+            Ok(txn) => txn,
+            Err(e) => {
+                self.fatal = Some(format!("committed txn {zxid:#x} cannot be decoded: {e}"));
+                return;
+            }
+        };
         let mut triggers: Vec<WatchTrigger> = Vec::new();
+        let result = self.tree.apply(&txn, &mut triggers);
+        self.pending.applied(zxid);
         let mut notes: Vec<Notification> = Vec::new();
-        while self.inflight.front().is_some_and(|f| f.txn.zxid <= zxid) {
-            let Some(Inflight { txn, reply }) = self.inflight.pop_front() else {
-                break;
-            };
-            triggers.clear();
-            let result = self.tree.apply(&txn, &mut triggers);
-            self.pending.applied(txn.zxid);
-            notes.clear();
-            for t in &triggers {
-                self.watches.trigger(t, &mut notes);
-            }
-            for n in notes.drain(..) {
-                self.notify(n, txn.zxid);
-            }
-            self.after_apply(&txn, &result, reply.is_some());
-            if let Some(r) = reply {
-                self.answer_write(r, txn.zxid, result);
-            }
-            self.txns_since_snapshot += 1;
+        for t in &triggers {
+            self.watches.trigger(t, &mut notes);
         }
+        for n in notes {
+            self.notify(n, zxid);
+        }
+        let waiter = self.waiting.remove(&(txn.session, txn.cxid));
+        self.after_apply(&txn, &result, waiter.is_some());
+        if let Some(r) = waiter {
+            self.answer_write(r, zxid, result);
+        }
+        if !self.syncs.is_empty() {
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.syncs)
+                .into_iter()
+                .partition(|(upto, _, _)| *upto <= zxid);
+            self.syncs = later;
+            for (_, key, result) in due {
+                if let Some(r) = self.waiting.remove(&key) {
+                    self.finish(r, zxid, result, false);
+                }
+            }
+        }
+        self.txns_since_snapshot += 1;
         self.maybe_snapshot();
+    }
+
+    /// Follower: the leader answered a forwarded request without a txn.
+    pub(super) fn on_result(
+        &mut self,
+        session: i64,
+        cxid: i32,
+        err: i32,
+        opcode: i32,
+        body: &[u8],
+    ) {
+        let Some(r) = self.waiting.remove(&(session, cxid)) else {
+            return;
+        };
+        let result = if err == 0 {
+            Response::decode(opcode, body).map_err(|e| {
+                warn!(error = %e, "malformed answer from the leader");
+                ErrorCode::MarshallingError
+            })
+        } else {
+            Err(ErrorCode::from_code(err).unwrap_or(ErrorCode::SystemError))
+        };
+        let zxid = self.tree.last_zxid();
+        self.finish(r, zxid, result, false);
     }
 
     /// Session-table side effects of an applied txn.
     fn after_apply(&mut self, txn: &Txn, result: &ApplyResult, has_reply: bool) {
         match (&txn.op, result) {
-            (TxnOp::CreateSession { timeout_ms }, _) => {
+            (TxnOp::CreateSession { timeout_ms }, _) if self.is_leader() => {
                 let now = self.now_ms();
                 self.sessions.touch(txn.session, *timeout_ms, now);
             }
@@ -221,7 +355,7 @@ impl Core {
                 {
                     conn.session = None;
                     // An expired session's socket goes now; a client-requested close is
-                    // answered first (answer_write closes the socket after the reply).
+                    // answered first (finish closes the socket after the reply).
                     if !has_reply {
                         let _ = conn.tx.send(Outgoing::Close);
                     }
@@ -231,56 +365,84 @@ impl Core {
         }
     }
 
-    fn answer_write(&mut self, r: ReplyTo, zxid: i64, result: ApplyResult) {
-        let Some(conn) = self.conns.get_mut(&r.conn) else {
-            return;
-        };
-        match conn.queue.front() {
-            Some(Queued::Write { zxid: z }) if *z == zxid => {
-                conn.queue.pop_front();
-            }
-            _ => {
-                warn!(
-                    conn = r.conn,
-                    zxid, "reply order broken; closing the connection"
-                );
-                let _ = conn.tx.send(Outgoing::Close);
+    fn answer_write(&mut self, r: ReplyTo, zxid: Zxid, result: ApplyResult) {
+        if let Some(connect) = &r.connect {
+            let ok = matches!(result, ApplyResult::SessionCreated);
+            let (timeout_ms, read_only_byte) = (connect.timeout_ms, connect.read_only_byte);
+            if !self.pop_write(&r) {
                 return;
             }
-        }
-        if let Some(connect) = r.connect {
+            let Some(conn) = self.conns.get_mut(&r.conn) else {
+                return;
+            };
             let session = conn.session.unwrap_or(0);
-            let ok = matches!(result, ApplyResult::SessionCreated);
             let _ = conn.tx.send(Outgoing::Connected(ConnectResponse {
                 protocol_version: 0,
-                time_out: if ok { connect.timeout_ms } else { 0 },
+                time_out: if ok { timeout_ms } else { 0 },
                 session_id: if ok { session } else { 0 },
                 passwd: session_password(if ok { session } else { 0 }).into(),
-                read_only: connect.read_only_byte.then_some(false),
+                read_only: read_only_byte.then_some(false),
             }));
             if !ok {
                 let _ = conn.tx.send(Outgoing::Close);
             }
-        } else {
-            let closes = matches!(result, ApplyResult::SessionClosed);
-            let body = match result {
-                ApplyResult::Created { op, path, stat } => Ok(if op == OpCode::Create {
-                    Response::Create(CreateResponse { path })
-                } else {
-                    Response::Create2(Create2Response { path, stat })
-                }),
-                ApplyResult::Deleted
-                | ApplyResult::Checked
-                | ApplyResult::SessionClosed
-                | ApplyResult::SessionCreated => Ok(Response::Empty),
-                ApplyResult::DataSet(stat) | ApplyResult::AclSet(stat) => Ok(Response::Stat(stat)),
-                ApplyResult::Multi(results) => Ok(Response::Multi(results)),
-                ApplyResult::Failed(code) => Err(code),
-            };
-            self.send(r.conn, r.xid, zxid, body, r.received);
-            if closes && let Some(conn) = self.conns.get(&r.conn) {
-                let _ = conn.tx.send(Outgoing::Close);
+            self.drain(r.conn);
+            return;
+        }
+        let closes = matches!(result, ApplyResult::SessionClosed);
+        let body = match result {
+            ApplyResult::Created { op, path, stat } => Ok(if op == OpCode::Create {
+                Response::Create(CreateResponse { path })
+            } else {
+                Response::Create2(Create2Response { path, stat })
+            }),
+            ApplyResult::Deleted
+            | ApplyResult::Checked
+            | ApplyResult::SessionClosed
+            | ApplyResult::SessionCreated => Ok(Response::Empty),
+            ApplyResult::DataSet(stat) | ApplyResult::AclSet(stat) => Ok(Response::Stat(stat)),
+            ApplyResult::Multi(results) => Ok(Response::Multi(results)),
+            ApplyResult::Failed(code) => Err(code),
+        };
+        self.finish(r, zxid, body, closes);
+    }
+
+    /// Removes the waiter's slot from the head of its connection's queue.
+    fn pop_write(&mut self, r: &ReplyTo) -> bool {
+        let Some(conn) = self.conns.get_mut(&r.conn) else {
+            return false;
+        };
+        match conn.queue.front() {
+            Some(Queued::Write { cxid }) if *cxid == r.xid => {
+                conn.queue.pop_front();
+                true
             }
+            _ => {
+                warn!(
+                    conn = r.conn,
+                    xid = r.xid,
+                    "reply order broken; closing the connection"
+                );
+                let _ = conn.tx.send(Outgoing::Close);
+                false
+            }
+        }
+    }
+
+    /// Sends a waited-for answer, then whatever queued behind it.
+    fn finish(
+        &mut self,
+        r: ReplyTo,
+        zxid: Zxid,
+        result: Result<Response, ErrorCode>,
+        closes: bool,
+    ) {
+        if !self.pop_write(&r) {
+            return;
+        }
+        self.send(r.conn, r.xid, zxid, result, r.received);
+        if closes && let Some(conn) = self.conns.get(&r.conn) {
+            let _ = conn.tx.send(Outgoing::Close);
         }
         self.drain(r.conn);
     }
@@ -410,7 +572,7 @@ fn record_conn_latency(conn: &mut Conn, latency: u64, zxid: i64) {
     conn.completed += 1;
 }
 
-fn reply_to(conn: ConnId, xid: i32, received: Instant) -> ReplyTo {
+pub(super) fn reply_to(conn: ConnId, xid: i32, received: Instant) -> ReplyTo {
     ReplyTo {
         conn,
         xid,
@@ -419,7 +581,8 @@ fn reply_to(conn: ConnId, xid: i32, received: Instant) -> ReplyTo {
     }
 }
 
-fn is_write(req: &Request) -> bool {
+/// Requests the leader sequences: writes, session closes and `sync`.
+fn goes_to_leader(req: &Request) -> bool {
     matches!(
         req,
         Request::Create(_)
@@ -431,5 +594,8 @@ fn is_write(req: &Request) -> bool {
             | Request::SetData(_)
             | Request::SetAcl(_)
             | Request::Check(_)
+            | Request::Multi(_)
+            | Request::CloseSession
+            | Request::Sync(_)
     )
 }

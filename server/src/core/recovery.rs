@@ -2,7 +2,7 @@
 //! writer. A torn log tail is cut by the log itself; a corrupt snapshot is skipped in
 //! favour of an older one (purge keeps the log an older one needs).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
 
@@ -10,12 +10,14 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use super::{Core, CoreConfig, CoreMsg, InternalTx, Stats};
+use crate::net::peer::PeerNet;
 use crate::request::pending::PendingChanges;
 use crate::session::SessionTracker;
 use crate::storage::{self, DiskWriter, StorageError, TxnLog, TxnLogOptions};
 use crate::tree::{DataTree, SnapshotError};
 use crate::txn::Txn;
 use crate::watch::WatchManager;
+use crate::zab::{Durable, Role, Zab, Zxid, epoch_of};
 
 #[derive(Debug, Error)]
 pub enum RecoveryError {
@@ -69,7 +71,11 @@ fn database_id(log_dir: &Path) -> Result<u64, RecoveryError> {
 
 impl Core {
     /// Recovers the state in the configured directories and starts the disk writer.
-    pub fn open(cfg: CoreConfig, internal_tx: InternalTx) -> Result<Core, RecoveryError> {
+    pub fn open(
+        cfg: CoreConfig,
+        internal_tx: InternalTx,
+        peers: PeerNet,
+    ) -> Result<Core, RecoveryError> {
         for dir in [&cfg.snap_dir, &cfg.log_dir] {
             std::fs::create_dir_all(dir).map_err(|source| RecoveryError::Io {
                 path: dir.display().to_string(),
@@ -77,19 +83,15 @@ impl Core {
             })?;
         }
         let started = Instant::now();
-        let (mut tree, snap_zxid) = match storage::load_newest_valid(&cfg.snap_dir)? {
-            Some((zxid, payload)) => (
-                DataTree::from_snapshot(&payload)
-                    .map_err(|source| RecoveryError::Snapshot { zxid, source })?,
-                zxid,
-            ),
-            None => (DataTree::new(), 0),
-        };
+        let (mut tree, snap_zxid) = load_snapshot(&cfg.snap_dir)?;
         let db_id = database_id(&cfg.log_dir)?;
         let mut log = TxnLog::open(&cfg.log_dir, TxnLogOptions::new(db_id))?;
         // The log must continue where the snapshot ends; a gap means lost transactions.
+        // The next txn after zxid S is S+1, or counter 1 of a later epoch.
         if let Some(first) = log.first_zxid()?
             && first > snap_zxid + 1
+            && !(epoch_of(first as Zxid) > epoch_of(snap_zxid as Zxid)
+                && crate::zab::counter_of(first as Zxid) == 1)
             && log.last_zxid().is_some_and(|last| last > snap_zxid)
         {
             return Err(RecoveryError::Gap {
@@ -97,20 +99,7 @@ impl Core {
                 first_logged: first,
             });
         }
-        let mut replayed = 0u64;
-        let mut scratch = Vec::new();
-        for record in log.read_from(snap_zxid + 1)? {
-            let (zxid, payload) = record?;
-            let txn = Txn::decode(&payload).map_err(|e| RecoveryError::Record {
-                zxid,
-                reason: e.to_string(),
-            })?;
-            scratch.clear();
-            tree.apply(&txn, &mut scratch);
-            replayed += 1;
-        }
-        let last_logged = log.last_zxid().unwrap_or(0) as i64;
-        let next_zxid = tree.last_zxid().max(last_logged) + 1;
+        let replayed = replay(&mut tree, log.read_from(snap_zxid + 1)?, None)?;
         info!(
             snapshot = format_args!("{snap_zxid:#x}"),
             replayed,
@@ -128,13 +117,24 @@ impl Core {
             }),
         )?;
 
+        let last_zxid = tree.last_zxid();
+        let (accepted, current) = load_epochs(&cfg.snap_dir)?;
+        let current = current.unwrap_or_else(|| epoch_of(last_zxid));
+        let accepted = accepted.unwrap_or(current).max(current);
+        let zab = Zab::new(
+            cfg.server_id,
+            cfg.membership.clone(),
+            cfg.timing,
+            Durable {
+                accepted_epoch: accepted,
+                current_epoch: current,
+                last_zxid,
+            },
+            0,
+        );
         let wall = super::wall_ms().max(0) as u64;
-        let mut sessions = SessionTracker::new(cfg.tick_ms, cfg.server_id, wall);
-        // Sessions survive a restart; each gets a full timeout to reconnect.
-        for (id, entry) in tree.sessions() {
-            sessions.touch(*id, entry.timeout_ms, 0);
-        }
-        Ok(Core {
+        let sessions = SessionTracker::new(cfg.tick_ms, cfg.server_id, wall);
+        let mut core = Core {
             tree,
             pending: PendingChanges::default(),
             watches: WatchManager::default(),
@@ -142,8 +142,13 @@ impl Core {
             closing: HashSet::new(),
             session_owner: HashMap::new(),
             conns: HashMap::new(),
-            inflight: VecDeque::new(),
-            next_zxid,
+            waiting: HashMap::new(),
+            syncs: Vec::new(),
+            touched: HashSet::new(),
+            last_touch_ms: 0,
+            zab,
+            role: Role::Looking,
+            peers,
             disk: Some(disk),
             internal_tx,
             stats: Stats::default(),
@@ -153,6 +158,119 @@ impl Core {
             last_reap_ms: 0,
             fatal: None,
             cfg,
-        })
+        };
+        // A standalone server elects itself at once.
+        core.drive();
+        Ok(core)
     }
+}
+
+/// The newest valid snapshot's tree and zxid, or an empty tree.
+fn load_snapshot(snap_dir: &Path) -> Result<(DataTree, u64), RecoveryError> {
+    Ok(match storage::load_newest_valid(snap_dir)? {
+        Some((zxid, payload)) => (
+            DataTree::from_snapshot(&payload)
+                .map_err(|source| RecoveryError::Snapshot { zxid, source })?,
+            zxid,
+        ),
+        None => (DataTree::new(), 0),
+    })
+}
+
+/// Applies log records to `tree` (up to `upto`, if given); returns how many.
+fn replay(
+    tree: &mut DataTree,
+    records: impl Iterator<Item = Result<(u64, Vec<u8>), StorageError>>,
+    upto: Option<Zxid>,
+) -> Result<u64, RecoveryError> {
+    let mut replayed = 0u64;
+    let mut scratch = Vec::new();
+    for record in records {
+        let (zxid, payload) = record?;
+        if upto.is_some_and(|u| zxid as Zxid > u) {
+            break;
+        }
+        let txn = Txn::decode(&payload).map_err(|e| RecoveryError::Record {
+            zxid,
+            reason: e.to_string(),
+        })?;
+        scratch.clear();
+        tree.apply(&txn, &mut scratch);
+        replayed += 1;
+    }
+    Ok(replayed)
+}
+
+/// Rebuilds the tree from disk through the running disk writer (after a TRUNC).
+pub(super) fn rebuild(
+    snap_dir: &Path,
+    disk: &DiskWriter,
+    upto: Option<Zxid>,
+) -> Result<(DataTree, u64), RecoveryError> {
+    let (mut tree, snap_zxid) = load_snapshot(snap_dir)?;
+    let replayed = replay(&mut tree, disk.read_from(snap_zxid + 1)?, upto)?;
+    Ok((tree, replayed))
+}
+
+const ACCEPTED_EPOCH: &str = "acceptedEpoch";
+const CURRENT_EPOCH: &str = "currentEpoch";
+
+fn load_epochs(dir: &Path) -> Result<(Option<i64>, Option<i64>), RecoveryError> {
+    let read = |name: &str| -> Result<Option<i64>, RecoveryError> {
+        let path = dir.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| RecoveryError::Io {
+                    path: path.display().to_string(),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not a number"),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(RecoveryError::Io {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    };
+    Ok((read(ACCEPTED_EPOCH)?, read(CURRENT_EPOCH)?))
+}
+
+/// Writes both epoch files durably (temp file, fsync, rename, fsync the directory), as
+/// ZooKeeper keeps acceptedEpoch and currentEpoch.
+pub(super) fn persist_epochs(dir: &Path, accepted: i64, current: i64) -> std::io::Result<()> {
+    use std::io::Write;
+    for (name, value) in [(ACCEPTED_EPOCH, accepted), (CURRENT_EPOCH, current)] {
+        let tmp = dir.join(format!("{name}.tmp"));
+        let mut f = std::fs::File::create(&tmp)?;
+        writeln!(f, "{value}")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(name))?;
+    }
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Deletes snapshots newer than `zxid`: after a TRUNC or SNAP they hold state that is not
+/// in this server's history any more.
+pub(super) fn remove_snapshots_after(dir: &Path, zxid: Zxid) -> std::io::Result<()> {
+    let mut removed = false;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(hex) = name.to_str().and_then(|n| n.strip_prefix("snapshot.")) else {
+            continue;
+        };
+        if let Ok(z) = u64::from_str_radix(hex, 16)
+            && z as Zxid > zxid
+        {
+            warn!(file = %entry.path().display(), "removing a snapshot past the new history");
+            std::fs::remove_file(entry.path())?;
+            removed = true;
+        }
+    }
+    if removed {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }

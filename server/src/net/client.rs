@@ -19,7 +19,7 @@ use paddock_proto::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::core::{CoreMsg, CoreTx, Outgoing};
@@ -157,6 +157,10 @@ async fn handle(
     }
 
     let mut buf = Vec::with_capacity(4096);
+    if let Err(e) = frame_len(prefix, cfg.max_frame) {
+        warn!(client = %addr, reason = %e, "refusing the first frame; closing the connection");
+        return Err(e.to_string());
+    }
     tokio::time::timeout(
         cfg.handshake_timeout,
         read_body(&mut rd, prefix, cfg.max_frame, &mut buf),
@@ -170,7 +174,8 @@ async fn handle(
 
     let (tx, rx) = mpsc::unbounded_channel();
     let closed = Arc::new(Notify::new());
-    tokio::spawn(write_loop(wr, rx, closed.clone()));
+    let (answered_tx, answered_rx) = oneshot::channel();
+    tokio::spawn(write_loop(wr, rx, closed.clone(), answered_tx));
     core.send(CoreMsg::Connect {
         conn,
         addr: addr.ip(),
@@ -179,6 +184,15 @@ async fn handle(
     })
     .await
     .map_err(|_| "server stopping".to_string())?;
+
+    // Read nothing more until the core has answered the ConnectRequest, as ZooKeeper
+    // (which stops reading the socket until the session is established): a client may
+    // pipeline requests behind its ConnectRequest (zookeeper-client sends its auth
+    // packets there), and no reply may overtake the ConnectResponse.
+    if answered_rx.await.is_err() {
+        let _ = core.send(CoreMsg::Closed { conn }).await;
+        return Err("closed before the ConnectRequest was answered".into());
+    }
 
     let result = read_loop(&mut rd, conn, &core, cfg, &closed, addr).await;
     let _ = core.send(CoreMsg::Closed { conn }).await;
@@ -272,14 +286,21 @@ fn encode(msg: Outgoing, out: &mut Vec<u8>) -> bool {
 
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
+/// Writes what the core queues for the connection. `answered` fires once the first
+/// message (the answer to the ConnectRequest) is taken.
 async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     closed: Arc<Notify>,
+    answered: oneshot::Sender<()>,
 ) {
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut answered = Some(answered);
     while let Some(msg) = rx.recv().await {
         let mut close = encode(msg, &mut out);
+        if !close && let Some(answered) = answered.take() {
+            let _ = answered.send(());
+        }
         while !close && out.len() < WRITE_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(msg) => close = encode(msg, &mut out),

@@ -1,3 +1,5 @@
-//! Tokio shells around the core: the client port (admin HTTP lives in `admin`).
+//! Tokio shells around the core: the client port and the peer transport (admin HTTP
+//! lives in `admin`).
 
 pub mod client;
+pub mod peer;

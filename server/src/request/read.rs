@@ -86,8 +86,17 @@ pub fn answer(
         }
         Request::GetAcl(r) => {
             let node = readable(tree, ctx, &r.path, perms::READ | perms::ADMIN)?;
+            let mut acl = node.acl.to_vec();
+            // As ZooKeeper: a reader without ADMIN sees digest ids as `user:x`, not the hash.
+            if !ctx.creds.allows(&node.acl, perms::ADMIN) {
+                for entry in acl.iter_mut().filter(|a| a.id.scheme == "digest") {
+                    if let Some((user, _)) = entry.id.id.split_once(':') {
+                        entry.id.id = format!("{user}:x");
+                    }
+                }
+            }
             Ok(Response::GetAcl(GetAclResponse {
-                acl: node.acl.to_vec(),
+                acl,
                 stat: node.stat(),
             }))
         }

@@ -503,10 +503,7 @@ impl Sim {
         let keys: Vec<(Sid, Sid)> = self.links.keys().copied().collect();
         for (a, b) in keys {
             for forward in [true, false] {
-                loop {
-                    let Some(link) = self.links.get_mut(&(a, b)) else {
-                        break;
-                    };
+                while let Some(link) = self.links.get_mut(&(a, b)) {
                     let queue = if forward {
                         &mut link.queue_ab
                     } else {
@@ -555,7 +552,7 @@ impl Sim {
             }
         }
         // Ticks every 10 ms.
-        if now % 10 == 0 {
+        if now.is_multiple_of(10) {
             for id in &ids {
                 if let Some(z) = self.nodes.get_mut(id).and_then(|n| n.zab.as_mut()) {
                     z.on_tick(now);
@@ -587,7 +584,7 @@ impl Sim {
         let deadline = self.now + 60_000;
         while self.now < deadline {
             self.step(0, 5_000);
-            if self.now % 500 == 0 && self.converged() {
+            if self.now.is_multiple_of(500) && self.converged() {
                 break;
             }
         }
@@ -598,7 +595,7 @@ impl Sim {
         let deadline = self.now + 20_000;
         while self.now < deadline {
             self.step(0, 0);
-            if self.now % 100 == 0 && self.in_flight.is_empty() && self.converged() {
+            if self.now.is_multiple_of(100) && self.in_flight.is_empty() && self.converged() {
                 break;
             }
         }

@@ -99,7 +99,9 @@ pub fn next_loopback() -> Ipv4Addr {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_default();
-    let base: u32 = exe.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+    let base: u32 = exe
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
     let n = NEXT_IP.fetch_add(1, Ordering::Relaxed);
     let x = 2 + (base.wrapping_add(n.wrapping_mul(7)) % 250) as u8;
     Ipv4Addr::new(127, 0, 0, x)
@@ -129,11 +131,15 @@ impl ServerBuilder {
             .expect("tempdir");
         let data_dir = dir.path().join("data");
         std::fs::create_dir_all(&data_dir).expect("data dir");
+        let ip = next_loopback();
         let config = if self.cfg.is_empty() {
+            // The embedded defaults put the admin server on 127.0.0.1.
             None
         } else {
             let path = dir.path().join("zoo.cfg");
-            let mut text = self.cfg.join("\n");
+            // With a zoo.cfg the admin server would default to 0.0.0.0: keep it on loopback.
+            let mut text = format!("admin.serverAddress={ip}\n");
+            text.push_str(&self.cfg.join("\n"));
             text.push('\n');
             std::fs::write(&path, text).expect("write zoo.cfg");
             Some(path)
@@ -142,7 +148,7 @@ impl ServerBuilder {
             dir,
             data_dir,
             config,
-            ip: next_loopback(),
+            ip,
             port: 0,
             child: None,
             log: Arc::new(Mutex::new(String::new())),
@@ -240,10 +246,15 @@ impl Server {
         loop {
             match self.try_launch(deadline) {
                 Ok(()) => return,
-                Err(reason) if Instant::now() < deadline && reason.contains("Address already in use") => {
+                Err(reason)
+                    if Instant::now() < deadline && reason.contains("Address already in use") =>
+                {
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                Err(reason) => panic!("server did not start: {reason}\n--- log ---\n{}", self.log()),
+                Err(reason) => panic!(
+                    "server did not start: {reason}\n--- log ---\n{}",
+                    self.log()
+                ),
             }
         }
     }
@@ -254,7 +265,10 @@ impl Server {
             let mut log = self.log.lock().unwrap();
             log.push_str(&format!("===== run {} =====\n", self.runs));
         }
-        let mut child = self.command().spawn().map_err(|e| format!("spawn {SERVER_BIN}: {e}"))?;
+        let mut child = self
+            .command()
+            .spawn()
+            .map_err(|e| format!("spawn {SERVER_BIN}: {e}"))?;
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, rx) = std_mpsc::channel::<SocketAddr>();
         let log = self.log.clone();
@@ -279,7 +293,10 @@ impl Server {
                     if let Ok(Some(status)) = child.try_wait() {
                         // Let the reader thread drain what the process wrote.
                         std::thread::sleep(Duration::from_millis(50));
-                        return Err(format!("exited with {status} before listening: {}", self.log()));
+                        return Err(format!(
+                            "exited with {status} before listening: {}",
+                            self.log()
+                        ));
                     }
                     if Instant::now() > deadline {
                         let _ = child.kill();
@@ -289,11 +306,18 @@ impl Server {
                 }
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => {
                     let status = child.wait().map_err(|e| e.to_string())?;
-                    return Err(format!("exited with {status} before listening: {}", self.log()));
+                    return Err(format!(
+                        "exited with {status} before listening: {}",
+                        self.log()
+                    ));
                 }
             }
         };
-        assert_eq!(addr.ip(), std::net::IpAddr::V4(self.ip), "listens on the asked address");
+        assert_eq!(
+            addr.ip(),
+            std::net::IpAddr::V4(self.ip),
+            "listens on the asked address"
+        );
         if self.port != 0 {
             assert_eq!(addr.port(), self.port, "restart listens on the same port");
         }
@@ -315,7 +339,10 @@ impl Server {
     pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("server is running");
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("server had already exited ({status}) before kill -9\n{}", self.log());
+            panic!(
+                "server had already exited ({status}) before kill -9\n{}",
+                self.log()
+            );
         }
         child.kill().expect("SIGKILL");
         let status = child.wait().expect("wait for the killed server");
@@ -331,6 +358,11 @@ impl Server {
         self.launch();
     }
 
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process is still running.
     pub fn is_alive(&mut self) -> bool {
         match &mut self.child {
@@ -340,7 +372,11 @@ impl Server {
     }
 
     pub fn assert_alive(&mut self) {
-        assert!(self.is_alive(), "server process died\n--- log ---\n{}", self.log());
+        assert!(
+            self.is_alive(),
+            "server process died\n--- log ---\n{}",
+            self.log()
+        );
     }
 
     /// Everything the server wrote to stderr, all runs.
@@ -381,7 +417,11 @@ impl Server {
 
     pub fn assert_no_fatal_log(&self) {
         let bad = self.fatal_lines();
-        assert!(bad.is_empty(), "server logged failures: {bad:#?}\n--- log ---\n{}", self.log());
+        assert!(
+            bad.is_empty(),
+            "server logged failures: {bad:#?}\n--- log ---\n{}",
+            self.log()
+        );
     }
 }
 
@@ -392,7 +432,11 @@ impl Drop for Server {
             let _ = child.wait();
         }
         if std::thread::panicking() {
-            eprintln!("--- paddock-server log ({}) ---\n{}", self.addr(), self.log());
+            eprintln!(
+                "--- paddock-server log ({}) ---\n{}",
+                self.addr(),
+                self.log()
+            );
         }
     }
 }
@@ -434,9 +478,14 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
 
 /// A zookeeper-client session to `server` (bounded wait).
 pub async fn zk(connect: &str) -> zookeeper_client::Client {
-    zk_with(zookeeper_client::Client::connector(), connect).await
+    zk_with(
+        zookeeper_client::Client::connector().with_session_timeout(Duration::from_secs(10)),
+        connect,
+    )
+    .await
 }
 
+/// A zookeeper-client session with the given options (fail-eagerly added).
 pub async fn zk_with(
     connector: zookeeper_client::Connector,
     connect: &str,
@@ -444,10 +493,7 @@ pub async fn zk_with(
     within(
         Duration::from_secs(20),
         "zookeeper-client connect",
-        connector
-            .with_session_timeout(Duration::from_secs(10))
-            .with_fail_eagerly()
-            .connect(connect),
+        connector.with_fail_eagerly().connect(connect),
     )
     .await
     .unwrap_or_else(|e| panic!("connect to {connect}: {e}"))
@@ -471,7 +517,11 @@ impl Reply {
 
     /// Decodes the body as the answer to a request of type `op`.
     pub fn decode(&self, op: i32) -> Response {
-        assert_eq!(self.header.err, 0, "decode of an error reply {:?}", self.header);
+        assert_eq!(
+            self.header.err, 0,
+            "decode of an error reply {:?}",
+            self.header
+        );
         Response::decode(op, &self.body).expect("decode reply body")
     }
 }
@@ -504,7 +554,10 @@ impl RawConn {
     /// Connects and establishes a new session.
     pub async fn session(addr: SocketAddr) -> RawConn {
         let mut conn = RawConn::open(addr).await;
-        let resp = conn.handshake(&new_session_request()).await.expect("ConnectResponse");
+        let resp = conn
+            .handshake(&new_session_request())
+            .await
+            .expect("ConnectResponse");
         assert_ne!(resp.session_id, 0, "session granted");
         assert!(resp.time_out > 0);
         conn
@@ -533,7 +586,9 @@ impl RawConn {
 
     /// Writes a request frame (header + body) without waiting.
     pub async fn send(&mut self, xid: i32, req: &Request) {
-        self.send_frame(&req.encode(xid)).await.expect("send request");
+        self.send_frame(&req.encode(xid))
+            .await
+            .expect("send request");
     }
 
     /// Reads one frame; None on EOF / reset. Panics if nothing arrives in time.
@@ -545,7 +600,10 @@ impl RawConn {
         let mut len = [0u8; 4];
         self.stream.read_exact(&mut len).await.ok()?;
         let len = i32::from_be_bytes(len);
-        assert!((0..=16 * 1024 * 1024).contains(&len), "server sent frame length {len}");
+        assert!(
+            (0..=16 * 1024 * 1024).contains(&len),
+            "server sent frame length {len}"
+        );
         let mut buf = vec![0u8; len as usize];
         self.stream.read_exact(&mut buf).await.ok()?;
         Some(buf)
@@ -578,7 +636,10 @@ impl RawConn {
     /// answer it).
     pub async fn call(&mut self, xid: i32, req: &Request) -> Reply {
         self.send(xid, req).await;
-        let reply = self.read_reply().await.expect("reply, not a closed connection");
+        let reply = self
+            .read_reply()
+            .await
+            .expect("reply, not a closed connection");
         assert_eq!(reply.header.xid, xid, "reply in order");
         reply
     }
@@ -617,10 +678,15 @@ pub fn new_session_request() -> ConnectRequest {
 /// Checks that a brand-new zookeeper-client session can still write and read.
 pub async fn assert_serving(connect: &str, path: &str) {
     let client = zk(connect).await;
-    let opts = zookeeper_client::CreateMode::Ephemeral.with_acls(zookeeper_client::Acls::anyone_all());
-    within(Duration::from_secs(10), "create", client.create(path, b"ok", &opts))
-        .await
-        .unwrap_or_else(|e| panic!("server no longer serves: create {path}: {e}"));
+    let opts =
+        zookeeper_client::CreateMode::Ephemeral.with_acls(zookeeper_client::Acls::anyone_all());
+    within(
+        Duration::from_secs(10),
+        "create",
+        client.create(path, b"ok", &opts),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("server no longer serves: create {path}: {e}"));
     let (data, _) = within(Duration::from_secs(10), "get_data", client.get_data(path))
         .await
         .unwrap();

@@ -1,0 +1,269 @@
+//! The core as ZAB's shell: performs every output of the replication state machine in
+//! order (sends, log appends, epoch files, commits, truncations, snapshots, role
+//! changes) and handles the application messages peers exchange.
+
+use paddock_proto::ErrorCode;
+use tracing::{error, info, warn};
+
+use super::forward::AppMsg;
+use super::pipeline::Origin;
+use super::{Core, Outgoing};
+use crate::request::prep::Prepared;
+use crate::tree::DataTree;
+use crate::tree::acl::Credentials;
+use crate::txn::TxnOp;
+use crate::zab::{Message, Output, Role, Sid, Zxid};
+
+impl Core {
+    /// Performs ZAB's outputs until it has nothing more to say.
+    pub(super) fn drive(&mut self) {
+        loop {
+            let outputs = self.zab.take_outputs();
+            if outputs.is_empty() {
+                return;
+            }
+            for out in outputs {
+                self.perform(out);
+                if self.fatal.is_some() {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn perform(&mut self, out: Output) {
+        match out {
+            Output::Send { to, msg } => self.peers.send(to, &msg),
+            Output::Append { zxid, payload } => {
+                let Some(disk) = &self.disk else { return };
+                if let Err(e) = disk.append(zxid as u64, payload) {
+                    self.fatal = Some(format!("cannot queue txn {zxid:#x} for the log: {e}"));
+                }
+            }
+            Output::PersistEpochs { accepted, current } => {
+                if let Err(e) =
+                    super::recovery::persist_epochs(&self.cfg.snap_dir, accepted, current)
+                {
+                    self.fatal = Some(format!("cannot persist epochs: {e}"));
+                }
+            }
+            Output::Commit { zxid, payload } => self.apply_commit(zxid, &payload),
+            Output::Truncate { zxid } => self.truncate_and_reload(zxid),
+            Output::SendSnapshot { to } => {
+                let zxid = self.tree.last_zxid();
+                let payload = self.tree.snapshot_view().serialize();
+                info!(
+                    to,
+                    zxid = format_args!("{zxid:#x}"),
+                    bytes = payload.len(),
+                    "sending a snapshot"
+                );
+                self.peers.send(to, &Message::Snap { zxid, payload });
+            }
+            Output::InstallSnapshot { zxid, payload } => self.install_snapshot(zxid, &payload),
+            Output::App { from, payload } => self.on_app(from, &payload),
+            Output::RoleChanged(role) => self.on_role(role),
+        }
+    }
+
+    fn on_app(&mut self, from: Sid, payload: &[u8]) {
+        let msg = match AppMsg::decode(payload) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(peer = from, error = %e, "malformed application message");
+                return;
+            }
+        };
+        let leader = self.is_leader();
+        match msg {
+            AppMsg::Forward {
+                session,
+                cxid,
+                ids,
+                is_super,
+                request,
+            } if leader => {
+                self.touch(session);
+                let creds = Credentials { ids, is_super };
+                self.lead(Origin::Remote(from), session, cxid, &creds, request);
+            }
+            AppMsg::CreateSession {
+                session,
+                timeout_ms,
+            } if leader => {
+                let prepared = Prepared {
+                    op: TxnOp::CreateSession { timeout_ms },
+                    changes: vec![],
+                };
+                self.propose(session, 0, prepared, None);
+            }
+            AppMsg::Touch { sessions } if leader => {
+                for s in sessions {
+                    self.touch(s);
+                }
+            }
+            AppMsg::Result {
+                session,
+                cxid,
+                err,
+                opcode,
+                body,
+            } if !leader => self.on_result(session, cxid, err, opcode, &body),
+            other => warn!(
+                peer = from,
+                ?other,
+                "application message for another role; dropped"
+            ),
+        }
+    }
+
+    /// Leader: a session showed activity somewhere.
+    fn touch(&mut self, session: i64) {
+        let now = self.now_ms();
+        if let Some(entry) = self.tree.sessions().get(&session) {
+            self.sessions.touch(session, entry.timeout_ms, now);
+        }
+    }
+
+    /// Learner: tells the leader which sessions were active here.
+    pub(super) fn send_touches(&mut self) {
+        if self.touched.is_empty() {
+            return;
+        }
+        let sessions: Vec<i64> = self.touched.drain().collect();
+        self.zab.send_to_leader(AppMsg::Touch { sessions }.encode());
+        self.drive();
+    }
+
+    fn on_role(&mut self, role: Role) {
+        let previous = self.role;
+        self.role = role;
+        info!(me = self.zab.me(), ?previous, ?role, "role changed");
+        let same_leader = previous.leader(self.zab.me()) == role.leader(self.zab.me());
+        if !role.is_serving() || !same_leader {
+            // Clients cannot be served consistently across a change of leader: like
+            // ZooKeeper, drop every connection; sessions survive and clients reconnect.
+            self.drop_all_clients();
+        }
+        if role == Role::Leader {
+            // The leader owns expiry: every session gets a full timeout from now.
+            let now = self.now_ms();
+            let sessions: Vec<(i64, i32)> = self
+                .tree
+                .sessions()
+                .iter()
+                .map(|(id, e)| (*id, e.timeout_ms))
+                .collect();
+            for (id, timeout) in sessions {
+                self.sessions.touch(id, timeout, now);
+            }
+        }
+    }
+
+    fn drop_all_clients(&mut self) {
+        for conn in self.conns.values_mut() {
+            conn.session = None;
+            conn.queue.clear();
+            let _ = conn.tx.send(Outgoing::Close);
+        }
+        self.waiting.clear();
+        self.syncs.clear();
+        self.session_owner.clear();
+        self.closing.clear();
+        self.touched.clear();
+        self.pending = Default::default();
+    }
+
+    /// TRUNC: cut the log after `zxid` and rebuild the tree from what remains on disk.
+    fn truncate_and_reload(&mut self, zxid: Zxid) {
+        let Some(disk) = &self.disk else { return };
+        info!(
+            zxid = format_args!("{zxid:#x}"),
+            "truncating the log and reloading"
+        );
+        if let Err(e) = disk.truncate_after(zxid as u64) {
+            self.fatal = Some(format!("cannot truncate the log: {e}"));
+            return;
+        }
+        if let Err(e) = super::recovery::remove_snapshots_after(&self.cfg.snap_dir, zxid) {
+            self.fatal = Some(format!(
+                "cannot remove snapshots past the truncation point: {e}"
+            ));
+            return;
+        }
+        match super::recovery::rebuild(&self.cfg.snap_dir, disk, Some(zxid)) {
+            Ok((tree, _)) => {
+                self.tree = tree;
+                self.pending = Default::default();
+            }
+            Err(e) => self.fatal = Some(format!("cannot reload after truncation: {e}")),
+        }
+    }
+
+    /// SNAP: replace the state, make it durable, restart the log after it.
+    fn install_snapshot(&mut self, zxid: Zxid, payload: &[u8]) {
+        let tree = match DataTree::from_snapshot(payload) {
+            Ok(t) => t,
+            Err(e) => {
+                error!(error = %e, "the leader's snapshot cannot be loaded; re-electing");
+                self.zab.restart_election();
+                return;
+            }
+        };
+        let Some(disk) = &self.disk else { return };
+        // Old log records must be gone before the snapshot exists, or a crash in between
+        // would replay a diverged tail on top of it.
+        let result = disk
+            .truncate_after(0)
+            .and_then(|()| disk.read_from(u64::MAX).map(drop))
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                super::recovery::remove_snapshots_after(&self.cfg.snap_dir, -1)
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|()| {
+                crate::storage::write_snapshot(&self.cfg.snap_dir, zxid as u64, payload)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = result {
+            self.fatal = Some(format!("cannot install the leader's snapshot: {e}"));
+            return;
+        }
+        info!(
+            zxid = format_args!("{zxid:#x}"),
+            nodes = tree.node_count(),
+            "installed the leader's snapshot"
+        );
+        self.tree = tree;
+        self.pending = Default::default();
+        self.txns_since_snapshot = 0;
+    }
+
+    /// A new session from a client connected here.
+    pub(super) fn create_session(&mut self, session: i64, timeout_ms: i32, reply: super::ReplyTo) {
+        if self.is_leader() {
+            let prepared = Prepared {
+                op: TxnOp::CreateSession { timeout_ms },
+                changes: vec![],
+            };
+            self.propose(session, 0, prepared, Some(reply));
+        } else if self.zab.send_to_leader(
+            AppMsg::CreateSession {
+                session,
+                timeout_ms,
+            }
+            .encode(),
+        ) {
+            self.wait_for(session, 0, reply);
+            self.drive();
+        } else {
+            self.enqueue_ready(
+                reply.conn,
+                0,
+                Err(ErrorCode::ConnectionLoss),
+                reply.received,
+            );
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The peer transport: how servers of an ensemble reach each other.
+//!
+//! Each server keeps one outbound TCP connection to every peer's quorum port and sends
+//! all its messages to that peer on it; it receives on the connections peers opened to
+//! it. The outbound connection is the "link" the ZAB core sees: `PeerUp` when it is
+//! (re)established, `PeerDown` when it breaks. Messages queued while a link is down are
+//! dropped, exactly as a TCP reset loses what was in flight; the protocol restarts its
+//! handshakes on the next `PeerUp`. Outbound sockets bind to this server's own address,
+//! so a fault proxy (or a test) can tell peers apart by source address.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::core::{CoreMsg, InternalTx};
+use crate::zab::{Message, Sid};
+
+/// Snapshots travel as one message; allow large ones.
+const MAX_PEER_FRAME: usize = 1 << 30;
+
+/// Handles to the outbound links.
+pub struct PeerNet {
+    outbound: BTreeMap<Sid, mpsc::UnboundedSender<Vec<u8>>>,
+}
+
+impl PeerNet {
+    /// A transport with no peers (standalone).
+    pub fn none() -> PeerNet {
+        PeerNet {
+            outbound: BTreeMap::new(),
+        }
+    }
+
+    pub fn send(&self, to: Sid, msg: &Message) {
+        if let Some(tx) = self.outbound.get(&to) {
+            let _ = tx.send(msg.encode());
+        }
+    }
+}
+
+/// Starts listening on `listen` and connecting to every peer.
+pub async fn start(
+    me: Sid,
+    listen: SocketAddr,
+    peers: BTreeMap<Sid, SocketAddr>,
+    internal: InternalTx,
+) -> std::io::Result<PeerNet> {
+    let listener = TcpListener::bind(listen).await?;
+    info!(me, %listen, "quorum port listening");
+    tokio::spawn(accept_loop(listener, internal.clone()));
+    let mut outbound = BTreeMap::new();
+    for (sid, addr) in peers {
+        if sid == me {
+            continue;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        outbound.insert(sid, tx);
+        tokio::spawn(link_loop(me, sid, addr, listen.ip(), rx, internal.clone()));
+    }
+    Ok(PeerNet { outbound })
+}
+
+async fn accept_loop(listener: TcpListener, internal: InternalTx) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let _ = stream.set_nodelay(true);
+                let internal = internal.clone();
+                tokio::spawn(async move {
+                    if let Err(reason) = read_peer(stream, internal).await {
+                        debug!(%addr, %reason, "peer connection closed");
+                    }
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "quorum port accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn read_peer(stream: tokio::net::TcpStream, internal: InternalTx) -> Result<(), String> {
+    let mut rd = BufReader::with_capacity(256 * 1024, stream);
+    let from = rd.read_u64().await.map_err(|e| format!("handshake: {e}"))?;
+    let mut buf = Vec::new();
+    loop {
+        let len = rd.read_u32().await.map_err(|e| format!("read: {e}"))? as usize;
+        if len > MAX_PEER_FRAME {
+            return Err(format!("peer {from} sent a {len}-byte frame"));
+        }
+        buf.resize(len, 0);
+        rd.read_exact(&mut buf)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        let msg = Message::decode(&buf).map_err(|e| {
+            warn!(peer = from, error = %e, "malformed peer message; dropping the connection");
+            e.to_string()
+        })?;
+        if internal.send(CoreMsg::Peer { from, msg }).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+async fn link_loop(
+    me: Sid,
+    peer: Sid,
+    addr: SocketAddr,
+    local_ip: IpAddr,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    internal: InternalTx,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        // Whatever was queued while the link was down belongs to the old link.
+        while rx.try_recv().is_ok() {}
+        let connected = async {
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            if !local_ip.is_unspecified() && local_ip.is_ipv4() == addr.is_ipv4() {
+                socket.bind(SocketAddr::new(local_ip, 0))?;
+            }
+            let stream = tokio::time::timeout(Duration::from_secs(2), socket.connect(addr))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                })??;
+            stream.set_nodelay(true)?;
+            Ok::<_, std::io::Error>(stream)
+        }
+        .await;
+        let stream = match connected {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(me, peer, %addr, error = %e, "cannot reach peer");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                if rx.is_closed() {
+                    return;
+                }
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        let mut wr = BufWriter::with_capacity(256 * 1024, stream);
+        if wr.write_u64(me).await.is_err() || wr.flush().await.is_err() {
+            continue;
+        }
+        if internal.send(CoreMsg::PeerUp(peer)).is_err() {
+            return;
+        }
+        let ended = loop {
+            let Some(first) = rx.recv().await else {
+                break true;
+            };
+            let mut failed = write_frame(&mut wr, &first).await.is_err();
+            while !failed {
+                match rx.try_recv() {
+                    Ok(more) => failed = write_frame(&mut wr, &more).await.is_err(),
+                    Err(_) => break,
+                }
+            }
+            if failed || wr.flush().await.is_err() {
+                break false;
+            }
+        };
+        if internal.send(CoreMsg::PeerDown(peer)).is_err() || ended {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+async fn write_frame(
+    wr: &mut BufWriter<tokio::net::TcpStream>,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    wr.write_u32(bytes.len() as u32).await?;
+    wr.write_all(bytes).await
+}
