@@ -13,13 +13,14 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
 use super::{
-    AdminSource, ConfigStatus, ConnectionInfo, DumpReport, LatencyStats, Role, ServerMode,
-    ServerSnapshot, SessionDump, StatusReport, four_letter_word, last_op_name, process_fd_counts,
-    version_string,
+    AdminSource, ConfigStatus, ConnectionInfo, DumpReport, FollowerStatus, LatencyStats, Role,
+    ServerMode, ServerSnapshot, SessionDump, StatusReport, four_letter_word, last_op_name,
+    process_fd_counts, version_string,
 };
 use crate::config::ServerConfig;
 use crate::core::{Core, CoreMsg, InternalTx};
 use crate::net::client::FourLetterWords;
+use crate::zab::Role as ZabRole;
 
 /// Admin access to a running standalone server.
 pub struct CoreAdmin {
@@ -185,21 +186,41 @@ impl AdminSource for CoreAdmin {
     }
 
     async fn status(&self) -> StatusReport {
-        let zxid = self
-            .ask(|core| core.tree().last_zxid() as u64)
-            .await
-            .unwrap_or(0);
-        StatusReport {
-            myid: self.config.server_id(),
-            // A standalone server decides alone: it is its own leader, always in sync.
-            role: Role::Leader,
-            epoch: zxid >> 32,
-            zxid,
-            last_committed: zxid,
-            synced: true,
-            config: ConfigStatus::from_config(&self.config),
-            followers: Some(vec![]),
-        }
+        let config = ConfigStatus::from_config(&self.config);
+        let myid = self.config.server_id();
+        self.ask(move |core| {
+            let zab = core.zab();
+            let zxid = zab.last_logged() as u64;
+            let role = match core.role() {
+                ZabRole::Leader => Role::Leader,
+                ZabRole::Follower { .. } => Role::Follower,
+                ZabRole::Observer { .. } => Role::Observer,
+                ZabRole::LeaderElect | ZabRole::Looking => Role::Looking,
+            };
+            let followers = (role == Role::Leader).then(|| {
+                zab.learner_report()
+                    .into_iter()
+                    .map(|(id, acked, synced, _observer)| FollowerStatus {
+                        id,
+                        zxid: acked as u64,
+                        lag: zxid.saturating_sub(acked as u64),
+                        synced,
+                    })
+                    .collect()
+            });
+            StatusReport {
+                myid,
+                role,
+                epoch: zab.current_epoch() as u64,
+                zxid,
+                last_committed: zab.last_committed() as u64,
+                synced: core.role().is_serving(),
+                config,
+                followers,
+            }
+        })
+        .await
+        .unwrap_or_default()
     }
 
     async fn transfer_leadership(&self, _to: Option<u64>) -> Result<u64, String> {

@@ -48,7 +48,7 @@ impl Core {
                 }
             }
             Output::Commit { zxid, payload } => self.apply_commit(zxid, &payload),
-            Output::Truncate { zxid } => self.truncate_and_reload(zxid),
+            Output::Truncate { zxid } => self.truncate_log(zxid),
             Output::SendSnapshot { to } => {
                 let zxid = self.tree.last_zxid();
                 let payload = self.tree.snapshot_view().serialize();
@@ -174,29 +174,24 @@ impl Core {
         self.pending = Default::default();
     }
 
-    /// TRUNC: cut the log after `zxid` and rebuild the tree from what remains on disk.
-    fn truncate_and_reload(&mut self, zxid: Zxid) {
+    /// TRUNC: cut the log after `zxid`. Only uncommitted records go, and those were
+    /// never applied, so the tree stays as it is.
+    fn truncate_log(&mut self, zxid: Zxid) {
         let Some(disk) = &self.disk else { return };
-        info!(
-            zxid = format_args!("{zxid:#x}"),
-            "truncating the log and reloading"
-        );
+        info!(zxid = format_args!("{zxid:#x}"), "truncating the log");
         if let Err(e) = disk.truncate_after(zxid as u64) {
             self.fatal = Some(format!("cannot truncate the log: {e}"));
-            return;
         }
-        if let Err(e) = super::recovery::remove_snapshots_after(&self.cfg.snap_dir, zxid) {
-            self.fatal = Some(format!(
-                "cannot remove snapshots past the truncation point: {e}"
-            ));
-            return;
-        }
-        match super::recovery::rebuild(&self.cfg.snap_dir, disk, Some(zxid)) {
-            Ok((tree, _)) => {
-                self.tree = tree;
-                self.pending = Default::default();
+    }
+
+    /// Persists the commit index now and then (see recovery::persist_commit_index).
+    pub(super) fn persist_commit_index(&mut self) {
+        let committed = self.zab.last_committed();
+        if committed != self.persisted_commit {
+            self.persisted_commit = committed;
+            if let Err(e) = super::recovery::persist_commit_index(&self.cfg.snap_dir, committed) {
+                warn!(error = %e, "cannot record the commit index");
             }
-            Err(e) => self.fatal = Some(format!("cannot reload after truncation: {e}")),
         }
     }
 

@@ -14,6 +14,7 @@ impl Core {
         let now = self.now_ms();
         self.zab.on_tick(now);
         self.drive();
+        self.persist_commit_index();
         if !self.is_leader() {
             // Learners report activity; the leader alone decides expiry.
             if now.saturating_sub(self.last_touch_ms) >= (self.cfg.tick_ms / 2).max(1) {

@@ -202,6 +202,8 @@ pub struct Core {
     /// Sessions active here since the last touch sent to the leader (learners).
     touched: HashSet<i64>,
     last_touch_ms: u64,
+    /// The commit index last written to disk.
+    persisted_commit: Zxid,
     zab: Zab,
     role: Role,
     peers: PeerNet,

@@ -99,11 +99,25 @@ impl Core {
                 first_logged: first,
             });
         }
-        let replayed = replay(&mut tree, log.read_from(snap_zxid + 1)?, None)?;
+        // Apply only what is known committed; later records wait for the leader's commit.
+        let commit_index = load_commit_index(&cfg.snap_dir)?.max(snap_zxid as Zxid);
+        let replayed = replay(&mut tree, log.read_from(snap_zxid + 1)?, Some(commit_index))?;
+        let mut uncommitted = Vec::new();
+        for record in log.read_from(commit_index as u64 + 1)? {
+            let (zxid, payload) = record?;
+            uncommitted.push((zxid as Zxid, payload));
+        }
+        let last_logged = log
+            .last_zxid()
+            .map(|z| z as Zxid)
+            .unwrap_or(0)
+            .max(tree.last_zxid());
         info!(
             snapshot = format_args!("{snap_zxid:#x}"),
             replayed,
-            zxid = format_args!("{:#x}", tree.last_zxid()),
+            uncommitted = uncommitted.len(),
+            zxid = format_args!("{last_logged:#x}"),
+            committed = format_args!("{:#x}", tree.last_zxid()),
             nodes = tree.node_count(),
             ms = started.elapsed().as_millis() as u64,
             "recovered"
@@ -117,9 +131,8 @@ impl Core {
             }),
         )?;
 
-        let last_zxid = tree.last_zxid();
         let (accepted, current) = load_epochs(&cfg.snap_dir)?;
-        let current = current.unwrap_or_else(|| epoch_of(last_zxid));
+        let current = current.unwrap_or_else(|| epoch_of(last_logged));
         let accepted = accepted.unwrap_or(current).max(current);
         let zab = Zab::new(
             cfg.server_id,
@@ -128,7 +141,9 @@ impl Core {
             Durable {
                 accepted_epoch: accepted,
                 current_epoch: current,
-                last_zxid,
+                last_zxid: last_logged,
+                last_committed: tree.last_zxid(),
+                uncommitted,
             },
             0,
         );
@@ -146,6 +161,7 @@ impl Core {
             syncs: Vec::new(),
             touched: HashSet::new(),
             last_touch_ms: 0,
+            persisted_commit: 0,
             zab,
             role: Role::Looking,
             peers,
@@ -201,15 +217,27 @@ fn replay(
     Ok(replayed)
 }
 
-/// Rebuilds the tree from disk through the running disk writer (after a TRUNC).
-pub(super) fn rebuild(
-    snap_dir: &Path,
-    disk: &DiskWriter,
-    upto: Option<Zxid>,
-) -> Result<(DataTree, u64), RecoveryError> {
-    let (mut tree, snap_zxid) = load_snapshot(snap_dir)?;
-    let replayed = replay(&mut tree, disk.read_from(snap_zxid + 1)?, upto)?;
-    Ok((tree, replayed))
+const COMMITTED_ZXID: &str = "committedZxid";
+
+/// The last commit index written; 0 when there is none.
+fn load_commit_index(dir: &Path) -> Result<Zxid, RecoveryError> {
+    match std::fs::read_to_string(dir.join(COMMITTED_ZXID)) {
+        // Unreadable means torn: lagging is always safe, so start from nothing.
+        Ok(text) => Ok(i64::from_str_radix(text.trim().trim_start_matches("0x"), 16).unwrap_or(0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(source) => Err(RecoveryError::Io {
+            path: dir.join(COMMITTED_ZXID).display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// Records how far txns are known committed. Written without fsync: a stale (lower)
+/// value only means replaying less at startup and waiting for the leader's commit.
+pub(super) fn persist_commit_index(dir: &Path, zxid: Zxid) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{COMMITTED_ZXID}.tmp"));
+    std::fs::write(&tmp, format!("{zxid:#x}\n"))?;
+    std::fs::rename(&tmp, dir.join(COMMITTED_ZXID))
 }
 
 const ACCEPTED_EPOCH: &str = "acceptedEpoch";

@@ -266,6 +266,15 @@ impl Zab {
             }
             None => self.out.push(Output::SendSnapshot { to: sid }),
         }
+        // Whatever the learner kept from before (it applies only committed txns) is
+        // committed up to here: say so, so it applies those too.
+        let last_committed = self.last_committed;
+        self.send(
+            sid,
+            Message::Commit {
+                zxid: last_committed,
+            },
+        );
         if !observer {
             let pending: Vec<(Zxid, Vec<u8>)> = self
                 .pending

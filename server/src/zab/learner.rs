@@ -100,6 +100,12 @@ impl Zab {
         l.last_heard = now;
         match msg {
             Message::LeaderInfo { epoch } => {
+                // Only the first answer to this handshake counts: a re-sent FOLLOWERINFO
+                // may draw a second LEADERINFO, and a second ACKEPOCH would make the
+                // leader sync us again, cutting back what we already committed.
+                if l.stage != Stage::Hello {
+                    return;
+                }
                 if epoch < self.accepted_epoch {
                     self.learner_fail("the leader's epoch is older than one we accepted");
                     return;
@@ -122,23 +128,14 @@ impl Zab {
             }
             Message::Diff { .. } => {}
             Message::Trunc { zxid } => {
-                // What we applied beyond `zxid` came from replaying our own log at startup
-                // and was never committed (a committed txn is in every future leader's
-                // log): the shell rebuilds the state from the truncated log.
-                // Everything up to `zxid` is in the leader's log, so it will be committed:
-                // the reload applies all of it.
-                self.history.retain(|(z, _)| *z <= zxid);
-                self.history_bytes = self.history.iter().map(|(_, p)| p.len()).sum();
-                let kept: Vec<(Zxid, Vec<u8>)> = std::mem::take(&mut self.pending)
-                    .into_iter()
-                    .filter(|(z, _)| *z <= zxid)
-                    .collect();
-                for (z, p) in kept {
-                    self.remember_committed(z, p);
+                if zxid < self.last_committed {
+                    // A committed txn is in every later leader's log: never cut.
+                    self.learner_fail("TRUNC below our last commit");
+                    return;
                 }
+                self.pending.retain(|z, _| *z <= zxid);
                 self.last_logged = zxid;
                 self.last_durable = self.last_durable.min(zxid);
-                self.last_committed = zxid;
                 self.out.push(Output::Truncate { zxid });
             }
             Message::Snap { zxid, payload } => {
@@ -163,15 +160,7 @@ impl Zab {
                     self.learner_fail("commit of a txn we never received");
                     return;
                 }
-                let ready: Vec<(Zxid, Vec<u8>)> = self
-                    .pending
-                    .range(..=zxid)
-                    .map(|(z, p)| (*z, p.clone()))
-                    .collect();
-                for (z, p) in ready {
-                    self.pending.remove(&z);
-                    self.commit(z, p);
-                }
+                self.commit_pending_through(zxid);
             }
             Message::Inform { zxid, payload } => {
                 if zxid <= self.last_committed {
@@ -181,6 +170,8 @@ impl Zab {
                     self.learner_fail("discontinuous inform");
                     return;
                 }
+                // Commits are in order: whatever we kept from before is committed too.
+                self.commit_pending_through(zxid);
                 self.append(zxid, payload.clone());
                 self.commit(zxid, payload);
             }
@@ -208,6 +199,19 @@ impl Zab {
             }
             Message::Ping => self.send(from, Message::Ping),
             _ => {}
+        }
+    }
+
+    /// Commits, in order, every pending txn up to `zxid`.
+    fn commit_pending_through(&mut self, zxid: Zxid) {
+        let ready: Vec<(Zxid, Vec<u8>)> = self
+            .pending
+            .range(..=zxid)
+            .map(|(z, p)| (*z, p.clone()))
+            .collect();
+        for (z, p) in ready {
+            self.pending.remove(&z);
+            self.commit(z, p);
         }
     }
 

@@ -168,8 +168,7 @@ pub enum Output {
         zxid: Zxid,
         payload: Vec<u8>,
     },
-    /// Drop log records after `zxid` and rebuild the state from disk (never applied
-    /// state that survives: only txns this server logged but that were not committed).
+    /// Drop log records after `zxid` (never committed: nothing applied changes).
     Truncate {
         zxid: Zxid,
     },
@@ -199,12 +198,18 @@ pub enum ProposeError {
 }
 
 /// The durable facts a server starts from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Durable {
     pub accepted_epoch: i64,
     pub current_epoch: i64,
-    /// Last zxid in the log (or snapshot): everything up to it is applied at startup.
+    /// Last zxid in the log (or snapshot).
     pub last_zxid: Zxid,
+    /// The last zxid known committed (persisted lazily: it may lag, never lead). The
+    /// state is rebuilt up to it; later log records are only proposals until the leader
+    /// commits them — a server never serves a txn that was not committed.
+    pub last_committed: Zxid,
+    /// The logged records after `last_committed`, in order.
+    pub uncommitted: Vec<(Zxid, Vec<u8>)>,
 }
 
 enum State {
@@ -250,8 +255,8 @@ impl Zab {
             current_epoch: durable.current_epoch,
             last_logged: durable.last_zxid,
             last_durable: durable.last_zxid,
-            last_committed: durable.last_zxid,
-            pending: BTreeMap::new(),
+            last_committed: durable.last_committed.min(durable.last_zxid),
+            pending: durable.uncommitted.into_iter().collect(),
             history: VecDeque::new(),
             history_bytes: 0,
             election: Election::default(),

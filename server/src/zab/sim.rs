@@ -13,8 +13,9 @@
 //! - TRUNC never cuts a txn some server committed;
 //! - after healing, every live server applied the same sequence, which contains every
 //!   write a client saw acknowledged, exactly once, in acknowledgement order (writes are
-//!   linearizable), and a read served after a write was acknowledged on the same server
-//!   sees it (read-your-writes; each server's applied state only grows).
+//!   linearizable);
+//! - while a server serves clients, what it has applied is a prefix of the one committed
+//!   history and only grows (reads are sequentially consistent and never go back).
 //!
 //! A failure panics with the seed; `PADDOCK_SIM_SEED=<seed>` replays exactly that run and
 //! `PADDOCK_SIM_SEEDS=<n>` runs more seeds.
@@ -50,6 +51,8 @@ struct Node {
     log: Vec<(Zxid, Vec<u8>, bool)>,
     accepted_epoch: i64,
     current_epoch: i64,
+    /// The persisted commit index; written lazily (every tick), so it may lag.
+    commit_index: Zxid,
     applied: Vec<(Zxid, Vec<u8>)>,
     /// When the pending fsync completes (it covers what was appended before it started).
     fsync_at: Option<(u64, usize)>,
@@ -92,6 +95,8 @@ pub(super) struct Sim {
     in_flight: BTreeMap<(Sid, Zxid), Vec<u8>>,
     next_write: u64,
     partitioned: BTreeSet<(Sid, Sid)>,
+    /// How many txns each serving server exposed at the last read check.
+    served: BTreeMap<Sid, usize>,
     /// Fault intensity knobs (per million per step).
     faults: bool,
 }
@@ -138,6 +143,7 @@ impl Sim {
             in_flight: BTreeMap::new(),
             next_write: 0,
             partitioned: BTreeSet::new(),
+            served: BTreeMap::new(),
             faults: true,
         };
         for a in &ids {
@@ -162,6 +168,7 @@ impl Sim {
                     log: Vec::new(),
                     accepted_epoch: 0,
                     current_epoch: 0,
+                    commit_index: 0,
                     applied: Vec::new(),
                     fsync_at: None,
                     down_until: 0,
@@ -184,12 +191,26 @@ impl Sim {
         let Some(node) = self.nodes.get_mut(&id) else {
             return;
         };
-        // Startup applies everything in the log, as ZooKeeper's recovery does.
-        node.applied = node.log.iter().map(|(z, p, _)| (*z, p.clone())).collect();
+        // Startup applies the log up to the persisted commit index; the rest waits for
+        // the leader's commit.
+        let ci = node.commit_index;
+        node.applied = node
+            .log
+            .iter()
+            .filter(|(z, _, _)| *z <= ci)
+            .map(|(z, p, _)| (*z, p.clone()))
+            .collect();
         let durable = Durable {
             accepted_epoch: node.accepted_epoch,
             current_epoch: node.current_epoch,
             last_zxid: node.log.last().map(|(z, _, _)| *z).unwrap_or(0),
+            last_committed: ci,
+            uncommitted: node
+                .log
+                .iter()
+                .filter(|(z, _, _)| *z > ci)
+                .map(|(z, p, _)| (*z, p.clone()))
+                .collect(),
         };
         node.zab = Some(Zab::new(id, membership, timing, durable, now));
         node.fsync_at = None;
@@ -380,7 +401,9 @@ impl Sim {
                     }
                 }
                 node.log.retain(|(z, _, _)| *z <= zxid);
-                node.applied = node.log.iter().map(|(z, p, _)| (*z, p.clone())).collect();
+                if node.applied.last().is_some_and(|(z, _)| *z > zxid) {
+                    self.fail(&format!("server {id} truncated below what it applied"));
+                }
                 node.fsync_at = None;
             }
             Output::SendSnapshot { to } => {
@@ -405,6 +428,7 @@ impl Sim {
                     return;
                 };
                 node.log = state.iter().map(|(z, p)| (*z, p.clone(), true)).collect();
+                node.commit_index = zxid;
                 node.applied = state;
                 node.fsync_at = None;
             }
@@ -426,6 +450,50 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// What a client may read on a serving server is a prefix of the one committed
+    /// history, and it only grows while that server keeps serving (reads are
+    /// sequentially consistent; a client never sees a write and then loses it).
+    fn check_reads(&mut self) {
+        let mut seen = Vec::new();
+        for (id, node) in &self.nodes {
+            let Some(zab) = node.zab.as_ref() else {
+                continue;
+            };
+            if !zab.role().is_serving() {
+                continue;
+            }
+            for (i, (z, p)) in node.applied.iter().enumerate() {
+                match self.committed.get(z) {
+                    Some(c) if c == p => {}
+                    _ => self.fail(&format!(
+                        "server {id} serves {z:#x}, which was never committed"
+                    )),
+                }
+                if i > 0 && node.applied[i - 1].0 >= *z {
+                    self.fail(&format!("server {id} serves txns out of order"));
+                }
+            }
+            seen.push((*id, node.applied.len()));
+        }
+        for (id, len) in seen {
+            if let Some(prev) = self.served.insert(id, len)
+                && len < prev
+            {
+                self.fail(&format!(
+                    "server {id} served {prev} txns, then only {len} while still serving"
+                ));
+            }
+        }
+        // A server that stops serving may come back with a different (resynced) view.
+        let serving: BTreeSet<Sid> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.zab.as_ref().is_some_and(|z| z.role().is_serving()))
+            .map(|(id, _)| *id)
+            .collect();
+        self.served.retain(|id, _| serving.contains(id));
     }
 
     fn leader(&self) -> Option<Sid> {
@@ -551,9 +619,14 @@ impl Sim {
                 self.drain(*id);
             }
         }
-        // Ticks every 10 ms.
+        // Ticks every 10 ms; the commit index is persisted then (lazily, as the server does).
         if now.is_multiple_of(10) {
             for id in &ids {
+                if let Some(node) = self.nodes.get_mut(id)
+                    && let Some(z) = node.zab.as_ref()
+                {
+                    node.commit_index = z.last_committed();
+                }
                 if let Some(z) = self.nodes.get_mut(id).and_then(|n| n.zab.as_mut()) {
                     z.on_tick(now);
                 }
@@ -563,6 +636,9 @@ impl Sim {
             for (a, b) in self.links.keys().copied().collect::<Vec<_>>() {
                 self.maybe_link_up(a, b);
             }
+        }
+        if now.is_multiple_of(50) {
+            self.check_reads();
         }
         if self.rng.chance(write_rate) {
             self.client_write();
