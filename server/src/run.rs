@@ -80,6 +80,7 @@ pub fn membership(cfg: &ServerConfig) -> Membership {
         },
     };
     Membership {
+        version: cfg.config_version as i64,
         verifier,
         observers: cfg
             .servers

@@ -144,6 +144,7 @@ impl Core {
                 last_zxid: last_logged,
                 last_committed: tree.last_zxid(),
                 uncommitted,
+                uncommitted_configs: Vec::new(),
             },
             0,
         );

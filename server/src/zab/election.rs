@@ -22,6 +22,8 @@ pub(super) struct Election {
     /// When the current vote first had a quorum.
     quorum_since: Option<u64>,
     last_broadcast: u64,
+    /// A leadership handoff: vote for this (and nothing better) until the deadline.
+    forced: Option<(Vote, u64)>,
 }
 
 impl Zab {
@@ -64,6 +66,7 @@ impl Zab {
             vote: self.current_vote(),
             round: self.election.round,
             state: self.peer_state(),
+            config: self.membership.clone(),
         };
         self.send(peer, Message::Vote(n));
     }
@@ -76,9 +79,31 @@ impl Zab {
         }
     }
 
+    /// Starts an election in which everyone votes for the handoff target.
+    pub(super) fn elect_forced(&mut self, to: Sid, zxid: super::Zxid, epoch: i64) {
+        let deadline = self.now + self.timing.sync_limit_ms;
+        self.election.forced = Some((
+            Vote {
+                leader: to,
+                zxid,
+                epoch,
+            },
+            deadline,
+        ));
+        self.start_looking();
+    }
+
+    fn forced_vote(&self) -> Option<Vote> {
+        self.election
+            .forced
+            .filter(|(_, until)| self.now <= *until)
+            .map(|(v, _)| v)
+            .filter(|v| self.is_voter(v.leader))
+    }
+
     pub(super) fn begin_election(&mut self) {
         self.election.round += 1;
-        self.election.vote = self.own_vote();
+        self.election.vote = self.forced_vote().or_else(|| self.own_vote());
         self.election.received.clear();
         self.election.settled.clear();
         self.election.quorum_since = None;
@@ -90,6 +115,18 @@ impl Zab {
     }
 
     pub(super) fn election_tick(&mut self) {
+        if let Some((_, until)) = self.election.forced
+            && self.now > until
+        {
+            // The handoff target never took over: fall back to a normal election.
+            self.election.forced = None;
+            self.election.vote = self.own_vote();
+            self.election.received.clear();
+            if let Some(v) = self.election.vote {
+                self.election.received.insert(self.me, v);
+            }
+            self.broadcast_vote();
+        }
         if self.now.saturating_sub(self.election.last_broadcast) >= self.timing.vote_resend_ms {
             self.broadcast_vote();
         }
@@ -101,6 +138,20 @@ impl Zab {
     }
 
     pub(super) fn on_vote(&mut self, from: Sid, n: Notification) {
+        // Configs are only ever activated once committed, so a newer one is safe to adopt;
+        // without it this server might wait for votes of servers that left.
+        if n.config.version > self.membership.version {
+            tracing::info!(
+                me = self.me,
+                from,
+                version = format_args!("{:#x}", n.config.version),
+                "adopting a newer config from a peer"
+            );
+            self.activate(n.config.clone());
+            if matches!(self.state, State::Looking) {
+                self.begin_election();
+            }
+        }
         if !matches!(self.state, State::Looking) {
             if n.state == PeerState::Looking {
                 self.send_vote_to(from);
@@ -113,8 +164,9 @@ impl Zab {
                     self.election.round = n.round;
                     self.election.received.clear();
                     self.election.quorum_since = None;
-                    let own = self.own_vote();
+                    let own = self.forced_vote().or_else(|| self.own_vote());
                     self.election.vote = match own {
+                        Some(forced) if self.election.forced.is_some() => Some(forced),
                         Some(own) if !(self.is_candidate(&n.vote) && n.vote.beats(&own)) => {
                             Some(own)
                         }
@@ -129,7 +181,8 @@ impl Zab {
                     // The sender is behind: tell it where we are.
                     self.send_vote_to(from);
                     return;
-                } else if self.is_candidate(&n.vote)
+                } else if self.election.forced.is_none()
+                    && self.is_candidate(&n.vote)
                     && self.election.vote.is_none_or(|mine| n.vote.beats(&mine))
                 {
                     self.election.vote = Some(n.vote);
@@ -206,13 +259,14 @@ impl Zab {
 
     fn decide(&mut self, leader: Sid) {
         self.election.quorum_since = None;
+        self.election.forced = None;
         if leader == self.me {
             tracing::info!(me = self.me, round = self.election.round, "elected leader");
             self.state = State::Leading(Box::new(Leader::new(self.now)));
             self.set_role(Role::LeaderElect);
             self.leader_start();
         } else {
-            let observer = !self.is_voter(self.me);
+            let observer = !self.must_follow();
             tracing::info!(me = self.me, leader, observer, "following");
             self.state = State::Learning(Box::new(Learner::new(leader, observer, self.now)));
             self.set_role(if observer {

@@ -6,7 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::message::Message;
-use super::{COUNTER_LIMIT, Output, ProposeError, Role, Sid, State, Zab, Zxid, make_zxid};
+use super::{
+    COUNTER_LIMIT, Membership, Output, ProposeError, ReconfigError, Role, Sid, State,
+    TransferError, Zab, Zxid, make_zxid,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -54,6 +57,8 @@ pub(super) struct Leader {
     /// Application messages held until everything proposed before them is committed.
     deferred: Vec<(Zxid, Sid, Vec<u8>)>,
     last_ping: u64,
+    /// A handoff in progress: to whom, since when.
+    transfer: Option<(Sid, u64)>,
 }
 
 impl Leader {
@@ -67,6 +72,7 @@ impl Leader {
             next_counter: 1,
             deferred: Vec::new(),
             last_ping: now,
+            transfer: None,
         }
     }
 }
@@ -208,6 +214,7 @@ impl Zab {
                     link.acked = link.acked.max(zxid);
                 }
                 self.leader_try_commit();
+                self.leader_try_transfer();
             }
             Message::Ping => {}
             _ => {}
@@ -236,6 +243,15 @@ impl Zab {
         if leader.phase == Phase::Sync && !self.epoch_quorum() {
             return;
         }
+        // The learner takes our active config first (it may have missed reconfigs).
+        let active = self.membership.clone();
+        self.send(
+            sid,
+            Message::Config {
+                zxid: 0,
+                config: active,
+            },
+        );
         let base = self.sync_base(peer);
         match base {
             Some(b) if b == peer => self.send(
@@ -275,6 +291,14 @@ impl Zab {
                 zxid: last_committed,
             },
         );
+        let configs: Vec<(Zxid, Membership)> = self
+            .pending_configs
+            .iter()
+            .map(|(z, m)| (*z, m.clone()))
+            .collect();
+        for (zxid, config) in configs {
+            self.send(sid, Message::Config { zxid, config });
+        }
         if !observer {
             let pending: Vec<(Zxid, Vec<u8>)> = self
                 .pending
@@ -395,9 +419,16 @@ impl Zab {
             .collect();
         self.current_epoch = epoch;
         self.persist_epochs();
+        // Only configs whose txn is in our log can ever activate.
+        let logged: Vec<Zxid> = self.pending.keys().copied().collect();
+        self.pending_configs.retain(|z, _| logged.contains(z));
         // Everything in our log is now committed.
         let upto = self.last_logged;
         self.commit_through(upto);
+        // Committing our log may have activated a config without us (we stepped down).
+        if !matches!(self.state, State::Leading(_)) {
+            return;
+        }
         for sid in synced {
             self.send(sid, Message::UpToDate);
         }
@@ -413,6 +444,7 @@ impl Zab {
     pub(super) fn leader_on_durable(&mut self) {
         self.leader_try_establish();
         self.leader_try_commit();
+        self.leader_try_transfer();
     }
 
     /// Commits, in order, every outstanding proposal that a quorum holds durably.
@@ -435,7 +467,7 @@ impl Zab {
             if self.last_durable >= *zxid {
                 holders.insert(me);
             }
-            if self.membership.verifier.contains_quorum(&holders) {
+            if self.commit_quorum(*zxid, &holders) {
                 upto = Some(*zxid);
             } else {
                 break;
@@ -495,6 +527,75 @@ impl Zab {
         }
     }
 
+    /// A txn commits once a quorum holds it durably — of the active config and, while
+    /// a reconfig is in flight, of every proposed config as well (so no two quorums of
+    /// different configs can decide differently).
+    fn commit_quorum(&self, zxid: Zxid, holders: &BTreeSet<Sid>) -> bool {
+        self.membership.verifier.contains_quorum(holders)
+            && self
+                .pending_configs
+                .range(..=zxid)
+                .all(|(_, config)| config.verifier.contains_quorum(holders))
+    }
+
+    /// Proposes a reconfig txn that activates `config` when it commits. Refused while
+    /// another is in flight, or when the new config's synced voters are no quorum.
+    pub fn propose_reconfig(
+        &mut self,
+        config: Membership,
+        make: impl FnOnce(Zxid) -> Vec<u8>,
+    ) -> Result<Zxid, ReconfigError> {
+        if self.role != Role::Leader {
+            return Err(ReconfigError::NotLeader);
+        }
+        if !self.pending_configs.is_empty() {
+            return Err(ReconfigError::InProgress);
+        }
+        let me = self.me;
+        let State::Leading(leader) = &self.state else {
+            return Err(ReconfigError::NotLeader);
+        };
+        let mut synced: BTreeSet<Sid> = leader
+            .learners
+            .iter()
+            .filter(|(_, l)| l.stage == Stage::Synced)
+            .map(|(s, _)| *s)
+            .collect();
+        synced.insert(me);
+        if !config.verifier.contains_quorum(&synced) {
+            return Err(ReconfigError::NoQuorum);
+        }
+        let receivers: Vec<Sid> = leader
+            .learners
+            .iter()
+            .filter(|(_, l)| matches!(l.stage, Stage::Syncing | Stage::Synced))
+            .map(|(s, _)| *s)
+            .collect();
+        let Some(leader) = self.leader() else {
+            return Err(ReconfigError::NotLeader);
+        };
+        // The version is the reconfig's own zxid, as in ZooKeeper.
+        let zxid = make_zxid(leader.epoch, leader.next_counter);
+        let config = Membership {
+            version: zxid,
+            ..config
+        };
+        for sid in receivers {
+            self.send(
+                sid,
+                Message::Config {
+                    zxid,
+                    config: config.clone(),
+                },
+            );
+        }
+        self.pending_configs.insert(zxid, config);
+        self.leader_propose(make).map_err(|e| {
+            self.pending_configs.remove(&zxid);
+            ReconfigError::Propose(e)
+        })
+    }
+
     pub(super) fn leader_propose(
         &mut self,
         make: impl FnOnce(Zxid) -> Vec<u8>,
@@ -505,6 +606,9 @@ impl Zab {
         let Some(leader) = self.leader() else {
             return Err(ProposeError::NotLeader);
         };
+        if leader.transfer.is_some() {
+            return Err(ProposeError::Transferring);
+        }
         if leader.next_counter >= COUNTER_LIMIT {
             tracing::warn!("zxid counter exhausted; starting a new epoch");
             self.start_looking();
@@ -544,8 +648,118 @@ impl Zab {
         }
     }
 
+    /// Hands leadership to `to` (or the most caught-up synced voter): new proposals stop,
+    /// and once the target holds everything and it is committed, every server is told to
+    /// vote for it. Costs a short write pause instead of an election timeout.
+    pub fn transfer_leadership(&mut self, to: Option<Sid>) -> Result<Sid, TransferError> {
+        if self.role != Role::Leader {
+            return Err(TransferError::NotLeader);
+        }
+        let now = self.now;
+        let me = self.me;
+        let candidates: Vec<(Sid, Zxid)> = match &self.state {
+            State::Leading(l) => l
+                .learners
+                .iter()
+                .filter(|(s, link)| {
+                    link.stage == Stage::Synced && !link.observer && self.is_voter(**s) && **s != me
+                })
+                .map(|(s, link)| (*s, link.acked))
+                .collect(),
+            _ => return Err(TransferError::NotLeader),
+        };
+        let target = match to {
+            Some(t) if candidates.iter().any(|(s, _)| *s == t) => t,
+            Some(t) => return Err(TransferError::NotEligible(t)),
+            None => candidates
+                .iter()
+                .max_by_key(|(s, acked)| (*acked, std::cmp::Reverse(*s)))
+                .map(|(s, _)| *s)
+                .ok_or(TransferError::NoSyncedFollower)?,
+        };
+        let Some(leader) = self.leader() else {
+            return Err(TransferError::NotLeader);
+        };
+        if leader.transfer.is_some() {
+            return Err(TransferError::InProgress);
+        }
+        leader.transfer = Some((target, now));
+        tracing::info!(me, to = target, "handing off leadership");
+        self.leader_try_transfer();
+        Ok(target)
+    }
+
+    /// Completes a handoff once the target holds and everyone committed all we proposed.
+    fn leader_try_transfer(&mut self) {
+        let (last_logged, epoch) = (self.last_logged, self.current_epoch);
+        let nothing_pending = self.pending.is_empty();
+        let State::Leading(leader) = &self.state else {
+            return;
+        };
+        let Some((target, _)) = leader.transfer else {
+            return;
+        };
+        let caught_up = leader
+            .learners
+            .get(&target)
+            .is_some_and(|l| l.acked >= last_logged);
+        if !(caught_up && nothing_pending) {
+            return;
+        }
+        let peers: Vec<Sid> = self.membership.peers(self.me).collect();
+        for p in peers {
+            self.send(
+                p,
+                Message::Transfer {
+                    to: target,
+                    zxid: last_logged,
+                    epoch,
+                },
+            );
+        }
+        self.elect_forced(target, last_logged, epoch);
+    }
+
+    /// The leader was removed from the config (or made an observer): hand off if a
+    /// synced voter exists, else step down.
+    pub(super) fn leader_removed(&mut self) {
+        tracing::info!(
+            me = self.me,
+            "removed from the voting members; stepping down"
+        );
+        if let Some(leader) = self.leader() {
+            leader.transfer = None;
+        }
+        // The removed leader is no voter any more: pick any synced voter.
+        if self.transfer_to_any_voter().is_err() {
+            self.start_looking();
+        }
+    }
+
+    fn transfer_to_any_voter(&mut self) -> Result<Sid, TransferError> {
+        // transfer_leadership checks role == Leader, which still holds here.
+        self.transfer_leadership(None)
+    }
+
     pub(super) fn leader_tick(&mut self) {
         let me = self.me;
+        let (now_t, limit) = (self.now, self.timing.sync_limit_ms);
+        if let Some(leader) = self.leader()
+            && let Some((target, since)) = leader.transfer
+            && now_t.saturating_sub(since) > limit
+        {
+            tracing::warn!(
+                me,
+                to = target,
+                "leadership handoff timed out; keeping leadership"
+            );
+            leader.transfer = None;
+            if !self.is_voter(me) {
+                self.start_looking();
+                return;
+            }
+        }
+        self.leader_try_transfer();
         let (now, timing) = (self.now, self.timing);
         let Some(leader) = self.leader() else { return };
         if leader.phase != Phase::Broadcast {

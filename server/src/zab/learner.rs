@@ -33,6 +33,10 @@ pub(super) struct Learner {
 }
 
 impl Learner {
+    pub(super) fn is_observer(&self) -> bool {
+        self.observer
+    }
+
     pub(super) fn new(leader: Sid, observer: bool, now: u64) -> Learner {
         Learner {
             leader,
@@ -98,6 +102,11 @@ impl Zab {
             return;
         }
         l.last_heard = now;
+        // Until the leader answers this handshake, whatever arrives belongs to the
+        // stream of an earlier one (the link outlived it) and must not be applied.
+        if l.stage == Stage::Hello && !matches!(msg, Message::LeaderInfo { .. } | Message::Ping) {
+            return;
+        }
         match msg {
             Message::LeaderInfo { epoch } => {
                 // Only the first answer to this handshake counts: a re-sent FOLLOWERINFO
@@ -134,12 +143,14 @@ impl Zab {
                     return;
                 }
                 self.pending.retain(|z, _| *z <= zxid);
+                self.pending_configs.retain(|z, _| *z <= zxid);
                 self.last_logged = zxid;
                 self.last_durable = self.last_durable.min(zxid);
                 self.out.push(Output::Truncate { zxid });
             }
             Message::Snap { zxid, payload } => {
                 self.pending.clear();
+                self.pending_configs.clear();
                 self.history.clear();
                 self.history_bytes = 0;
                 self.last_logged = zxid;
@@ -198,8 +209,32 @@ impl Zab {
                 self.learner_on_durable();
             }
             Message::Ping => self.send(from, Message::Ping),
+            Message::Config { zxid, config } => {
+                if zxid == 0 {
+                    // The leader's active config, at the start of a sync.
+                    self.activate_from_leader(config);
+                } else if zxid <= self.last_committed {
+                    // Already past it: the active config we hold (or get at the next
+                    // sync) accounts for it.
+                } else {
+                    self.pending_configs.insert(zxid, config);
+                    // Promoted by a pending reconfig: its commit needs our ACK, which
+                    // observers never send. Rejoin as a follower now.
+                    if self.learner().is_some_and(|l| l.is_observer()) && self.must_follow() {
+                        self.start_looking();
+                    }
+                }
+            }
+            Message::Transfer { to, zxid, epoch } => {
+                tracing::info!(me = self.me, from, to, "the leader hands off");
+                self.elect_forced(to, zxid, epoch);
+            }
             _ => {}
         }
+    }
+
+    fn activate_from_leader(&mut self, config: super::Membership) {
+        self.activate(config);
     }
 
     /// Commits, in order, every pending txn up to `zxid`.

@@ -4,7 +4,7 @@
 
 use paddock_proto::{DecodeError, JuteWrite, Reader};
 
-use super::{Sid, Zxid};
+use super::{Membership, QuorumVerifier, Sid, Zxid};
 
 /// What a peer says about itself in election notifications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,13 +47,15 @@ impl Vote {
     }
 }
 
-/// An election notification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An election notification. Like ZooKeeper's, it carries the sender's active config,
+/// so a server that missed a reconfig's commit adopts it before it counts votes.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
     pub vote: Vote,
     /// The sender's election round (ZooKeeper's electionEpoch / logicalclock).
     pub round: u64,
     pub state: PeerState,
+    pub config: Membership,
 }
 
 /// Everything peers say to each other.
@@ -108,6 +110,19 @@ pub enum Message {
     /// Opaque application traffic (forwarded requests, replies, session touches), kept
     /// in order with the protocol messages on the same link.
     App(Vec<u8>),
+    /// A configuration: active from the commit of `zxid`, or at once when `zxid` is 0
+    /// (sent at the start of a sync). ZooKeeper's COMMITANDACTIVATE/INFORMANDACTIVATE
+    /// carry the same information.
+    Config {
+        zxid: Zxid,
+        config: Membership,
+    },
+    /// The leader hands off to `to`; everyone votes for it at (zxid, epoch).
+    Transfer {
+        to: Sid,
+        zxid: Zxid,
+        epoch: i64,
+    },
 }
 
 mod code {
@@ -126,7 +141,9 @@ mod code {
     pub const OBSERVERINFO: i32 = 16;
     pub const LEADERINFO: i32 = 17;
     pub const ACKEPOCH: i32 = 18;
+    pub const COMMITANDACTIVATE: i32 = 9;
     pub const VOTE: i32 = 100;
+    pub const TRANSFER: i32 = 101;
 }
 
 impl Message {
@@ -140,6 +157,7 @@ impl Message {
                 out.put_i64(n.vote.epoch);
                 out.put_i64(n.round as i64);
                 out.put_i32(n.state as i32);
+                n.config.write(&mut out);
             }
             Message::FollowerInfo {
                 accepted_epoch,
@@ -184,6 +202,17 @@ impl Message {
                 out.put_i32(code::REQUEST);
                 out.put_buffer(payload);
             }
+            Message::Config { zxid, config } => {
+                out.put_i32(code::COMMITANDACTIVATE);
+                out.put_i64(*zxid);
+                config.write(&mut out);
+            }
+            Message::Transfer { to, zxid, epoch } => {
+                out.put_i32(code::TRANSFER);
+                out.put_i64(*to as i64);
+                out.put_i64(*zxid);
+                out.put_i64(*epoch);
+            }
         }
         out
     }
@@ -200,6 +229,7 @@ impl Message {
                 },
                 round: r.read_i64()? as u64,
                 state: PeerState::from_code(r.read_i32()?)?,
+                config: Membership::read(&mut r)?,
             }),
             code::FOLLOWERINFO | code::OBSERVERINFO => Message::FollowerInfo {
                 accepted_epoch: r.read_i64()?,
@@ -243,10 +273,109 @@ impl Message {
             code::UPTODATE => Message::UpToDate,
             code::PING => Message::Ping,
             code::REQUEST => Message::App(r.read_buffer()?),
+            code::COMMITANDACTIVATE => Message::Config {
+                zxid: r.read_i64()?,
+                config: Membership::read(&mut r)?,
+            },
+            code::TRANSFER => Message::Transfer {
+                to: r.read_i64()? as u64,
+                zxid: r.read_i64()?,
+                epoch: r.read_i64()?,
+            },
             other => return Err(DecodeError::UnknownOpcode(other)),
         };
         r.finish()?;
         Ok(msg)
+    }
+}
+
+/// A hierarchical quorum group on the wire: its id and members.
+type Group = (u64, Vec<Sid>);
+
+impl Membership {
+    /// version, rule (0 majority, 1 weighted, 2 hierarchical), voters with weights,
+    /// groups (hierarchical), observers.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.put_i64(self.version);
+        let (rule, weights, groups): (i32, Vec<(Sid, u64)>, Vec<Group>) =
+            match &self.verifier {
+                QuorumVerifier::Majority { voters } => {
+                    (0, voters.iter().map(|v| (*v, 1)).collect(), vec![])
+                }
+                QuorumVerifier::Weighted { weights } => {
+                    (1, weights.iter().map(|(s, w)| (*s, *w)).collect(), vec![])
+                }
+                QuorumVerifier::Hierarchical { groups, weights } => (
+                    2,
+                    weights.iter().map(|(s, w)| (*s, *w)).collect(),
+                    groups
+                        .iter()
+                        .map(|(g, m)| (*g, m.iter().copied().collect()))
+                        .collect(),
+                ),
+            };
+        out.put_i32(rule);
+        out.put_i32(weights.len() as i32);
+        for (sid, w) in weights {
+            out.put_i64(sid as i64);
+            out.put_i64(w as i64);
+        }
+        out.put_i32(groups.len() as i32);
+        for (g, members) in groups {
+            out.put_i64(g as i64);
+            let members: Vec<i64> = members.into_iter().map(|m| m as i64).collect();
+            out.put_vec(&members);
+        }
+        let observers: Vec<i64> = self.observers.iter().map(|o| *o as i64).collect();
+        out.put_vec(&observers);
+    }
+
+    pub fn read(r: &mut Reader<'_>) -> Result<Membership, DecodeError> {
+        let version = r.read_i64()?;
+        let rule = r.read_i32()?;
+        let n = r.read_i32()?;
+        if n < 0 || n as usize > r.remaining() / 16 {
+            return Err(DecodeError::BadValue {
+                what: "voter count",
+                value: n.into(),
+            });
+        }
+        let mut weights = std::collections::BTreeMap::new();
+        for _ in 0..n {
+            weights.insert(r.read_i64()? as u64, r.read_i64()? as u64);
+        }
+        let g = r.read_i32()?;
+        if g < 0 || g as usize > r.remaining() / 12 {
+            return Err(DecodeError::BadValue {
+                what: "group count",
+                value: g.into(),
+            });
+        }
+        let mut groups = std::collections::BTreeMap::new();
+        for _ in 0..g {
+            let id = r.read_i64()? as u64;
+            let members: Vec<i64> = r.read_vec()?;
+            groups.insert(id, members.into_iter().map(|m| m as u64).collect());
+        }
+        let observers: Vec<i64> = r.read_vec()?;
+        let verifier = match rule {
+            0 => QuorumVerifier::Majority {
+                voters: weights.keys().copied().collect(),
+            },
+            1 => QuorumVerifier::Weighted { weights },
+            2 => QuorumVerifier::Hierarchical { groups, weights },
+            other => {
+                return Err(DecodeError::BadValue {
+                    what: "quorum rule",
+                    value: other.into(),
+                });
+            }
+        };
+        Ok(Membership {
+            verifier,
+            observers: observers.into_iter().map(|o| o as u64).collect(),
+            version,
+        })
     }
 }
 
@@ -278,6 +407,11 @@ mod tests {
                 vote,
                 round: 7,
                 state: PeerState::Leading,
+                config: Membership {
+                    verifier: QuorumVerifier::majority([1, 2, 3]),
+                    observers: [4].into_iter().collect(),
+                    version: 5,
+                },
             }),
             Message::FollowerInfo {
                 accepted_epoch: 2,
@@ -309,6 +443,30 @@ mod tests {
             Message::UpToDate,
             Message::Ping,
             Message::App(b"hello".to_vec()),
+            Message::Config {
+                zxid: 7,
+                config: Membership {
+                    verifier: QuorumVerifier::Hierarchical {
+                        groups: [(1, [1, 2].into_iter().collect())].into_iter().collect(),
+                        weights: [(1, 1), (2, 3)].into_iter().collect(),
+                    },
+                    observers: [9].into_iter().collect(),
+                    version: 0x1_0000_0007,
+                },
+            },
+            Message::Config {
+                zxid: 0,
+                config: Membership {
+                    verifier: QuorumVerifier::majority([1, 2, 3]),
+                    observers: Default::default(),
+                    version: 0,
+                },
+            },
+            Message::Transfer {
+                to: 2,
+                zxid: 9,
+                epoch: 3,
+            },
         ];
         for m in all {
             assert_eq!(Message::decode(&m.encode()), Ok(m));

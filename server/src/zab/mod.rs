@@ -56,11 +56,13 @@ pub const COUNTER_LIMIT: i64 = 0xffff_ff00;
 const HISTORY_MAX_TXNS: usize = 100_000;
 const HISTORY_MAX_BYTES: usize = 64 * 1024 * 1024;
 
-/// Who is in the ensemble.
+/// Who is in the ensemble, under which quorum rule, and the config's version (the zxid
+/// of the reconfig that made it, or the static config's version).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
     pub verifier: QuorumVerifier,
     pub observers: BTreeSet<Sid>,
+    pub version: i64,
 }
 
 impl Membership {
@@ -68,7 +70,12 @@ impl Membership {
         Membership {
             verifier: QuorumVerifier::majority([me]),
             observers: BTreeSet::new(),
+            version: 0,
         }
+    }
+
+    pub fn is_member(&self, sid: Sid) -> bool {
+        self.verifier.is_voter(sid) || self.observers.contains(&sid)
     }
 
     /// Everyone this server talks to besides itself.
@@ -187,6 +194,8 @@ pub enum Output {
         payload: Vec<u8>,
     },
     RoleChanged(Role),
+    /// A new configuration is active from now on (persist it; connect to new peers).
+    ActivateConfig(Membership),
 }
 
 /// Why a proposal was refused.
@@ -195,6 +204,45 @@ pub enum ProposeError {
     NotLeader,
     /// The counter is exhausted; a new epoch is being started.
     EpochExhausted,
+    /// Leadership is being handed off; the new leader takes writes in a moment.
+    Transferring,
+}
+
+/// Why a reconfig was refused (ZooKeeper's error codes map onto these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconfigError {
+    NotLeader,
+    /// Another reconfig is not committed yet (ReconfigInProgress).
+    InProgress,
+    /// The new config's voters that are synced now do not form its quorum (NewConfigNoQuorum).
+    NoQuorum,
+    Propose(ProposeError),
+}
+
+/// Why a leadership transfer was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferError {
+    NotLeader,
+    /// No voter is synced with the leader.
+    NoSyncedFollower,
+    /// The requested server is not a synced voter.
+    NotEligible(Sid),
+    InProgress,
+}
+
+impl std::fmt::Display for TransferError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransferError::NotLeader => write!(f, "this server is not the leader"),
+            TransferError::NoSyncedFollower => {
+                write!(f, "no voting follower is synced with the leader")
+            }
+            TransferError::NotEligible(sid) => {
+                write!(f, "server {sid} is not a synced voting follower")
+            }
+            TransferError::InProgress => write!(f, "a leadership transfer is already in progress"),
+        }
+    }
 }
 
 /// The durable facts a server starts from.
@@ -210,6 +258,9 @@ pub struct Durable {
     pub last_committed: Zxid,
     /// The logged records after `last_committed`, in order.
     pub uncommitted: Vec<(Zxid, Vec<u8>)>,
+    /// The configs that uncommitted reconfig records activate when committed (the shell
+    /// reads them out of the records).
+    pub uncommitted_configs: Vec<(Zxid, Membership)>,
 }
 
 enum State {
@@ -237,6 +288,9 @@ pub struct Zab {
     /// Recently committed txns, for syncing learners by DIFF (bounded).
     history: VecDeque<(Zxid, Vec<u8>)>,
     history_bytes: usize,
+    /// Configs proposed (or learned) but not active yet, by the zxid whose commit
+    /// activates them.
+    pending_configs: BTreeMap<Zxid, Membership>,
     election: Election,
     state: State,
     role: Role,
@@ -259,6 +313,11 @@ impl Zab {
             pending: durable.uncommitted.into_iter().collect(),
             history: VecDeque::new(),
             history_bytes: 0,
+            pending_configs: durable
+                .uncommitted_configs
+                .into_iter()
+                .filter(|(z, _)| *z > durable.last_committed)
+                .collect(),
             election: Election::default(),
             state: State::Looking,
             role: Role::Looking,
@@ -319,6 +378,16 @@ impl Zab {
         self.membership.verifier.is_voter(sid)
     }
 
+    /// Whether this server must follow (propose-and-ACK) rather than observe: it votes
+    /// now, or will once a pending reconfig commits (whose quorum needs its ACK).
+    fn must_follow(&self) -> bool {
+        self.is_voter(self.me)
+            || self
+                .pending_configs
+                .values()
+                .any(|c| c.verifier.is_voter(self.me))
+    }
+
     fn persist_epochs(&mut self) {
         self.out.push(Output::PersistEpochs {
             accepted: self.accepted_epoch,
@@ -337,7 +406,48 @@ impl Zab {
             self.last_committed = zxid;
             self.remember_committed(zxid, payload.clone());
             self.out.push(Output::Commit { zxid, payload });
+            // Commits are in order: a config pending for an earlier zxid whose txn we
+            // never logged (its proposal was lost with a link) is stale.
+            self.pending_configs.retain(|z, _| *z >= zxid);
+            if let Some(config) = self.pending_configs.remove(&zxid) {
+                self.activate(config);
+            }
         }
+    }
+
+    /// Switches to a new configuration. Every member does this at the same point of the
+    /// txn order (the reconfig's commit), so configs switch atomically.
+    fn activate(&mut self, config: Membership) {
+        if config.version < self.membership.version {
+            return;
+        }
+        let was_voter = self.is_voter(self.me);
+        let changed = config != self.membership;
+        self.membership = config.clone();
+        if changed {
+            tracing::info!(
+                me = self.me,
+                version = format_args!("{:#x}", config.version),
+                "configuration activated"
+            );
+            self.out.push(Output::ActivateConfig(config));
+        }
+        let is_voter = self.is_voter(self.me);
+        match &self.state {
+            State::Leading(_) if !is_voter => self.leader_removed(),
+            // A learner whose kind changed (observer <-> participant) rejoins as the other.
+            State::Learning(l)
+                if was_voter != is_voter || l.is_observer() == self.must_follow() =>
+            {
+                self.start_looking()
+            }
+            _ => {}
+        }
+    }
+
+    /// The newest proposed config that is not active yet.
+    pub fn pending_config(&self) -> Option<&Membership> {
+        self.pending_configs.values().next_back()
     }
 
     /// Keeps a committed txn for DIFF syncs. The history is contiguous and ends at the

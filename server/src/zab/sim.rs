@@ -53,6 +53,8 @@ struct Node {
     current_epoch: i64,
     /// The persisted commit index; written lazily (every tick), so it may lag.
     commit_index: Zxid,
+    /// The last activated config, persisted (as the server writes its dynamic config).
+    config: Option<Membership>,
     applied: Vec<(Zxid, Vec<u8>)>,
     /// When the pending fsync completes (it covers what was appended before it started).
     fsync_at: Option<(u64, usize)>,
@@ -99,6 +101,10 @@ pub(super) struct Sim {
     served: BTreeMap<Sid, usize>,
     /// Fault intensity knobs (per million per step).
     faults: bool,
+    /// Reconfigs and leadership transfers per million steps (0: none).
+    membership_changes: u64,
+    /// Every config version ever activated, and what it meant.
+    configs: BTreeMap<i64, Membership>,
 }
 
 fn key(a: Sid, b: Sid) -> (Sid, Sid) {
@@ -110,6 +116,7 @@ impl Sim {
         let membership = Membership {
             verifier: QuorumVerifier::majority(voters.iter().copied()),
             observers: observers.iter().copied().collect(),
+            version: 0,
         };
         Sim::with_membership(seed, membership)
     }
@@ -145,6 +152,8 @@ impl Sim {
             partitioned: BTreeSet::new(),
             served: BTreeMap::new(),
             faults: true,
+            membership_changes: 0,
+            configs: BTreeMap::new(),
         };
         for a in &ids {
             for b in &ids {
@@ -169,6 +178,7 @@ impl Sim {
                     accepted_epoch: 0,
                     current_epoch: 0,
                     commit_index: 0,
+                    config: None,
                     applied: Vec::new(),
                     fsync_at: None,
                     down_until: 0,
@@ -187,10 +197,15 @@ impl Sim {
     }
 
     fn start(&mut self, id: Sid) {
-        let (membership, timing, now) = (self.membership.clone(), self.timing, self.now);
+        let (timing, now) = (self.timing, self.now);
         let Some(node) = self.nodes.get_mut(&id) else {
             return;
         };
+        // A server trusts the config it last activated over its static one.
+        let membership = node
+            .config
+            .clone()
+            .unwrap_or_else(|| self.membership.clone());
         // Startup applies the log up to the persisted commit index; the rest waits for
         // the leader's commit.
         let ci = node.commit_index;
@@ -210,6 +225,18 @@ impl Sim {
                 .iter()
                 .filter(|(z, _, _)| *z > ci)
                 .map(|(z, p, _)| (*z, p.clone()))
+                .collect(),
+            // The shell finds reconfig records in its log (here: the "cfg:" payloads).
+            uncommitted_configs: node
+                .log
+                .iter()
+                .filter(|(z, p, _)| *z > ci && p.starts_with(b"cfg:"))
+                .filter_map(|(z, p, _)| {
+                    let mut r = paddock_proto::Reader::new(&p[4..]);
+                    Membership::read(&mut r)
+                        .ok()
+                        .map(|m| (*z, Membership { version: *z, ..m }))
+                })
                 .collect(),
         };
         node.zab = Some(Zab::new(id, membership, timing, durable, now));
@@ -433,6 +460,20 @@ impl Sim {
                 node.fsync_at = None;
             }
             Output::App { .. } => {}
+            Output::ActivateConfig(config) => {
+                if let Some(known) = self.configs.get(&config.version)
+                    && *known != config
+                {
+                    self.fail(&format!(
+                        "config version {:#x} means two memberships",
+                        config.version
+                    ));
+                }
+                self.configs.insert(config.version, config.clone());
+                if let Some(node) = self.nodes.get_mut(&id) {
+                    node.config = Some(config);
+                }
+            }
             Output::RoleChanged(role) => {
                 if role != Role::Leader {
                     // Its clients see the connection drop: outcome unknown, never "acked".
@@ -494,6 +535,48 @@ impl Sim {
             .map(|(id, _)| *id)
             .collect();
         self.served.retain(|id, _| serving.contains(id));
+    }
+
+    /// At the leader: move one server between voter and observer (a reconfig), or hand
+    /// leadership to someone else.
+    fn change_membership(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let ids: Vec<Sid> = self.nodes.keys().copied().collect();
+        let who = ids[self.rng.below(ids.len() as u64) as usize];
+        let transfer = self.rng.below(3) == 0;
+        let unique = self.next_write + 1;
+        let Some(zab) = self.nodes.get_mut(&leader).and_then(|n| n.zab.as_mut()) else {
+            return;
+        };
+        if transfer {
+            let _ = zab.transfer_leadership(None);
+        } else {
+            let current = zab.membership().clone();
+            let mut voters = current.verifier.voters();
+            let mut observers = current.observers.clone();
+            if voters.contains(&who) {
+                if voters.len() <= 1 {
+                    return;
+                }
+                voters.remove(&who);
+                observers.insert(who);
+            } else {
+                observers.remove(&who);
+                voters.insert(who);
+            }
+            let config = Membership {
+                verifier: QuorumVerifier::majority(voters),
+                observers,
+                version: 0,
+            };
+            let mut payload = b"cfg:".to_vec();
+            config.write(&mut payload);
+            // Unique, like every client write (the checkers compare payloads).
+            payload.extend_from_slice(format!("#{unique}").as_bytes());
+            let _ = zab.propose_reconfig(config, move |_| payload);
+        }
+        self.next_write = unique;
+        self.drain(leader);
     }
 
     fn leader(&self) -> Option<Sid> {
@@ -646,6 +729,9 @@ impl Sim {
         if self.faults && self.rng.chance(fault_rate) {
             self.inject_fault();
         }
+        if self.membership_changes > 0 && self.rng.chance(self.membership_changes) {
+            self.change_membership();
+        }
     }
 
     /// Runs with faults for `fault_ms`, then heals and runs quietly until the cluster
@@ -655,6 +741,7 @@ impl Sim {
             self.step(2_000, 20_000);
         }
         self.faults = false;
+        self.membership_changes = 0;
         self.heal();
         // Converge: everyone up, a leader, and every server applied the same sequence.
         let deadline = self.now + 60_000;
@@ -762,6 +849,34 @@ impl Sim {
             if final_map.get(z) != Some(&p) {
                 self.fail(&format!("committed {z:#x} missing from the final state"));
             }
+        }
+        // Everyone ends on the same configuration.
+        let mut memberships = self
+            .nodes
+            .values()
+            .filter_map(|n| n.zab.as_ref())
+            .map(|z| z.membership().clone());
+        if let Some(first) = memberships.next()
+            && memberships.any(|m| m != first)
+        {
+            let all: Vec<String> = self
+                .nodes
+                .iter()
+                .filter_map(|(id, n)| {
+                    n.zab.as_ref().map(|z| {
+                        format!(
+                            "{id}: v{:#x} {:?} {:?}",
+                            z.membership().version,
+                            z.membership().verifier.voters(),
+                            z.role()
+                        )
+                    })
+                })
+                .collect();
+            self.fail(&format!(
+                "servers ended on different configurations: {}",
+                all.join("; ")
+            ));
         }
         // zxids strictly increase and epochs never go backwards.
         for w in applied.windows(2) {
@@ -880,8 +995,20 @@ fn weighted_and_hierarchical_quorums_survive_faults() {
             Membership {
                 verifier,
                 observers: BTreeSet::new(),
+                version: 0,
             },
         );
         sim.run(2_000);
+    }
+}
+
+#[test]
+fn reconfigs_and_handoffs_mixed_with_faults() {
+    // Five servers; voters move to observers and back, leaders hand off, while servers
+    // crash and links fail. Configs must never diverge and every acked write survives.
+    for seed in seeds(300) {
+        let mut sim = Sim::new(seed + 2_000_000, &[1, 2, 3], &[4, 5]);
+        sim.membership_changes = 3_000;
+        sim.run(3_000);
     }
 }
