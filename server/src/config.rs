@@ -501,21 +501,7 @@ impl ServerConfig {
     /// `version=<hex>` without a trailing newline. This is also the content of the
     /// `/zookeeper/config` znode and of a dynamic config file.
     pub fn membership_string(&self) -> String {
-        let mut s = String::new();
-        for entry in self.servers.values() {
-            let _ = writeln!(s, "server.{}={}", entry.id, entry.spec());
-        }
-        for g in &self.groups {
-            let ids: Vec<String> = g.members.iter().map(u64::to_string).collect();
-            let _ = writeln!(s, "group.{}={}", g.id, ids.join(":"));
-        }
-        if self.quorum_kind() != QuorumKind::Majority {
-            for entry in self.servers.values() {
-                let _ = writeln!(s, "weight.{}={}", entry.id, self.member_weight(entry.id));
-            }
-        }
-        let _ = write!(s, "version={:x}", self.config_version);
-        s
+        DynamicConfig::of(self).render()
     }
 
     /// Renders the effective configuration in the format of ZooKeeper's `conf` four-letter
@@ -1713,6 +1699,149 @@ fn parse_dynamic_file(path: &Path) -> Result<Membership, ConfigError> {
         });
     }
     Ok(m)
+}
+
+/// The replicated part of the configuration: members with their addresses, weights,
+/// groups and the version. It is what `/zookeeper/config` and a dynamic config file
+/// hold (`server.N=...`, `weight.N=...`, `group.G=...`, `version=<hex>`), and what a
+/// reconfig changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DynamicConfig {
+    pub servers: BTreeMap<u64, ServerEntry>,
+    pub weights: BTreeMap<u64, u64>,
+    pub groups: Vec<QuorumGroup>,
+    pub version: u64,
+}
+
+impl DynamicConfig {
+    pub fn of(cfg: &ServerConfig) -> DynamicConfig {
+        DynamicConfig {
+            servers: cfg.servers.clone(),
+            weights: cfg.weights.clone(),
+            groups: cfg.groups.clone(),
+            version: cfg.config_version,
+        }
+    }
+
+    /// Parses the text of `/zookeeper/config` or of a dynamic config file; `version=`
+    /// is optional (a file carries it in its name).
+    pub fn parse(text: &str, source: &str) -> Result<DynamicConfig, ConfigError> {
+        let mut m = Membership::default();
+        let mut version = 0;
+        for prop in parse_properties(text, source)? {
+            let loc = Loc {
+                file: source.to_string(),
+                line: prop.line,
+            };
+            if prop.key == "version" {
+                version =
+                    u64::from_str_radix(prop.value.trim_start_matches("0x"), 16).map_err(|_| {
+                        loc.err(
+                            "version",
+                            format!("expected a hex version, got {:?}", prop.value),
+                        )
+                    })?;
+            } else if !m.accept(&prop.key, &prop.value, &loc)? {
+                return Err(loc.err(
+                    &prop.key,
+                    "only server.N, weight.N, group.N and version belong here",
+                ));
+            }
+        }
+        Ok(DynamicConfig {
+            servers: m.servers.into_iter().map(|(id, (e, _))| (id, e)).collect(),
+            weights: m.weights.into_iter().map(|(id, (w, _))| (id, w)).collect(),
+            groups: m
+                .groups
+                .into_iter()
+                .map(|(id, (members, _))| QuorumGroup { id, members })
+                .collect(),
+            version,
+        })
+    }
+
+    /// One `server.N=...` value, as reconfig's joining list and new member list give it.
+    pub fn parse_server(id: u64, spec: &str) -> Result<ServerEntry, String> {
+        parse_server_spec(id, spec)
+    }
+
+    pub fn quorum_kind(&self) -> QuorumKind {
+        if !self.groups.is_empty() {
+            QuorumKind::Hierarchical
+        } else if !self.weights.is_empty() {
+            QuorumKind::Weighted
+        } else {
+            QuorumKind::Majority
+        }
+    }
+
+    /// Vote weight: 0 for observers and unknown ids, the `weight.N` value, else 1.
+    pub fn weight(&self, id: u64) -> u64 {
+        match self.servers.get(&id) {
+            Some(s) if s.role == LearnerRole::Participant => {
+                self.weights.get(&id).copied().unwrap_or(1)
+            }
+            _ => 0,
+        }
+    }
+
+    pub fn participants(&self) -> impl Iterator<Item = u64> + '_ {
+        self.servers
+            .values()
+            .filter(|s| s.role == LearnerRole::Participant)
+            .map(|s| s.id)
+    }
+
+    /// ZooKeeper's text: server lines, groups, weights (when not majority), `version=<hex>`.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for entry in self.servers.values() {
+            let _ = writeln!(s, "server.{}={}", entry.id, entry.spec());
+        }
+        for g in &self.groups {
+            let ids: Vec<String> = g.members.iter().map(u64::to_string).collect();
+            let _ = writeln!(s, "group.{}={}", g.id, ids.join(":"));
+        }
+        if self.quorum_kind() != QuorumKind::Majority {
+            for entry in self.servers.values() {
+                let _ = writeln!(s, "weight.{}={}", entry.id, self.weight(entry.id));
+            }
+        }
+        let _ = write!(s, "version={:x}", self.version);
+        s
+    }
+
+    /// Who votes under which rule, as the replication core sees it.
+    pub fn membership(&self) -> crate::zab::Membership {
+        use crate::zab::QuorumVerifier;
+        let participants: Vec<u64> = self.participants().collect();
+        let weights: BTreeMap<u64, u64> = participants
+            .iter()
+            .map(|id| (*id, self.weight(*id)))
+            .collect();
+        let verifier = match self.quorum_kind() {
+            QuorumKind::Majority => QuorumVerifier::majority(participants),
+            QuorumKind::Weighted => QuorumVerifier::Weighted { weights },
+            QuorumKind::Hierarchical => QuorumVerifier::Hierarchical {
+                groups: self
+                    .groups
+                    .iter()
+                    .map(|g| (g.id, g.members.iter().copied().collect()))
+                    .collect(),
+                weights,
+            },
+        };
+        crate::zab::Membership {
+            verifier,
+            observers: self
+                .servers
+                .values()
+                .filter(|s| s.role == LearnerRole::Observer)
+                .map(|s| s.id)
+                .collect(),
+            version: self.version as i64,
+        }
+    }
 }
 
 #[cfg(test)]

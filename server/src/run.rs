@@ -12,14 +12,16 @@ use tracing::info;
 
 use std::collections::BTreeMap;
 
-use crate::config::{LearnerRole, QuorumKind, ServerConfig};
+use crate::config::{DynamicConfig, ServerConfig};
 use crate::core::{Core, CoreConfig, CoreMsg, CoreTx, InternalTx, RecoveryError};
 use crate::net::client::{self, ClientPortConfig};
 use crate::net::peer::PeerNet;
-use crate::zab::{Membership, QuorumVerifier, Timing};
+use crate::zab::{Membership, Timing};
 
 #[derive(Debug, Error)]
 pub enum StartError {
+    #[error("cannot learn the ensemble's config through --join: {0}")]
+    Join(String),
     #[error("recovery failed: {0}")]
     Recovery(#[from] RecoveryError),
     #[error("cannot listen on {addr}: {source}")]
@@ -55,44 +57,34 @@ impl Running {
     }
 }
 
-/// The ensemble described by the config: voters under the configured quorum rule, and
-/// observers. A standalone server is an ensemble of one.
-pub fn membership(cfg: &ServerConfig) -> Membership {
-    let me = cfg.server_id();
+/// The ensemble a server starts in: the committed config persisted in its data dir
+/// (trusted over zoo.cfg: a restarted member keeps the membership reconfigs made), else
+/// zoo.cfg's. A standalone server is an ensemble of one.
+pub fn starting_ensemble(cfg: &ServerConfig) -> DynamicConfig {
     if cfg.is_standalone() {
-        return Membership::standalone(me);
+        return DynamicConfig::of(cfg);
     }
-    let participants: Vec<u64> = cfg.voting_members().map(|s| s.id).collect();
-    let weights: BTreeMap<u64, u64> = participants
-        .iter()
-        .map(|id| (*id, cfg.member_weight(*id)))
-        .collect();
-    let verifier = match cfg.quorum_kind() {
-        QuorumKind::Majority => QuorumVerifier::majority(participants),
-        QuorumKind::Weighted => QuorumVerifier::Weighted { weights },
-        QuorumKind::Hierarchical => QuorumVerifier::Hierarchical {
-            groups: cfg
-                .groups
-                .iter()
-                .map(|g| (g.id, g.members.iter().copied().collect()))
-                .collect(),
-            weights,
-        },
-    };
-    Membership {
-        version: cfg.config_version as i64,
-        verifier,
-        observers: cfg
-            .servers
-            .values()
-            .filter(|s| s.role == LearnerRole::Observer)
-            .map(|s| s.id)
-            .collect(),
+    match crate::core::reconfig::read_dynamic_file(&cfg.snap_dir()) {
+        Some(committed) => {
+            info!(
+                version = format_args!("{:#x}", committed.version),
+                "using the committed config from the data dir"
+            );
+            committed
+        }
+        None => DynamicConfig::of(cfg),
     }
 }
 
+fn membership(cfg: &ServerConfig, ensemble: &DynamicConfig) -> Membership {
+    if cfg.is_standalone() {
+        return Membership::standalone(cfg.server_id());
+    }
+    ensemble.membership()
+}
+
 /// The part of the config the core needs.
-pub fn core_config(cfg: &ServerConfig) -> CoreConfig {
+pub fn core_config(cfg: &ServerConfig, ensemble: &DynamicConfig) -> CoreConfig {
     CoreConfig {
         server_id: cfg.server_id(),
         tick_ms: u64::from(cfg.tick_time_ms),
@@ -114,13 +106,14 @@ pub fn core_config(cfg: &ServerConfig) -> CoreConfig {
             .get("znode.container.checkIntervalMs")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1000),
-        membership: membership(cfg),
+        membership: membership(cfg, ensemble),
         timing: Timing::from_ticks(
             u64::from(cfg.tick_time_ms),
             u64::from(cfg.init_limit),
             u64::from(cfg.sync_limit),
         ),
         distributed: cfg.is_distributed(),
+        ensemble: ensemble.clone(),
     }
 }
 
@@ -145,14 +138,23 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, StartError> {
 }
 
 /// Starts the peer transport for an ensemble member.
-async fn start_peers(cfg: &ServerConfig, internal: &InternalTx) -> Result<PeerNet, StartError> {
+async fn start_peers(
+    cfg: &ServerConfig,
+    ensemble: &DynamicConfig,
+    internal: &InternalTx,
+) -> Result<PeerNet, StartError> {
     if cfg.is_standalone() {
         return Ok(PeerNet::none());
     }
     let me = cfg.server_id();
     let mut peers = BTreeMap::new();
     let mut listen = None;
-    for entry in cfg.servers.values() {
+    // Our own line comes from zoo.cfg when we are joining (the ensemble lacks us yet).
+    let own = cfg
+        .my_entry()
+        .into_iter()
+        .filter(|e| !ensemble.servers.contains_key(&e.id));
+    for entry in ensemble.servers.values().chain(own) {
         let Some(addr) = entry.primary() else {
             continue;
         };
@@ -207,10 +209,18 @@ async fn bind(addr: String) -> Result<TcpListener, StartError> {
 pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     let (core_tx, core_rx) = mpsc::channel::<CoreMsg>(64 * 1024);
     let (internal_tx, internal_rx) = mpsc::unbounded_channel::<CoreMsg>();
-    let core_cfg = core_config(&cfg);
+    let ensemble = if cfg.is_distributed()
+        && !cfg.join.is_empty()
+        && crate::core::reconfig::read_dynamic_file(&cfg.snap_dir()).is_none()
+    {
+        fetch_ensemble(&cfg.join).await?
+    } else {
+        starting_ensemble(&cfg)
+    };
+    let core_cfg = core_config(&cfg, &ensemble);
     // Fine-grained ticks: elections and heartbeats work in milliseconds, not tickTime.
     let tick = Duration::from_millis(50);
-    let peers = start_peers(&cfg, &internal_tx).await?;
+    let peers = start_peers(&cfg, &ensemble, &internal_tx).await?;
     let core = {
         let core_cfg = core_cfg.clone();
         let internal_tx = internal_tx.clone();
@@ -279,4 +289,85 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         internal: internal_tx,
         core_thread,
     })
+}
+
+/// `--join`: reads the committed config (`/zookeeper/config`) from any reachable member
+/// over the client protocol. The joiner then syncs as a non-voting member until a
+/// reconfig adds it.
+async fn fetch_ensemble(join: &[crate::config::HostPort]) -> Result<DynamicConfig, StartError> {
+    let mut last_error = String::from("no --join targets");
+    for target in join {
+        match fetch_config_text(&target.host, target.port).await {
+            Ok(text) => {
+                let config = DynamicConfig::parse(&text, "/zookeeper/config")
+                    .map_err(|e| StartError::Join(e.to_string()))?;
+                info!(from = %target, members = config.servers.len(), version = format_args!("{:#x}", config.version), "learned the ensemble's config");
+                return Ok(config);
+            }
+            Err(e) => last_error = format!("{target}: {e}"),
+        }
+    }
+    Err(StartError::Join(last_error))
+}
+
+async fn fetch_config_text(host: &str, port: u16) -> Result<String, String> {
+    use paddock_proto::{
+        ConnectRequest, ConnectResponse, GetDataRequest, Jute, ReplyHeader, Request, Response,
+        frame::frame,
+    };
+    use tokio::io::AsyncWriteExt;
+    let io = |e: std::io::Error| e.to_string();
+    let fetch = async {
+        let mut s = tokio::net::TcpStream::connect((host, port))
+            .await
+            .map_err(io)?;
+        let connect = ConnectRequest {
+            time_out: 10_000,
+            passwd: vec![0u8; 16].into(),
+            read_only: Some(false),
+            ..ConnectRequest::default()
+        };
+        s.write_all(&frame(&connect.to_bytes())).await.map_err(io)?;
+        let resp = read_frame(&mut s).await?;
+        let session = ConnectResponse::from_bytes(&resp).map_err(|e| e.to_string())?;
+        if session.time_out <= 0 {
+            return Err("the server refused the session".to_string());
+        }
+        let req = Request::GetData(GetDataRequest {
+            path: crate::tree::CONFIG_NODE.to_string(),
+            watch: false,
+        });
+        s.write_all(&frame(&req.encode(1))).await.map_err(io)?;
+        let reply = read_frame(&mut s).await?;
+        let mut r = paddock_proto::Reader::new(&reply);
+        let header = ReplyHeader::read(&mut r).map_err(|e| e.to_string())?;
+        if header.err != 0 {
+            return Err(format!(
+                "getData /zookeeper/config failed with error {}",
+                header.err
+            ));
+        }
+        match Response::decode(
+            paddock_proto::OpCode::GetData.code(),
+            &reply[r.position()..],
+        )
+        .map_err(|e| e.to_string())?
+        {
+            Response::GetData(d) => Ok(String::from_utf8_lossy(&d.data).into_owned()),
+            _ => Err("unexpected reply".to_string()),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), fetch)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+async fn read_frame(s: &mut tokio::net::TcpStream) -> Result<Vec<u8>, String> {
+    use tokio::io::AsyncReadExt;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.map_err(|e| e.to_string())?;
+    let n = paddock_proto::frame::frame_len(len, 1 << 20).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; n];
+    s.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+    Ok(buf)
 }

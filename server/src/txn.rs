@@ -63,6 +63,11 @@ pub enum TxnOp {
         version: i32,
     },
     Multi(Vec<TxnOp>),
+    /// A membership change: the new text of /zookeeper/config (logged, as ZooKeeper
+    /// does, as a SetDataTxn on that node with the reconfig type).
+    Reconfig {
+        data: Vec<u8>,
+    },
 }
 
 impl TxnOp {
@@ -82,6 +87,7 @@ impl TxnOp {
             TxnOp::SetAcl { .. } => OpCode::SetAcl,
             TxnOp::Check { .. } => OpCode::Check,
             TxnOp::Multi(_) => OpCode::Multi,
+            TxnOp::Reconfig { .. } => OpCode::Reconfig,
         }
     }
 
@@ -144,6 +150,12 @@ impl TxnOp {
             TxnOp::Check { path, version } => CheckVersionTxn {
                 path: path.clone(),
                 version: *version,
+            }
+            .write(out),
+            TxnOp::Reconfig { data } => SetDataTxn {
+                path: crate::tree::CONFIG_NODE.to_string(),
+                data: Buffer(data.clone()),
+                version: -1,
             }
             .write(out),
             TxnOp::Multi(ops) => MultiTxn {
@@ -237,6 +249,9 @@ impl TxnOp {
                     version: t.version,
                 }
             }
+            OpCode::Reconfig => TxnOp::Reconfig {
+                data: SetDataTxn::read(r)?.data.0,
+            },
             OpCode::Multi => {
                 let multi = MultiTxn::read(r)?;
                 let mut ops = Vec::with_capacity(multi.txns.len());
@@ -337,6 +352,9 @@ mod tests {
             TxnOp::Check {
                 path: "/a".into(),
                 version: 1,
+            },
+            TxnOp::Reconfig {
+                data: b"server.1=a:1:2:participant\nversion=100000001".to_vec(),
             },
         ]
     }

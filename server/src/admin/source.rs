@@ -13,9 +13,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
 use super::{
-    AdminSource, ConfigStatus, ConnectionInfo, DumpReport, FollowerStatus, LatencyStats, Role,
-    ServerMode, ServerSnapshot, SessionDump, StatusReport, four_letter_word, last_op_name,
-    process_fd_counts, version_string,
+    AdminSource, ConfigStatus, ConnectionInfo, DumpReport, FollowerStatus, LatencyStats,
+    MemberStatus, Role, ServerMode, ServerSnapshot, SessionDump, StatusReport, four_letter_word,
+    last_op_name, process_fd_counts, version_string,
 };
 use crate::config::ServerConfig;
 use crate::core::{Core, CoreMsg, InternalTx};
@@ -186,16 +186,37 @@ impl AdminSource for CoreAdmin {
     }
 
     async fn status(&self) -> StatusReport {
-        let config = ConfigStatus::from_config(&self.config);
+        let standalone_config = ConfigStatus::from_config(&self.config);
         let myid = self.config.server_id();
         self.ask(move |core| {
             let zab = core.zab();
             let zxid = zab.last_logged() as u64;
+            let ensemble = core.ensemble();
+            let member = ensemble.servers.contains_key(&myid);
             let role = match core.role() {
                 ZabRole::Leader => Role::Leader,
                 ZabRole::Follower { .. } => Role::Follower,
+                // Syncing without being in the config: a --join server awaiting its reconfig.
+                ZabRole::Observer { .. } if !member && core.is_distributed() => Role::Joining,
                 ZabRole::Observer { .. } => Role::Observer,
                 ZabRole::LeaderElect | ZabRole::Looking => Role::Looking,
+            };
+            let config = if core.is_distributed() {
+                ConfigStatus {
+                    version: ensemble.version,
+                    members: ensemble
+                        .servers
+                        .values()
+                        .map(|s| MemberStatus {
+                            id: s.id,
+                            role: s.role,
+                            address: s.spec(),
+                            weight: ensemble.weight(s.id),
+                        })
+                        .collect(),
+                }
+            } else {
+                standalone_config
             };
             let followers = (role == Role::Leader).then(|| {
                 zab.learner_report()
@@ -223,8 +244,10 @@ impl AdminSource for CoreAdmin {
         .unwrap_or_default()
     }
 
-    async fn transfer_leadership(&self, _to: Option<u64>) -> Result<u64, String> {
-        Err("standalone: no followers to hand leadership to".to_string())
+    async fn transfer_leadership(&self, to: Option<u64>) -> Result<u64, String> {
+        self.ask(move |core| core.transfer_leadership(to))
+            .await
+            .unwrap_or_else(|| Err("the server is stopping".to_string()))
     }
 }
 

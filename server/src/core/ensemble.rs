@@ -63,12 +63,7 @@ impl Core {
             Output::InstallSnapshot { zxid, payload } => self.install_snapshot(zxid, &payload),
             Output::App { from, payload } => self.on_app(from, &payload),
             Output::RoleChanged(role) => self.on_role(role),
-            Output::ActivateConfig(config) => {
-                info!(
-                    version = format_args!("{:#x}", config.version),
-                    "configuration active"
-                );
-            }
+            Output::ActivateConfig(config) => self.on_config_active(config),
         }
     }
 

@@ -10,6 +10,7 @@ mod ensemble;
 pub mod forward;
 mod maintenance;
 mod pipeline;
+pub mod reconfig;
 mod recovery;
 pub mod stats;
 
@@ -87,6 +88,11 @@ pub enum CoreMsg {
         from: Sid,
         msg: Message,
     },
+    /// A peer connected to us and said where it listens.
+    PeerHello {
+        from: Sid,
+        addr: std::net::SocketAddr,
+    },
     /// The link to a peer came up / went down.
     PeerUp(Sid),
     PeerDown(Sid),
@@ -128,6 +134,9 @@ pub struct CoreConfig {
     pub timing: Timing,
     /// Whether the config names other servers (affects reporting only).
     pub distributed: bool,
+    /// The membership with addresses this server starts from (the committed config in
+    /// the data dir, else zoo.cfg's, else what a --join fetched).
+    pub ensemble: crate::config::DynamicConfig,
 }
 
 /// One client connection as the core sees it.
@@ -204,6 +213,11 @@ pub struct Core {
     last_touch_ms: u64,
     /// The commit index last written to disk.
     persisted_commit: Zxid,
+    /// The active membership with addresses (what /zookeeper/config says).
+    ensemble: crate::config::DynamicConfig,
+    /// A config version activated before its text reached our tree (learned from a
+    /// sync or a vote); applied when the reconfig txn is applied here.
+    awaited_config: Option<i64>,
     zab: Zab,
     role: Role,
     peers: PeerNet,
@@ -296,6 +310,7 @@ impl Core {
                 self.zab.on_message(now, from, msg);
                 self.drive();
             }
+            CoreMsg::PeerHello { from, addr } => self.peers.introduced(from, addr),
             CoreMsg::PeerUp(peer) => {
                 let now = self.now_ms();
                 self.zab.on_connected(now, peer);
@@ -357,6 +372,18 @@ impl Core {
 
     pub fn is_distributed(&self) -> bool {
         self.cfg.distributed
+    }
+
+    /// The active membership with addresses.
+    pub fn ensemble(&self) -> &crate::config::DynamicConfig {
+        &self.ensemble
+    }
+
+    /// Hands leadership to `to` (or the best synced voter); see `Zab::transfer_leadership`.
+    pub fn transfer_leadership(&mut self, to: Option<Sid>) -> Result<Sid, String> {
+        let result = self.zab.transfer_leadership(to).map_err(|e| e.to_string());
+        self.drive();
+        result
     }
 
     fn is_leader(&self) -> bool {

@@ -14,6 +14,7 @@ use tracing::{debug, warn};
 
 use super::forward::AppMsg;
 use super::{Conn, Core, Outgoing, Queued, ReplyTo};
+use crate::config::DynamicConfig;
 use crate::request::prep::{self, Prepared, WriteContext};
 use crate::request::read::{self, ReadContext};
 use crate::session::session_password;
@@ -34,6 +35,8 @@ pub(super) enum Origin {
 /// What the leader makes of a write request.
 enum Decision {
     Propose(Prepared),
+    /// A membership change, validated; proposed through ZAB's reconfig path.
+    Reconfig(DynamicConfig),
     /// Answer without a txn — but only once everything proposed before it is committed:
     /// a client told NodeExists because of another session's pending create must be
     /// able to read that node next (ZooKeeper gets this by logging error txns in order;
@@ -87,14 +90,12 @@ impl Core {
                 debug!(conn = conn_id, "SASL requested but not enabled");
                 self.enqueue_ready(conn_id, xid, Err(ErrorCode::AuthFailed), received);
             }
-            Request::Reconfig(_) => {
-                let err = if self.cfg.reconfig_enabled {
-                    // Membership changes are not implemented yet.
-                    ErrorCode::Unimplemented
-                } else {
-                    ErrorCode::ReconfigDisabled
-                };
-                self.enqueue_ready(conn_id, xid, Err(err), received);
+            Request::Reconfig(_) if !self.cfg.reconfig_enabled => {
+                self.enqueue_ready(conn_id, xid, Err(ErrorCode::ReconfigDisabled), received);
+            }
+            Request::Reconfig(_) if !self.cfg.distributed => {
+                // A standalone server has no ensemble to change (as ZooKeeper answers).
+                self.enqueue_ready(conn_id, xid, Err(ErrorCode::Unimplemented), received);
             }
             req if goes_to_leader(&req) => {
                 let creds = conn.creds.clone();
@@ -166,8 +167,22 @@ impl Core {
         req: Request,
     ) {
         let opcode = req.opcode().code();
-        let decision = self.decide(session, creds, req);
+        let mut decision = self.decide(session, creds, req);
+        if let Decision::Reconfig(next) = decision {
+            let reply = match origin {
+                Origin::Local { conn, received } => Some(reply_to(conn, cxid, received)),
+                Origin::Remote(_) => None,
+            };
+            match self.propose_reconfig(session, cxid, next, reply) {
+                Ok(()) => {
+                    self.drive();
+                    return;
+                }
+                Err(code) => decision = Decision::Answer(Err(code)),
+            }
+        }
         match (decision, origin) {
+            (Decision::Reconfig(_), _) => {}
             (Decision::Propose(prepared), Origin::Local { conn, received }) => self.propose(
                 session,
                 cxid,
@@ -205,6 +220,10 @@ impl Core {
                 self.closing.insert(session);
                 Decision::Propose(prep::prepare_close(&self.tree, &self.pending, session))
             }
+            Request::Reconfig(r) => match self.plan_reconfig(creds, &r) {
+                Ok(next) => Decision::Reconfig(next),
+                Err(code) => Decision::Answer(Err(code)),
+            },
             Request::Sync(r) => match crate::path::validate(&r.path, false) {
                 Ok(()) => Decision::Answer(Ok(Response::Sync(SyncResponse { path: r.path }))),
                 Err(_) => Decision::Answer(Err(ErrorCode::BadArguments)),
@@ -295,6 +314,9 @@ impl Core {
         }
         for n in notes {
             self.notify(n, zxid);
+        }
+        if matches!(txn.op, TxnOp::Reconfig { .. }) {
+            self.adopt_awaited_config();
         }
         let waiter = self.waiting.remove(&(txn.session, txn.cxid));
         self.after_apply(&txn, &result, waiter.is_some());
@@ -402,6 +424,9 @@ impl Core {
             | ApplyResult::SessionCreated => Ok(Response::Empty),
             ApplyResult::DataSet(stat) | ApplyResult::AclSet(stat) => Ok(Response::Stat(stat)),
             ApplyResult::Multi(results) => Ok(Response::Multi(results)),
+            ApplyResult::Reconfigured { data, stat } => {
+                Ok(paddock_proto::response::get_data_response(&data, stat))
+            }
             ApplyResult::Failed(code) => Err(code),
         };
         self.finish(r, zxid, body, closes);
@@ -597,5 +622,6 @@ fn goes_to_leader(req: &Request) -> bool {
             | Request::Multi(_)
             | Request::CloseSession
             | Request::Sync(_)
+            | Request::Reconfig(_)
     )
 }

@@ -15,7 +15,7 @@ use crate::request::pending::PendingChanges;
 use crate::session::SessionTracker;
 use crate::storage::{self, DiskWriter, StorageError, TxnLog, TxnLogOptions};
 use crate::tree::{DataTree, SnapshotError};
-use crate::txn::Txn;
+use crate::txn::{Txn, TxnOp};
 use crate::watch::WatchManager;
 use crate::zab::{Durable, Role, Zab, Zxid, epoch_of};
 
@@ -103,9 +103,26 @@ impl Core {
         let commit_index = load_commit_index(&cfg.snap_dir)?.max(snap_zxid as Zxid);
         let replayed = replay(&mut tree, log.read_from(snap_zxid + 1)?, Some(commit_index))?;
         let mut uncommitted = Vec::new();
+        let mut uncommitted_configs = Vec::new();
         for record in log.read_from(commit_index as u64 + 1)? {
             let (zxid, payload) = record?;
+            // A logged reconfig activates its config when committed, even after a restart.
+            if let Ok(Txn {
+                op: TxnOp::Reconfig { data },
+                ..
+            }) = Txn::decode(&payload)
+                && let Ok(config) = crate::config::DynamicConfig::parse(
+                    &String::from_utf8_lossy(&data),
+                    "reconfig txn",
+                )
+            {
+                uncommitted_configs.push((zxid as Zxid, config.membership()));
+            }
             uncommitted.push((zxid as Zxid, payload));
+        }
+        if cfg.distributed {
+            // Every member starts from the same config, so this is the same on all of them.
+            tree.seed_config(cfg.ensemble.render().as_bytes());
         }
         let last_logged = log
             .last_zxid()
@@ -144,7 +161,7 @@ impl Core {
                 last_zxid: last_logged,
                 last_committed: tree.last_zxid(),
                 uncommitted,
-                uncommitted_configs: Vec::new(),
+                uncommitted_configs,
             },
             0,
         );
@@ -163,6 +180,8 @@ impl Core {
             touched: HashSet::new(),
             last_touch_ms: 0,
             persisted_commit: 0,
+            ensemble: cfg.ensemble.clone(),
+            awaited_config: None,
             zab,
             role: Role::Looking,
             peers,

@@ -25,22 +25,75 @@ const MAX_PEER_FRAME: usize = 1 << 30;
 
 /// Handles to the outbound links.
 pub struct PeerNet {
-    outbound: BTreeMap<Sid, mpsc::UnboundedSender<Vec<u8>>>,
+    me: Sid,
+    /// Where this server listens; sent in the handshake so a peer that does not know us
+    /// (we are joining) can open its link back.
+    listen: Option<SocketAddr>,
+    internal: Option<InternalTx>,
+    runtime: Option<tokio::runtime::Handle>,
+    outbound: BTreeMap<Sid, (SocketAddr, mpsc::UnboundedSender<Vec<u8>>)>,
 }
 
 impl PeerNet {
     /// A transport with no peers (standalone).
     pub fn none() -> PeerNet {
         PeerNet {
+            me: 0,
+            listen: None,
+            internal: None,
+            runtime: None,
             outbound: BTreeMap::new(),
         }
     }
 
     pub fn send(&self, to: Sid, msg: &Message) {
-        if let Some(tx) = self.outbound.get(&to) {
+        if let Some((_, tx)) = self.outbound.get(&to) {
             let _ = tx.send(msg.encode());
         }
     }
+
+    /// Opens (or moves) the link to `peer` at `host:port` — for members added by a
+    /// reconfig and joiners that introduced themselves.
+    pub fn ensure_link(&mut self, peer: Sid, host: &str, port: u16) {
+        let Some(addr) = resolve_now(host, port) else {
+            warn!(peer, host, port, "cannot resolve a peer's quorum address");
+            return;
+        };
+        self.link_to(peer, addr);
+    }
+
+    fn link_to(&mut self, peer: Sid, addr: SocketAddr) {
+        if peer == self.me || self.outbound.get(&peer).is_some_and(|(a, _)| *a == addr) {
+            return;
+        }
+        let (Some(internal), Some(runtime), Some(listen)) =
+            (self.internal.clone(), self.runtime.clone(), self.listen)
+        else {
+            return;
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        // Replacing the sender ends the old link's task.
+        self.outbound.insert(peer, (addr, tx));
+        info!(me = self.me, peer, %addr, "opening a link to a new peer");
+        runtime.spawn(link_loop(self.me, peer, addr, listen, rx, internal));
+    }
+
+    /// A peer we have no link to introduced itself (a joining server).
+    pub fn introduced(&mut self, peer: Sid, addr: SocketAddr) {
+        if !self.outbound.contains_key(&peer) {
+            self.link_to(peer, addr);
+        }
+    }
+}
+
+fn resolve_now(host: &str, port: u16) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs().ok()?.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
 }
 
 /// Starts listening on `listen` and connecting to every peer.
@@ -53,16 +106,17 @@ pub async fn start(
     let listener = TcpListener::bind(listen).await?;
     info!(me, %listen, "quorum port listening");
     tokio::spawn(accept_loop(listener, internal.clone()));
-    let mut outbound = BTreeMap::new();
+    let mut net = PeerNet {
+        me,
+        listen: Some(listen),
+        internal: Some(internal),
+        runtime: Some(tokio::runtime::Handle::current()),
+        outbound: BTreeMap::new(),
+    };
     for (sid, addr) in peers {
-        if sid == me {
-            continue;
-        }
-        let (tx, rx) = mpsc::unbounded_channel();
-        outbound.insert(sid, tx);
-        tokio::spawn(link_loop(me, sid, addr, listen.ip(), rx, internal.clone()));
+        net.link_to(sid, addr);
     }
-    Ok(PeerNet { outbound })
+    Ok(net)
 }
 
 async fn accept_loop(listener: TcpListener, internal: InternalTx) {
@@ -88,6 +142,19 @@ async fn accept_loop(listener: TcpListener, internal: InternalTx) {
 async fn read_peer(stream: tokio::net::TcpStream, internal: InternalTx) -> Result<(), String> {
     let mut rd = BufReader::with_capacity(256 * 1024, stream);
     let from = rd.read_u64().await.map_err(|e| format!("handshake: {e}"))?;
+    // The sender's quorum address, so we can answer a server we do not know yet.
+    let len = rd.read_u16().await.map_err(|e| format!("handshake: {e}"))? as usize;
+    let mut addr = vec![0u8; len];
+    rd.read_exact(&mut addr)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    if let Some(addr) = std::str::from_utf8(&addr)
+        .ok()
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+        && internal.send(CoreMsg::PeerHello { from, addr }).is_err()
+    {
+        return Ok(());
+    }
     let mut buf = Vec::new();
     loop {
         let len = rd.read_u32().await.map_err(|e| format!("read: {e}"))? as usize;
@@ -112,10 +179,11 @@ async fn link_loop(
     me: Sid,
     peer: Sid,
     addr: SocketAddr,
-    local_ip: IpAddr,
+    listen: SocketAddr,
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
     internal: InternalTx,
 ) {
+    let local_ip: IpAddr = listen.ip();
     let mut backoff = Duration::from_millis(50);
     loop {
         // Whatever was queued while the link was down belongs to the old link.
@@ -152,7 +220,12 @@ async fn link_loop(
         };
         backoff = Duration::from_millis(50);
         let mut wr = BufWriter::with_capacity(256 * 1024, stream);
-        if wr.write_u64(me).await.is_err() || wr.flush().await.is_err() {
+        let hello = listen.to_string();
+        if wr.write_u64(me).await.is_err()
+            || wr.write_u16(hello.len() as u16).await.is_err()
+            || wr.write_all(hello.as_bytes()).await.is_err()
+            || wr.flush().await.is_err()
+        {
             continue;
         }
         if internal.send(CoreMsg::PeerUp(peer)).is_err() {

@@ -36,6 +36,11 @@ pub enum ApplyResult {
     SessionCreated,
     SessionClosed,
     Multi(Vec<MultiResult>),
+    /// A reconfig: the new config text and /zookeeper/config's stat.
+    Reconfigured {
+        data: Vec<u8>,
+        stat: Stat,
+    },
     Failed(ErrorCode),
 }
 
@@ -122,6 +127,26 @@ impl DataTree {
                 node.acl = interned;
                 node.stat.aversion = *version;
                 ApplyResult::AclSet(node.stat())
+            }
+            TxnOp::Reconfig { data } => {
+                let Some(node) = self.nodes.get_mut(super::CONFIG_NODE) else {
+                    return ApplyResult::Failed(ErrorCode::NoNode);
+                };
+                let old_len = node.data.len() as u64;
+                node.data = Arc::from(&data[..]);
+                node.stat.version = node.stat.version.wrapping_add(1);
+                node.stat.mzxid = txn.zxid;
+                node.stat.mtime = txn.time;
+                let stat = node.stat();
+                self.data_size = self.data_size - old_len + data.len() as u64;
+                triggers.push(WatchTrigger {
+                    path: super::CONFIG_NODE.to_string(),
+                    event: EventType::NodeDataChanged,
+                });
+                ApplyResult::Reconfigured {
+                    data: data.clone(),
+                    stat,
+                }
             }
             TxnOp::Check { path, .. } => {
                 if self.nodes.contains_key(path.as_str()) {

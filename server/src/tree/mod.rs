@@ -218,6 +218,17 @@ impl DataTree {
         }
     }
 
+    /// Sets /zookeeper/config's data outside the txn stream: the initial membership of
+    /// an ensemble, identical on every member (they start from the same static config).
+    pub fn seed_config(&mut self, data: &[u8]) {
+        if let Some(node) = self.nodes.get_mut(CONFIG_NODE)
+            && node.data.is_empty()
+        {
+            node.data = Arc::from(data);
+            self.data_size += data.len() as u64;
+        }
+    }
+
     pub fn get(&self, p: &str) -> Option<&Node> {
         self.nodes.get(p)
     }

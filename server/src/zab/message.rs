@@ -297,23 +297,22 @@ impl Membership {
     /// groups (hierarchical), observers.
     pub fn write(&self, out: &mut Vec<u8>) {
         out.put_i64(self.version);
-        let (rule, weights, groups): (i32, Vec<(Sid, u64)>, Vec<Group>) =
-            match &self.verifier {
-                QuorumVerifier::Majority { voters } => {
-                    (0, voters.iter().map(|v| (*v, 1)).collect(), vec![])
-                }
-                QuorumVerifier::Weighted { weights } => {
-                    (1, weights.iter().map(|(s, w)| (*s, *w)).collect(), vec![])
-                }
-                QuorumVerifier::Hierarchical { groups, weights } => (
-                    2,
-                    weights.iter().map(|(s, w)| (*s, *w)).collect(),
-                    groups
-                        .iter()
-                        .map(|(g, m)| (*g, m.iter().copied().collect()))
-                        .collect(),
-                ),
-            };
+        let (rule, weights, groups): (i32, Vec<(Sid, u64)>, Vec<Group>) = match &self.verifier {
+            QuorumVerifier::Majority { voters } => {
+                (0, voters.iter().map(|v| (*v, 1)).collect(), vec![])
+            }
+            QuorumVerifier::Weighted { weights } => {
+                (1, weights.iter().map(|(s, w)| (*s, *w)).collect(), vec![])
+            }
+            QuorumVerifier::Hierarchical { groups, weights } => (
+                2,
+                weights.iter().map(|(s, w)| (*s, *w)).collect(),
+                groups
+                    .iter()
+                    .map(|(g, m)| (*g, m.iter().copied().collect()))
+                    .collect(),
+            ),
+        };
         out.put_i32(rule);
         out.put_i32(weights.len() as i32);
         for (sid, w) in weights {
