@@ -449,23 +449,12 @@ impl ServerConfig {
     }
 
     pub fn quorum_kind(&self) -> QuorumKind {
-        if !self.groups.is_empty() {
-            QuorumKind::Hierarchical
-        } else if !self.weights.is_empty() {
-            QuorumKind::Weighted
-        } else {
-            QuorumKind::Majority
-        }
+        quorum_kind_of(&self.weights, &self.groups)
     }
 
     /// Vote weight of a member: 0 for observers and unknown ids, the `weight.N` value, else 1.
     pub fn member_weight(&self, id: u64) -> u64 {
-        match self.servers.get(&id) {
-            Some(s) if s.role == LearnerRole::Participant => {
-                self.weights.get(&id).copied().unwrap_or(1)
-            }
-            _ => 0,
-        }
+        weight_of(&self.servers, &self.weights, id)
     }
 
     /// Where snapshots live, as ZooKeeper lays it out: `<dataDir>/version-2`, absolute.
@@ -1701,6 +1690,25 @@ fn parse_dynamic_file(path: &Path) -> Result<Membership, ConfigError> {
     Ok(m)
 }
 
+/// Groups make a hierarchical quorum, weights alone a weighted one, else majority.
+fn quorum_kind_of(weights: &BTreeMap<u64, u64>, groups: &[QuorumGroup]) -> QuorumKind {
+    if !groups.is_empty() {
+        QuorumKind::Hierarchical
+    } else if !weights.is_empty() {
+        QuorumKind::Weighted
+    } else {
+        QuorumKind::Majority
+    }
+}
+
+/// 0 for observers and unknown ids, the `weight.N` value, else 1.
+fn weight_of(servers: &BTreeMap<u64, ServerEntry>, weights: &BTreeMap<u64, u64>, id: u64) -> u64 {
+    match servers.get(&id) {
+        Some(s) if s.role == LearnerRole::Participant => weights.get(&id).copied().unwrap_or(1),
+        _ => 0,
+    }
+}
+
 /// The replicated part of the configuration: members with their addresses, weights,
 /// groups and the version. It is what `/zookeeper/config` and a dynamic config file
 /// hold (`server.N=...`, `weight.N=...`, `group.G=...`, `version=<hex>`), and what a
@@ -1766,23 +1774,12 @@ impl DynamicConfig {
     }
 
     pub fn quorum_kind(&self) -> QuorumKind {
-        if !self.groups.is_empty() {
-            QuorumKind::Hierarchical
-        } else if !self.weights.is_empty() {
-            QuorumKind::Weighted
-        } else {
-            QuorumKind::Majority
-        }
+        quorum_kind_of(&self.weights, &self.groups)
     }
 
     /// Vote weight: 0 for observers and unknown ids, the `weight.N` value, else 1.
     pub fn weight(&self, id: u64) -> u64 {
-        match self.servers.get(&id) {
-            Some(s) if s.role == LearnerRole::Participant => {
-                self.weights.get(&id).copied().unwrap_or(1)
-            }
-            _ => 0,
-        }
+        weight_of(&self.servers, &self.weights, id)
     }
 
     pub fn participants(&self) -> impl Iterator<Item = u64> + '_ {
