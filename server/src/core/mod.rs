@@ -45,10 +45,8 @@ pub enum Outgoing {
         err: ErrorCode,
         body: Response,
     },
-    Event {
-        zxid: i64,
-        event: WatcherEvent,
-    },
+    /// A watch notification (its header always carries zxid -1, as ZooKeeper's does).
+    Event(WatcherEvent),
     /// Flush what was sent and close the socket.
     Close,
 }

@@ -313,7 +313,7 @@ impl Core {
             self.watches.trigger(t, &mut notes);
         }
         for n in notes {
-            self.notify(n, zxid);
+            self.notify(n);
         }
         if matches!(txn.op, TxnOp::Reconfig { .. }) {
             self.adopt_awaited_config();
@@ -536,7 +536,7 @@ impl Core {
         let zxid = self.tree.last_zxid();
         // setWatches: the missed events go out before its reply, as ZooKeeper sends them.
         for n in events {
-            self.notify(n, zxid);
+            self.notify(n);
         }
         self.send(conn_id, xid, zxid, result, received);
     }
@@ -569,18 +569,15 @@ impl Core {
         });
     }
 
-    fn notify(&mut self, n: Notification, zxid: i64) {
+    fn notify(&mut self, n: Notification) {
         if let Some(conn) = self.conns.get_mut(&n.conn) {
             conn.packets_sent += 1;
             self.stats.packets_sent += 1;
-            let _ = conn.tx.send(Outgoing::Event {
-                zxid,
-                event: WatcherEvent {
-                    kind: n.event.code(),
-                    state: KeeperState::SyncConnected.code(),
-                    path: n.path,
-                },
-            });
+            let _ = conn.tx.send(Outgoing::Event(WatcherEvent {
+                kind: n.event.code(),
+                state: KeeperState::SyncConnected.code(),
+                path: n.path,
+            }));
         }
     }
 }

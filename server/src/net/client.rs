@@ -275,7 +275,7 @@ fn encode(msg: Outgoing, out: &mut Vec<u8>) -> bool {
             let bytes = encode_reply(xid, zxid, err.code(), &body);
             put_frame(out, |o| o.extend_from_slice(&bytes));
         }
-        Outgoing::Event { event, .. } => {
+        Outgoing::Event(event) => {
             let bytes = encode_notification(&event);
             put_frame(out, |o| o.extend_from_slice(&bytes));
         }

@@ -286,7 +286,7 @@ fn create(
         r.path.clone()
     };
     checked_path(&final_path)?;
-    if r.path == tree::CONFIG_NODE || scratch.view(&final_path).is_some() {
+    if scratch.view(&final_path).is_some() {
         return Err(ErrorCode::NodeExists);
     }
     let kind = if mode.is_ephemeral() {
