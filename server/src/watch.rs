@@ -69,6 +69,17 @@ pub struct WatchManager {
 
 impl WatchManager {
     pub fn add(&mut self, conn: ConnId, kind: WatchKind, p: &str) {
+        // addWatch replaces a connection's other persistent mode on the same path, as in
+        // ZooKeeper: a path is watched persistently or recursively, not both.
+        match kind {
+            WatchKind::Persistent => {
+                self.drop_one(conn, WatchKind::PersistentRecursive, p);
+            }
+            WatchKind::PersistentRecursive => {
+                self.drop_one(conn, WatchKind::Persistent, p);
+            }
+            _ => {}
+        }
         self.tables[kind.index()]
             .entry(p.to_string())
             .or_default()
@@ -287,6 +298,19 @@ mod tests {
         assert!(fire(&mut w, "/r", EventType::NodeChildrenChanged).is_empty());
         assert!(fire(&mut w, "/rx", EventType::NodeCreated).is_empty());
         assert_eq!(fire(&mut w, "/r/x", EventType::NodeDataChanged).len(), 1);
+    }
+
+    #[test]
+    fn add_watch_replaces_the_other_persistent_mode() {
+        let mut w = WatchManager::default();
+        w.add(1, WatchKind::Persistent, "/pw");
+        w.add(1, WatchKind::PersistentRecursive, "/pw");
+        // Recursive watches never hear child-list changes; the persistent one is gone.
+        assert!(fire(&mut w, "/pw", EventType::NodeChildrenChanged).is_empty());
+        assert_eq!(fire(&mut w, "/pw/a", EventType::NodeCreated).len(), 1);
+        w.add(1, WatchKind::Persistent, "/pw");
+        assert!(fire(&mut w, "/pw/a", EventType::NodeCreated).is_empty());
+        assert_eq!(w.count(), 1);
     }
 
     #[test]

@@ -14,8 +14,8 @@ use tokio::sync::oneshot;
 
 use super::{
     AdminSource, ConfigStatus, ConnectionInfo, DumpReport, FollowerStatus, LatencyStats,
-    MemberStatus, Role, ServerMode, ServerSnapshot, SessionDump, StatusReport, four_letter_word,
-    last_op_name, process_fd_counts, version_string,
+    LeaderStats, MemberStatus, Role, ServerMode, ServerSnapshot, SessionDump, StatusReport,
+    four_letter_word, last_op_name, process_fd_counts, version_string,
 };
 use crate::config::ServerConfig;
 use crate::core::{Core, CoreMsg, InternalTx};
@@ -84,8 +84,36 @@ impl AdminSource for CoreAdmin {
         let mut snap = self
             .ask(|core| {
                 let s = core.stats();
+                let mode = match core.role() {
+                    ZabRole::Leader if !core.is_distributed() => ServerMode::Standalone,
+                    ZabRole::Leader => ServerMode::Leader,
+                    ZabRole::Follower { .. } => ServerMode::Follower,
+                    ZabRole::Observer { .. } => ServerMode::Observer,
+                    ZabRole::LeaderElect | ZabRole::Looking => ServerMode::Looking,
+                };
+                let quorum_size = core
+                    .is_distributed()
+                    .then(|| core.zab().membership().verifier.voters().len() as u64);
+                let leader = (mode == ServerMode::Leader).then(|| {
+                    let learners = core.zab().learner_report();
+                    LeaderStats {
+                        learners: learners.len() as u64,
+                        synced_followers: learners
+                            .iter()
+                            .filter(|(_, _, synced, observer)| *synced && !*observer)
+                            .count() as u64,
+                        synced_observers: learners
+                            .iter()
+                            .filter(|(_, _, synced, observer)| *synced && *observer)
+                            .count() as u64,
+                        ..LeaderStats::default()
+                    }
+                });
                 ServerSnapshot {
-                    serving: true,
+                    serving: core.role().is_serving(),
+                    mode,
+                    quorum_size,
+                    leader,
                     latency: LatencyStats {
                         min_ms: s.min_latency_ms,
                         max_ms: s.max_latency_ms,
@@ -108,7 +136,6 @@ impl AdminSource for CoreAdmin {
             .await
             .unwrap_or_default();
         snap.version = version_string(env!("CARGO_PKG_VERSION"), None);
-        snap.mode = ServerMode::Standalone;
         snap.uptime_ms = uptime_ms;
         snap.data_dir_size = dir_size(&self.config.snap_dir());
         snap.log_dir_size = dir_size(&self.config.txn_log_dir());
