@@ -43,6 +43,7 @@ step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "cargo test" cargo test --workspace --quiet
 step "compat: paddock-server" bash e2e/compat/run_ours.sh
+step "kazoo recipes across leader kills (3-node ensemble)" bash e2e/zab/run_ensemble.sh
 step "bench smoke (tiny run, no timing judged)" bash e2e/bench-smoke.sh
 if [ "${SKIP_REFERENCE:-0}" != 1 ]; then
   step "compat: Apache ZooKeeper 3.8 (control)" bash e2e/compat/run_reference.sh

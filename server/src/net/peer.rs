@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -32,7 +33,15 @@ pub struct PeerNet {
     internal: Option<InternalTx>,
     runtime: Option<tokio::runtime::Handle>,
     outbound: BTreeMap<Sid, (SocketAddr, mpsc::UnboundedSender<Vec<u8>>)>,
+    /// The same links, for the tasks reading inbound connections (see `check_peer`).
+    links: Links,
 }
+
+/// Each peer's quorum address and the queue of our link to it.
+type Links = Arc<Mutex<BTreeMap<Sid, (SocketAddr, mpsc::UnboundedSender<Vec<u8>>)>>>;
+
+/// Queued on a link: drop the connection now (reconnecting as after any failure).
+const BREAK_LINK: Vec<u8> = Vec::new();
 
 impl PeerNet {
     /// A transport with no peers (standalone).
@@ -43,6 +52,7 @@ impl PeerNet {
             internal: None,
             runtime: None,
             outbound: BTreeMap::new(),
+            links: Links::default(),
         }
     }
 
@@ -73,7 +83,10 @@ impl PeerNet {
         };
         let (tx, rx) = mpsc::unbounded_channel();
         // Replacing the sender ends the old link's task.
-        self.outbound.insert(peer, (addr, tx));
+        self.outbound.insert(peer, (addr, tx.clone()));
+        if let Ok(mut links) = self.links.lock() {
+            links.insert(peer, (addr, tx));
+        }
         info!(me = self.me, peer, %addr, "opening a link to a new peer");
         runtime.spawn(link_loop(self.me, peer, addr, listen, rx, internal));
     }
@@ -105,13 +118,20 @@ pub async fn start(
 ) -> std::io::Result<PeerNet> {
     let listener = TcpListener::bind(listen).await?;
     info!(me, %listen, "quorum port listening");
-    tokio::spawn(accept_loop(listener, internal.clone()));
+    let links = Links::default();
+    tokio::spawn(accept_loop(
+        listener,
+        internal.clone(),
+        links.clone(),
+        listen.ip(),
+    ));
     let mut net = PeerNet {
         me,
         listen: Some(listen),
         internal: Some(internal),
         runtime: Some(tokio::runtime::Handle::current()),
         outbound: BTreeMap::new(),
+        links,
     };
     for (sid, addr) in peers {
         net.link_to(sid, addr);
@@ -119,15 +139,20 @@ pub async fn start(
     Ok(net)
 }
 
-async fn accept_loop(listener: TcpListener, internal: InternalTx) {
+async fn accept_loop(listener: TcpListener, internal: InternalTx, links: Links, local_ip: IpAddr) {
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
                 let _ = stream.set_nodelay(true);
                 let internal = internal.clone();
+                let links = links.clone();
                 tokio::spawn(async move {
-                    if let Err(reason) = read_peer(stream, internal).await {
+                    let mut from = None;
+                    if let Err(reason) = read_peer(stream, internal, &mut from).await {
                         debug!(%addr, %reason, "peer connection closed");
+                    }
+                    if let Some(peer) = from {
+                        check_peer(peer, &links, local_ip).await;
                     }
                 });
             }
@@ -139,9 +164,67 @@ async fn accept_loop(listener: TcpListener, internal: InternalTx) {
     }
 }
 
-async fn read_peer(stream: tokio::net::TcpStream, internal: InternalTx) -> Result<(), String> {
+/// The connection a peer opened to us ended. If its quorum port refuses a new connection,
+/// or closes it at once (a relay in between with nobody behind it), its process is gone:
+/// break our link to it now (the core sees `PeerDown`). A link only notices a dead peer
+/// when it writes, and a follower with no clients may have nothing to write to its
+/// leader for a whole syncLimit; ZooKeeper's learner sees its one leader socket close
+/// instead. A peer that accepts and waits for our handshake, or does not answer in time,
+/// is left to the usual timeouts.
+async fn check_peer(peer: Sid, links: &Links, local_ip: IpAddr) {
+    let Some((addr, link)) = links.lock().ok().and_then(|l| l.get(&peer).cloned()) else {
+        return;
+    };
+    let gone = async {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        };
+        let Ok(socket) = socket else { return false };
+        if !local_ip.is_unspecified()
+            && local_ip.is_ipv4() == addr.is_ipv4()
+            && socket.bind(SocketAddr::new(local_ip, 0)).is_err()
+        {
+            return false;
+        }
+        let mut stream =
+            match tokio::time::timeout(Duration::from_secs(1), socket.connect(addr)).await {
+                Ok(Ok(stream)) => stream,
+                // Refused; or a relay accepted and hung up at once.
+                Ok(Err(e)) => {
+                    return matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionRefused
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::ConnectionAborted
+                    );
+                }
+                Err(_) => return false,
+            };
+        // A live peer waits for our handshake; a relay with no peer behind it hangs up.
+        let mut byte = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_millis(500), stream.read(&mut byte)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    };
+    if gone.await {
+        info!(peer, %addr, "peer closed its connection and is gone; dropping our link");
+        let _ = link.send(BREAK_LINK);
+    }
+}
+
+/// Reads a peer's messages until the connection ends; `who` is set once the handshake
+/// names the peer.
+async fn read_peer(
+    stream: tokio::net::TcpStream,
+    internal: InternalTx,
+    who: &mut Option<Sid>,
+) -> Result<(), String> {
     let mut rd = BufReader::with_capacity(256 * 1024, stream);
     let from = rd.read_u64().await.map_err(|e| format!("handshake: {e}"))?;
+    *who = Some(from);
     // The sender's quorum address, so we can answer a server we do not know yet.
     let len = rd.read_u16().await.map_err(|e| format!("handshake: {e}"))? as usize;
     let mut addr = vec![0u8; len];
@@ -235,10 +318,12 @@ async fn link_loop(
             let Some(first) = rx.recv().await else {
                 break true;
             };
-            let mut failed = write_frame(&mut wr, &first).await.is_err();
+            let mut failed = first.is_empty() || write_frame(&mut wr, &first).await.is_err();
             while !failed {
                 match rx.try_recv() {
-                    Ok(more) => failed = write_frame(&mut wr, &more).await.is_err(),
+                    Ok(more) => {
+                        failed = more.is_empty() || write_frame(&mut wr, &more).await.is_err()
+                    }
                     Err(_) => break,
                 }
             }

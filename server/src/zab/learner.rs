@@ -281,7 +281,7 @@ impl Zab {
             _ => now.saturating_sub(l.started) > timing.init_limit_ms,
         };
         let hello =
-            l.stage == Stage::Hello && now.saturating_sub(l.last_heard) >= timing.vote_resend_ms;
+            l.stage == Stage::Hello && now.saturating_sub(l.last_heard) >= timing.hello_resend_ms;
         if expired {
             self.learner_fail("the leader went silent");
         } else if hello {

@@ -101,6 +101,9 @@ pub struct Timing {
     pub finalize_wait_ms: u64,
     /// How often a looking server re-sends its vote.
     pub vote_resend_ms: u64,
+    /// How often a learner re-sends FOLLOWERINFO until the leader answers: a leader
+    /// still finishing its own election drops the first one.
+    pub hello_resend_ms: u64,
 }
 
 impl Timing {
@@ -111,6 +114,7 @@ impl Timing {
             ping_ms: (tick_ms / 2).max(1),
             finalize_wait_ms: 200,
             vote_resend_ms: 400,
+            hello_resend_ms: 50,
         }
     }
 }

@@ -128,6 +128,7 @@ impl Sim {
             ping_ms: 100,
             finalize_wait_ms: 200,
             vote_resend_ms: 300,
+            hello_resend_ms: 50,
         };
         let ids: Vec<Sid> = membership
             .verifier

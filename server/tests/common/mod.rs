@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod ensemble;
+
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -115,12 +117,44 @@ pub fn next_loopback() -> Ipv4Addr {
 #[derive(Default, Clone)]
 pub struct ServerBuilder {
     cfg: Vec<String>,
+    /// Loopback address to use (default: the next one of [`next_loopback`]).
+    ip: Option<Ipv4Addr>,
+    /// Client port of the first start (0: any).
+    client_port: u16,
+    /// Admin HTTP port (default: any).
+    admin_port: Option<u16>,
+    /// Written to `<dataDir>/myid`, as ZooKeeper ensembles do.
+    myid: Option<u64>,
 }
 
 impl ServerBuilder {
     /// Adds one zoo.cfg line, e.g. `"extendedTypesEnabled=true"`.
     pub fn cfg(mut self, line: &str) -> Self {
         self.cfg.push(line.to_string());
+        self
+    }
+
+    /// Listen on this loopback address (client, admin) instead of a fresh one.
+    pub fn ip(mut self, ip: Ipv4Addr) -> Self {
+        self.ip = Some(ip);
+        self
+    }
+
+    /// The client port of the first start (restarts reuse whatever port was used).
+    pub fn client_port(mut self, port: u16) -> Self {
+        self.client_port = port;
+        self
+    }
+
+    /// A fixed admin HTTP port (kept across restarts).
+    pub fn admin_port(mut self, port: u16) -> Self {
+        self.admin_port = Some(port);
+        self
+    }
+
+    /// Writes `<dataDir>/myid` before the first start.
+    pub fn myid(mut self, id: u64) -> Self {
+        self.myid = Some(id);
         self
     }
 
@@ -131,7 +165,10 @@ impl ServerBuilder {
             .expect("tempdir");
         let data_dir = dir.path().join("data");
         std::fs::create_dir_all(&data_dir).expect("data dir");
-        let ip = next_loopback();
+        if let Some(id) = self.myid {
+            std::fs::write(data_dir.join("myid"), format!("{id}\n")).expect("write myid");
+        }
+        let ip = self.ip.unwrap_or_else(next_loopback);
         let config = if self.cfg.is_empty() {
             // The embedded defaults put the admin server on 127.0.0.1.
             None
@@ -149,7 +186,8 @@ impl ServerBuilder {
             data_dir,
             config,
             ip,
-            port: 0,
+            port: self.client_port,
+            admin_port: self.admin_port,
             child: None,
             log: Arc::new(Mutex::new(String::new())),
             runs: 0,
@@ -167,6 +205,8 @@ pub struct Server {
     ip: Ipv4Addr,
     /// 0 until the first start picked a port; restarts reuse it.
     port: u16,
+    /// A fixed admin HTTP port, or None for any.
+    admin_port: Option<u16>,
     child: Option<Child>,
     /// stderr of every run of this server, runs separated by a marker line.
     log: Arc<Mutex<String>>,
@@ -205,6 +245,12 @@ impl Server {
         self.ip
     }
 
+    /// The admin HTTP address, when the admin port was fixed by the builder.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_port
+            .map(|p| SocketAddr::V4(SocketAddrV4::new(self.ip, p)))
+    }
+
     fn command(&self) -> Command {
         let mut cmd = Command::new(SERVER_BIN);
         if let Some(cfg) = &self.config {
@@ -217,7 +263,7 @@ impl Server {
             .arg("--client-port")
             .arg(self.port.to_string())
             .arg("--admin-port")
-            .arg("0")
+            .arg(self.admin_port.unwrap_or(0).to_string())
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -348,6 +394,29 @@ impl Server {
         let status = child.wait().expect("wait for the killed server");
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(9), "server died of SIGKILL");
+    }
+
+    /// Sends `sig` to the running process (SIGSTOP, SIGCONT, ...).
+    pub fn signal(&mut self, sig: i32) {
+        let pid = self.pid().expect("server is running") as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {sig}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// SIGSTOP: the process freezes (its sockets stay open, the kernel keeps accepting).
+    pub fn sigstop(&mut self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT: a stopped process resumes.
+    pub fn sigcont(&mut self) {
+        self.signal(libc::SIGCONT);
     }
 
     /// Starts the server again on the same data directory, address and port.
@@ -607,6 +676,49 @@ impl RawConn {
         let mut buf = vec![0u8; len as usize];
         self.stream.read_exact(&mut buf).await.ok()?;
         Some(buf)
+    }
+
+    /// Reads one reply or notification within `limit`; None on EOF, reset or timeout
+    /// (for tests where a server may die or freeze at any moment).
+    pub async fn try_read_reply(&mut self, limit: Duration) -> Option<Reply> {
+        let frame = tokio::time::timeout(limit, self.read_frame_unbounded())
+            .await
+            .ok()??;
+        let mut r = Reader::new(&frame);
+        let header = ReplyHeader::read(&mut r).ok()?;
+        Some(Reply {
+            header,
+            body: frame[r.position()..].to_vec(),
+        })
+    }
+
+    /// Connects within `limit` and sends `req`: a new session (`session_id` 0) or the
+    /// resumption of one. None if the server refused, closed or did not answer in time;
+    /// a resumption of an expired session answers with `session_id` 0.
+    pub async fn try_session(
+        addr: SocketAddr,
+        req: &ConnectRequest,
+        limit: Duration,
+    ) -> Option<(RawConn, ConnectResponse)> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
+            .await
+            .ok()?
+            .ok()?;
+        stream.set_nodelay(true).ok()?;
+        let mut conn = RawConn {
+            stream,
+            session_id: 0,
+            passwd: vec![],
+        };
+        conn.send_frame(&req.to_bytes()).await.ok()?;
+        let frame = tokio::time::timeout_at(deadline, conn.read_frame_unbounded())
+            .await
+            .ok()??;
+        let resp = ConnectResponse::from_bytes(&frame).ok()?;
+        conn.session_id = resp.session_id;
+        conn.passwd = resp.passwd.0.clone();
+        Some((conn, resp))
     }
 
     /// Reads the next reply or notification.
