@@ -249,6 +249,8 @@ async fn lock_timeout_holder_and_release(env: Env) {
             .unwrap()
             .is_none()
     );
+    // A zero wait on a held lock answers at once, without a grant.
+    assert!(lock_b.try_acquire(Duration::ZERO).await.unwrap().is_none());
     // The timed-out waiter's node is gone; only the holder's remains.
     eventually(WAIT, "timed-out node removed", || async {
         a.get_children("/l").await.unwrap().len() == 1
@@ -287,6 +289,10 @@ async fn lock_timeout_holder_and_release(env: Env) {
             .unwrap_or(true)
     })
     .await;
+    // A zero wait on a free lock takes it ("take it if free", not "never").
+    let free = Lock::new(&a, "/l").unwrap();
+    let guard = free.try_acquire(Duration::ZERO).await.unwrap();
+    assert!(guard.is_some_and(|g| g.is_held()));
 }
 
 async fn lock_waiters_watch_only_their_predecessor(env: Env) {

@@ -114,31 +114,41 @@ impl Lock {
         // If this future is dropped half-way (deadline, error, cancellation by the
         // caller), the guard removes our node.
         let mut cleanup = Cleanup::new(&self.queue, guid);
-        let granted = until(deadline, async {
+        // The deadline bounds only the waiting for predecessors: joining the queue and
+        // looking at our position always complete, so a zero wait means "take it if
+        // free" rather than "never".
+        let granted = async {
             loop {
                 cleanup.node = None; // while creating, the guid finds our node
                 let ticket = self.queue.join(&cleanup.guid, &self.data).await?;
                 cleanup.node = Some(ticket.path.clone());
-                if let Some(connection) = self.wait_turn(&cleanup.guid, &ticket).await? {
-                    return Ok::<_, Error>((ticket, connection));
+                match self.wait_turn(&cleanup.guid, &ticket, deadline).await? {
+                    Turn::Ours(connection) => return Ok::<_, Error>(Some((ticket, connection))),
+                    Turn::TimedOut => return Ok(None),
+                    // Our node was deleted by someone else while the session lives: queue again.
+                    Turn::NodeGone => {}
                 }
-                // Our node was deleted by someone else while the session lives: queue again.
             }
-        })
+        }
         .await;
         match granted {
-            Some(Ok((ticket, connection))) => {
+            Ok(Some((ticket, connection))) => {
                 cleanup.disarm();
                 Ok(Some(LockGuard::new(&self.queue.client, ticket, connection)))
             }
-            Some(Err(e)) => Err(e),
-            None => Ok(None),
+            Err(e) => Err(e),
+            Ok(None) => Ok(None),
         }
     }
 
-    /// Waits until our node is first; returns the connection it was seen first on, or
-    /// `None` if our node is gone. Only reads and watches: safe to cancel.
-    async fn wait_turn(&self, guid: &str, ticket: &Ticket) -> Result<Option<u64>, Error> {
+    /// Waits (until `deadline`) for our node to be first: `Ours` with the connection it
+    /// was seen first on, `NodeGone`, or `TimedOut`. Only reads and watches: safe to cancel.
+    async fn wait_turn(
+        &self,
+        guid: &str,
+        ticket: &Ticket,
+        deadline: Option<Instant>,
+    ) -> Result<Turn, Error> {
         let client = &self.queue.client;
         loop {
             let connection = client.status().borrow().connection;
@@ -147,10 +157,10 @@ impl Lock {
             let Some(pos) = entries.iter().position(|e| e.name == ticket.name) else {
                 // Our node is gone. If the session expired, the next request says so.
                 retry(client, || client.exists("/")).await?;
-                return Ok(None);
+                return Ok(Turn::NodeGone);
             };
             if pos == 0 {
-                return Ok(Some(connection));
+                return Ok(Turn::Ours(connection));
             }
             let predecessor = self.queue.path_of(&entries[pos - 1].name);
             let mut watch = match client.exists_watch(&predecessor).await {
@@ -163,9 +173,18 @@ impl Lock {
                 Err(e) => return Err(e),
             };
             // The watch survives reconnects (setWatches) and ends if the session does.
-            watch.next().await;
+            if until(deadline, watch.next()).await.is_none() {
+                return Ok(Turn::TimedOut);
+            }
         }
     }
+}
+
+/// How waiting for our turn ended.
+enum Turn {
+    Ours(u64),
+    NodeGone,
+    TimedOut,
 }
 
 /// Runs `fut` until `deadline` (if any); `None` if the deadline came first.
