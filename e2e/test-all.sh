@@ -44,6 +44,7 @@ step "cargo clippy" cargo clippy --workspace --all-targets --quiet -- -D warning
 step "cargo test" cargo test --workspace --quiet
 step "compat: paddock-server" bash e2e/compat/run_ours.sh
 step "kazoo recipes across leader kills (3-node ensemble)" bash e2e/zab/run_ensemble.sh
+step "kazoo reconfig: Apache ZooKeeper 3.8 then paddock (3 servers + a joiner)" bash e2e/compat/run_reconfig.sh
 step "bench smoke (tiny run, no timing judged)" bash e2e/bench-smoke.sh
 if [ "${SKIP_REFERENCE:-0}" != 1 ]; then
   step "compat: Apache ZooKeeper 3.8 (control)" bash e2e/compat/run_reference.sh

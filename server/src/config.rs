@@ -789,6 +789,13 @@ fn parse_id(text: &str, key: &str, loc: &Loc, what: &str) -> Result<u64, ConfigE
 const SERVER_SPEC_SHAPE: &str =
     "host:quorumPort:electionPort[:participant|observer][;[clientAddr:]clientPort]";
 
+/// Whether the committed config in the data dir (which the server trusts over zoo.cfg
+/// at start) lists server `id`: a member added by reconfig may restart with a zoo.cfg
+/// that predates it (ZooKeeper's "My id N not in the peer list").
+fn committed_config_lists(cfg: &ServerConfig, id: u64) -> bool {
+    DynamicConfig::read_committed(&cfg.snap_dir()).is_some_and(|c| c.servers.contains_key(&id))
+}
+
 /// Parses the value of a `server.N` line.
 fn parse_server_spec(id: u64, value: &str) -> Result<ServerEntry, String> {
     let shape_err = || format!("expected {SERVER_SPEC_SHAPE}, got {value:?}");
@@ -1488,7 +1495,11 @@ impl Raw {
                             .into(),
                     });
                 }
-                Some(id) if cfg.join.is_empty() && !cfg.servers.contains_key(&id.value) => {
+                Some(id)
+                    if cfg.join.is_empty()
+                        && !cfg.servers.contains_key(&id.value)
+                        && !committed_config_lists(&cfg, id.value) =>
+                {
                     let message = format!(
                         "server {} is not listed among the servers ({})",
                         id.value,
@@ -1709,6 +1720,9 @@ fn weight_of(servers: &BTreeMap<u64, ServerEntry>, weights: &BTreeMap<u64, u64>,
     }
 }
 
+/// The name of a committed config in the data dir, as ZooKeeper names dynamic files.
+pub const DYNAMIC_FILE_PREFIX: &str = "zoo.cfg.dynamic.";
+
 /// The replicated part of the configuration: members with their addresses, weights,
 /// groups and the version. It is what `/zookeeper/config` and a dynamic config file
 /// hold (`server.N=...`, `weight.N=...`, `group.G=...`, `version=<hex>`), and what a
@@ -1806,6 +1820,62 @@ impl DynamicConfig {
         }
         let _ = write!(s, "version={:x}", self.version);
         s
+    }
+
+    /// Writes `zoo.cfg.dynamic.<version>` durably (temp file, fsync, rename) and removes
+    /// older ones.
+    pub fn write_committed(&self, dir: &Path) -> std::io::Result<()> {
+        let config = self;
+        let name = format!("{DYNAMIC_FILE_PREFIX}{:x}", config.version);
+        let tmp = dir.join(format!("{name}.tmp"));
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            // The file carries its version in its name, as ZooKeeper's do.
+            let text = config.render();
+            let body = text
+                .lines()
+                .filter(|l| !l.starts_with("version="))
+                .collect::<Vec<_>>()
+                .join("\n");
+            writeln!(f, "{body}")?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, dir.join(&name))?;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let other = entry.file_name().to_string_lossy().into_owned();
+            if other.starts_with(DYNAMIC_FILE_PREFIX) && other != name && !other.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        std::fs::File::open(dir)?.sync_all()
+    }
+
+    /// The newest committed config persisted in the data dir, if any.
+    pub fn read_committed(dir: &Path) -> Option<DynamicConfig> {
+        let mut best: Option<(u64, std::path::PathBuf)> = None;
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(hex) = name.strip_prefix(DYNAMIC_FILE_PREFIX)
+                && let Ok(v) = u64::from_str_radix(hex, 16)
+                && best.as_ref().is_none_or(|(b, _)| v > *b)
+            {
+                best = Some((v, entry.path()));
+            }
+        }
+        let (version, path) = best?;
+        let text = std::fs::read_to_string(&path).ok()?;
+        match DynamicConfig::parse(&text, &path.display().to_string()) {
+            Ok(mut c) => {
+                c.version = version;
+                Some(c)
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "ignoring an unreadable dynamic config file");
+                None
+            }
+        }
     }
 
     /// Who votes under which rule, as the replication core sees it.

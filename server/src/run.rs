@@ -64,7 +64,7 @@ pub fn starting_ensemble(cfg: &ServerConfig) -> DynamicConfig {
     if cfg.is_standalone() {
         return DynamicConfig::of(cfg);
     }
-    match crate::core::reconfig::read_dynamic_file(&cfg.snap_dir()) {
+    match DynamicConfig::read_committed(&cfg.snap_dir()) {
         Some(committed) => {
             info!(
                 version = format_args!("{:#x}", committed.version),
@@ -211,7 +211,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     let (internal_tx, internal_rx) = mpsc::unbounded_channel::<CoreMsg>();
     let ensemble = if cfg.is_distributed()
         && !cfg.join.is_empty()
-        && crate::core::reconfig::read_dynamic_file(&cfg.snap_dir()).is_none()
+        && DynamicConfig::read_committed(&cfg.snap_dir()).is_none()
     {
         fetch_ensemble(&cfg.join).await?
     } else {

@@ -13,9 +13,6 @@ use crate::tree::acl::Credentials;
 use crate::txn::{Txn, TxnOp};
 use crate::zab::{Membership, ReconfigError};
 
-/// The name of a committed config in the data dir, as ZooKeeper names dynamic files.
-pub const DYNAMIC_FILE_PREFIX: &str = "zoo.cfg.dynamic.";
-
 impl Core {
     /// Checks a reconfig request and computes the config it asks for.
     pub(super) fn plan_reconfig(
@@ -86,13 +83,8 @@ impl Core {
         if next.participants().next().is_none() {
             return Err(ErrorCode::BadArguments);
         }
-        if next.servers == current.servers
-            && next.weights == current.weights
-            && next.groups == current.groups
-        {
-            // Nothing would change.
-            return Err(ErrorCode::BadArguments);
-        }
+        // A change that changes nothing (e.g. leaving a server that is no member) is no
+        // error: as ZooKeeper does, it commits the same members as a new version.
         Ok(next)
     }
 
@@ -170,7 +162,7 @@ impl Core {
             members = parsed.servers.len(),
             "configuration active"
         );
-        if let Err(e) = write_dynamic_file(&self.cfg.snap_dir, &parsed) {
+        if let Err(e) = parsed.write_committed(&self.cfg.snap_dir) {
             warn!(error = %e, "cannot persist the active configuration");
         }
         for entry in parsed.servers.values() {
@@ -182,60 +174,5 @@ impl Core {
             }
         }
         self.ensemble = parsed;
-    }
-}
-
-/// Writes `zoo.cfg.dynamic.<version>` durably (temp file, fsync, rename) and removes
-/// older ones.
-pub fn write_dynamic_file(dir: &std::path::Path, config: &DynamicConfig) -> std::io::Result<()> {
-    let name = format!("{DYNAMIC_FILE_PREFIX}{:x}", config.version);
-    let tmp = dir.join(format!("{name}.tmp"));
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        // The file carries its version in its name, as ZooKeeper's do.
-        let text = config.render();
-        let body = text
-            .lines()
-            .filter(|l| !l.starts_with("version="))
-            .collect::<Vec<_>>()
-            .join("\n");
-        writeln!(f, "{body}")?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, dir.join(&name))?;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let other = entry.file_name().to_string_lossy().into_owned();
-        if other.starts_with(DYNAMIC_FILE_PREFIX) && other != name && !other.ends_with(".tmp") {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// The newest committed config persisted in the data dir, if any.
-pub fn read_dynamic_file(dir: &std::path::Path) -> Option<DynamicConfig> {
-    let mut best: Option<(u64, std::path::PathBuf)> = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(hex) = name.strip_prefix(DYNAMIC_FILE_PREFIX)
-            && let Ok(v) = u64::from_str_radix(hex, 16)
-            && best.as_ref().is_none_or(|(b, _)| v > *b)
-        {
-            best = Some((v, entry.path()));
-        }
-    }
-    let (version, path) = best?;
-    let text = std::fs::read_to_string(&path).ok()?;
-    match DynamicConfig::parse(&text, &path.display().to_string()) {
-        Ok(mut c) => {
-            c.version = version;
-            Some(c)
-        }
-        Err(e) => {
-            warn!(file = %path.display(), error = %e, "ignoring an unreadable dynamic config file");
-            None
-        }
     }
 }

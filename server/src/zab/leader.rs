@@ -652,6 +652,14 @@ impl Zab {
     /// and once the target holds everything and it is committed, every server is told to
     /// vote for it. Costs a short write pause instead of an election timeout.
     pub fn transfer_leadership(&mut self, to: Option<Sid>) -> Result<Sid, TransferError> {
+        let target = self.begin_transfer(to)?;
+        self.leader_try_transfer();
+        Ok(target)
+    }
+
+    /// Picks the handoff target and stops new proposals; [`Self::leader_try_transfer`]
+    /// completes the handoff.
+    fn begin_transfer(&mut self, to: Option<Sid>) -> Result<Sid, TransferError> {
         if self.role != Role::Leader {
             return Err(TransferError::NotLeader);
         }
@@ -685,7 +693,6 @@ impl Zab {
         }
         leader.transfer = Some((target, now));
         tracing::info!(me, to = target, "handing off leadership");
-        self.leader_try_transfer();
         Ok(target)
     }
 
@@ -706,7 +713,11 @@ impl Zab {
         if !(caught_up && nothing_pending) {
             return;
         }
-        let peers: Vec<Sid> = self.membership.peers(self.me).collect();
+        // Every learner hears of it, observers and non-members (joiners, removed
+        // servers) too: otherwise they would forward to us until syncLimit told them.
+        let mut peers: BTreeSet<Sid> = self.membership.peers(self.me).collect();
+        peers.extend(leader.learners.keys().copied());
+        peers.remove(&self.me);
         for p in peers {
             self.send(
                 p,
@@ -730,15 +741,14 @@ impl Zab {
         if let Some(leader) = self.leader() {
             leader.transfer = None;
         }
-        // The removed leader is no voter any more: pick any synced voter.
-        if self.transfer_to_any_voter().is_err() {
+        // The removed leader is no voter any more: pick any synced voter. The handoff
+        // completes after the reconfig's COMMIT went out (the callers of commit_through
+        // try it next), so that learners apply the reconfig, and answer the client that
+        // asked for it, before they hear of the handoff. (begin_transfer checks
+        // role == Leader, which still holds here.)
+        if self.begin_transfer(None).is_err() {
             self.start_looking();
         }
-    }
-
-    fn transfer_to_any_voter(&mut self) -> Result<Sid, TransferError> {
-        // transfer_leadership checks role == Leader, which still holds here.
-        self.transfer_leadership(None)
     }
 
     pub(super) fn leader_tick(&mut self) {

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod ensemble;
+pub mod membership;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};

@@ -20,6 +20,20 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Srvr => four_letter_word(&global, "srvr").await,
         Command::Mntr => four_letter_word(&global, "mntr").await,
         Command::Watch { path, recursive } => watch(&global, &path, recursive).await,
+        Command::Up {
+            servers,
+            sidecar,
+            base_port,
+            dir,
+        } => {
+            crate::up::up(crate::up::UpOptions {
+                servers,
+                sidecar,
+                base_port,
+                dir,
+            })
+            .await
+        }
         command => {
             let client = connect(&global).await?;
             let result = execute(&client, &global, command).await;
@@ -206,7 +220,7 @@ async fn execute(client: &Client, global: &Global, command: Command) -> Result<(
                 let nested = parse_nested(&command)?;
                 if matches!(
                     nested,
-                    Command::Srvr | Command::Mntr | Command::Watch { .. }
+                    Command::Srvr | Command::Mntr | Command::Watch { .. } | Command::Up { .. }
                 ) {
                     return Err(Failure::Usage(
                         "addauth runs commands that use the session (not srvr, mntr or watch); use --auth instead".into(),
@@ -258,6 +272,11 @@ async fn execute(client: &Client, global: &Global, command: Command) -> Result<(
         Command::Mntr => four_letter_word(global, "mntr").await?,
         Command::Watch { .. } => {
             return Err(Failure::Usage("watch opens its own session".into()));
+        }
+        Command::Up { .. } => {
+            return Err(Failure::Usage(
+                "up starts servers; it does not use a session".into(),
+            ));
         }
     }
     Ok(())

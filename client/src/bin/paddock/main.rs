@@ -9,6 +9,7 @@ mod duration;
 mod exit;
 mod fourlw;
 mod output;
+mod up;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -176,6 +177,21 @@ pub enum Command {
     Srvr,
     /// Server metrics (the `mntr` four-letter word), from every server of --server.
     Mntr,
+    /// Run a local ensemble on loopback (and a sidecar) for development; Ctrl-C stops it.
+    Up {
+        /// How many servers (1 = standalone).
+        #[arg(long, default_value_t = 3)]
+        servers: u8,
+        /// Also run paddock-sidecar on 127.0.0.1:4040.
+        #[arg(long)]
+        sidecar: bool,
+        /// Client ports start here (admin ports at +100, quorum ports at +200).
+        #[arg(long, default_value_t = 2181)]
+        base_port: u16,
+        /// Where configs, data and logs go (default: a new temporary directory).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 /// Only the command, for `addauth ... COMMAND` (global flags come from the outer line).

@@ -1,0 +1,970 @@
+//! Membership changes with real processes: ensembles whose members come and go.
+//!
+//! [`super::ensemble`] runs a fixed set of members; here servers are added while the
+//! ensemble runs (`--join`, which [`super::Server`] does not pass), removed, and
+//! restarted with a zoo.cfg that no longer matches the committed membership. Every
+//! server runs directly (no fault proxies) on its own 127.0.0.x address with its own
+//! client, admin, quorum and election ports, `reconfigEnabled=true` and the super user
+//! `super:secret`, and lists every `server.N` line with its client address, as ZooKeeper
+//! prints them in `/zookeeper/config`.
+//!
+//! The write load, the raw-session helpers and the admin GET come from
+//! [`super::ensemble`]. Every wait is bounded and polls `/status`; nothing sleeps in place
+//! of a condition.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use paddock_proto::{
+    AuthPacket, GetChildrenRequest, GetDataRequest, OpCode, ReconfigRequest, Request, Response,
+    Stat, SyncRequest, xid,
+};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::ensemble::{Ack, INIT_LIMIT, LOAD_ROOT, SYNC_LIMIT, TICK_MS, call, close_session};
+use super::{RawConn, SERVER_BIN, next_loopback};
+
+/// `superDigest` for `super:secret` (base64 of SHA-1 of "super:secret").
+pub const SUPER_DIGEST: &str = "super:lK75jTNcA+U9vtVEw5vB51mj/w4=";
+/// What a super user sends in its auth packet.
+pub const SUPER_AUTH: &str = "super:secret";
+
+/// How long a server may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------
+// One server process
+// ---------------------------------------------------------------------------------------
+
+/// A `paddock-server` process with its directory, addresses and log.
+pub struct Node {
+    pub id: u64,
+    pub ip: Ipv4Addr,
+    pub client_port: u16,
+    pub admin_port: u16,
+    pub quorum_port: u16,
+    pub election_port: u16,
+    dir: tempfile::TempDir,
+    /// `--join` targets (client addresses); empty for a founding member.
+    join: Vec<SocketAddr>,
+    child: Option<Child>,
+    /// stderr of every run, runs separated by a marker line.
+    log: Arc<Mutex<String>>,
+    runs: u32,
+}
+
+impl Node {
+    pub fn client(&self) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(self.ip, self.client_port))
+    }
+
+    pub fn admin(&self) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(self.ip, self.admin_port))
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn cfg_path(&self) -> PathBuf {
+        self.dir.path().join("zoo.cfg")
+    }
+
+    /// This server's `server.N` value with `role`, as ZooKeeper prints it:
+    /// `ip:quorum:election:role;ip:client`.
+    pub fn spec(&self, role: &str) -> String {
+        format!(
+            "{}:{}:{}:{role};{}:{}",
+            self.ip, self.quorum_port, self.election_port, self.ip, self.client_port
+        )
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Everything the server wrote to stderr, all runs.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(SERVER_BIN);
+        cmd.arg("--config").arg(self.cfg_path());
+        if !self.join.is_empty() {
+            let list: Vec<String> = self.join.iter().map(ToString::to_string).collect();
+            cmd.arg("--join").arg(list.join(","));
+        }
+        cmd.current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1");
+        for var in [
+            "PADDOCK_CONFIG",
+            "PADDOCK_DATA_DIR",
+            "PADDOCK_MYID",
+            "PADDOCK_CLIENT_PORT",
+            "PADDOCK_CLIENT_ADDRESS",
+            "PADDOCK_ADMIN_PORT",
+            "PADDOCK_JOIN",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
+    /// Starts the process and waits (bounded) until it listens on its client port.
+    pub fn launch(&mut self) {
+        assert!(self.child.is_none(), "server {} already running", self.id);
+        self.runs += 1;
+        self.log
+            .lock()
+            .unwrap()
+            .push_str(&format!("===== run {} =====\n", self.runs));
+        let mut child = self
+            .command()
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {SERVER_BIN}: {e}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std_mpsc::channel::<()>();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if !sent && line.contains("paddock-server listening") {
+                    let _ = tx.send(());
+                    sent = true;
+                }
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let waited = rx.recv_timeout(Duration::from_millis(50));
+            if waited.is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                // Let the reader thread take what the process wrote.
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "server {} exited with {status} before listening\n{}",
+                    self.id,
+                    self.log()
+                );
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "server {} did not listen within {START_TIMEOUT:?}\n{}",
+                    self.id,
+                    self.log()
+                );
+            }
+            if waited == Err(std_mpsc::RecvTimeoutError::Disconnected) {
+                // stderr closed: the process is exiting; try_wait will say so.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.child = Some(child);
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("server is running");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "server {} had already exited ({status})\n{}",
+                self.id,
+                self.log()
+            );
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap the killed server");
+    }
+
+    /// Log lines that show a failure of the server itself.
+    pub fn fatal_lines(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(" ERROR ") || l.contains("panicked") || l.contains("FATAL"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A fresh loopback address with four free ports on it.
+fn allocate() -> (Ipv4Addr, [u16; 4]) {
+    let ip = next_loopback();
+    let held: Vec<std::net::TcpListener> = (0..4)
+        .map(|_| std::net::TcpListener::bind((ip, 0)).expect("free port"))
+        .collect();
+    let p: Vec<u16> = held
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    (ip, [p[0], p[1], p[2], p[3]])
+}
+
+// ---------------------------------------------------------------------------------------
+// The cluster
+// ---------------------------------------------------------------------------------------
+
+/// How to build a [`Cluster`].
+pub struct ClusterBuilder {
+    voters: u64,
+    extra: Vec<String>,
+}
+
+impl ClusterBuilder {
+    /// Adds a line to every zoo.cfg (e.g. `reconfigEnabled=false`; a later line wins).
+    pub fn cfg(mut self, line: &str) -> Self {
+        self.extra.push(line.to_string());
+        self
+    }
+
+    /// Writes every config and starts servers 1..=voters (each listening); does not
+    /// wait for an election.
+    pub fn start(self) -> Cluster {
+        let mut cluster = Cluster {
+            nodes: BTreeMap::new(),
+            extra: self.extra,
+        };
+        for id in 1..=self.voters {
+            cluster.create(id, Vec::new());
+        }
+        let ids: Vec<u64> = (1..=self.voters).collect();
+        for id in &ids {
+            cluster.write_cfg(*id, &ids, None);
+        }
+        for id in &ids {
+            cluster.node_mut(*id).launch();
+        }
+        cluster
+    }
+}
+
+/// Servers that change membership through `reconfig`. Dropping it kills every process
+/// (and prints every log if the test failed).
+pub struct Cluster {
+    nodes: BTreeMap<u64, Node>,
+    extra: Vec<String>,
+}
+
+impl Cluster {
+    /// `voters` participants (ids 1..=voters) listed in each other's zoo.cfg.
+    pub fn builder(voters: u64) -> ClusterBuilder {
+        ClusterBuilder {
+            voters,
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        self.nodes
+            .get(&id)
+            .unwrap_or_else(|| panic!("no server {id}"))
+    }
+
+    pub fn node_mut(&mut self, id: u64) -> &mut Node {
+        self.nodes
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("no server {id}"))
+    }
+
+    /// Ids of the servers whose process runs.
+    pub fn running(&mut self) -> Vec<u64> {
+        self.nodes
+            .iter_mut()
+            .filter_map(|(id, n)| n.is_running().then_some(*id))
+            .collect()
+    }
+
+    pub fn client(&self, id: u64) -> SocketAddr {
+        self.node(id).client()
+    }
+
+    /// (id, client address) of the given servers, for the write load.
+    pub fn client_targets(&self, ids: &[u64]) -> Vec<(u64, SocketAddr)> {
+        ids.iter().map(|id| (*id, self.client(*id))).collect()
+    }
+
+    /// `server.N=...` of a server in `role`.
+    pub fn server_line(&self, id: u64, role: &str) -> String {
+        format!("server.{id}={}", self.node(id).spec(role))
+    }
+
+    fn create(&mut self, id: u64, join: Vec<SocketAddr>) {
+        let (ip, [client, admin, quorum, election]) = allocate();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("paddock-members-{id}-"))
+            .tempdir()
+            .expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+        std::fs::write(dir.path().join("data").join("myid"), format!("{id}\n")).expect("myid");
+        self.nodes.insert(
+            id,
+            Node {
+                id,
+                ip,
+                client_port: client,
+                admin_port: admin,
+                quorum_port: quorum,
+                election_port: election,
+                dir,
+                join,
+                child: None,
+                log: Arc::new(Mutex::new(String::new())),
+                runs: 0,
+            },
+        );
+    }
+
+    /// (Re)writes server `id`'s zoo.cfg: the common settings, `server.N` lines (as
+    /// participants) for `members`, and, if given, this server's own line in `own_role`.
+    pub fn write_cfg(&self, id: u64, members: &[u64], own_role: Option<&str>) {
+        let node = self.node(id);
+        let mut lines = vec![
+            format!("tickTime={TICK_MS}"),
+            format!("initLimit={INIT_LIMIT}"),
+            format!("syncLimit={SYNC_LIMIT}"),
+            format!("dataDir={}", node.data_dir().display()),
+            format!("clientPort={}", node.client_port),
+            format!("clientPortAddress={}", node.ip),
+            format!("admin.serverAddress={}", node.ip),
+            format!("admin.serverPort={}", node.admin_port),
+            "4lw.commands.whitelist=*".to_string(),
+            "standaloneEnabled=false".to_string(),
+            "reconfigEnabled=true".to_string(),
+            format!("superDigest={SUPER_DIGEST}"),
+        ];
+        for m in members {
+            if *m != id || own_role.is_none() {
+                lines.push(self.server_line(*m, "participant"));
+            }
+        }
+        if let Some(role) = own_role {
+            lines.push(self.server_line(id, role));
+        }
+        lines.extend(self.extra.iter().cloned());
+        lines.push(String::new());
+        std::fs::write(node.cfg_path(), lines.join("\n")).expect("write zoo.cfg");
+    }
+
+    /// Starts server `id` as a joiner: its zoo.cfg lists only itself, in `role`
+    /// (`observer` as a rule), and it learns the ensemble through `--join` from the
+    /// client ports of `via`.
+    pub fn start_joiner(&mut self, id: u64, role: &str, via: &[u64]) {
+        let join = via.iter().map(|v| self.client(*v)).collect();
+        self.create(id, join);
+        self.write_cfg(id, &[], Some(role));
+        self.node_mut(id).launch();
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self, id: u64) {
+        self.node_mut(id).kill9();
+    }
+
+    /// Starts a stopped server again on its data dir, with whatever zoo.cfg and
+    /// `--join` it has now.
+    pub fn restart(&mut self, id: u64) {
+        self.node_mut(id).launch();
+    }
+
+    /// Forgets `--join` for the next start.
+    pub fn clear_join(&mut self, id: u64) {
+        self.node_mut(id).join.clear();
+    }
+
+    pub fn assert_no_fatal_log(&self) {
+        for n in self.nodes.values() {
+            let bad = n.fatal_lines();
+            assert!(bad.is_empty(), "server {} logged failures: {bad:#?}", n.id);
+        }
+    }
+
+    // ---- observation ----
+
+    /// `/status` of server `id` (None if it does not answer within a second).
+    pub async fn status(&self, id: u64) -> Option<NodeStatus> {
+        let body =
+            super::ensemble::http_get(self.node(id).admin(), "/status", Duration::from_secs(1))
+                .await?;
+        NodeStatus::parse(&serde_json::from_str(&body).ok()?)
+    }
+
+    /// `/status` of each of `ids` that answers.
+    pub async fn statuses(&self, ids: &[u64]) -> BTreeMap<u64, NodeStatus> {
+        let mut out = BTreeMap::new();
+        for id in ids {
+            if let Some(s) = self.status(*id).await {
+                out.insert(*id, s);
+            }
+        }
+        out
+    }
+
+    /// Polls (bounded) until `cond` holds for the statuses of `ids` (all answering);
+    /// panics with `what` and every status otherwise. Returns the statuses.
+    pub async fn wait_statuses(
+        &self,
+        ids: &[u64],
+        limit: Duration,
+        what: &str,
+        cond: impl Fn(&BTreeMap<u64, NodeStatus>) -> bool,
+    ) -> BTreeMap<u64, NodeStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let st = self.statuses(ids).await;
+            if st.len() == ids.len() && cond(&st) {
+                return st;
+            }
+            if Instant::now() >= deadline {
+                panic!("timed out after {limit:?} waiting for {what}: {st:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+
+    /// Waits (bounded) until one of `ids` leads and every other one of them follows or
+    /// observes it, synced, in its epoch, and the leader reports each of them synced.
+    pub async fn wait_leader(&self, ids: &[u64], limit: Duration) -> u64 {
+        let st = self
+            .wait_statuses(ids, limit, "a stable leader", |st| {
+                stable_leader(st).is_some()
+            })
+            .await;
+        stable_leader(&st).unwrap()
+    }
+
+    /// Waits (bounded) until every one of `ids` reports config `version` with exactly
+    /// `members` (id → participant|observer).
+    pub async fn wait_config(
+        &self,
+        ids: &[u64],
+        version: u64,
+        members: &BTreeMap<u64, String>,
+        limit: Duration,
+    ) {
+        self.wait_statuses(
+            ids,
+            limit,
+            &format!("config {version:#x} with {members:?}"),
+            |st| {
+                st.values()
+                    .all(|s| s.version == version && s.members == *members)
+            },
+        )
+        .await;
+    }
+
+    /// Waits (bounded) until server `id` reports `role` and synced.
+    pub async fn wait_role(&self, id: u64, role: &str, limit: Duration) -> NodeStatus {
+        let st = self
+            .wait_statuses(
+                &[id],
+                limit,
+                &format!("server {id} {role} and synced"),
+                |st| st[&id].role == role && st[&id].synced,
+            )
+            .await;
+        st[&id].clone()
+    }
+
+    /// Waits (bounded) until `ids` have a stable leader and all report the same zxid,
+    /// equal to their last commit; that zxid.
+    pub async fn wait_converged(&self, ids: &[u64], limit: Duration) -> u64 {
+        let st = self
+            .wait_statuses(ids, limit, "one zxid everywhere", |st| {
+                let z: BTreeSet<(u64, u64)> =
+                    st.values().map(|s| (s.zxid, s.last_committed)).collect();
+                stable_leader(st).is_some()
+                    && z.len() == 1
+                    && z.iter().next().is_some_and(|(a, b)| a == b)
+            })
+            .await;
+        st.values().next().unwrap().zxid
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let keep = std::env::var_os("MEMBERSHIP_LOG_DIR").map(PathBuf::from);
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("membership")
+            .replace("::", "-");
+        for n in self.nodes.values() {
+            if let Some(dir) = &keep {
+                let _ = std::fs::create_dir_all(dir);
+                let _ = std::fs::write(dir.join(format!("{test}-server{}.log", n.id)), n.log());
+            }
+            if std::thread::panicking() {
+                eprintln!("--- paddock-server {} ({}) ---\n{}", n.id, n.ip, n.log());
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// /status
+// ---------------------------------------------------------------------------------------
+
+/// The `GET /status` fields these tests look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub myid: u64,
+    pub role: String,
+    pub epoch: u64,
+    pub zxid: u64,
+    pub last_committed: u64,
+    pub synced: bool,
+    /// `config.version`.
+    pub version: u64,
+    /// `config.members`: id → role.
+    pub members: BTreeMap<u64, String>,
+    /// (id, synced) of each learner, on the leader only.
+    pub followers: Option<Vec<(u64, bool)>>,
+}
+
+impl NodeStatus {
+    fn parse(v: &Value) -> Option<NodeStatus> {
+        let followers = match v.get("followers") {
+            Some(Value::Array(list)) => Some(
+                list.iter()
+                    .map(|f| Some((f.get("id")?.as_u64()?, f.get("synced")?.as_bool()?)))
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+            _ => None,
+        };
+        let config = v.get("config")?;
+        let members = config
+            .get("members")?
+            .as_array()?
+            .iter()
+            .map(|m| Some((m.get("id")?.as_u64()?, m.get("role")?.as_str()?.to_string())))
+            .collect::<Option<BTreeMap<_, _>>>()?;
+        Some(NodeStatus {
+            myid: v.get("myid")?.as_u64()?,
+            role: v.get("role")?.as_str()?.to_string(),
+            epoch: v.get("epoch")?.as_u64()?,
+            zxid: v.get("zxid")?.as_u64()?,
+            last_committed: v.get("lastCommitted")?.as_u64()?,
+            synced: v.get("synced")?.as_bool()?,
+            version: config.get("version")?.as_u64()?,
+            members,
+            followers,
+        })
+    }
+
+    /// Whether this server's committed config lists it.
+    pub fn is_member(&self) -> bool {
+        self.members.contains_key(&self.myid)
+    }
+}
+
+/// The leader of `st` if exactly one server leads and every other one follows or
+/// observes it (or syncs with it as a joiner), synced, in the leader's epoch, and the
+/// leader reports each of them synced.
+pub fn stable_leader(st: &BTreeMap<u64, NodeStatus>) -> Option<u64> {
+    let leaders: Vec<&NodeStatus> = st.values().filter(|s| s.role == "leader").collect();
+    let [leader] = leaders.as_slice() else {
+        return None;
+    };
+    let followers = leader.followers.as_ref()?;
+    for s in st.values() {
+        if s.myid == leader.myid {
+            continue;
+        }
+        if !["follower", "observer", "joining"].contains(&s.role.as_str())
+            || !s.synced
+            || s.epoch != leader.epoch
+            || !followers.iter().any(|(id, ok)| *id == s.myid && *ok)
+        {
+            return None;
+        }
+    }
+    Some(leader.myid)
+}
+
+// ---------------------------------------------------------------------------------------
+// Admin HTTP POST
+// ---------------------------------------------------------------------------------------
+
+/// `POST path` with a JSON body (bounded); (status code, body).
+pub async fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    limit: Duration,
+) -> Option<(u16, String)> {
+    let exchange = async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        Some(buf)
+    };
+    let buf = tokio::time::timeout(limit, exchange).await.ok()??;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let code = head
+        .lines()
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((code, body.to_string()))
+}
+
+/// `POST /leadership/transfer` on server `id`, body `{"to": to}` or empty.
+pub async fn transfer(cluster: &Cluster, id: u64, to: Option<u64>) -> (u16, Value) {
+    let body = to.map_or(String::new(), |t| format!("{{\"to\": {t}}}"));
+    let (code, text) = http_post(
+        cluster.node(id).admin(),
+        "/leadership/transfer",
+        &body,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap_or_else(|| panic!("POST /leadership/transfer to server {id}: no answer"));
+    let v = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("transfer answer {text:?} is not JSON: {e}"));
+    (code, v)
+}
+
+// ---------------------------------------------------------------------------------------
+// reconfig
+// ---------------------------------------------------------------------------------------
+
+/// A session on `addr` (retried, bounded, while the server does not serve), with the
+/// super user's credentials added when `superuser`.
+pub async fn admin_session(addr: SocketAddr, superuser: bool) -> RawConn {
+    let mut conn = super::ensemble::session_on(addr, Duration::from_secs(20)).await;
+    if superuser {
+        let auth = Request::Auth(AuthPacket {
+            kind: 0,
+            scheme: "digest".into(),
+            auth: SUPER_AUTH.as_bytes().to_vec().into(),
+        });
+        let reply = call(&mut conn, xid::AUTH, &auth)
+            .await
+            .expect("auth answered");
+        assert_eq!(reply.err(), 0, "super auth accepted");
+    }
+    conn
+}
+
+/// What a reconfig changes: incremental (`joining`, `leaving`) or a new member list.
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    pub joining: Vec<String>,
+    pub leaving: Vec<u64>,
+    pub new_members: Vec<String>,
+    /// fromConfig: the version the change is based on (-1: any).
+    pub from: i64,
+}
+
+impl Change {
+    pub fn join(line: String, from: u64) -> Change {
+        Change {
+            joining: vec![line],
+            from: from as i64,
+            ..Change::default()
+        }
+    }
+
+    pub fn leave(id: u64, from: u64) -> Change {
+        Change {
+            leaving: vec![id],
+            from: from as i64,
+            ..Change::default()
+        }
+    }
+
+    pub fn request(&self) -> Request {
+        Request::Reconfig(ReconfigRequest {
+            joining_servers: self.joining.join(","),
+            leaving_servers: self
+                .leaving
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            new_members: self.new_members.join(","),
+            cur_config_id: self.from,
+        })
+    }
+}
+
+/// A committed config as reconfig returns it and `/zookeeper/config` holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigText {
+    /// id → server line value.
+    pub servers: BTreeMap<u64, String>,
+    pub version: u64,
+}
+
+impl ConfigText {
+    /// Parses `server.N=...` lines and a final `version=<hex>` line; panics on anything
+    /// else.
+    pub fn parse(text: &str) -> ConfigText {
+        let lines: Vec<&str> = text.trim_end_matches('\n').split('\n').collect();
+        let (last, servers) = lines.split_last().expect("config text has lines");
+        let version = last
+            .strip_prefix("version=")
+            .and_then(|v| u64::from_str_radix(v, 16).ok())
+            .unwrap_or_else(|| panic!("last line of {text:?} is not version=<hex>"));
+        let servers = servers
+            .iter()
+            .map(|l| {
+                let (key, value) = l
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("config line {l:?}"));
+                let id = key
+                    .strip_prefix("server.")
+                    .and_then(|id| id.parse().ok())
+                    .unwrap_or_else(|| panic!("config line {l:?} of {text:?}"));
+                (id, value.to_string())
+            })
+            .collect();
+        ConfigText { servers, version }
+    }
+
+    /// id → role, as `/status` reports members.
+    pub fn roles(&self) -> BTreeMap<u64, String> {
+        self.servers
+            .iter()
+            .map(|(id, v)| {
+                let server_part = v.split(';').next().unwrap_or_default();
+                let role = if server_part.ends_with(":observer") {
+                    "observer"
+                } else {
+                    "participant"
+                };
+                (*id, role.to_string())
+            })
+            .collect()
+    }
+}
+
+/// Sends a reconfig on `conn` and waits (bounded) for its answer: the new config and the
+/// config node's Stat, or the error code. Panics if the connection breaks.
+pub async fn reconfig(
+    conn: &mut RawConn,
+    xid: i32,
+    change: &Change,
+) -> Result<(ConfigText, Stat), i32> {
+    let reply = call(conn, xid, &change.request())
+        .await
+        .unwrap_or_else(|| panic!("connection lost waiting for the answer to {change:?}"));
+    if reply.err() != 0 {
+        return Err(reply.err());
+    }
+    match reply.decode(OpCode::Reconfig.code()) {
+        Response::GetData(d) => Ok((
+            ConfigText::parse(std::str::from_utf8(&d.data.0).expect("utf-8 config")),
+            d.stat,
+        )),
+        other => panic!("reconfig answered {other:?}"),
+    }
+}
+
+/// A reconfig through a new super session on `addr`, retried (bounded) while the
+/// ensemble answers NewConfigNoQuorum (a server it needs is still syncing).
+pub async fn reconfig_when_synced(
+    addr: SocketAddr,
+    change: &Change,
+    limit: Duration,
+) -> (ConfigText, Stat) {
+    let deadline = Instant::now() + limit;
+    let mut conn = admin_session(addr, true).await;
+    let mut xid = 1;
+    loop {
+        match reconfig(&mut conn, xid, change).await {
+            Ok(done) => {
+                close_session(&mut conn).await;
+                return done;
+            }
+            Err(e) if e == paddock_proto::ErrorCode::NewConfigNoQuorum.code() => {
+                assert!(
+                    Instant::now() < deadline,
+                    "{change:?} still without a synced quorum after {limit:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                xid += 1;
+            }
+            Err(e) => panic!("{change:?} refused with error {e}"),
+        }
+    }
+}
+
+/// `/zookeeper/config` as read on `addr` after a `sync`.
+pub async fn read_config(addr: SocketAddr) -> ConfigText {
+    let mut conn = super::ensemble::session_on(addr, Duration::from_secs(20)).await;
+    let sync = Request::Sync(SyncRequest {
+        path: "/zookeeper/config".into(),
+    });
+    let r = call(&mut conn, 1, &sync).await.expect("sync answered");
+    assert_eq!(r.err(), 0, "sync on {addr}");
+    let get = Request::GetData(GetDataRequest {
+        path: "/zookeeper/config".into(),
+        watch: false,
+    });
+    let r = call(&mut conn, 2, &get).await.expect("getData answered");
+    let Response::GetData(d) = r.decode(OpCode::GetData.code()) else {
+        panic!("getData answer")
+    };
+    close_session(&mut conn).await;
+    ConfigText::parse(std::str::from_utf8(&d.data.0).expect("utf-8 config"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Final checks
+// ---------------------------------------------------------------------------------------
+
+/// Connects to `addr`, `sync`s, and checks that every acknowledged write is there with
+/// its data; the children of [`LOAD_ROOT`] it has.
+pub async fn verify_acks(addr: SocketAddr, acks: &[Ack]) -> BTreeSet<String> {
+    let mut conn = super::ensemble::session_on(addr, Duration::from_secs(20)).await;
+    let sync = Request::Sync(SyncRequest {
+        path: LOAD_ROOT.into(),
+    });
+    let r = call(&mut conn, 1, &sync)
+        .await
+        .unwrap_or_else(|| panic!("sync on {addr}: connection lost"));
+    assert_eq!(r.err(), 0, "sync on {addr}");
+    let r = call(
+        &mut conn,
+        2,
+        &Request::GetChildren(GetChildrenRequest {
+            path: LOAD_ROOT.into(),
+            watch: false,
+        }),
+    )
+    .await
+    .unwrap_or_else(|| panic!("getChildren on {addr}: connection lost"));
+    let Response::GetChildren(children) = r.decode(OpCode::GetChildren.code()) else {
+        panic!("getChildren answer")
+    };
+    let children: BTreeSet<String> = children.children.into_iter().collect();
+    let prefix = format!("{LOAD_ROOT}/");
+    let missing: Vec<&Ack> = acks
+        .iter()
+        .filter(|a| !children.contains(a.path.trim_start_matches(&prefix)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{addr} lacks {} of {} acknowledged writes, e.g. {:?}",
+        missing.len(),
+        acks.len(),
+        &missing[..missing.len().min(5)]
+    );
+    for chunk in acks.chunks(128) {
+        for (k, a) in chunk.iter().enumerate() {
+            let req = Request::GetData(GetDataRequest {
+                path: a.path.clone(),
+                watch: false,
+            });
+            conn.send_frame(&req.encode(100 + k as i32))
+                .await
+                .expect("send getData");
+        }
+        for (k, a) in chunk.iter().enumerate() {
+            let r = conn
+                .try_read_reply(Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|| panic!("getData on {addr}: connection lost"));
+            assert_eq!(r.header.xid, 100 + k as i32);
+            assert_eq!(r.err(), 0, "{addr}: getData {}", a.path);
+            let Response::GetData(d) = r.decode(OpCode::GetData.code()) else {
+                panic!("getData answer")
+            };
+            assert_eq!(d.data.0, a.data, "{addr}: data of {}", a.path);
+        }
+    }
+    close_session(&mut conn).await;
+    children
+}
+
+/// Every one of `ids` holds every acknowledged write, all hold the same children of
+/// [`LOAD_ROOT`], and all report the same zxid (with a stable leader); that zxid.
+pub async fn verify_all(cluster: &Cluster, ids: &[u64], acks: &[Ack]) -> u64 {
+    let mut first: Option<(u64, BTreeSet<String>)> = None;
+    for id in ids {
+        let children = verify_acks(cluster.client(*id), acks).await;
+        match &first {
+            None => first = Some((*id, children)),
+            Some((other, theirs)) => {
+                let diff: Vec<&String> = theirs.symmetric_difference(&children).collect();
+                assert!(
+                    diff.is_empty(),
+                    "servers {other} and {id} disagree on {} nodes, e.g. {:?}",
+                    diff.len(),
+                    &diff[..diff.len().min(5)]
+                );
+            }
+        }
+    }
+    cluster.wait_converged(ids, Duration::from_secs(20)).await
+}
+
+/// min / median / max of some durations, for the log.
+pub fn summary(mut d: Vec<Duration>) -> String {
+    d.sort();
+    if d.is_empty() {
+        return "none".into();
+    }
+    format!(
+        "min {:?} / median {:?} / max {:?} over {}",
+        d[0],
+        d[d.len() / 2],
+        d[d.len() - 1],
+        d.len()
+    )
+}
+
+/// Whether `path` exists (for dynamic config files in a data dir).
+pub fn dynamic_files(data_dir: &Path) -> Vec<String> {
+    std::fs::read_dir(data_dir.join("version-2"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("zoo.cfg.dynamic."))
+                .collect()
+        })
+        .unwrap_or_default()
+}
