@@ -11,7 +11,6 @@
 //! read the election) the lowest node read is ours. Anything less is "follower",
 //! "suspended" or "none".
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -167,12 +166,7 @@ impl Candidate {
 }
 
 /// The registry of our candidacies, by (election, id).
-#[derive(Default)]
-pub struct Elections {
-    map: Mutex<BTreeMap<(String, String), Arc<Candidate>>>,
-    /// Joins and resigns one at a time.
-    ops: tokio::sync::Mutex<()>,
-}
+pub type Elections = crate::registry::Registry<Candidate>;
 
 /// What a join did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,14 +179,7 @@ pub enum Joined {
     Pending,
 }
 
-impl Elections {
-    pub fn get(&self, election: &str, id: &str) -> Option<Arc<Candidate>> {
-        self.map
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&(election.to_string(), id.to_string())).cloned())
-    }
-
+impl crate::registry::Registry<Candidate> {
     /// Our candidate in `election`: the one named `id`, else the one campaigning under
     /// the sidecar's own id, else the first.
     pub fn pick(
@@ -204,22 +191,12 @@ impl Elections {
         if let Some(id) = id {
             return self.get(election, id);
         }
-        let map = self.map.lock().ok()?;
         if let Some(own) = own
-            && let Some(c) = map.get(&(election.to_string(), own.to_string()))
+            && let Some(c) = self.get(election, own)
         {
-            return Some(c.clone());
+            return Some(c);
         }
-        map.iter()
-            .find(|((e, _), _)| e == election)
-            .map(|(_, c)| c.clone())
-    }
-
-    pub fn all(&self) -> Vec<Arc<Candidate>> {
-        self.map
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
+        self.named(election).into_iter().next()
     }
 
     /// Joins `election` as `id` (idempotent: an existing candidacy gets the new value).
@@ -230,17 +207,11 @@ impl Elections {
         value: Vec<u8>,
         flag: bool,
     ) -> Result<(Arc<Candidate>, Joined), ApiError> {
-        let _op = app.elections.ops.lock().await;
+        let _op = app.elections.serialize().await;
         if let Some(existing) = app.elections.get(election, id) {
             if existing.value() != value {
-                let (tx, rx) = oneshot::channel();
-                existing
-                    .cmds
-                    .send(Cmd::SetValue(value, tx))
-                    .await
-                    .map_err(|_| ApiError::internal("the candidacy task is gone"))?;
-                rx.await
-                    .map_err(|_| ApiError::internal("the candidacy task is gone"))??;
+                crate::registry::ask(&existing.cmds, |tx| Cmd::SetValue(value, tx), "candidacy")
+                    .await?;
             }
             return Ok((existing, Joined::Existing));
         }
@@ -260,9 +231,7 @@ impl Elections {
             term: term_rx,
             cmds: cmd_tx,
         });
-        if let Ok(mut map) = app.elections.map.lock() {
-            map.insert((election.to_string(), id.to_string()), candidate.clone());
-        }
+        app.elections.insert(election, id, candidate.clone());
         tokio::spawn(run(
             app.clone(),
             candidate.clone(),
@@ -276,9 +245,7 @@ impl Elections {
             Ok(Ok(Ok(()))) => Ok((candidate, Joined::Created)),
             Ok(Ok(Err(e))) => {
                 // Refused for good: forget the intent.
-                if let Ok(mut map) = app.elections.map.lock() {
-                    map.remove(&(election.to_string(), id.to_string()));
-                }
+                app.elections.remove(election, id);
                 Err(e)
             }
             Ok(Err(_)) => Err(ApiError::internal("the candidacy task ended")),
@@ -289,14 +256,12 @@ impl Elections {
     /// Resigns: from this moment our state is "none"; the node is deleted before this
     /// returns (or once the session ends). `false` if we were not a candidate.
     pub async fn resign(app: &Arc<App>, election: &str, id: &str) -> bool {
-        let _op = app.elections.ops.lock().await;
+        let _op = app.elections.serialize().await;
         let Some(candidate) = app.elections.get(election, id) else {
             return false;
         };
         resign_candidate(app, &candidate).await;
-        if let Ok(mut map) = app.elections.map.lock() {
-            map.remove(&(election.to_string(), id.to_string()));
-        }
+        app.elections.remove(election, id);
         true
     }
 

@@ -4,7 +4,6 @@
 //! kept across reconnects and re-joined on a new session after an expiry, until left.
 //! A member is an ephemeral node `<groups>/<group>/<id>` holding the member's value.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,11 +61,7 @@ impl Member {
     }
 }
 
-#[derive(Default)]
-pub struct Groups {
-    map: Mutex<BTreeMap<(String, String), Arc<Member>>>,
-    ops: tokio::sync::Mutex<()>,
-}
+pub type Groups = crate::registry::Registry<Member>;
 
 /// What a join did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,33 +73,7 @@ pub enum Joined {
     Pending,
 }
 
-impl Groups {
-    pub fn get(&self, group: &str, id: &str) -> Option<Arc<Member>> {
-        self.map
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&(group.to_string(), id.to_string())).cloned())
-    }
-
-    pub fn in_group(&self, group: &str) -> Vec<Arc<Member>> {
-        self.map
-            .lock()
-            .map(|m| {
-                m.iter()
-                    .filter(|((g, _), _)| g == group)
-                    .map(|(_, v)| v.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn all(&self) -> Vec<Arc<Member>> {
-        self.map
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
-    }
-
+impl crate::registry::Registry<Member> {
     /// Joins `group` as `id` (idempotent: an existing membership gets the new value).
     pub async fn join(
         app: &Arc<App>,
@@ -113,17 +82,11 @@ impl Groups {
         value: Vec<u8>,
         flag: bool,
     ) -> Result<(Arc<Member>, Joined), ApiError> {
-        let _op = app.groups.ops.lock().await;
+        let _op = app.groups.serialize().await;
         if let Some(existing) = app.groups.get(group, id) {
             if existing.value() != value {
-                let (tx, rx) = oneshot::channel();
-                existing
-                    .cmds
-                    .send(Cmd::SetValue(value, tx))
-                    .await
-                    .map_err(|_| ApiError::internal("the membership task is gone"))?;
-                rx.await
-                    .map_err(|_| ApiError::internal("the membership task is gone"))??;
+                crate::registry::ask(&existing.cmds, |tx| Cmd::SetValue(value, tx), "membership")
+                    .await?;
             }
             return Ok((existing, Joined::Existing));
         }
@@ -140,9 +103,7 @@ impl Groups {
             term: term_rx,
             cmds: cmd_tx,
         });
-        if let Ok(mut map) = app.groups.map.lock() {
-            map.insert((group.to_string(), id.to_string()), member.clone());
-        }
+        app.groups.insert(group, id, member.clone());
         tokio::spawn(run(
             app.clone(),
             member.clone(),
@@ -154,9 +115,7 @@ impl Groups {
         match tokio::time::timeout(app.settings.join_timeout, joined_rx).await {
             Ok(Ok(Ok(()))) => Ok((member, Joined::Created)),
             Ok(Ok(Err(e))) => {
-                if let Ok(mut map) = app.groups.map.lock() {
-                    map.remove(&(group.to_string(), id.to_string()));
-                }
+                app.groups.remove(group, id);
                 Err(e)
             }
             Ok(Err(_)) => Err(ApiError::internal("the membership task ended")),
@@ -166,14 +125,12 @@ impl Groups {
 
     /// Leaves; `false` if we were not a member.
     pub async fn leave(app: &Arc<App>, group: &str, id: &str) -> bool {
-        let _op = app.groups.ops.lock().await;
+        let _op = app.groups.serialize().await;
         let Some(member) = app.groups.get(group, id) else {
             return false;
         };
         leave_member(&member).await;
-        if let Ok(mut map) = app.groups.map.lock() {
-            map.remove(&(group.to_string(), id.to_string()));
-        }
+        app.groups.remove(group, id);
         app.notify_local();
         true
     }
@@ -269,7 +226,7 @@ pub fn members_json(
         .collect();
     let own: Vec<Value> = app
         .groups
-        .in_group(group)
+        .named(group)
         .iter()
         .map(|m| json!({ "id": m.id, "state": m.state(app) }))
         .collect();

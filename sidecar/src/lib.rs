@@ -24,6 +24,7 @@ pub mod locks;
 pub mod metrics;
 pub mod names;
 pub mod openapi;
+pub mod registry;
 pub mod render;
 pub mod session;
 pub mod sse;
