@@ -21,7 +21,7 @@ use crate::client::Client;
 use crate::error::Error;
 use crate::recipe::group::ViewState;
 use crate::recipe::queue::{Cleanup, Queue, Ticket, sequence_of};
-use crate::recipe::support::{AbortOnDrop, new_guid, retry};
+use crate::recipe::support::{AbortOnDrop, new_guid};
 use crate::session::{SessionState, Status};
 use crate::watch::WatchStream;
 
@@ -108,25 +108,11 @@ impl Election {
 
     /// The current leader, if any.
     pub async fn leader(&self) -> Result<Option<Leader>, Error> {
-        let client = &self.queue.client;
-        for entry in self.queue.entries().await? {
-            let node = self.queue.path_of(&entry.name);
-            match retry(client, || client.get_data(&node)).await {
-                Ok((data, stat)) => {
-                    return Ok(Some(Leader {
-                        node,
-                        data,
-                        token: stat.czxid,
-                    }));
-                }
-                Err(Error::Server {
-                    code: ErrorCode::NoNode,
-                    ..
-                }) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(None)
+        Ok(self
+            .queue
+            .head()
+            .await?
+            .map(|(node, data, token)| Leader { node, data, token }))
     }
 
     /// Every candidate node, leader first.

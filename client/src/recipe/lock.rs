@@ -87,26 +87,11 @@ impl Lock {
 
     /// Who holds the lock now, if anyone.
     pub async fn holder(&self) -> Result<Option<LockHolder>, Error> {
-        let client = &self.queue.client;
-        for entry in self.queue.entries().await? {
-            let node = self.queue.path_of(&entry.name);
-            match retry(client, || client.get_data(&node)).await {
-                Ok((data, stat)) => {
-                    return Ok(Some(LockHolder {
-                        node,
-                        data,
-                        token: stat.czxid,
-                    }));
-                }
-                // Released between the listing and the read: the next one holds it.
-                Err(Error::Server {
-                    code: ErrorCode::NoNode,
-                    ..
-                }) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(None)
+        Ok(self
+            .queue
+            .head()
+            .await?
+            .map(|(node, data, token)| LockHolder { node, data, token }))
     }
 
     async fn acquire_until(&self, deadline: Option<Instant>) -> Result<Option<LockGuard>, Error> {

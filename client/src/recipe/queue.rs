@@ -127,6 +127,25 @@ impl Queue {
         }
     }
 
+    /// The first node of the queue that still exists, with its data and czxid (the
+    /// fencing token of whoever holds it): the lock holder, or the election leader.
+    pub(crate) async fn head(&self) -> Result<Option<(String, Vec<u8>, i64)>, Error> {
+        let client = &self.client;
+        for entry in self.entries().await? {
+            let node = self.path_of(&entry.name);
+            match retry(client, || client.get_data(&node)).await {
+                Ok((data, stat)) => return Ok(Some((node, data, stat.czxid))),
+                // Gone between the listing and the read: the next one is first now.
+                Err(Error::Server {
+                    code: paddock_proto::ErrorCode::NoNode,
+                    ..
+                }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
     /// The queue in order (lowest sequence first); empty if the directory is missing.
     pub(crate) async fn entries(&self) -> Result<Vec<Entry>, Error> {
         let children = match retry(&self.client, || self.client.get_children(&self.dir)).await {
