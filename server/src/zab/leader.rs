@@ -571,15 +571,16 @@ impl Zab {
             .filter(|(_, l)| matches!(l.stage, Stage::Syncing | Stage::Synced))
             .map(|(s, _)| *s)
             .collect();
-        let Some(leader) = self.leader() else {
-            return Err(ReconfigError::NotLeader);
-        };
+        // Propose first: a config sent for a proposal that then failed would stay
+        // pending at learners and activate on an unrelated txn reusing that zxid. The
+        // Config trails the Proposal on each link and still precedes its COMMIT.
+        let zxid = self.leader_propose(make).map_err(ReconfigError::Propose)?;
         // The version is the reconfig's own zxid, as in ZooKeeper.
-        let zxid = make_zxid(leader.epoch, leader.next_counter);
         let config = Membership {
             version: zxid,
             ..config
         };
+        self.pending_configs.insert(zxid, config.clone());
         for sid in receivers {
             self.send(
                 sid,
@@ -589,11 +590,7 @@ impl Zab {
                 },
             );
         }
-        self.pending_configs.insert(zxid, config);
-        self.leader_propose(make).map_err(|e| {
-            self.pending_configs.remove(&zxid);
-            ReconfigError::Propose(e)
-        })
+        Ok(zxid)
     }
 
     pub(super) fn leader_propose(
