@@ -271,11 +271,26 @@ impl Zab {
                     .filter(|(z, _)| *z > base)
                     .cloned()
                     .collect();
+                // Committed history: the config it led to is the active one, sent first.
                 for (zxid, payload) in committed {
                     if observer {
-                        self.send(sid, Message::Inform { zxid, payload });
+                        self.send(
+                            sid,
+                            Message::Inform {
+                                zxid,
+                                payload,
+                                config: None,
+                            },
+                        );
                     } else {
-                        self.send(sid, Message::Proposal { zxid, payload });
+                        self.send(
+                            sid,
+                            Message::Proposal {
+                                zxid,
+                                payload,
+                                config: None,
+                            },
+                        );
                         self.send(sid, Message::Commit { zxid });
                     }
                 }
@@ -307,7 +322,15 @@ impl Zab {
                 .map(|(z, p)| (*z, p.clone()))
                 .collect();
             for (zxid, payload) in pending {
-                self.send(sid, Message::Proposal { zxid, payload });
+                let config = self.pending_configs.get(&zxid).cloned();
+                self.send(
+                    sid,
+                    Message::Proposal {
+                        zxid,
+                        payload,
+                        config,
+                    },
+                );
             }
         }
         let last = if observer {
@@ -488,6 +511,13 @@ impl Zab {
         if committed.is_empty() {
             return;
         }
+        // Observers learn a reconfig's config with its INFORM (committing activates it
+        // here and drops it from pending_configs, so take it first).
+        let activated: Vec<(Zxid, Membership)> = self
+            .pending_configs
+            .range(..=upto)
+            .map(|(z, c)| (*z, c.clone()))
+            .collect();
         for (zxid, payload) in &committed {
             self.pending.remove(zxid);
             self.commit(*zxid, payload.clone());
@@ -504,11 +534,16 @@ impl Zab {
         for (sid, observer) in links {
             if observer {
                 for (zxid, payload) in &committed {
+                    let config = activated
+                        .iter()
+                        .find(|(z, _)| z == zxid)
+                        .map(|(_, c)| c.clone());
                     self.send(
                         sid,
                         Message::Inform {
                             zxid: *zxid,
                             payload: payload.clone(),
+                            config,
                         },
                     );
                 }
@@ -571,24 +606,20 @@ impl Zab {
             .filter(|(_, l)| matches!(l.stage, Stage::Syncing | Stage::Synced))
             .map(|(s, _)| *s)
             .collect();
-        // Propose first: a config sent for a proposal that then failed would stay
-        // pending at learners and activate on an unrelated txn reusing that zxid. The
-        // Config trails the Proposal on each link and still precedes its COMMIT.
-        let zxid = self.leader_propose(make).map_err(ReconfigError::Propose)?;
-        // The version is the reconfig's own zxid, as in ZooKeeper.
-        let config = Membership {
-            version: zxid,
-            ..config
-        };
-        self.pending_configs.insert(zxid, config.clone());
-        for sid in receivers {
-            self.send(
-                sid,
-                Message::Config {
-                    zxid,
-                    config: config.clone(),
-                },
-            );
+        let zxid = self
+            .leader_propose_config(make, Some(config))
+            .map_err(ReconfigError::Propose)?;
+        // Observers get no PROPOSAL; one promoted by this config must start ACKing now.
+        if let Some(config) = self.pending_configs.get(&zxid).cloned() {
+            for sid in receivers {
+                self.send(
+                    sid,
+                    Message::Config {
+                        zxid,
+                        config: config.clone(),
+                    },
+                );
+            }
         }
         Ok(zxid)
     }
@@ -596,6 +627,16 @@ impl Zab {
     pub(super) fn leader_propose(
         &mut self,
         make: impl FnOnce(Zxid) -> Vec<u8>,
+    ) -> Result<Zxid, ProposeError> {
+        self.leader_propose_config(make, None)
+    }
+
+    /// Proposes a txn; a reconfig passes the config it activates (its version becomes
+    /// the txn's zxid), which travels inside the PROPOSAL.
+    fn leader_propose_config(
+        &mut self,
+        make: impl FnOnce(Zxid) -> Vec<u8>,
+        config: Option<Membership>,
     ) -> Result<Zxid, ProposeError> {
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader);
@@ -620,6 +661,10 @@ impl Zab {
             .map(|(s, _)| *s)
             .collect();
         let payload = make(zxid);
+        let config = config.map(|c| Membership { version: zxid, ..c });
+        if let Some(c) = &config {
+            self.pending_configs.insert(zxid, c.clone());
+        }
         self.pending.insert(zxid, payload.clone());
         self.append(zxid, payload.clone());
         for sid in receivers {
@@ -628,6 +673,7 @@ impl Zab {
                 Message::Proposal {
                     zxid,
                     payload: payload.clone(),
+                    config: config.clone(),
                 },
             );
         }

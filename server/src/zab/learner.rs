@@ -158,13 +158,20 @@ impl Zab {
                 self.last_committed = zxid;
                 self.out.push(Output::InstallSnapshot { zxid, payload });
             }
-            Message::Proposal { zxid, payload } => {
+            Message::Proposal {
+                zxid,
+                payload,
+                config,
+            } => {
                 if !self.continues_log(zxid) {
                     self.learner_fail("discontinuous proposal");
                     return;
                 }
                 self.pending.insert(zxid, payload.clone());
                 self.append(zxid, payload);
+                if let Some(config) = config {
+                    self.learn_pending_config(zxid, config);
+                }
             }
             Message::Commit { zxid } => {
                 if zxid > self.last_logged {
@@ -173,7 +180,11 @@ impl Zab {
                 }
                 self.commit_pending_through(zxid);
             }
-            Message::Inform { zxid, payload } => {
+            Message::Inform {
+                zxid,
+                payload,
+                config,
+            } => {
                 if zxid <= self.last_committed {
                     return;
                 }
@@ -183,6 +194,9 @@ impl Zab {
                 }
                 // Commits are in order: whatever we kept from before is committed too.
                 self.commit_pending_through(zxid);
+                if let Some(config) = config {
+                    self.pending_configs.insert(zxid, config);
+                }
                 self.append(zxid, payload.clone());
                 self.commit(zxid, payload);
             }
@@ -217,12 +231,7 @@ impl Zab {
                     // Already past it: the active config we hold (or get at the next
                     // sync) accounts for it.
                 } else {
-                    self.pending_configs.insert(zxid, config);
-                    // Promoted by a pending reconfig: its commit needs our ACK, which
-                    // observers never send. Rejoin as a follower now.
-                    if self.learner().is_some_and(|l| l.is_observer()) && self.must_follow() {
-                        self.start_looking();
-                    }
+                    self.learn_pending_config(zxid, config);
                 }
             }
             Message::Transfer { to, zxid, epoch } => {
@@ -230,6 +239,16 @@ impl Zab {
                 self.elect_forced(to, zxid, epoch);
             }
             _ => {}
+        }
+    }
+
+    /// A reconfig we logged: its config activates at its commit.
+    fn learn_pending_config(&mut self, zxid: Zxid, config: super::Membership) {
+        self.pending_configs.insert(zxid, config);
+        // Promoted by a pending reconfig: its commit needs our ACK, which observers
+        // never send. Rejoin as a follower now.
+        if self.learner().is_some_and(|l| l.is_observer()) && self.must_follow() {
+            self.start_looking();
         }
     }
 

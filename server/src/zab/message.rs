@@ -87,17 +87,22 @@ pub enum Message {
         zxid: Zxid,
         payload: Vec<u8>,
     },
+    /// A txn to log; a reconfig carries the config it activates at its commit (inside
+    /// the same message, so the two can never be separated by a lost link).
     Proposal {
         zxid: Zxid,
         payload: Vec<u8>,
+        config: Option<Membership>,
     },
     Commit {
         zxid: Zxid,
     },
-    /// A committed txn for an observer.
+    /// A committed txn for an observer (with its config, for a reconfig:
+    /// ZooKeeper's INFORMANDACTIVATE).
     Inform {
         zxid: Zxid,
         payload: Vec<u8>,
+        config: Option<Membership>,
     },
     NewLeader {
         zxid: Zxid,
@@ -190,11 +195,21 @@ impl Message {
             Message::NewLeader { zxid } => zxid_only(&mut out, code::NEWLEADER, *zxid),
             Message::Ack { zxid } => zxid_only(&mut out, code::ACK, *zxid),
             Message::Snap { zxid, payload } => with_payload(&mut out, code::SNAP, *zxid, payload),
-            Message::Proposal { zxid, payload } => {
-                with_payload(&mut out, code::PROPOSAL, *zxid, payload)
+            Message::Proposal {
+                zxid,
+                payload,
+                config,
+            } => {
+                with_payload(&mut out, code::PROPOSAL, *zxid, payload);
+                write_config(&mut out, config.as_ref());
             }
-            Message::Inform { zxid, payload } => {
-                with_payload(&mut out, code::INFORM, *zxid, payload)
+            Message::Inform {
+                zxid,
+                payload,
+                config,
+            } => {
+                with_payload(&mut out, code::INFORM, *zxid, payload);
+                write_config(&mut out, config.as_ref());
             }
             Message::UpToDate => out.put_i32(code::UPTODATE),
             Message::Ping => out.put_i32(code::PING),
@@ -265,10 +280,12 @@ impl Message {
             code::PROPOSAL => Message::Proposal {
                 zxid: r.read_i64()?,
                 payload: r.read_buffer()?,
+                config: read_config(&mut r)?,
             },
             code::INFORM => Message::Inform {
                 zxid: r.read_i64()?,
                 payload: r.read_buffer()?,
+                config: read_config(&mut r)?,
             },
             code::UPTODATE => Message::UpToDate,
             code::PING => Message::Ping,
@@ -383,6 +400,21 @@ fn zxid_only(out: &mut Vec<u8>, kind: i32, zxid: Zxid) {
     out.put_i64(zxid);
 }
 
+fn write_config(out: &mut Vec<u8>, config: Option<&Membership>) {
+    out.put_bool(config.is_some());
+    if let Some(c) = config {
+        c.write(out);
+    }
+}
+
+fn read_config(r: &mut Reader<'_>) -> Result<Option<Membership>, DecodeError> {
+    Ok(if r.read_bool()? {
+        Some(Membership::read(r)?)
+    } else {
+        None
+    })
+}
+
 fn with_payload(out: &mut Vec<u8>, kind: i32, zxid: Zxid, payload: &[u8]) {
     out.put_i32(kind);
     out.put_i64(zxid);
@@ -431,11 +463,22 @@ mod tests {
             Message::Proposal {
                 zxid: 4,
                 payload: vec![9],
+                config: None,
+            },
+            Message::Proposal {
+                zxid: 6,
+                payload: vec![9],
+                config: Some(Membership {
+                    verifier: QuorumVerifier::majority([1, 2]),
+                    observers: [3].into_iter().collect(),
+                    version: 6,
+                }),
             },
             Message::Commit { zxid: 4 },
             Message::Inform {
                 zxid: 5,
                 payload: vec![],
+                config: None,
             },
             Message::NewLeader { zxid: 3 << 32 },
             Message::Ack { zxid: 4 },
