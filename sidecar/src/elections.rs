@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::layout::{Layout, sequence_of};
+use crate::registry::{Cmd, Wait, keep_value, next_session};
 use crate::session::Link;
 use crate::value::{self, Encoding};
 
@@ -36,11 +37,6 @@ pub struct Term {
     pub generation: u64,
     pub node: String,
     pub roles: watch::Receiver<Role>,
-}
-
-enum Cmd {
-    SetValue(Vec<u8>, oneshot::Sender<Result<(), ApiError>>),
-    Resign(oneshot::Sender<()>),
 }
 
 /// A candidacy of this sidecar.
@@ -284,7 +280,7 @@ async fn resign_candidate(app: &Arc<App>, candidate: &Arc<Candidate>) {
     }
     app.notify_local();
     let (tx, rx) = oneshot::channel();
-    if candidate.cmds.send(Cmd::Resign(tx)).await.is_ok() {
+    if candidate.cmds.send(Cmd::Stop(tx)).await.is_ok() {
         let _ = tokio::time::timeout(RESIGN_TIMEOUT + Duration::from_secs(1), rx).await;
     }
     app.metrics
@@ -498,29 +494,23 @@ async fn run(
     let mut was_leader = false;
     'session: loop {
         // A connected session newer than the one we last campaigned on.
-        let (client, generation) = loop {
-            if let Some((client, generation)) = app.sessions.connected()
-                && generation > last_generation
-            {
-                break (client, generation);
-            }
-            tokio::select! {
-                changed = slots.changed() => if changed.is_err() { return },
-                cmd = cmds.recv() => match cmd {
-                    Some(Cmd::SetValue(v, reply)) => {
-                        data = v.clone();
-                        if let Ok(mut value) = me.value.lock() {
-                            *value = v;
-                        }
-                        let _ = reply.send(Ok(()));
-                    }
-                    Some(Cmd::Resign(done)) => {
-                        term.send_replace(None);
-                        let _ = done.send(());
-                        return;
-                    }
-                    None => return,
-                },
+        let (client, generation) = match next_session(
+            &app.sessions,
+            &mut slots,
+            &mut cmds,
+            last_generation,
+            &mut data,
+            &me.value,
+        )
+        .await
+        {
+            Wait::Session(client, generation) => (client, generation),
+            Wait::Stop(done) => {
+                if let Some(done) = done {
+                    term.send_replace(None);
+                    let _ = done.send(());
+                }
+                return;
             }
         };
         let election = match Election::new(&client, &dir) {
@@ -538,17 +528,13 @@ async fn run(
             r = campaign => Some(r),
             cmd = cmds.recv() => match cmd {
                 // Dropping the campaign removes the node it was creating.
-                Some(Cmd::Resign(done)) => {
+                Some(Cmd::Stop(done)) => {
                     term.send_replace(None);
                     let _ = done.send(());
                     return;
                 }
                 Some(Cmd::SetValue(v, reply)) => {
-                    data = v.clone();
-                    if let Ok(mut value) = me.value.lock() {
-                        *value = v;
-                    }
-                    let _ = reply.send(Ok(()));
+                    keep_value(&mut data, &me.value, v, reply);
                     None // campaign again with the new value
                 }
                 None => return,
@@ -638,7 +624,7 @@ async fn run(
                         }
                         let _ = reply.send(r);
                     }
-                    Some(Cmd::Resign(done)) => {
+                    Some(Cmd::Stop(done)) => {
                         let node = candidacy.node();
                         let _ = tokio::time::timeout(RESIGN_TIMEOUT, candidacy.resign()).await;
                         tracing::info!(election = %me.election, id = %me.id, %node, "resigned");

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::layout::Layout;
+use crate::registry::{Cmd, Wait, keep_value, next_session};
 use crate::session::Link;
 use crate::value::{self, Encoding};
 
@@ -24,11 +25,6 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 struct Term {
     generation: u64,
     states: watch::Receiver<MemberState>,
-}
-
-enum Cmd {
-    SetValue(Vec<u8>, oneshot::Sender<Result<(), ApiError>>),
-    Leave(oneshot::Sender<()>),
 }
 
 /// A membership of this sidecar.
@@ -144,7 +140,7 @@ impl crate::registry::Registry<Member> {
 
 async fn leave_member(member: &Member) {
     let (tx, rx) = oneshot::channel();
-    if member.cmds.send(Cmd::Leave(tx)).await.is_ok() {
+    if member.cmds.send(Cmd::Stop(tx)).await.is_ok() {
         let _ = tokio::time::timeout(LEAVE_TIMEOUT + Duration::from_secs(1), rx).await;
     }
 }
@@ -253,29 +249,23 @@ async fn run(
     let mut joined = Some(joined);
     let mut last_generation = 0u64;
     'session: loop {
-        let (client, generation) = loop {
-            if let Some((client, generation)) = app.sessions.connected()
-                && generation > last_generation
-            {
-                break (client, generation);
-            }
-            tokio::select! {
-                changed = slots.changed() => if changed.is_err() { return },
-                cmd = cmds.recv() => match cmd {
-                    Some(Cmd::SetValue(v, reply)) => {
-                        data = v.clone();
-                        if let Ok(mut value) = me.value.lock() {
-                            *value = v;
-                        }
-                        let _ = reply.send(Ok(()));
-                    }
-                    Some(Cmd::Leave(done)) => {
-                        term.send_replace(None);
-                        let _ = done.send(());
-                        return;
-                    }
-                    None => return,
-                },
+        let (client, generation) = match next_session(
+            &app.sessions,
+            &mut slots,
+            &mut cmds,
+            last_generation,
+            &mut data,
+            &me.value,
+        )
+        .await
+        {
+            Wait::Session(client, generation) => (client, generation),
+            Wait::Stop(done) => {
+                if let Some(done) = done {
+                    term.send_replace(None);
+                    let _ = done.send(());
+                }
+                return;
             }
         };
         let group = match Group::new(&client, &dir) {
@@ -290,7 +280,7 @@ async fn run(
         let outcome = tokio::select! {
             r = group.join(&me.id, &data) => Some(r),
             cmd = cmds.recv() => match cmd {
-                Some(Cmd::Leave(done)) => {
+                Some(Cmd::Stop(done)) => {
                     // The join is dropped; a node it created is ours and goes with a delete.
                     let node = format!("{dir}/{}", me.id);
                     if let Ok(Some(stat)) = client.exists(&node).await
@@ -303,11 +293,7 @@ async fn run(
                     return;
                 }
                 Some(Cmd::SetValue(v, reply)) => {
-                    data = v.clone();
-                    if let Ok(mut value) = me.value.lock() {
-                        *value = v;
-                    }
-                    let _ = reply.send(Ok(()));
+                    keep_value(&mut data, &me.value, v, reply);
                     None
                 }
                 None => return,
@@ -370,7 +356,7 @@ async fn run(
                         }
                         let _ = reply.send(r);
                     }
-                    Some(Cmd::Leave(done)) => {
+                    Some(Cmd::Stop(done)) => {
                         let _ = tokio::time::timeout(LEAVE_TIMEOUT, membership.leave()).await;
                         tracing::info!(group = %me.group, id = %me.id, "left");
                         term.send_replace(None);

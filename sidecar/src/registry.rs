@@ -83,3 +83,61 @@ pub async fn ask<C>(
     rx.await
         .map_err(|_| ApiError::internal(format!("the {what} task is gone")))?
 }
+
+/// What an app (through the API) asks of an entry's task.
+pub enum Cmd {
+    /// Publish a new value; answered once it is in place.
+    SetValue(Vec<u8>, oneshot::Sender<Result<(), ApiError>>),
+    /// Resign / leave: the task ends, then answers.
+    Stop(oneshot::Sender<()>),
+}
+
+/// Takes a new value for an entry that has no node to update right now (it is waiting
+/// for a session): the next node it creates carries it.
+pub fn keep_value(
+    data: &mut Vec<u8>,
+    shared: &Mutex<Vec<u8>>,
+    value: Vec<u8>,
+    reply: oneshot::Sender<Result<(), ApiError>>,
+) {
+    *data = value.clone();
+    if let Ok(mut v) = shared.lock() {
+        *v = value;
+    }
+    let _ = reply.send(Ok(()));
+}
+
+/// Why an entry's task stopped waiting for a session.
+pub enum Wait {
+    /// A connected session newer than the last one the entry used.
+    Session(paddock_client::Client, u64),
+    /// Asked to stop (the sender, if any, waits for the task to end).
+    Stop(Option<oneshot::Sender<()>>),
+}
+
+/// Waits for a connected session newer than generation `last`, taking value updates
+/// meanwhile.
+pub async fn next_session(
+    sessions: &crate::session::Sessions,
+    slots: &mut tokio::sync::watch::Receiver<crate::session::Slot>,
+    cmds: &mut mpsc::Receiver<Cmd>,
+    last: u64,
+    data: &mut Vec<u8>,
+    shared: &Mutex<Vec<u8>>,
+) -> Wait {
+    loop {
+        if let Some((client, generation)) = sessions.connected()
+            && generation > last
+        {
+            return Wait::Session(client, generation);
+        }
+        tokio::select! {
+            changed = slots.changed() => if changed.is_err() { return Wait::Stop(None) },
+            cmd = cmds.recv() => match cmd {
+                Some(Cmd::SetValue(v, reply)) => keep_value(data, shared, v, reply),
+                Some(Cmd::Stop(done)) => return Wait::Stop(Some(done)),
+                None => return Wait::Stop(None),
+            },
+        }
+    }
+}
