@@ -1080,18 +1080,22 @@ async fn writer(
 // Final checks
 // ---------------------------------------------------------------------------------------
 
-/// Connects to member `id` directly, `sync`s, and checks that every acknowledged write is
-/// there with its data; returns the children of [`LOAD_ROOT`] it has.
+/// Connects to member `id` directly and checks it with [`verify_acks`].
 pub async fn verify_member(ens: &Ensemble, id: u64, acks: &[Ack]) -> BTreeSet<String> {
-    let addr = ens.member(id).client();
+    verify_acks(ens.member(id).client(), acks).await
+}
+
+/// Connects to `addr`, `sync`s, and checks that every acknowledged write is there with
+/// its data; the children of [`LOAD_ROOT`] it has.
+pub async fn verify_acks(addr: SocketAddr, acks: &[Ack]) -> BTreeSet<String> {
     let mut conn = session_on(addr, Duration::from_secs(20)).await;
     let sync = Request::Sync(SyncRequest {
         path: LOAD_ROOT.into(),
     });
     let r = call(&mut conn, 1, &sync)
         .await
-        .unwrap_or_else(|| panic!("sync on server {id}: connection lost"));
-    assert_eq!(r.err(), 0, "sync on server {id}");
+        .unwrap_or_else(|| panic!("sync on {addr}: connection lost"));
+    assert_eq!(r.err(), 0, "sync on {addr}");
     let r = call(
         &mut conn,
         2,
@@ -1101,23 +1105,23 @@ pub async fn verify_member(ens: &Ensemble, id: u64, acks: &[Ack]) -> BTreeSet<St
         }),
     )
     .await
-    .unwrap_or_else(|| panic!("getChildren on server {id}: connection lost"));
+    .unwrap_or_else(|| panic!("getChildren on {addr}: connection lost"));
     let Response::GetChildren(children) = r.decode(OpCode::GetChildren.code()) else {
         panic!("getChildren answer")
     };
     let children: BTreeSet<String> = children.children.into_iter().collect();
+    let prefix = format!("{LOAD_ROOT}/");
     let missing: Vec<&Ack> = acks
         .iter()
-        .filter(|a| !children.contains(a.path.trim_start_matches(&format!("{LOAD_ROOT}/"))))
+        .filter(|a| !children.contains(a.path.trim_start_matches(&prefix)))
         .collect();
     assert!(
         missing.is_empty(),
-        "server {id} lacks {} acknowledged writes, e.g. {:?} (of {} acknowledged)",
+        "{addr} lacks {} of {} acknowledged writes, e.g. {:?}",
         missing.len(),
-        &missing[..missing.len().min(5)],
-        acks.len()
+        acks.len(),
+        &missing[..missing.len().min(5)]
     );
-    // Data of every acknowledged write, pipelined in windows.
     for chunk in acks.chunks(128) {
         for (k, a) in chunk.iter().enumerate() {
             let req = Request::GetData(GetDataRequest {
@@ -1132,13 +1136,13 @@ pub async fn verify_member(ens: &Ensemble, id: u64, acks: &[Ack]) -> BTreeSet<St
             let r = conn
                 .try_read_reply(Duration::from_secs(10))
                 .await
-                .unwrap_or_else(|| panic!("getData on server {id}: connection lost"));
+                .unwrap_or_else(|| panic!("getData on {addr}: connection lost"));
             assert_eq!(r.header.xid, 100 + k as i32);
-            assert_eq!(r.err(), 0, "server {id}: getData {}", a.path);
+            assert_eq!(r.err(), 0, "{addr}: getData {}", a.path);
             let Response::GetData(d) = r.decode(OpCode::GetData.code()) else {
                 panic!("getData answer")
             };
-            assert_eq!(d.data.0, a.data, "server {id}: data of {}", a.path);
+            assert_eq!(d.data.0, a.data, "{addr}: data of {}", a.path);
         }
     }
     close_session(&mut conn).await;

@@ -22,14 +22,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use paddock_proto::{
-    AuthPacket, GetChildrenRequest, GetDataRequest, OpCode, ReconfigRequest, Request, Response,
-    Stat, SyncRequest, xid,
+    AuthPacket, GetDataRequest, OpCode, ReconfigRequest, Request, Response, Stat, SyncRequest, xid,
 };
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::ensemble::{Ack, INIT_LIMIT, LOAD_ROOT, SYNC_LIMIT, TICK_MS, call, close_session};
+pub use super::ensemble::verify_acks;
+use super::ensemble::{Ack, INIT_LIMIT, SYNC_LIMIT, TICK_MS, call, close_session};
 use super::{RawConn, SERVER_BIN, next_loopback};
 
 /// `superDigest` for `super:secret` (base64 of SHA-1 of "super:secret").
@@ -855,70 +855,6 @@ pub async fn read_config(addr: SocketAddr) -> ConfigText {
 // ---------------------------------------------------------------------------------------
 // Final checks
 // ---------------------------------------------------------------------------------------
-
-/// Connects to `addr`, `sync`s, and checks that every acknowledged write is there with
-/// its data; the children of [`LOAD_ROOT`] it has.
-pub async fn verify_acks(addr: SocketAddr, acks: &[Ack]) -> BTreeSet<String> {
-    let mut conn = super::ensemble::session_on(addr, Duration::from_secs(20)).await;
-    let sync = Request::Sync(SyncRequest {
-        path: LOAD_ROOT.into(),
-    });
-    let r = call(&mut conn, 1, &sync)
-        .await
-        .unwrap_or_else(|| panic!("sync on {addr}: connection lost"));
-    assert_eq!(r.err(), 0, "sync on {addr}");
-    let r = call(
-        &mut conn,
-        2,
-        &Request::GetChildren(GetChildrenRequest {
-            path: LOAD_ROOT.into(),
-            watch: false,
-        }),
-    )
-    .await
-    .unwrap_or_else(|| panic!("getChildren on {addr}: connection lost"));
-    let Response::GetChildren(children) = r.decode(OpCode::GetChildren.code()) else {
-        panic!("getChildren answer")
-    };
-    let children: BTreeSet<String> = children.children.into_iter().collect();
-    let prefix = format!("{LOAD_ROOT}/");
-    let missing: Vec<&Ack> = acks
-        .iter()
-        .filter(|a| !children.contains(a.path.trim_start_matches(&prefix)))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{addr} lacks {} of {} acknowledged writes, e.g. {:?}",
-        missing.len(),
-        acks.len(),
-        &missing[..missing.len().min(5)]
-    );
-    for chunk in acks.chunks(128) {
-        for (k, a) in chunk.iter().enumerate() {
-            let req = Request::GetData(GetDataRequest {
-                path: a.path.clone(),
-                watch: false,
-            });
-            conn.send_frame(&req.encode(100 + k as i32))
-                .await
-                .expect("send getData");
-        }
-        for (k, a) in chunk.iter().enumerate() {
-            let r = conn
-                .try_read_reply(Duration::from_secs(10))
-                .await
-                .unwrap_or_else(|| panic!("getData on {addr}: connection lost"));
-            assert_eq!(r.header.xid, 100 + k as i32);
-            assert_eq!(r.err(), 0, "{addr}: getData {}", a.path);
-            let Response::GetData(d) = r.decode(OpCode::GetData.code()) else {
-                panic!("getData answer")
-            };
-            assert_eq!(d.data.0, a.data, "{addr}: data of {}", a.path);
-        }
-    }
-    close_session(&mut conn).await;
-    children
-}
 
 /// Every one of `ids` holds every acknowledged write, all hold the same children of
 /// [`LOAD_ROOT`], and all report the same zxid (with a stable leader); that zxid.
