@@ -14,9 +14,12 @@
 //!   client port on 127.0.0.1:2181, data in `./paddock-data`, admin HTTP on 127.0.0.1:8080,
 //!   and every four-letter word enabled (whitelist `*`): nothing listens beyond loopback, so
 //!   there is nobody to hide `stat`/`mntr`/`cons` from, and `paddock srvr|mntr` should just work.
-//! * Keys Paddock does not use but ZooKeeper knows (TLS, SASL, metrics providers, ...) are
-//!   accepted and ignored with a debug log; unknown keys are kept in [`ServerConfig::extra`]
-//!   with a warning (ZooKeeper turns them into `zookeeper.<key>` system properties).
+//! * Keys ZooKeeper knows that Paddock does not implement ([`zk_keys`]): one whose absence
+//!   would weaken security or durability (TLS, SASL, authentication providers, skipACL,
+//!   enforceQuota, ...) stops the start with an error that names it and says what to do;
+//!   the others (always provided, or tuning) are listed once at info level. Unknown keys
+//!   are kept in [`ServerConfig::extra`] with a warning (ZooKeeper turns them into
+//!   `zookeeper.<key>` system properties).
 //!   A `zookeeper.` prefix on a known key is accepted (`zookeeper.4lw.commands.whitelist`).
 //!
 //! Every error names the file, the line and the key, e.g.
@@ -26,6 +29,8 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+
+mod zk_keys;
 
 pub const DEFAULT_TICK_TIME_MS: u32 = 2000;
 pub const DEFAULT_INIT_LIMIT: u32 = 10;
@@ -38,6 +43,38 @@ pub const MIN_SNAP_RETAIN_COUNT: u32 = 3;
 pub const DEFAULT_ADMIN_PORT: u16 = 8080;
 pub const DEFAULT_JUTE_MAX_BUFFER: u32 = 0xfffff;
 pub const DEFAULT_FSYNC_WARNING_THRESHOLD_MS: u64 = 1000;
+
+/// Memory limits of the client and quorum ports (README, "Limits").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct NetLimits {
+    /// globalOutstandingLimit: requests in progress over all client connections before
+    /// the server stops reading from connections (ZooKeeper's default, 1000).
+    pub global_outstanding: u32,
+    /// paddock.connOutstandingLimit: the same for one connection.
+    pub conn_outstanding: u32,
+    /// paddock.connQueuedReplyBytes: reply bytes a client has not read yet before its
+    /// connection stops being read.
+    pub conn_queued_reply_bytes: u32,
+    /// paddock.quorumMaxFrame: the largest message a peer may send (a snapshot travels
+    /// as one message, so this bounds the data tree a follower can sync by snapshot).
+    pub quorum_max_frame: u32,
+}
+
+impl Default for NetLimits {
+    fn default() -> NetLimits {
+        NetLimits {
+            global_outstanding: 1000,
+            conn_outstanding: 256,
+            conn_queued_reply_bytes: 4 << 20,
+            quorum_max_frame: 128 << 20,
+        }
+    }
+}
+/// How long `--join` targets are tried before a listed server bootstraps (`--join-timeout`).
+pub const DEFAULT_JOIN_TIMEOUT_MS: u64 = 10_000;
+/// Quorum and election ports `--peer-address` assumes when it names only a host.
+pub const DEFAULT_QUORUM_PORT: u16 = 2888;
+pub const DEFAULT_ELECTION_PORT: u16 = 3888;
 /// Data directory of the embedded default (no `--config`).
 pub const EMBEDDED_DATA_DIR: &str = "./paddock-data";
 /// Listen address of the embedded default (no `--config`).
@@ -73,6 +110,10 @@ pub struct Cli {
     /// This server's id (otherwise read from <dataDir>/myid).
     #[arg(long, value_name = "N", env = "PADDOCK_MYID")]
     pub myid: Option<u64>,
+    /// Derive this server's id from the host name, as a StatefulSet pod (`name-<ordinal>`)
+    /// can: myid = ordinal + 1. The host name is $HOSTNAME, else gethostname(2).
+    #[arg(long, conflicts_with = "myid")]
+    pub myid_from_hostname: bool,
     /// Client port (0 = any free port).
     #[arg(long, value_name = "P", env = "PADDOCK_CLIENT_PORT")]
     pub client_port: Option<u16>,
@@ -82,6 +123,10 @@ pub struct Cli {
     /// Admin HTTP port (0 = any free port).
     #[arg(long, value_name = "P", env = "PADDOCK_ADMIN_PORT")]
     pub admin_port: Option<u16>,
+    /// Address the admin HTTP server listens on (zoo.cfg `admin.serverAddress`); a host
+    /// name is resolved at start, waiting while it does not resolve yet.
+    #[arg(long, value_name = "A", env = "PADDOCK_ADMIN_ADDRESS")]
+    pub admin_address: Option<String>,
     /// Existing ensemble members to join through, as HOST:PORT,...
     #[arg(
         long,
@@ -90,6 +135,53 @@ pub struct Cli {
         env = "PADDOCK_JOIN"
     )]
     pub join: Vec<String>,
+    /// How long to try the --join targets before a server listed in the static config
+    /// (zoo.cfg or its dynamic file) bootstraps the ensemble from it instead, e.g. `10s`,
+    /// `500ms` or plain seconds. A server not listed keeps trying.
+    #[arg(long, value_name = "DURATION", env = "PADDOCK_JOIN_TIMEOUT")]
+    pub join_timeout: Option<String>,
+    /// This server's own quorum address, HOST[:QUORUM[:ELECTION]] (ports default to
+    /// 2888:3888), used when no config has a server.<myid> line (a new member joining).
+    #[arg(
+        long,
+        value_name = "HOST[:QUORUM[:ELECTION]]",
+        env = "PADDOCK_PEER_ADDRESS"
+    )]
+    pub peer_address: Option<String>,
+    /// The super user's digest, `user:base64(sha1(user:password))` (zoo.cfg `superDigest`).
+    /// With it set the admin HTTP asks for the super user's credentials.
+    #[arg(
+        long,
+        value_name = "USER:DIGEST",
+        env = "PADDOCK_SUPER_DIGEST",
+        hide_env_values = true,
+        conflicts_with = "super_digest_file"
+    )]
+    pub super_digest: Option<Secret>,
+    /// A file holding the super user's digest (as --super-digest).
+    #[arg(long, value_name = "FILE", env = "PADDOCK_SUPER_DIGEST_FILE")]
+    pub super_digest_file: Option<PathBuf>,
+    /// A file holding the admin HTTP bearer token (zoo.cfg `admin.tokenFile`): requests
+    /// carrying `Authorization: Bearer <token>` pass the admin checks.
+    #[arg(long, value_name = "FILE", env = "PADDOCK_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// A value that must never appear in logs or debug output (a credential).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
 }
 
 /// A configuration error. The `Display` form is the message to show the user.
@@ -148,6 +240,13 @@ pub struct PeerAddress {
 pub struct HostPort {
     pub host: String,
     pub port: u16,
+}
+
+impl HostPort {
+    /// Parses `HOST:PORT` (`[v6]:PORT` for IPv6 literals).
+    pub fn parse(s: &str) -> Option<HostPort> {
+        parse_host_port(s)
+    }
 }
 
 impl std::fmt::Display for HostPort {
@@ -266,10 +365,48 @@ impl FourLetterWhitelist {
 }
 
 /// `superDigest=user:base64(sha1(user:password))`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SuperDigest {
     pub user: String,
     pub digest: String,
+}
+
+impl SuperDigest {
+    /// Parses `user:base64digest`.
+    pub fn parse(value: &str) -> Option<SuperDigest> {
+        let (user, digest) = value
+            .trim()
+            .split_once(':')
+            .filter(|(u, d)| !u.is_empty() && is_base64(d))?;
+        Some(SuperDigest {
+            user: user.to_string(),
+            digest: digest.to_string(),
+        })
+    }
+
+    /// Whether `user:password` is this super user's credential.
+    pub fn accepts(&self, user_password: &str) -> bool {
+        let expected = format!("{}:{}", self.user, self.digest);
+        let given = crate::tree::acl::digest_id(user_password);
+        // Compare every byte: how long the check takes tells nothing about the digest.
+        expected.len() == given.len()
+            && expected
+                .bytes()
+                .zip(given.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+/// The digest is a credential's hash: keep it out of logs and debug output.
+impl std::fmt::Debug for SuperDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SuperDigest {{ user: {:?}, digest: <redacted> }}",
+            self.user
+        )
+    }
 }
 
 /// Runtime values that the `conf` four-letter word prints next to the configuration.
@@ -311,12 +448,22 @@ pub struct ServerConfig {
     /// Admin HTTP port; 0 asks the OS for a free port.
     pub admin_port: u16,
     pub jute_max_buffer: u32,
+    pub limits: NetLimits,
     pub reconfig_enabled: bool,
     pub standalone_enabled: bool,
     pub extended_types_enabled: bool,
     pub read_only_mode_enabled: bool,
     pub fsync_warning_threshold_ms: u64,
+    /// Never serialized: it is a credential's hash.
+    #[serde(skip)]
     pub super_digest: Option<SuperDigest>,
+    /// The admin HTTP bearer token (`admin.tokenFile`, `--admin-token-file`), read at
+    /// start. Never serialized.
+    #[serde(skip)]
+    pub admin_token: Option<Secret>,
+    /// `quorumListenOnAllIPs`: the quorum port listens on every address instead of this
+    /// server's own (whose name may not resolve yet when a pod starts).
+    pub quorum_listen_on_all_ips: bool,
     /// The dynamic config file the membership came from, resolved against zoo.cfg's directory.
     pub dynamic_config_file: Option<PathBuf>,
     /// Configuration version (hex suffix of the dynamic file name, else 0).
@@ -333,6 +480,11 @@ pub struct ServerConfig {
     pub groups: Vec<QuorumGroup>,
     /// `--join` targets.
     pub join: Vec<HostPort>,
+    /// How long the `join` targets are tried before a server listed in the static config
+    /// starts from it (the ensemble's bootstrap).
+    pub join_timeout_ms: u64,
+    /// `--peer-address`: this server's quorum address when no config lists it.
+    pub peer_address: Option<PeerAddress>,
     /// Keys Paddock does not know, kept as given.
     pub extra: BTreeMap<String, String>,
 }
@@ -367,12 +519,15 @@ impl ServerConfig {
             admin_address: EMBEDDED_ADDRESS.to_string(),
             admin_port: DEFAULT_ADMIN_PORT,
             jute_max_buffer: DEFAULT_JUTE_MAX_BUFFER,
+            limits: NetLimits::default(),
             reconfig_enabled: false,
             standalone_enabled: true,
             extended_types_enabled: false,
             read_only_mode_enabled: false,
             fsync_warning_threshold_ms: DEFAULT_FSYNC_WARNING_THRESHOLD_MS,
             super_digest: None,
+            admin_token: None,
+            quorum_listen_on_all_ips: false,
             dynamic_config_file: None,
             config_version: 0,
             myid: None,
@@ -381,6 +536,8 @@ impl ServerConfig {
             weights: BTreeMap::new(),
             groups: Vec::new(),
             join: Vec::new(),
+            join_timeout_ms: DEFAULT_JOIN_TIMEOUT_MS,
+            peer_address: None,
             extra: BTreeMap::new(),
         }
     }
@@ -441,6 +598,30 @@ impl ServerConfig {
     /// This server's own `server.N` entry.
     pub fn my_entry(&self) -> Option<&ServerEntry> {
         self.myid.and_then(|id| self.servers.get(&id))
+    }
+
+    /// This server's own `server.N` line in `ensemble`: the ensemble's own (committed or
+    /// learned through `--join`), else the static config's, else one made from
+    /// `--peer-address` (a new member that no config lists yet):
+    /// `HOST:Q:E:participant;<clientAddress>:<clientPort>`.
+    pub fn own_entry(&self, ensemble: &DynamicConfig) -> Option<ServerEntry> {
+        let id = self.myid?;
+        if let Some(e) = ensemble.servers.get(&id) {
+            return Some(e.clone());
+        }
+        if let Some(e) = self.servers.get(&id) {
+            return Some(e.clone());
+        }
+        let peer = self.peer_address.clone()?;
+        Some(ServerEntry {
+            id,
+            addresses: vec![peer],
+            role: LearnerRole::Participant,
+            client: Some(HostPort {
+                host: self.client_address.clone(),
+                port: self.client_port,
+            }),
+        })
     }
 
     /// The server id to report (`serverId` in `conf`): myid, or 0 when standalone without one.
@@ -880,6 +1061,55 @@ fn split_host_and_ports(s: &str) -> Option<Vec<String>> {
     }
 }
 
+/// A listen address given as a flag: a host name or IP, brackets around IPv6 optional.
+fn address_flag(flag: &'static str, value: &str) -> Result<String, ConfigError> {
+    let addr = value.trim().trim_matches(|c| c == '[' || c == ']');
+    if addr.is_empty() {
+        return Err(ConfigError::Flag {
+            flag,
+            message: "must not be empty".into(),
+        });
+    }
+    Ok(addr.to_string())
+}
+
+/// Parses `--peer-address`: `HOST[:QUORUM[:ELECTION]]`, ports 2888 and 3888 by default.
+fn parse_peer_address(s: &str) -> Result<PeerAddress, String> {
+    let shape = || format!("expected HOST[:QUORUM[:ELECTION]], got {s:?}");
+    let parts = split_host_and_ports(s.trim()).ok_or_else(shape)?;
+    let (host, quorum, election) = match parts.as_slice() {
+        [h] => (h, None, None),
+        [h, q] => (h, Some(q), None),
+        [h, q, e] => (h, Some(q), Some(e)),
+        _ => return Err(shape()),
+    };
+    if host.is_empty() {
+        return Err(shape());
+    }
+    Ok(PeerAddress {
+        host: host.clone(),
+        quorum_port: quorum.map_or(Ok(DEFAULT_QUORUM_PORT), |q| parse_peer_port(q, "quorum"))?,
+        election_port: election.map_or(Ok(DEFAULT_ELECTION_PORT), |e| {
+            parse_peer_port(e, "election")
+        })?,
+    })
+}
+
+/// Parses a duration flag: `10s`, `500ms`, `2m`, or plain seconds.
+fn parse_duration_ms(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (digits, unit_ms) = if let Some(d) = s.strip_suffix("ms") {
+        (d, 1)
+    } else if let Some(d) = s.strip_suffix('s') {
+        (d, 1000)
+    } else if let Some(d) = s.strip_suffix('m') {
+        (d, 60_000)
+    } else {
+        (s, 1000)
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(unit_ms)
+}
+
 /// Parses `HOST:PORT`.
 fn parse_host_port(s: &str) -> Option<HostPort> {
     let parts = split_host_and_ports(s.trim())?;
@@ -894,64 +1124,6 @@ fn parse_host_port(s: &str) -> Option<HostPort> {
         _ => None,
     }
 }
-
-/// Keys ZooKeeper knows that Paddock accepts and ignores.
-const IGNORED_KEYS: &[&str] = &[
-    "localSessionsEnabled",
-    "localSessionsUpgradingEnabled",
-    "electionAlg",
-    "quorumListenOnAllIPs",
-    "syncEnabled",
-    "globalOutstandingLimit",
-    "preAllocSize",
-    "leaderServes",
-    "cnxTimeout",
-    "forceSync",
-    "skipACL",
-    "secureClientPort",
-    "secureClientPortAddress",
-    "clientPortListenBacklog",
-    "maxCnxns",
-    "connectToLearnerMasterLimit",
-    "serverCnxnFactory",
-    "admin.idleTimeout",
-    "admin.commandURL",
-    "admin.forceHttps",
-    "sslQuorum",
-    "portUnification",
-    "sslQuorumReloadCertFiles",
-    "client.portUnification",
-    "quorum.cnxn.threads.size",
-    "snapSizeLimitInKb",
-    "txnLogSizeLimitInKb",
-    "maxResponseCacheSize",
-    "maxGetChildrenResponseCacheSize",
-    "digest.enabled",
-    "audit.enable",
-    "enforceQuota",
-    "electionPortBindRetry",
-    "observer.reconnectDelayMs",
-    "observerMaster.port",
-    "learner.asyncSending",
-    "learner.closeSocketAsync",
-    "leader.closeSocketAsync",
-    "flushDelay",
-    "maxWriteQueuePollTime",
-    "maxBatchSize",
-    "requestThrottleLimit",
-    "initialConfig",
-];
-const IGNORED_PREFIXES: &[&str] = &[
-    "ssl.",
-    "quorum.auth.",
-    "metricsProvider.",
-    "authProvider.",
-    "multiAddress.",
-    "netty.",
-    "jvm.",
-    "kerberos.",
-    "zookeeper.ssl",
-];
 
 /// Settings as read, with where they were read.
 #[derive(Debug, Clone, Default)]
@@ -978,6 +1150,7 @@ struct Raw {
     admin_address: Option<String>,
     admin_port: Option<u16>,
     jute_max_buffer: Option<u32>,
+    limits: NetLimits,
     reconfig_enabled: Option<bool>,
     standalone_enabled: Option<bool>,
     extended_types_enabled: Option<bool>,
@@ -991,6 +1164,12 @@ struct Raw {
     myid: Option<Located<u64>>,
     myid_from_flag: bool,
     join: Vec<HostPort>,
+    join_timeout_ms: Option<u64>,
+    peer_address: Option<PeerAddress>,
+    quorum_listen_on_all_ips: Option<bool>,
+    admin_token_file: Option<PathBuf>,
+    /// ZooKeeper keys without effect here, with why (logged once, at info).
+    no_effect: Vec<(String, &'static str)>,
     extra: BTreeMap<String, String>,
 }
 
@@ -1004,6 +1183,24 @@ fn parse_int(loc: &Loc, key: &str, value: &str, min: i64, max: i64) -> Result<i6
     Ok(v)
 }
 
+/// A positive byte count up to 2^31-1, decimal or 0x hex (as jute.maxbuffer is written).
+fn parse_bytes(loc: &Loc, key: &str, value: &str) -> Result<u32, ConfigError> {
+    let parsed = match value
+        .strip_prefix("0x")
+        .or_else(|| value.strip_prefix("0X"))
+    {
+        Some(hex) => i64::from_str_radix(hex, 16).ok(),
+        None => value.parse::<i64>().ok(),
+    };
+    match parsed {
+        Some(v) if v > 0 && v <= i64::from(i32::MAX) => Ok(v as u32),
+        _ => Err(loc.err(
+            key,
+            format!("expected a positive byte count (decimal or 0x hex), got {value:?}"),
+        )),
+    }
+}
+
 fn parse_bool(loc: &Loc, key: &str, value: &str) -> Result<bool, ConfigError> {
     match value.to_ascii_lowercase().as_str() {
         "true" => Ok(true),
@@ -1011,6 +1208,32 @@ fn parse_bool(loc: &Loc, key: &str, value: &str) -> Result<bool, ConfigError> {
         _ => Err(loc.err(key, format!("expected true or false, got {value:?}"))),
     }
 }
+
+/// The admin bearer token in `path`: its content without surrounding whitespace (a
+/// trailing newline is usual). Errors never repeat the content.
+fn read_admin_token(path: &Path) -> Result<Secret, ConfigError> {
+    let err = |message: String| ConfigError::File {
+        file: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        err(format!(
+            "cannot read the admin token file (admin.tokenFile): {e}"
+        ))
+    })?;
+    let token = text.trim();
+    if token.len() < MIN_ADMIN_TOKEN_LEN || token.chars().any(|c| c.is_whitespace()) {
+        return Err(err(format!(
+            "the admin token must be one word of at least {MIN_ADMIN_TOKEN_LEN} characters \
+             (e.g. `head -c 32 /dev/urandom | base64 > {}`)",
+            path.display()
+        )));
+    }
+    Ok(Secret(token.to_string()))
+}
+
+/// A bearer token shorter than this is refused: it would be guessable.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 /// The hex version in a dynamic config file name (`zoo.cfg.dynamic.100000000`).
 fn version_from_file_name(path: &Path) -> Option<u64> {
@@ -1040,6 +1263,18 @@ impl Raw {
                 tracing::warn!(key = %prop.key, first = %prev, again = %loc, "key given twice; the last value wins");
             }
             raw.setting(&prop.key, &prop.value, &loc, &mut static_membership)?;
+        }
+        if !raw.no_effect.is_empty() {
+            let keys: Vec<String> = raw
+                .no_effect
+                .iter()
+                .map(|(key, why)| format!("{key} ({why})"))
+                .collect();
+            tracing::info!(
+                file,
+                "ZooKeeper settings without effect here: {}",
+                keys.join("; ")
+            );
         }
         match &raw.dynamic_config_file {
             Some(dyn_path) => {
@@ -1080,6 +1315,7 @@ impl Raw {
             loc: loc.clone(),
         };
         let u32max = i64::from(u32::MAX);
+        let i32max = i64::from(i32::MAX);
         match canonical {
             "tickTime" => self.tick_time = Some(set32(parse_int(loc, key, value, 1, u32max)?)),
             "initLimit" => self.init_limit = Some(set32(parse_int(loc, key, value, 1, u32max)?)),
@@ -1147,27 +1383,18 @@ impl Raw {
             "admin.serverPort" => {
                 self.admin_port = Some(parse_int(loc, key, value, 0, 65535)? as u16)
             }
-            "jute.maxbuffer" => {
-                let parsed = match value
-                    .strip_prefix("0x")
-                    .or_else(|| value.strip_prefix("0X"))
-                {
-                    Some(hex) => i64::from_str_radix(hex, 16).ok(),
-                    None => value.parse::<i64>().ok(),
-                };
-                match parsed {
-                    Some(v) if v > 0 && v <= i64::from(i32::MAX) => {
-                        self.jute_max_buffer = Some(v as u32)
-                    }
-                    _ => {
-                        return Err(loc.err(
-                            key,
-                            format!(
-                                "expected a positive byte count (decimal or 0x hex), got {value:?}"
-                            ),
-                        ));
-                    }
-                }
+            "jute.maxbuffer" => self.jute_max_buffer = Some(parse_bytes(loc, key, value)?),
+            "globalOutstandingLimit" => {
+                self.limits.global_outstanding = parse_int(loc, key, value, 1, i32max)? as u32
+            }
+            "paddock.connOutstandingLimit" => {
+                self.limits.conn_outstanding = parse_int(loc, key, value, 1, i32max)? as u32
+            }
+            "paddock.connQueuedReplyBytes" => {
+                self.limits.conn_queued_reply_bytes = parse_bytes(loc, key, value)?
+            }
+            "paddock.quorumMaxFrame" => {
+                self.limits.quorum_max_frame = parse_bytes(loc, key, value)?
             }
             "reconfigEnabled" => self.reconfig_enabled = Some(parse_bool(loc, key, value)?),
             "standaloneEnabled" => self.standalone_enabled = Some(parse_bool(loc, key, value)?),
@@ -1179,14 +1406,10 @@ impl Raw {
                 self.fsync_warning_ms = Some(parse_int(loc, key, value, 0, i64::MAX)? as u64)
             }
             "superDigest" | "DigestAuthenticationProvider.superDigest" => {
-                let (user, digest) = value
-                    .split_once(':')
-                    .filter(|(u, d)| !u.is_empty() && is_base64(d))
-                    .ok_or_else(|| loc.err(key, "expected user:base64digest"))?;
-                self.super_digest = Some(SuperDigest {
-                    user: user.to_string(),
-                    digest: digest.to_string(),
-                });
+                self.super_digest = Some(
+                    SuperDigest::parse(value)
+                        .ok_or_else(|| loc.err(key, "expected user:base64digest"))?,
+                );
             }
             "dynamicConfigFile" => {
                 if value.is_empty() {
@@ -1216,9 +1439,19 @@ impl Raw {
                 })?;
                 self.config_version = v;
             }
-            k if IGNORED_KEYS.contains(&k) || IGNORED_PREFIXES.iter().any(|p| k.starts_with(p)) => {
-                tracing::debug!(key, at = %loc, "ZooKeeper setting accepted and ignored");
+            "quorumListenOnAllIPs" => {
+                self.quorum_listen_on_all_ips = Some(parse_bool(loc, key, value)?)
             }
+            "admin.tokenFile" => {
+                if value.is_empty() {
+                    return Err(loc.err(key, "must not be empty"));
+                }
+                self.admin_token_file = Some(PathBuf::from(value));
+            }
+            k if let Some(verdict) = zk_keys::classify(k, value) => match verdict {
+                zk_keys::Verdict::Refuse(what) => return Err(loc.err(key, what)),
+                zk_keys::Verdict::NoEffect(why) => self.no_effect.push((key.to_string(), why)),
+            },
             _ => {
                 tracing::warn!(key, at = %loc, "unknown configuration key kept in extra");
                 self.extra.insert(key.to_string(), value.to_string());
@@ -1236,6 +1469,9 @@ impl Raw {
                 });
             }
             self.data_dir = Some(dir.clone());
+        }
+        if cli.myid_from_hostname {
+            self.apply_myid_from_hostname(cli)?;
         }
         if let Some(id) = cli.myid {
             check_server_id(id, self.extended_types_enabled.unwrap_or(false)).map_err(
@@ -1264,18 +1500,14 @@ impl Raw {
             self.client_port_from_flag = true;
         }
         if let Some(addr) = &cli.client_address {
-            let addr = addr.trim().trim_matches(|c| c == '[' || c == ']');
-            if addr.is_empty() {
-                return Err(ConfigError::Flag {
-                    flag: "client-address",
-                    message: "must not be empty".into(),
-                });
-            }
-            self.client_address = Some(addr.to_string());
+            self.client_address = Some(address_flag("client-address", addr)?);
             self.client_address_from_flag = true;
         }
         if let Some(port) = cli.admin_port {
             self.admin_port = Some(port);
+        }
+        if let Some(addr) = &cli.admin_address {
+            self.admin_address = Some(address_flag("admin-address", addr)?);
         }
         for target in cli.join.iter().filter(|t| !t.trim().is_empty()) {
             let hp = parse_host_port(target).ok_or_else(|| ConfigError::Flag {
@@ -1284,6 +1516,79 @@ impl Raw {
             })?;
             self.join.push(hp);
         }
+        if let Some(t) = &cli.join_timeout {
+            let ms = parse_duration_ms(t).ok_or_else(|| ConfigError::Flag {
+                flag: "join-timeout",
+                message: format!("expected a duration such as 10s or 500ms, got {t:?}"),
+            })?;
+            self.join_timeout_ms = Some(ms);
+        }
+        if let Some(p) = &cli.peer_address {
+            self.peer_address =
+                Some(parse_peer_address(p).map_err(|message| ConfigError::Flag {
+                    flag: "peer-address",
+                    message,
+                })?);
+        }
+        self.apply_super_digest(cli)?;
+        if let Some(path) = &cli.admin_token_file {
+            self.admin_token_file = Some(path.clone());
+        }
+        Ok(())
+    }
+
+    /// `--myid-from-hostname`: the StatefulSet ordinal after the host name's last '-', plus 1.
+    fn apply_myid_from_hostname(&mut self, cli: &Cli) -> Result<(), ConfigError> {
+        let flag = "myid-from-hostname";
+        if cli.myid.is_some() {
+            return Err(ConfigError::Flag {
+                flag,
+                message: "cannot be used together with --myid".into(),
+            });
+        }
+        let host = crate::hostid::own_host_name()
+            .map_err(|message| ConfigError::Flag { flag, message })?;
+        let id = crate::hostid::myid_from_host_name(&host)
+            .and_then(|id| {
+                check_server_id(id, self.extended_types_enabled.unwrap_or(false)).map(|()| id)
+            })
+            .map_err(|message| ConfigError::Flag { flag, message })?;
+        self.myid = Some(Located {
+            value: id,
+            loc: Loc {
+                file: format!("--myid-from-hostname (host name {host:?})"),
+                line: 0,
+            },
+        });
+        self.myid_from_flag = true;
+        Ok(())
+    }
+
+    /// `--super-digest` / `PADDOCK_SUPER_DIGEST` or `--super-digest-file`: override zoo.cfg's
+    /// `superDigest`. Error messages never repeat the value.
+    fn apply_super_digest(&mut self, cli: &Cli) -> Result<(), ConfigError> {
+        let (flag, text) = match (&cli.super_digest, &cli.super_digest_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Flag {
+                    flag: "super-digest-file",
+                    message: "cannot be used together with --super-digest (PADDOCK_SUPER_DIGEST)"
+                        .into(),
+                });
+            }
+            (Some(secret), None) => ("super-digest", secret.0.clone()),
+            (None, Some(path)) => (
+                "super-digest-file",
+                std::fs::read_to_string(path).map_err(|e| ConfigError::Flag {
+                    flag: "super-digest-file",
+                    message: format!("cannot read {}: {e}", path.display()),
+                })?,
+            ),
+            (None, None) => return Ok(()),
+        };
+        self.super_digest = Some(SuperDigest::parse(&text).ok_or(ConfigError::Flag {
+            flag,
+            message: "expected user:base64(sha1(user:password)), as zoo.cfg's superDigest".into(),
+        })?);
         Ok(())
     }
 
@@ -1466,6 +1771,7 @@ impl Raw {
                 .unwrap_or_else(|| default_address.to_string()),
             admin_port: self.admin_port.unwrap_or(DEFAULT_ADMIN_PORT),
             jute_max_buffer: self.jute_max_buffer.unwrap_or(DEFAULT_JUTE_MAX_BUFFER),
+            limits: self.limits,
             reconfig_enabled: self.reconfig_enabled.unwrap_or(false),
             standalone_enabled: self.standalone_enabled.unwrap_or(true),
             extended_types_enabled: extended,
@@ -1474,6 +1780,11 @@ impl Raw {
                 .fsync_warning_ms
                 .unwrap_or(DEFAULT_FSYNC_WARNING_THRESHOLD_MS),
             super_digest: self.super_digest.clone(),
+            admin_token: match &self.admin_token_file {
+                Some(path) => Some(read_admin_token(path)?),
+                None => None,
+            },
+            quorum_listen_on_all_ips: self.quorum_listen_on_all_ips.unwrap_or(false),
             dynamic_config_file: self.dynamic_config_file.clone(),
             config_version: self.config_version,
             myid,
@@ -1482,6 +1793,8 @@ impl Raw {
             weights,
             groups,
             join: self.join.clone(),
+            join_timeout_ms: self.join_timeout_ms.unwrap_or(DEFAULT_JOIN_TIMEOUT_MS),
+            peer_address: self.peer_address.clone(),
             extra: self.extra.clone(),
         };
 
@@ -1932,6 +2245,109 @@ mod tests {
         ServerConfig::parse_zoo_cfg(text, "zoo.cfg", Path::new("."))
     }
 
+    #[test]
+    fn connection_and_quorum_limits_default_and_are_honoured() {
+        let c = parse("dataDir=/d\n").unwrap();
+        assert_eq!(c.limits, NetLimits::default());
+        assert_eq!(c.limits.global_outstanding, 1000);
+        let c = parse(
+            "dataDir=/d\nglobalOutstandingLimit=50\npaddock.connOutstandingLimit=10\n\
+             paddock.connQueuedReplyBytes=0x100000\npaddock.quorumMaxFrame=33554432\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.limits,
+            NetLimits {
+                global_outstanding: 50,
+                conn_outstanding: 10,
+                conn_queued_reply_bytes: 1 << 20,
+                quorum_max_frame: 32 << 20,
+            }
+        );
+        let err = parse("dataDir=/d\nglobalOutstandingLimit=0\n").unwrap_err();
+        assert!(err.to_string().contains("globalOutstandingLimit"), "{err}");
+        let err = parse("dataDir=/d\npaddock.quorumMaxFrame=-1\n").unwrap_err();
+        assert!(err.to_string().contains("paddock.quorumMaxFrame"), "{err}");
+    }
+
+    #[test]
+    fn a_setting_that_would_weaken_security_stops_the_start() {
+        for (line, key) in [
+            ("secureClientPort=2182", "secureClientPort"),
+            ("sslQuorum=true", "sslQuorum"),
+            ("zookeeper.sslQuorum=true", "zookeeper.sslQuorum"),
+            (
+                "ssl.keyStore.location=/etc/zk/ks.jks",
+                "ssl.keyStore.location",
+            ),
+            ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl"),
+            (
+                "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+                "authProvider.1",
+            ),
+            ("skipACL=yes", "skipACL"),
+            ("enforceQuota=true", "enforceQuota"),
+        ] {
+            let err = parse(&format!("dataDir=/d\nclientPort=2181\n{line}\n")).unwrap_err();
+            let text = err.to_string();
+            // zoo.cfg:3: <key>: ... what to do.
+            assert!(text.starts_with(&format!("zoo.cfg:3: {key}: ")), "{text}");
+            assert!(text.to_lowercase().contains("remove it"), "{text}");
+        }
+    }
+
+    #[test]
+    fn settings_without_effect_start_and_are_not_kept_as_unknown() {
+        let c = parse(
+            "dataDir=/d\nsecureClientPort=-1\nforceSync=no\nskipACL=no\n\
+             quorum.auth.enableSasl=false\nmetricsProvider.httpPort=7000\n",
+        )
+        .unwrap();
+        assert!(c.extra.is_empty(), "{:?}", c.extra);
+        assert!(!c.quorum_listen_on_all_ips);
+    }
+
+    #[test]
+    fn admin_token_file_is_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("token");
+        std::fs::write(&good, "0123456789abcdef0123\n").unwrap();
+        let c = parse(&format!("dataDir=/d\nadmin.tokenFile={}\n", good.display())).unwrap();
+        assert_eq!(c.admin_token, Some(Secret("0123456789abcdef0123".into())));
+        let short = dir.path().join("short");
+        std::fs::write(&short, "abc\n").unwrap();
+        let err = parse(&format!(
+            "dataDir=/d\nadmin.tokenFile={}\n",
+            short.display()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("at least 16"), "{err}");
+        assert!(!err.contains("abc\n"), "{err}");
+        let missing = dir.path().join("missing");
+        let err = parse(&format!(
+            "dataDir=/d\nadmin.tokenFile={}\n",
+            missing.display()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("cannot read the admin token file"), "{err}");
+        // The flag overrides zoo.cfg.
+        let cfg = dir.path().join("zoo.cfg");
+        std::fs::write(
+            &cfg,
+            format!("dataDir=/d\nadmin.tokenFile={}\n", missing.display()),
+        )
+        .unwrap();
+        let cli = Cli {
+            config: Some(cfg),
+            admin_token_file: Some(good),
+            ..Cli::default()
+        };
+        let c = ServerConfig::load(&cli).unwrap();
+        assert!(c.admin_token.is_some());
+    }
+
     fn err(text: &str) -> String {
         parse(text).unwrap_err().to_string()
     }
@@ -2049,10 +2465,13 @@ standaloneEnabled=false
 extendedTypesEnabled=true
 superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=
 localSessionsEnabled=true
-ssl.keyStore.location=/x
+sslQuorum=false
+quorumListenOnAllIPs=true
 myCustomThing=42
 ";
         let c = parse(text).unwrap();
+        assert!(c.quorum_listen_on_all_ips);
+        assert!(!c.extra.contains_key("sslQuorum"));
         assert_eq!(c.tick_time_ms, 3000);
         assert_eq!((c.init_limit, c.sync_limit), (20, 10));
         assert_eq!(c.data_log_dir, PathBuf::from("/datalog"));
@@ -2554,6 +2973,163 @@ myCustomThing=42
     }
 
     #[test]
+    fn myid_from_hostname_excludes_myid() {
+        let e = Cli::try_parse_from(["paddock-server", "--myid", "1", "--myid-from-hostname"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot be used with"), "{e}");
+        // Also when the Cli is built in code (PADDOCK_MYID would reach clap as --myid).
+        let both = Cli {
+            myid: Some(1),
+            myid_from_hostname: true,
+            data_dir: Some(temp_dir()),
+            ..Cli::default()
+        };
+        assert_eq!(
+            ServerConfig::load(&both).unwrap_err().to_string(),
+            "--myid-from-hostname: cannot be used together with --myid"
+        );
+    }
+
+    #[test]
+    fn peer_address_makes_a_new_members_own_line() {
+        let dir = temp_dir();
+        let d = dir.to_str().unwrap();
+        let base = ["--data-dir", d, "--myid", "4", "--join", "svc:2181"];
+        let with = |extra: &[&str]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            ServerConfig::load(&cli(&v))
+        };
+        let c = with(&[
+            "--peer-address",
+            "zk-3.h.ns",
+            "--client-address",
+            "10.0.0.4",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.peer_address,
+            Some(PeerAddress {
+                host: "zk-3.h.ns".into(),
+                quorum_port: 2888,
+                election_port: 3888
+            })
+        );
+        let empty = DynamicConfig {
+            servers: BTreeMap::new(),
+            weights: BTreeMap::new(),
+            groups: Vec::new(),
+            version: 0,
+        };
+        assert_eq!(
+            c.own_entry(&empty).unwrap().spec(),
+            "zk-3.h.ns:2888:3888:participant;10.0.0.4:2181"
+        );
+        let c = with(&["--peer-address", "zk-3.h.ns:2890"]).unwrap();
+        assert_eq!(c.peer_address.as_ref().unwrap().quorum_port, 2890);
+        assert_eq!(c.peer_address.as_ref().unwrap().election_port, 3888);
+        let c = with(&["--peer-address", "[::1]:1:2"]).unwrap();
+        assert_eq!(
+            c.own_entry(&empty).unwrap().spec(),
+            "[::1]:1:2:participant;127.0.0.1:2181"
+        );
+        // A config that lists this server wins over --peer-address.
+        let mut listed = empty.clone();
+        listed
+            .servers
+            .insert(4, DynamicConfig::parse_server(4, "zk4:1:2;2181").unwrap());
+        assert_eq!(
+            c.own_entry(&listed).unwrap().spec(),
+            "zk4:1:2:participant;0.0.0.0:2181"
+        );
+        for bad in ["", ":2888", "h:0", "h:1:2:3", "h:x"] {
+            let e = with(&["--peer-address", bad]).unwrap_err().to_string();
+            assert!(e.starts_with("--peer-address: "), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn join_timeout_durations() {
+        let dir = temp_dir();
+        let d = dir.to_str().unwrap();
+        let load = |t: &str| {
+            ServerConfig::load(&cli(&[
+                "--data-dir",
+                d,
+                "--myid",
+                "1",
+                "--join",
+                "svc:2181",
+                "--join-timeout",
+                t,
+            ]))
+        };
+        assert_eq!(load("10s").unwrap().join_timeout_ms, 10_000);
+        assert_eq!(load("500ms").unwrap().join_timeout_ms, 500);
+        assert_eq!(load("3").unwrap().join_timeout_ms, 3_000);
+        assert_eq!(load("1m").unwrap().join_timeout_ms, 60_000);
+        assert_eq!(
+            load("soon").unwrap_err().to_string(),
+            "--join-timeout: expected a duration such as 10s or 500ms, got \"soon\""
+        );
+        let c = ServerConfig::load(&cli(&["--data-dir", d, "--myid", "1", "--join", "s:1"]));
+        assert_eq!(c.unwrap().join_timeout_ms, DEFAULT_JOIN_TIMEOUT_MS);
+    }
+
+    #[test]
+    fn super_digest_from_flag_env_form_or_file() {
+        let dir = temp_dir();
+        let cfg = dir.join("zoo.cfg");
+        std::fs::write(
+            &cfg,
+            format!("dataDir={}\nsuperDigest=super:AAAA\n", dir.display()),
+        )
+        .unwrap();
+        let c = cfg.to_str().unwrap();
+        let digest = "super:lK75jTNcA+U9vtVEw5vB51mj/w4=";
+        let loaded = ServerConfig::load(&cli(&["--config", c, "--super-digest", digest])).unwrap();
+        let d = loaded.super_digest.clone().unwrap();
+        assert!(d.accepts("super:secret"));
+        assert!(!d.accepts("super:Secret"));
+        assert!(!d.accepts("other:secret"));
+        // Never in debug output or the serialized config.
+        assert!(!format!("{loaded:?}").contains("lK75"));
+        assert!(!serde_json::to_string(&loaded).unwrap().contains("lK75"));
+        let file = dir.join("digest");
+        std::fs::write(&file, format!("{digest}\n")).unwrap();
+        let f = file.to_str().unwrap();
+        let loaded = ServerConfig::load(&cli(&["--config", c, "--super-digest-file", f])).unwrap();
+        assert!(loaded.super_digest.unwrap().accepts("super:secret"));
+        // zoo.cfg's alone still counts.
+        let loaded = ServerConfig::load(&cli(&["--config", c])).unwrap();
+        assert_eq!(loaded.super_digest.unwrap().digest, "AAAA");
+        let e = ServerConfig::load(&cli(&["--config", c, "--super-digest", "no-colon-secret"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--super-digest: expected"), "{e}");
+        assert!(!e.contains("no-colon-secret"), "{e}");
+        let both = Cli::try_parse_from([
+            "paddock-server",
+            "--super-digest",
+            digest,
+            "--super-digest-file",
+            f,
+        ]);
+        assert!(both.is_err());
+        let missing = dir.join("absent");
+        let e = ServerConfig::load(&cli(&[
+            "--config",
+            c,
+            "--super-digest-file",
+            missing.to_str().unwrap(),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("--super-digest-file: cannot read"), "{e}");
+    }
+
+    #[test]
     fn join_requires_an_id_and_valid_targets() {
         let dir = temp_dir();
         let e = ServerConfig::load(&cli(&[
@@ -2656,6 +3232,32 @@ myCustomThing=42
                 .starts_with("/nonexistent/zoo.cfg: cannot read: "),
             "{e}"
         );
+    }
+
+    #[test]
+    fn admin_address_flag_overrides_admin_server_address() {
+        let dir = temp_dir();
+        let cfg = dir.join("zoo.cfg");
+        std::fs::write(
+            &cfg,
+            "dataDir=/d\nadmin.serverAddress=127.0.0.2\nadmin.serverPort=9090\n",
+        )
+        .unwrap();
+        let from_file = ServerConfig::load(&cli(&["--config", cfg.to_str().unwrap()])).unwrap();
+        assert_eq!(from_file.admin_listen_address(), "127.0.0.2:9090");
+        let c = ServerConfig::load(&cli(&[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--admin-address",
+            "[::1]",
+        ]))
+        .unwrap();
+        assert_eq!(c.admin_address, "::1");
+        assert_eq!(c.admin_listen_address(), "[::1]:9090");
+        let embedded = ServerConfig::load(&cli(&["--admin-address", "127.0.0.9"])).unwrap();
+        assert_eq!(embedded.admin_listen_address(), "127.0.0.9:8080");
+        let err = ServerConfig::load(&cli(&["--admin-address", " "])).unwrap_err();
+        assert_eq!(err.to_string(), "--admin-address: must not be empty");
     }
 
     #[test]

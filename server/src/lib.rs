@@ -9,11 +9,14 @@
 pub mod admin;
 pub mod config;
 pub mod core;
+pub mod hostid;
+pub mod join;
 pub mod net;
 pub mod path;
 pub mod request;
 pub mod run;
 pub mod session;
+pub mod stop;
 pub mod storage;
 pub mod tree;
 pub mod txn;

@@ -1,5 +1,11 @@
-//! `paddock-server [--config FILE] [--data-dir DIR] [--myid N] [--client-port P]
-//! [--client-address A] [--admin-port P] [--join HOST:PORT,...]`
+//! `paddock-server [--config FILE] [--data-dir DIR] [--myid N | --myid-from-hostname] [--client-port P]
+//! [--client-address A] [--admin-port P] [--admin-address A] [--join HOST:PORT,...]
+//! [--join-timeout D] [--peer-address HOST[:Q[:E]]] [--super-digest-file FILE]
+//! [--admin-token-file FILE]`
+//! (`paddock-server --help` lists them all; PADDOCK_SUPER_DIGEST sets the super digest).
+//!
+//! On SIGTERM or Ctrl-C a leader first hands leadership to a synced follower (at most
+//! [`paddock_server::stop::HANDOFF_BOUND`]), then the server stops.
 
 use clap::Parser;
 use paddock_server::config::{Cli, ServerConfig};
@@ -52,6 +58,16 @@ fn main() -> std::process::ExitCode {
                 _ = term.recv() => {},
             }
             tracing::info!("shutting down");
+            // A leader hands off first, so that stopping it costs a transfer, not an
+            // election; a second signal cuts the wait short.
+            tokio::select! {
+                _ = paddock_server::stop::hand_off_leadership(
+                    &core,
+                    paddock_server::stop::HANDOFF_BOUND,
+                ) => {},
+                _ = tokio::signal::ctrl_c() => tracing::warn!("second signal: stopping now"),
+                _ = term.recv() => tracing::warn!("second signal: stopping now"),
+            }
             let _ = core.send(paddock_server::core::CoreMsg::Shutdown);
         };
         tokio::spawn(stop);

@@ -12,16 +12,20 @@ use tracing::info;
 
 use std::collections::BTreeMap;
 
-use crate::config::{DynamicConfig, ServerConfig};
+use crate::config::{DynamicConfig, HostPort, ServerConfig};
 use crate::core::{Core, CoreConfig, CoreMsg, CoreTx, InternalTx, RecoveryError};
+use crate::join;
 use crate::net::client::{self, ClientPortConfig};
+use crate::net::flow::FlowLimits;
+use crate::net::latency::LatencyHistogram;
 use crate::net::peer::PeerNet;
+use crate::net::resolve;
 use crate::zab::{Membership, Timing};
 
 #[derive(Debug, Error)]
 pub enum StartError {
-    #[error("cannot learn the ensemble's config through --join: {0}")]
-    Join(String),
+    #[error(transparent)]
+    Join(#[from] crate::join::JoinError),
     #[error("recovery failed: {0}")]
     Recovery(#[from] RecoveryError),
     #[error("cannot listen on {addr}: {source}")]
@@ -29,6 +33,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Listen(#[from] resolve::AddrError),
     #[error("cannot start the core thread: {0}")]
     Thread(std::io::Error),
 }
@@ -76,6 +82,35 @@ pub fn starting_ensemble(cfg: &ServerConfig) -> DynamicConfig {
     }
 }
 
+/// The starting ensemble by [`join::plan`]: committed, learned through `--join`, or
+/// static (zoo.cfg), falling back to static when no `--join` target answers in time and
+/// the static config lists this server.
+async fn choose_ensemble(cfg: &ServerConfig) -> Result<DynamicConfig, StartError> {
+    let committed = DynamicConfig::read_committed(&cfg.snap_dir()).is_some();
+    match join::plan(cfg, committed) {
+        join::Plan::Committed | join::Plan::Static => Ok(starting_ensemble(cfg)),
+        join::Plan::CommittedOrJoin { ask_for } => {
+            let deadline = std::time::Instant::now() + ask_for;
+            let fetched = join::fetch_ensemble(&cfg.join, Some(deadline)).await?;
+            Ok(join::newer(starting_ensemble(cfg), fetched))
+        }
+        join::Plan::Join { fall_back_after } => {
+            let deadline = fall_back_after.map(|d| std::time::Instant::now() + d);
+            match join::fetch_ensemble(&cfg.join, deadline).await? {
+                Some(fetched) => Ok(fetched),
+                None => {
+                    info!(
+                        after_ms = cfg.join_timeout_ms,
+                        "no --join target answered and this server is in the static config: \
+                         starting from it (the ensemble's bootstrap)"
+                    );
+                    Ok(DynamicConfig::of(cfg))
+                }
+            }
+        }
+    }
+}
+
 fn membership(cfg: &ServerConfig, ensemble: &DynamicConfig) -> Membership {
     if cfg.is_standalone() {
         return Membership::standalone(cfg.server_id());
@@ -117,27 +152,10 @@ pub fn core_config(cfg: &ServerConfig, ensemble: &DynamicConfig) -> CoreConfig {
     }
 }
 
-/// Resolves `host:port`, preferring IPv4.
-async fn resolve(host: &str, port: u16) -> Result<SocketAddr, StartError> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: format!("{host}:{port}"),
-            source,
-        })?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| StartError::Bind {
-            addr: format!("{host}:{port}"),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
-        })
-}
-
-/// Starts the peer transport for an ensemble member.
+/// Starts the peer transport for an ensemble member. Only this server's own quorum
+/// address is resolved here (it must be bound; while its name does not resolve yet the
+/// start waits); peers are named, not resolved, and every link looks its peer's name up
+/// again on each connection attempt.
 async fn start_peers(
     cfg: &ServerConfig,
     ensemble: &DynamicConfig,
@@ -148,75 +166,86 @@ async fn start_peers(
     }
     let me = cfg.server_id();
     let mut peers = BTreeMap::new();
-    let mut listen = None;
-    // Our own line comes from zoo.cfg when we are joining (the ensemble lacks us yet).
-    let own = cfg
-        .my_entry()
-        .into_iter()
-        .filter(|e| !ensemble.servers.contains_key(&e.id));
-    for entry in ensemble.servers.values().chain(own) {
+    let mut own_address = None;
+    // Our own line comes from zoo.cfg or --peer-address when we are joining (the
+    // ensemble lacks us yet).
+    let own = join::own_entry(cfg, ensemble).filter(|e| !ensemble.servers.contains_key(&e.id));
+    for entry in ensemble.servers.values().cloned().chain(own) {
         let Some(addr) = entry.primary() else {
             continue;
         };
-        let resolved = resolve(&addr.host, addr.quorum_port).await?;
+        let target = HostPort {
+            host: addr.host.clone(),
+            port: addr.quorum_port,
+        };
         if entry.id == me {
-            listen = Some(resolved);
+            own_address = Some(target);
         } else {
-            peers.insert(entry.id, resolved);
+            peers.insert(entry.id, target);
         }
     }
-    let listen = listen.ok_or_else(|| StartError::Bind {
+    let own_address = own_address.ok_or_else(|| StartError::Bind {
         addr: format!("server.{me}"),
         source: std::io::Error::new(
             std::io::ErrorKind::NotFound,
-            "this server's id has no server.N line",
+            "this server's id has no server.N line (a new member names its own address with --peer-address)",
         ),
     })?;
-    crate::net::peer::start(me, listen, peers, internal.clone())
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: listen.to_string(),
+    let listener = match all_ips_listen_address(cfg, &own_address) {
+        // Nothing to resolve: a pod whose own name is not in DNS yet starts at once.
+        Some(addr) => resolve::listen(addr, 1024).map_err(|source| StartError::Bind {
+            addr: addr.to_string(),
             source,
-        })
+        })?,
+        None => {
+            resolve::bind_when_resolvable(
+                "quorum port",
+                &own_address.host,
+                own_address.port,
+                |addr| resolve::listen(addr, 1024),
+            )
+            .await?
+        }
+    };
+    crate::net::peer::start(
+        me,
+        listener,
+        own_address,
+        peers,
+        internal.clone(),
+        cfg.limits.quorum_max_frame as usize,
+    )
+    .map_err(|source| StartError::Bind {
+        addr: format!("server.{me} quorum port"),
+        source,
+    })
+}
+
+/// With `quorumListenOnAllIPs=true`, where the quorum port listens: every address of
+/// the family of this server's own address (IPv6 only when it is an IPv6 literal).
+fn all_ips_listen_address(cfg: &ServerConfig, own: &HostPort) -> Option<std::net::SocketAddr> {
+    if !cfg.quorum_listen_on_all_ips {
+        return None;
+    }
+    let ip = match own.host.trim_matches(|c| c == '[' || c == ']').parse() {
+        Ok(std::net::IpAddr::V6(_)) => std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        _ => std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    };
+    Some(std::net::SocketAddr::new(ip, own.port))
 }
 
 /// Binds with a deep accept backlog: after a failover hundreds of clients reconnect at
-/// once, and tokio's default of 128 would make many of them wait for a SYN retry.
-async fn bind(addr: String) -> Result<TcpListener, StartError> {
-    let err = |source| StartError::Bind {
-        addr: addr.clone(),
-        source,
-    };
-    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(&addr).await.map_err(err)?.collect();
-    let target = resolved.first().copied().ok_or_else(|| {
-        err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "no address",
-        ))
-    })?;
-    let socket = if target.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()
-    } else {
-        tokio::net::TcpSocket::new_v6()
-    }
-    .map_err(err)?;
-    socket.set_reuseaddr(true).map_err(err)?;
-    socket.bind(target).map_err(err)?;
-    socket.listen(4096).map_err(err)
+/// once, and tokio's default of 128 would make many of them wait for a SYN retry. Waits
+/// while `host` does not resolve yet (a pod's own DNS name).
+async fn bind(what: &str, host: &str, port: u16) -> Result<TcpListener, StartError> {
+    Ok(resolve::bind_when_resolvable(what, host, port, |addr| resolve::listen(addr, 4096)).await?)
 }
 
 /// Recovers state and starts serving. Must be called inside a tokio runtime.
 pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     let (core_tx, core_rx) = mpsc::channel::<CoreMsg>(64 * 1024);
     let (internal_tx, internal_rx) = mpsc::unbounded_channel::<CoreMsg>();
-    let ensemble = if cfg.is_distributed()
-        && !cfg.join.is_empty()
-        && DynamicConfig::read_committed(&cfg.snap_dir()).is_none()
-    {
-        fetch_ensemble(&cfg.join).await?
-    } else {
-        starting_ensemble(&cfg)
-    };
+    let ensemble = choose_ensemble(&cfg).await?;
     let core_cfg = core_config(&cfg, &ensemble);
     // Fine-grained ticks: elections and heartbeats work in milliseconds, not tickTime.
     let tick = Duration::from_millis(50);
@@ -233,15 +262,17 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         .spawn(move || core.run(core_rx, internal_rx))
         .map_err(StartError::Thread)?;
 
-    let listener = bind(cfg.client_listen_address()).await?;
+    let listener = bind("client port", &cfg.client_address, cfg.client_port).await?;
     let client_addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: cfg.client_listen_address(),
         source,
     })?;
+    let latency = Arc::new(LatencyHistogram::default());
     let words = Arc::new(crate::admin::CoreAdmin::new(
         internal_tx.clone(),
         cfg.clone(),
         client_addr,
+        latency.clone(),
     ));
     tokio::spawn(client::serve(
         listener,
@@ -252,19 +283,32 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
             handshake_timeout: Duration::from_millis(
                 u64::from(cfg.tick_time_ms) * u64::from(cfg.init_limit.max(1)),
             ),
+            flow: FlowLimits {
+                global_outstanding: cfg.limits.global_outstanding as usize,
+                conn_outstanding: cfg.limits.conn_outstanding as usize,
+                conn_queued_bytes: cfg.limits.conn_queued_reply_bytes as usize,
+            },
+            latency,
         },
         words.clone(),
     ));
 
     let admin_addr = if cfg.admin_enabled {
-        let listener = bind(cfg.admin_listen_address()).await?;
+        let listener = bind("admin HTTP", &cfg.admin_address, cfg.admin_port).await?;
         let addr = listener.local_addr().ok();
-        let router = crate::admin::router(words);
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "admin server stopped");
-            }
-        });
+        let auth = crate::admin::auth::AdminAuth {
+            digest: cfg.super_digest.clone(),
+            token: cfg.admin_token.clone(),
+            bound: addr.map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| {
+                a.ip()
+            }),
+        };
+        let router = crate::admin::auth::guard(crate::admin::router(words), auth);
+        tokio::spawn(crate::admin::serve::serve(
+            listener,
+            router,
+            crate::admin::serve::ADMIN_LIMITS,
+        ));
         addr
     } else {
         None
@@ -289,85 +333,4 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         internal: internal_tx,
         core_thread,
     })
-}
-
-/// `--join`: reads the committed config (`/zookeeper/config`) from any reachable member
-/// over the client protocol. The joiner then syncs as a non-voting member until a
-/// reconfig adds it.
-async fn fetch_ensemble(join: &[crate::config::HostPort]) -> Result<DynamicConfig, StartError> {
-    let mut last_error = String::from("no --join targets");
-    for target in join {
-        match fetch_config_text(&target.host, target.port).await {
-            Ok(text) => {
-                let config = DynamicConfig::parse(&text, "/zookeeper/config")
-                    .map_err(|e| StartError::Join(e.to_string()))?;
-                info!(from = %target, members = config.servers.len(), version = format_args!("{:#x}", config.version), "learned the ensemble's config");
-                return Ok(config);
-            }
-            Err(e) => last_error = format!("{target}: {e}"),
-        }
-    }
-    Err(StartError::Join(last_error))
-}
-
-async fn fetch_config_text(host: &str, port: u16) -> Result<String, String> {
-    use paddock_proto::{
-        ConnectRequest, ConnectResponse, GetDataRequest, Jute, ReplyHeader, Request, Response,
-        frame::frame,
-    };
-    use tokio::io::AsyncWriteExt;
-    let io = |e: std::io::Error| e.to_string();
-    let fetch = async {
-        let mut s = tokio::net::TcpStream::connect((host, port))
-            .await
-            .map_err(io)?;
-        let connect = ConnectRequest {
-            time_out: 10_000,
-            passwd: vec![0u8; 16].into(),
-            read_only: Some(false),
-            ..ConnectRequest::default()
-        };
-        s.write_all(&frame(&connect.to_bytes())).await.map_err(io)?;
-        let resp = read_frame(&mut s).await?;
-        let session = ConnectResponse::from_bytes(&resp).map_err(|e| e.to_string())?;
-        if session.time_out <= 0 {
-            return Err("the server refused the session".to_string());
-        }
-        let req = Request::GetData(GetDataRequest {
-            path: crate::tree::CONFIG_NODE.to_string(),
-            watch: false,
-        });
-        s.write_all(&frame(&req.encode(1))).await.map_err(io)?;
-        let reply = read_frame(&mut s).await?;
-        let mut r = paddock_proto::Reader::new(&reply);
-        let header = ReplyHeader::read(&mut r).map_err(|e| e.to_string())?;
-        if header.err != 0 {
-            return Err(format!(
-                "getData /zookeeper/config failed with error {}",
-                header.err
-            ));
-        }
-        match Response::decode(
-            paddock_proto::OpCode::GetData.code(),
-            &reply[r.position()..],
-        )
-        .map_err(|e| e.to_string())?
-        {
-            Response::GetData(d) => Ok(String::from_utf8_lossy(&d.data).into_owned()),
-            _ => Err("unexpected reply".to_string()),
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), fetch)
-        .await
-        .map_err(|_| "timed out".to_string())?
-}
-
-async fn read_frame(s: &mut tokio::net::TcpStream) -> Result<Vec<u8>, String> {
-    use tokio::io::AsyncReadExt;
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).await.map_err(|e| e.to_string())?;
-    let n = paddock_proto::frame::frame_len(len, 1 << 20).map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; n];
-    s.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
-    Ok(buf)
 }

@@ -18,21 +18,18 @@ use std::time::{Duration, Instant};
 
 use common::ensemble::{LOAD_ROOT, Load, SYNC_LIMIT, TICK_MS, close_session, ensure_node};
 use common::membership::{
-    Change, Cluster, ConfigText, admin_session, read_config, reconfig, reconfig_when_synced,
-    summary, transfer, verify_acks, verify_all,
+    Change, Cluster, ConfigText, RESUME, admin_session, load_on, progress, read_config, reconfig,
+    reconfig_when_synced, summary, transfer, verify_acks, verify_all,
 };
 use common::run;
 use paddock_proto::ErrorCode;
 
 const START: Duration = Duration::from_secs(30);
 const SETTLE: Duration = Duration::from_secs(20);
-const RESUME: Duration = Duration::from_secs(20);
 const STOP_LOAD: Duration = Duration::from_secs(30);
 /// A handoff (transfer, leader removal) that pauses writes this long waited for a
 /// timeout instead: syncLimit is when servers give up on a silent leader.
 const HANDOFF_BOUND: Duration = Duration::from_millis(SYNC_LIMIT * TICK_MS);
-/// Acknowledged writes to wait for between steps: the load goes on throughout.
-const PROGRESS: usize = 30;
 
 static TURN: Mutex<()> = Mutex::new(());
 
@@ -42,20 +39,6 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
 
 fn code(e: ErrorCode) -> i32 {
     e.code()
-}
-
-/// The load: 4 writers, 2 creates in flight each, over the given servers.
-fn load_on(c: &Cluster, ids: &[u64]) -> Load {
-    Load::start(c.client_targets(ids), 4, 2, Duration::from_secs(5))
-}
-
-async fn progress(load: &Load, what: &str) {
-    assert!(
-        load.wait_more(PROGRESS, RESUME).await,
-        "writes stalled {what} (acked {}, errors {:?})",
-        load.acked(),
-        load.errors()
-    );
 }
 
 /// Adds server `id` as a participant: starts it as a joiner, waits until it syncs as a

@@ -113,11 +113,12 @@ pub fn router<S: AdminSource>(src: Arc<S>) -> Router {
         .with_state(src)
 }
 
+/// A JSON answer, ending with a newline so that `curl` output ends its line.
 fn json_response(status: StatusCode, body: &Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        format!("{body}\n"),
     )
         .into_response()
 }

@@ -1,113 +1,181 @@
-//! Prometheus text exposition format (version 0.0.4).
+//! Prometheus text exposition format (version 0.0.4), written by the Prometheus
+//! project's own Rust client (`prometheus-client`): it owns the escaping, the `_total`
+//! suffix of counters, histogram buckets and the number formats. This module only says
+//! which metric has which value; a registry is filled from a snapshot on every scrape,
+//! so nothing here keeps state of its own.
 
 use super::fourlw::sanitize_name;
-use super::{Histogram, LatencyStats, MetricKind, Role, ServerMode, ServerSnapshot, StatusReport};
-use std::fmt::Write as _;
+use super::{
+    Histogram, LatencyStats, MetricKind, MetricValue, Role, ServerMode, ServerSnapshot,
+    StatusReport,
+};
+use prometheus_client::encoding::{
+    EncodeCounterValue, EncodeMetric, MetricEncoder, NoLabelSet, prometheus_text,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 
-pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const PROMETHEUS_CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
+/// One label set of a family: (name, value) pairs.
+type Labels = Vec<(String, String)>;
+
+/// A gauge family with one sample per label set.
+#[derive(Debug)]
+struct LabelledGauge(Vec<(Labels, i64)>);
+
+impl EncodeMetric for LabelledGauge {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (labels, value) in &self.0 {
+            encoder.encode_family(labels)?.encode_gauge(value)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
+}
+
+/// A histogram as the snapshot has it: counts per upper bound, not cumulative (the
+/// encoder accumulates them).
+#[derive(Debug)]
+struct SnapshotHistogram {
+    buckets: Vec<(f64, u64)>,
+    sum: f64,
+    count: u64,
+}
+
+impl SnapshotHistogram {
+    /// From the snapshot's cumulative buckets.
+    fn from_cumulative(h: &Histogram) -> SnapshotHistogram {
+        let mut below = 0;
+        let buckets = h
+            .buckets
+            .iter()
+            .map(|&(le, cumulative)| {
+                let n = cumulative.saturating_sub(below);
+                below = below.max(cumulative);
+                (le, n)
+            })
+            .collect();
+        SnapshotHistogram {
+            buckets,
+            sum: h.sum_seconds,
+            count: h.count,
+        }
+    }
+
+    /// Only totals are known (milliseconds): a histogram with the `+Inf` bucket alone,
+    /// whose `_sum` and `_count` are all a rate needs.
+    fn from_totals(l: &LatencyStats) -> SnapshotHistogram {
+        SnapshotHistogram {
+            buckets: Vec::new(),
+            sum: l.total_ms as f64 / 1000.0,
+            count: l.count,
+        }
+    }
+}
+
+impl EncodeMetric for SnapshotHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// Fills a registry. Help texts are written as sentences; the registry adds the final
+/// full stop itself, so it is taken off here.
 struct Writer {
-    out: String,
+    registry: Registry,
+}
+
+fn help_text(help: &str) -> &str {
+    help.strip_suffix('.').unwrap_or(help)
 }
 
 impl Writer {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let help = help.replace('\\', "\\\\").replace('\n', "\\n");
-        let _ = writeln!(self.out, "# HELP {name} {help}");
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    fn gauge(&mut self, name: &str, help: &str, value: i64) {
+        self.registry
+            .register(name, help_text(help), ConstGauge::new(value));
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.out.push_str(name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(',');
-                }
-                let v = v
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n");
-                let _ = write!(self.out, "{k}=\"{v}\"");
-            }
-            self.out.push('}');
-        }
-        let _ = writeln!(self.out, " {}", number(value));
+    fn gauge_f64(&mut self, name: &str, help: &str, value: f64) {
+        self.registry
+            .register(name, help_text(help), ConstGauge::new(value));
     }
 
-    fn gauge(&mut self, name: &str, help: &str, value: f64) {
-        self.family(name, "gauge", help);
-        self.sample(name, &[], value);
+    fn labelled(&mut self, name: &str, help: &str, samples: Vec<(Labels, i64)>) {
+        self.registry
+            .register(name, help_text(help), LabelledGauge(samples));
     }
 
-    fn counter(&mut self, name: &str, help: &str, value: f64) {
-        self.family(name, "counter", help);
-        self.sample(name, &[], value);
+    /// `name` without `_total`: the encoder appends it.
+    fn counter<N>(&mut self, name: &str, help: &str, value: N)
+    where
+        N: EncodeCounterValue + Send + Sync + std::fmt::Debug + 'static,
+    {
+        let name = name.strip_suffix("_total").unwrap_or(name);
+        self.registry
+            .register(name, help_text(help), ConstCounter::new(value));
     }
 
-    fn histogram(&mut self, name: &str, help: &str, h: &Histogram) {
-        self.family(name, "histogram", help);
-        let bucket = format!("{name}_bucket");
-        for (le, count) in &h.buckets {
-            self.sample(&bucket, &[("le", &number(*le))], *count as f64);
-        }
-        self.sample(&bucket, &[("le", "+Inf")], h.count as f64);
-        self.sample(&format!("{name}_sum"), &[], h.sum_seconds);
-        self.sample(&format!("{name}_count"), &[], h.count as f64);
-    }
-
-    /// A summary without quantiles, from ms statistics.
-    fn summary_ms(&mut self, name: &str, help: &str, l: &LatencyStats) {
-        self.family(name, "summary", help);
-        self.sample(&format!("{name}_sum"), &[], l.total_ms as f64 / 1000.0);
-        self.sample(&format!("{name}_count"), &[], l.count as f64);
+    fn histogram(&mut self, name: &str, help: &str, h: SnapshotHistogram) {
+        self.registry.register(name, help_text(help), h);
     }
 }
 
-fn number(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_string()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.to_string()
-    } else {
-        format!("{v}")
-    }
+fn label(key: &str, value: impl ToString) -> (String, String) {
+    (key.to_string(), value.to_string())
 }
 
-fn b(v: bool) -> f64 {
-    if v { 1.0 } else { 0.0 }
+/// Saturates instead of wrapping (a u64 beyond i64::MAX is not a real count).
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn b(v: bool) -> i64 {
+    i64::from(v)
 }
 
 /// Renders the server's metrics; names are prefixed `paddock_`, times are in seconds and
 /// sizes in bytes.
 pub fn render_prometheus(snap: &ServerSnapshot, status: &StatusReport) -> String {
-    let mut w = Writer { out: String::new() };
-    w.family("paddock_info", "gauge", "Server version and mode.");
-    w.sample(
+    let mut w = Writer {
+        registry: Registry::default(),
+    };
+    w.labelled(
         "paddock_info",
-        &[("version", &snap.version), ("mode", snap.mode.as_str())],
-        1.0,
+        "Server version and mode.",
+        vec![(
+            vec![
+                label("version", &snap.version),
+                label("mode", snap.mode.as_str()),
+            ],
+            1,
+        )],
     );
-    w.family(
-        "paddock_server_state",
-        "gauge",
-        "1 for the state the server is in (ZooKeeper's server_state).",
-    );
-    for mode in [
+    let states = [
         ServerMode::Standalone,
         ServerMode::Leader,
         ServerMode::Follower,
         ServerMode::Observer,
         ServerMode::ReadOnly,
         ServerMode::Looking,
-    ] {
-        w.sample(
-            "paddock_server_state",
-            &[("state", mode.as_str())],
-            b(snap.mode == mode),
-        );
-    }
+    ]
+    .into_iter()
+    .map(|mode| (vec![label("state", mode.as_str())], b(snap.mode == mode)))
+    .collect();
+    w.labelled(
+        "paddock_server_state",
+        "1 for the state the server is in (ZooKeeper's server_state).",
+        states,
+    );
     w.gauge(
         "paddock_is_leader",
         "1 when this server leads the ensemble (or runs standalone).",
@@ -123,124 +191,120 @@ pub fn render_prometheus(snap: &ServerSnapshot, status: &StatusReport) -> String
         "1 when the server is the leader or a synced follower/observer (/readyz).",
         b(status.is_ready()),
     );
-    w.gauge("paddock_myid", "This server's id.", status.myid as f64);
-    w.gauge("paddock_epoch", "Current epoch.", status.epoch as f64);
+    w.gauge("paddock_myid", "This server's id.", int(status.myid));
+    w.gauge("paddock_epoch", "Current epoch.", int(status.epoch));
     w.gauge(
         "paddock_last_zxid",
         "Last processed zxid (epoch << 32 | counter).",
-        snap.last_processed_zxid as f64,
+        int(snap.last_processed_zxid),
     );
     w.gauge(
         "paddock_last_zxid_counter",
         "Counter part (low 32 bits) of the last processed zxid.",
-        (snap.last_processed_zxid & 0xffff_ffff) as f64,
+        int(snap.last_processed_zxid & 0xffff_ffff),
     );
     w.gauge(
         "paddock_last_committed_zxid",
         "Last committed zxid.",
-        status.last_committed as f64,
+        int(status.last_committed),
     );
     w.gauge(
         "paddock_config_version",
         "Version of the committed ensemble configuration.",
-        status.config.version as f64,
+        int(status.config.version),
     );
     w.gauge(
         "paddock_znode_count",
         "Number of znodes.",
-        snap.node_count as f64,
+        int(snap.node_count),
     );
     w.gauge(
         "paddock_watch_count",
         "Number of watches.",
-        snap.watch_count as f64,
+        int(snap.watch_count),
     );
     w.gauge(
         "paddock_ephemerals_count",
         "Number of ephemeral znodes.",
-        snap.ephemerals_count as f64,
+        int(snap.ephemerals_count),
     );
     w.gauge(
         "paddock_approximate_data_size_bytes",
         "Approximate size of znode paths and data.",
-        snap.approximate_data_size as f64,
+        int(snap.approximate_data_size),
     );
     w.gauge(
         "paddock_alive_connections",
         "Open client connections.",
-        snap.alive_connections as f64,
+        int(snap.alive_connections),
     );
     w.gauge(
         "paddock_outstanding_requests",
         "Requests received and not yet answered.",
-        snap.outstanding_requests as f64,
+        int(snap.outstanding_requests),
     );
     w.gauge(
         "paddock_global_sessions",
         "Global sessions.",
-        snap.global_sessions as f64,
+        int(snap.global_sessions),
     );
     w.gauge(
         "paddock_local_sessions",
         "Local sessions.",
-        snap.local_sessions as f64,
+        int(snap.local_sessions),
     );
     w.counter(
         "paddock_packets_received_total",
         "Packets received from clients.",
-        snap.packets_received as f64,
+        snap.packets_received,
     );
     w.counter(
         "paddock_packets_sent_total",
         "Packets sent to clients.",
-        snap.packets_sent as f64,
+        snap.packets_sent,
     );
-    match &snap.request_latency_histogram {
-        Some(h) => w.histogram(
-            "paddock_request_latency_seconds",
-            "Client request latency.",
-            h,
-        ),
-        None => w.summary_ms(
-            "paddock_request_latency_seconds",
-            "Client request latency since the last stat reset.",
-            &snap.latency,
-        ),
-    }
-    w.gauge(
+    let latency = match &snap.request_latency_histogram {
+        Some(h) => SnapshotHistogram::from_cumulative(h),
+        None => SnapshotHistogram::from_totals(&snap.latency),
+    };
+    w.histogram(
+        "paddock_request_latency_seconds",
+        "Client request latency, from a request's arrival to its reply (pings left out).",
+        latency,
+    );
+    w.gauge_f64(
         "paddock_request_latency_min_seconds",
         "Smallest request latency since the last stat reset.",
         snap.latency.min() as f64 / 1000.0,
     );
-    w.gauge(
+    w.gauge_f64(
         "paddock_request_latency_max_seconds",
         "Largest request latency since the last stat reset.",
         snap.latency.max_ms as f64 / 1000.0,
     );
-    if let Some(h) = &snap.fsync_histogram {
+    let fsync = match (&snap.fsync_histogram, &snap.fsync) {
+        (Some(h), _) => Some(SnapshotHistogram::from_cumulative(h)),
+        (None, Some(f)) => Some(SnapshotHistogram::from_totals(f)),
+        (None, None) => None,
+    };
+    if let Some(h) = fsync {
         w.histogram(
             "paddock_fsync_seconds",
             "Time to fsync the transaction log.",
             h,
         );
-    } else if let Some(f) = &snap.fsync {
-        w.summary_ms(
-            "paddock_fsync_seconds",
-            "Time to fsync the transaction log.",
-            f,
-        );
     }
     w.counter(
         "paddock_fsync_threshold_exceeded_total",
         "fsyncs slower than fsync.warningthresholdms.",
-        snap.fsync_threshold_exceed_count as f64,
+        snap.fsync_threshold_exceed_count,
     );
     w.counter(
         "paddock_auth_failed_total",
         "Failed authentications.",
-        snap.auth_failed_count as f64,
+        snap.auth_failed_count,
     );
-    w.gauge(
+    w.gauge_f64(
         "paddock_uptime_seconds",
         "Time since the server started.",
         snap.uptime_ms as f64 / 1000.0,
@@ -248,79 +312,71 @@ pub fn render_prometheus(snap: &ServerSnapshot, status: &StatusReport) -> String
     w.gauge(
         "paddock_data_dir_size_bytes",
         "Bytes in the snapshot directory.",
-        snap.data_dir_size as f64,
+        int(snap.data_dir_size),
     );
     w.gauge(
         "paddock_log_dir_size_bytes",
         "Bytes in the transaction log directory.",
-        snap.log_dir_size as f64,
+        int(snap.log_dir_size),
     );
     if let Some(open) = snap.open_file_descriptor_count {
         w.gauge(
             "paddock_open_file_descriptors",
             "Open file descriptors.",
-            open as f64,
+            int(open),
         );
     }
     if let Some(max) = snap.max_file_descriptor_count {
         w.gauge(
             "paddock_max_file_descriptors",
             "File descriptor limit.",
-            max as f64,
+            int(max),
         );
     }
     if let Some(q) = snap.quorum_size {
-        w.gauge("paddock_quorum_size", "Voting members.", q as f64);
+        w.gauge("paddock_quorum_size", "Voting members.", int(q));
     }
     if let Some(l) = &snap.leader {
-        w.gauge("paddock_learners", "Connected learners.", l.learners as f64);
+        w.gauge("paddock_learners", "Connected learners.", int(l.learners));
         w.gauge(
             "paddock_synced_followers",
             "Synced voting followers.",
-            l.synced_followers as f64,
+            int(l.synced_followers),
         );
         w.gauge(
             "paddock_synced_non_voting_followers",
             "Synced non-voting followers.",
-            l.synced_non_voting_followers as f64,
+            int(l.synced_non_voting_followers),
         );
         w.gauge(
             "paddock_synced_observers",
             "Synced observers.",
-            l.synced_observers as f64,
+            int(l.synced_observers),
         );
         w.gauge(
             "paddock_pending_syncs",
             "Pending sync requests.",
-            l.pending_syncs as f64,
+            int(l.pending_syncs),
         );
     }
     let followers = status.followers.as_deref().unwrap_or(&[]);
     if !followers.is_empty() {
-        w.family(
+        let per_follower = |value: fn(&super::FollowerStatus) -> i64| {
+            followers
+                .iter()
+                .map(|f| (vec![label("id", f.id)], value(f)))
+                .collect()
+        };
+        w.labelled(
             "paddock_follower_lag",
-            "gauge",
             "Transactions a follower is behind the leader.",
+            per_follower(|f| int(f.lag)),
         );
-        for f in followers {
-            w.sample(
-                "paddock_follower_lag",
-                &[("id", &f.id.to_string())],
-                f.lag as f64,
-            );
-        }
-        w.family(
+        w.labelled(
             "paddock_follower_synced",
-            "gauge",
             "1 when the follower finished sync with the leader.",
+            per_follower(|f| b(f.synced)),
         );
-        for f in followers {
-            w.sample(
-                "paddock_follower_synced",
-                &[("id", &f.id.to_string())],
-                b(f.synced),
-            );
-        }
     }
     for m in &snap.extra {
         let name = format!("paddock_{}", sanitize_name(&m.name));
@@ -329,13 +385,20 @@ pub fn render_prometheus(snap: &ServerSnapshot, status: &StatusReport) -> String
         } else {
             m.help.as_str()
         };
-        match m.kind {
-            MetricKind::Gauge => w.gauge(&name, help, m.value.as_f64()),
-            MetricKind::Counter if name.ends_with("_total") => {
-                w.counter(&name, help, m.value.as_f64())
+        match (m.kind, m.value) {
+            (MetricKind::Gauge, MetricValue::Int(v)) => w.gauge(&name, help, v),
+            (MetricKind::Gauge, MetricValue::Float(v)) => w.gauge_f64(&name, help, v),
+            (MetricKind::Counter, MetricValue::Int(v)) => {
+                w.counter(&name, help, u64::try_from(v).unwrap_or(0))
             }
-            MetricKind::Counter => w.counter(&format!("{name}_total"), help, m.value.as_f64()),
+            (MetricKind::Counter, MetricValue::Float(v)) => w.counter(&name, help, v),
         }
     }
-    w.out
+    let mut out = String::new();
+    // Writing to a String cannot fail; an error would leave a partial page, which a
+    // scraper rejects as a whole.
+    if let Err(e) = prometheus_text::encode(&mut out, &w.registry) {
+        tracing::error!(error = %e, "cannot render the metrics");
+    }
+    out
 }

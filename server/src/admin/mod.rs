@@ -17,6 +17,9 @@
 //!   name) and `"error"` like ZooKeeper's. Unknown name: 404; not serving: 503.
 //! * `GET /status`: [`StatusReport`]; `POST /leadership/transfer` with optional `{"to": id}`;
 //!   `GET /livez`; `GET /readyz`; `GET /metrics` (Prometheus text format 0.0.4).
+//! * [`auth::guard`]: with a credential configured (the super user's digest, or a bearer
+//!   token from `admin.tokenFile`) every route but `/livez`, `/readyz` and `/metrics`
+//!   needs it; with none, requests that change state get 403 and reads stay open.
 
 use crate::config::{LearnerRole, ServerConfig};
 use serde::Serialize;
@@ -25,10 +28,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub mod auth;
 mod format;
 mod fourlw;
 mod http;
 mod metrics;
+pub mod serve;
 mod source;
 
 pub use format::{java_date, java_double};
@@ -168,15 +173,6 @@ pub struct LeaderStats {
 pub enum MetricValue {
     Int(i64),
     Float(f64),
-}
-
-impl MetricValue {
-    fn as_f64(self) -> f64 {
-        match self {
-            MetricValue::Int(i) => i as f64,
-            MetricValue::Float(f) => f,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -464,6 +460,9 @@ pub struct FollowerStatus {
 pub struct StatusReport {
     pub myid: u64,
     pub role: Role,
+    /// What `srvr` prints as `Mode:`: `standalone` for a server outside any ensemble
+    /// (whose role is `leader` of itself), else the role's own name.
+    pub mode: ServerMode,
     pub epoch: u64,
     pub zxid: u64,
     #[serde(rename = "lastCommitted")]

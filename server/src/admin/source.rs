@@ -20,6 +20,7 @@ use super::{
 use crate::config::ServerConfig;
 use crate::core::{Core, CoreMsg, InternalTx};
 use crate::net::client::FourLetterWords;
+use crate::net::latency::LatencyHistogram;
 use crate::zab::Role as ZabRole;
 
 /// Admin access to a running standalone server.
@@ -28,6 +29,8 @@ pub struct CoreAdmin {
     config: Arc<ServerConfig>,
     client_addr: SocketAddr,
     started: Instant,
+    /// Request latencies observed on the client port.
+    latency: Arc<LatencyHistogram>,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -50,12 +53,18 @@ fn dir_size(dir: &Path) -> u64 {
 }
 
 impl CoreAdmin {
-    pub fn new(internal: InternalTx, config: ServerConfig, client_addr: SocketAddr) -> CoreAdmin {
+    pub fn new(
+        internal: InternalTx,
+        config: ServerConfig,
+        client_addr: SocketAddr,
+        latency: Arc<LatencyHistogram>,
+    ) -> CoreAdmin {
         CoreAdmin {
             internal,
             config: Arc::new(config),
             client_addr,
             started: Instant::now(),
+            latency,
         }
     }
 
@@ -84,13 +93,7 @@ impl AdminSource for CoreAdmin {
         let mut snap = self
             .ask(|core| {
                 let s = core.stats();
-                let mode = match core.role() {
-                    ZabRole::Leader if !core.is_distributed() => ServerMode::Standalone,
-                    ZabRole::Leader => ServerMode::Leader,
-                    ZabRole::Follower { .. } => ServerMode::Follower,
-                    ZabRole::Observer { .. } => ServerMode::Observer,
-                    ZabRole::LeaderElect | ZabRole::Looking => ServerMode::Looking,
-                };
+                let mode = mode_of(&core.role(), core.is_distributed());
                 let quorum_size = core
                     .is_distributed()
                     .then(|| core.zab().membership().verifier.voters().len() as u64);
@@ -143,6 +146,7 @@ impl AdminSource for CoreAdmin {
         snap.open_file_descriptor_count = open;
         snap.max_file_descriptor_count = max;
         snap.bound_client_port = Some(self.client_addr.port());
+        snap.request_latency_histogram = Some(self.latency.snapshot());
         snap
     }
 
@@ -259,6 +263,7 @@ impl AdminSource for CoreAdmin {
             StatusReport {
                 myid,
                 role,
+                mode: mode_of(&core.role(), core.is_distributed()),
                 epoch: zab.current_epoch() as u64,
                 zxid,
                 last_committed: zab.last_committed() as u64,
@@ -285,5 +290,16 @@ impl FourLetterWords for CoreAdmin {
                 .await
                 .unwrap_or_default()
         })
+    }
+}
+
+/// What `srvr` says as `Mode:` (and `/status` as `mode`) for a replication role.
+fn mode_of(role: &ZabRole, distributed: bool) -> ServerMode {
+    match role {
+        ZabRole::Leader if !distributed => ServerMode::Standalone,
+        ZabRole::Leader => ServerMode::Leader,
+        ZabRole::Follower { .. } => ServerMode::Follower,
+        ZabRole::Observer { .. } => ServerMode::Observer,
+        ZabRole::LeaderElect | ZabRole::Looking => ServerMode::Looking,
     }
 }

@@ -136,6 +136,7 @@ fn standalone() -> Fake {
         status: Mutex::new(StatusReport {
             myid: 0,
             role: Role::Leader,
+            mode: ServerMode::Standalone,
             epoch: 0,
             zxid: 2,
             last_committed: 2,
@@ -182,6 +183,7 @@ fn leader() -> Fake {
     let status = StatusReport {
         myid: 1,
         role: Role::Leader,
+        mode: ServerMode::Leader,
         epoch: 1,
         zxid: 0x1_0000_0005,
         last_committed: 0x1_0000_0005,
@@ -749,6 +751,7 @@ async fn http_status_shape() {
         serde_json::json!({
             "myid": 1,
             "role": "leader",
+            "mode": "leader",
             "epoch": 1,
             "zxid": 0x1_0000_0005u64,
             "lastCommitted": 0x1_0000_0005u64,
@@ -962,7 +965,8 @@ async fn prometheus_text_parses() {
         "paddock_info{version=\"3.9.3-paddock-0.1.0, built on unknown\",mode=\"leader\"} 1\n"
     ));
 
-    // Standalone without histograms: latency is a summary.
+    // Standalone without bucket counts: latency is a histogram of the +Inf bucket alone
+    // (the same _sum and _count series a summary had; _bucket exists for dashboards).
     let text = render_prometheus(
         &standalone().snap.lock().unwrap(),
         &standalone().status.lock().unwrap(),
@@ -970,7 +974,11 @@ async fn prometheus_text_parses() {
     let m = parse_prometheus(&text);
     assert_eq!(m.get("paddock_request_latency_seconds_count"), Some(&5.0));
     assert_eq!(m.get("paddock_request_latency_seconds_sum"), Some(&0.018));
-    assert!(text.contains("# TYPE paddock_request_latency_seconds summary\n"));
+    assert_eq!(
+        m.get("paddock_request_latency_seconds_bucket{le=\"+Inf\"}"),
+        Some(&5.0)
+    );
+    assert!(text.contains("# TYPE paddock_request_latency_seconds histogram\n"));
     assert!(!text.contains("paddock_fsync_seconds"));
 }
 

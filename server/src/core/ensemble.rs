@@ -110,6 +110,8 @@ impl Core {
                 opcode,
                 body,
             } if !leader => self.on_result(session, cxid, err, opcode, &body),
+            AppMsg::ConfigQuery => self.answer_config_query(from),
+            AppMsg::ConfigText { text } => self.on_config_text(from, &text),
             other => warn!(
                 peer = from,
                 ?other,
@@ -234,6 +236,9 @@ impl Core {
         self.tree = tree;
         self.pending = Default::default();
         self.txns_since_snapshot = 0;
+        // The snapshot's /zookeeper/config is the leader's committed config, which ZAB
+        // activated when the sync began, before this text was here.
+        self.adopt_active_config();
     }
 
     /// A new session from a client connected here.

@@ -15,6 +15,7 @@ impl Core {
         self.zab.on_tick(now);
         self.drive();
         self.persist_commit_index();
+        self.retry_config_query();
         if !self.is_leader() {
             // Learners report activity; the leader alone decides expiry.
             if now.saturating_sub(self.last_touch_ms) >= (self.cfg.tick_ms / 2).max(1) {

@@ -13,6 +13,8 @@ mod pipeline;
 pub mod reconfig;
 mod recovery;
 pub mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -89,7 +91,7 @@ pub enum CoreMsg {
     /// A peer connected to us and said where it listens.
     PeerHello {
         from: Sid,
-        addr: std::net::SocketAddr,
+        addr: crate::config::HostPort,
     },
     /// The link to a peer came up / went down.
     PeerUp(Sid),
@@ -216,6 +218,8 @@ pub struct Core {
     /// A config version activated before its text reached our tree (learned from a
     /// sync or a vote); applied when the reconfig txn is applied here.
     awaited_config: Option<i64>,
+    /// When peers were last asked for the awaited config's text.
+    config_asked_ms: u64,
     zab: Zab,
     role: Role,
     peers: PeerNet,

@@ -182,6 +182,7 @@ impl Core {
             persisted_commit: 0,
             ensemble: cfg.ensemble.clone(),
             awaited_config: None,
+            config_asked_ms: 0,
             zab,
             role: Role::Looking,
             peers,

@@ -1,7 +1,11 @@
 //! The client port: one tokio task pair per connection (reader and writer), no thread per
 //! connection. The reader decodes frames and hands requests to the core; the writer
-//! batches whatever the core queued for the connection into as few writes as possible.
+//! takes whatever the core queued for the connection and writes it as the socket accepts.
 //! Four-letter words arrive on the same port in place of a ConnectRequest.
+//!
+//! Memory per connection is bounded: frames are buffered as their bytes arrive (never by
+//! their announced length), and the reader stops reading while the connection (or the
+//! server) has too many requests outstanding or too many reply bytes unread (`flow`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,18 +15,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use paddock_proto::frame::frame_len;
 use paddock_proto::{
     ConnectRequest, DecodeError, ErrorCode, Jute, Reader, Request, RequestHeader,
     encode_notification, encode_reply,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::core::{CoreMsg, CoreTx, Outgoing};
+use crate::net::flow::{ConnFlow, FlowLimits, GlobalFlow};
+use crate::net::frame::FrameBuf;
+use crate::net::latency::{LatencyHistogram, ReplyClock};
 use crate::watch::ConnId;
 
 /// Answers four-letter words (implemented by the admin module).
@@ -39,6 +45,16 @@ pub struct ClientPortConfig {
     pub max_per_ip: usize,
     /// How long a new connection may take to send its ConnectRequest.
     pub handshake_timeout: Duration,
+    /// Outstanding requests and queued reply bytes before a connection is not read.
+    pub flow: FlowLimits,
+    /// Where request latencies are observed (`/metrics`).
+    pub latency: Arc<LatencyHistogram>,
+}
+
+/// What every connection task shares.
+struct Shared {
+    cfg: ClientPortConfig,
+    global: Arc<GlobalFlow>,
 }
 
 /// Counts connections per address for maxClientCnxns.
@@ -83,7 +99,10 @@ pub async fn serve(
 ) {
     let next_id = Arc::new(AtomicU64::new(1));
     let per_ip = Arc::new(PerIp::default());
-    let cfg = Arc::new(cfg);
+    let shared = Arc::new(Shared {
+        cfg,
+        global: Arc::new(GlobalFlow::default()),
+    });
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -96,41 +115,34 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let conn = next_id.fetch_add(1, Ordering::Relaxed);
-        let (core, cfg, per_ip, words) = (core.clone(), cfg.clone(), per_ip.clone(), words.clone());
+        let (core, shared, per_ip, words) =
+            (core.clone(), shared.clone(), per_ip.clone(), words.clone());
         tokio::spawn(async move {
-            let Some(_guard) = per_ip.admit(addr.ip(), cfg.max_per_ip) else {
-                warn!(client = %addr, max = cfg.max_per_ip, "too many connections from this address; closing");
+            let max_per_ip = shared.cfg.max_per_ip;
+            let Some(_guard) = per_ip.admit(addr.ip(), max_per_ip) else {
+                warn!(client = %addr, max = max_per_ip, "too many connections from this address; closing");
                 return;
             };
-            if let Err(reason) = handle(stream, addr, conn, core, &cfg, &*words).await {
+            if let Err(reason) = handle(stream, addr, conn, core, &shared, &*words).await {
                 debug!(conn, client = %addr, %reason, "connection closed");
             }
         });
     }
 }
 
-async fn read_frame(
-    rd: &mut BufReader<OwnedReadHalf>,
-    max: usize,
-    buf: &mut Vec<u8>,
-) -> Result<(), String> {
-    let mut prefix = [0u8; 4];
-    rd.read_exact(&mut prefix)
-        .await
-        .map_err(|e| format!("read: {e}"))?;
-    read_body(rd, prefix, max, buf).await
+/// Reads into `frames` once; EOF and errors end the connection.
+async fn fill(rd: &mut OwnedReadHalf, frames: &mut FrameBuf) -> Result<(), String> {
+    match frames.fill(rd).await {
+        Ok(0) => Err("read: connection closed".into()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("read: {e}")),
+    }
 }
 
-async fn read_body(
-    rd: &mut BufReader<OwnedReadHalf>,
-    prefix: [u8; 4],
-    max: usize,
-    buf: &mut Vec<u8>,
-) -> Result<(), String> {
-    let len = frame_len(prefix, max).map_err(|e| e.to_string())?;
-    buf.resize(len, 0);
-    rd.read_exact(buf).await.map_err(|e| format!("read: {e}"))?;
-    Ok(())
+/// Logs a refused frame length (the reason is the decoder's) and ends the connection.
+fn refuse_frame(addr: SocketAddr, e: DecodeError) -> String {
+    warn!(client = %addr, reason = %e, "refusing frame; closing the connection");
+    e.to_string()
 }
 
 async fn handle(
@@ -138,11 +150,11 @@ async fn handle(
     addr: SocketAddr,
     conn: ConnId,
     core: CoreTx,
-    cfg: &ClientPortConfig,
+    shared: &Shared,
     words: &dyn FourLetterWords,
 ) -> Result<(), String> {
-    let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let cfg = &shared.cfg;
+    let (mut rd, mut wr) = stream.into_split();
     let mut prefix = [0u8; 4];
     tokio::time::timeout(cfg.handshake_timeout, rd.read_exact(&mut prefix))
         .await
@@ -156,26 +168,35 @@ async fn handle(
         return Ok(());
     }
 
-    let mut buf = Vec::with_capacity(4096);
-    if let Err(e) = frame_len(prefix, cfg.max_frame) {
-        warn!(client = %addr, reason = %e, "refusing the first frame; closing the connection");
-        return Err(e.to_string());
-    }
-    tokio::time::timeout(
-        cfg.handshake_timeout,
-        read_body(&mut rd, prefix, cfg.max_frame, &mut buf),
-    )
-    .await
-    .map_err(|_| "no ConnectRequest in time".to_string())??;
-    let connect = ConnectRequest::from_bytes(&buf).map_err(|e| {
-        warn!(client = %addr, error = %e, "malformed ConnectRequest; closing");
-        format!("malformed ConnectRequest: {e}")
-    })?;
+    let mut frames = FrameBuf::starting_with(cfg.max_frame, &prefix);
+    let first = async {
+        loop {
+            if let Some(frame) = frames.next_frame().map_err(|e| refuse_frame(addr, e))? {
+                break ConnectRequest::from_bytes(frame).map_err(|e| {
+                    warn!(client = %addr, error = %e, "malformed ConnectRequest; closing");
+                    format!("malformed ConnectRequest: {e}")
+                });
+            }
+            fill(&mut rd, &mut frames).await?;
+        }
+    };
+    let connect = tokio::time::timeout(cfg.handshake_timeout, first)
+        .await
+        .map_err(|_| "no ConnectRequest in time".to_string())??;
 
+    let flow = Arc::new(ConnFlow::new(shared.global.clone(), cfg.flow));
+    let clock = Arc::new(ReplyClock::new(cfg.latency.clone()));
     let (tx, rx) = mpsc::unbounded_channel();
     let closed = Arc::new(Notify::new());
     let (answered_tx, answered_rx) = oneshot::channel();
-    tokio::spawn(write_loop(wr, rx, closed.clone(), answered_tx));
+    tokio::spawn(write_loop(
+        wr,
+        rx,
+        closed.clone(),
+        answered_tx,
+        flow.clone(),
+        clock.clone(),
+    ));
     core.send(CoreMsg::Connect {
         conn,
         addr: addr.ip(),
@@ -194,59 +215,95 @@ async fn handle(
         return Err("closed before the ConnectRequest was answered".into());
     }
 
-    let result = read_loop(&mut rd, conn, &core, cfg, &closed, addr).await;
+    let ends = ConnEnds {
+        conn,
+        addr,
+        core: &core,
+        flow: &flow,
+        clock: &clock,
+        closed: &closed,
+    };
+    let result = read_loop(&mut rd, &mut frames, &ends).await;
     let _ = core.send(CoreMsg::Closed { conn }).await;
     result
 }
 
-async fn read_loop(
-    rd: &mut BufReader<OwnedReadHalf>,
-    conn: ConnId,
-    core: &CoreTx,
-    cfg: &ClientPortConfig,
-    closed: &Notify,
-    addr: SocketAddr,
-) -> Result<(), String> {
-    let mut buf = Vec::with_capacity(4096);
-    loop {
-        tokio::select! {
-            read = read_frame(rd, cfg.max_frame, &mut buf) => {
-                if let Err(reason) = read {
-                    if reason.contains("exceeds the limit") || reason.contains("negative") {
-                        warn!(client = %addr, %reason, "refusing frame; closing the connection");
-                    }
-                    return Err(reason);
-                }
-            }
-            _ = closed.notified() => return Ok(()),
-        }
-        let received = Instant::now();
-        let mut r = Reader::new(&buf);
-        let header = RequestHeader::read(&mut r).map_err(|e| {
-            warn!(client = %addr, error = %e, "malformed request header; closing");
-            e.to_string()
-        })?;
-        let msg = match Request::decode(header.op, &buf[r.position()..]) {
-            Ok(req) => CoreMsg::Request {
+/// Decodes one request frame into what the core gets.
+fn decode_request(frame: &[u8], conn: ConnId, addr: SocketAddr) -> Result<CoreMsg, String> {
+    let received = Instant::now();
+    let mut r = Reader::new(frame);
+    let header = RequestHeader::read(&mut r).map_err(|e| {
+        warn!(client = %addr, error = %e, "malformed request header; closing");
+        e.to_string()
+    })?;
+    match Request::decode(header.op, &frame[r.position()..]) {
+        Ok(req) => Ok(CoreMsg::Request {
+            conn,
+            xid: header.xid,
+            req,
+            received,
+        }),
+        Err(DecodeError::UnknownOpcode(op)) => {
+            warn!(client = %addr, op, "unknown opcode; answering Unimplemented");
+            Ok(CoreMsg::Refused {
                 conn,
                 xid: header.xid,
-                req,
+                err: ErrorCode::Unimplemented,
                 received,
-            },
-            Err(DecodeError::UnknownOpcode(op)) => {
-                warn!(client = %addr, op, "unknown opcode; answering Unimplemented");
-                CoreMsg::Refused {
-                    conn,
-                    xid: header.xid,
-                    err: ErrorCode::Unimplemented,
-                    received,
-                }
+            })
+        }
+        Err(e) => {
+            warn!(client = %addr, op = header.op, error = %e, "malformed request; closing the connection");
+            Err(e.to_string())
+        }
+    }
+}
+
+/// What the read loop of one connection works with.
+struct ConnEnds<'a> {
+    conn: ConnId,
+    addr: SocketAddr,
+    core: &'a CoreTx,
+    flow: &'a ConnFlow,
+    clock: &'a ReplyClock,
+    closed: &'a Notify,
+}
+
+/// Hands requests to the core as they arrive, holding off (not reading) while the
+/// connection or the server has too much outstanding (see `flow`).
+async fn read_loop(
+    rd: &mut OwnedReadHalf,
+    frames: &mut FrameBuf,
+    ends: &ConnEnds<'_>,
+) -> Result<(), String> {
+    let ConnEnds {
+        conn,
+        addr,
+        core,
+        flow,
+        clock,
+        closed,
+    } = *ends;
+    loop {
+        let frame = frames.next_frame().map_err(|e| refuse_frame(addr, e))?;
+        let Some(frame) = frame else {
+            tokio::select! {
+                read = fill(rd, frames) => read?,
+                _ = closed.notified() => return Ok(()),
             }
-            Err(e) => {
-                warn!(client = %addr, op = header.op, error = %e, "malformed request; closing the connection");
-                return Err(e.to_string());
-            }
+            continue;
         };
+        let msg = decode_request(frame, conn, addr)?;
+        tokio::select! {
+            _ = flow.wait_until_readable() => {}
+            _ = closed.notified() => return Ok(()),
+        }
+        if let CoreMsg::Request { xid, received, .. } | CoreMsg::Refused { xid, received, .. } =
+            &msg
+        {
+            clock.request(*xid, *received);
+        }
+        flow.submitted();
         core.send(msg)
             .await
             .map_err(|_| "server stopping".to_string())?;
@@ -284,35 +341,74 @@ fn encode(msg: Outgoing, out: &mut Vec<u8>) -> bool {
     false
 }
 
-const WRITE_BATCH_BYTES: usize = 256 * 1024;
+/// Once this much has been written from the front of the queue, the queue is compacted.
+const COMPACT_AFTER_BYTES: usize = 256 * 1024;
 
-/// Writes what the core queues for the connection. `answered` fires once the first
-/// message (the answer to the ConnectRequest) is taken.
+/// Takes one message off the core's queue into the byte queue; true when the
+/// connection must close after what is queued.
+fn enqueue(msg: Outgoing, out: &mut Vec<u8>, flow: &ConnFlow, clock: &ReplyClock) -> bool {
+    if let Outgoing::Reply { xid, .. } = &msg {
+        flow.answered();
+        clock.replied(*xid);
+    }
+    let before = out.len();
+    let close = encode(msg, out);
+    flow.queued(out.len() - before);
+    close
+}
+
+/// Writes what the core queues for the connection. Messages are taken off the core's
+/// queue as they come (so the reader's flow counters see their size) and written as
+/// the socket accepts them. `answered` fires once the first message (the answer to the
+/// ConnectRequest) is taken.
 async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     closed: Arc<Notify>,
     answered: oneshot::Sender<()>,
+    flow: Arc<ConnFlow>,
+    clock: Arc<ReplyClock>,
 ) {
-    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut out: Vec<u8> = Vec::new();
+    let mut sent = 0;
     let mut answered = Some(answered);
-    while let Some(msg) = rx.recv().await {
-        let mut close = encode(msg, &mut out);
-        if !close && let Some(answered) = answered.take() {
-            let _ = answered.send(());
+    let mut closing = false;
+    loop {
+        if closing && sent == out.len() {
+            break;
         }
-        while !close && out.len() < WRITE_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(msg) => close = encode(msg, &mut out),
-                Err(_) => break,
+        tokio::select! {
+            msg = rx.recv(), if !closing => {
+                let Some(msg) = msg else {
+                    closing = true;
+                    continue;
+                };
+                closing = enqueue(msg, &mut out, &flow, &clock);
+                if !closing && let Some(answered) = answered.take() {
+                    let _ = answered.send(());
+                }
+                while !closing && let Ok(msg) = rx.try_recv() {
+                    closing = enqueue(msg, &mut out, &flow, &clock);
+                }
             }
-        }
-        if !out.is_empty() && wr.write_all(&out).await.is_err() {
-            break;
-        }
-        out.clear();
-        if close {
-            break;
+            written = wr.write(&out[sent..]), if sent < out.len() => {
+                let n = match written {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                sent += n;
+                flow.written(n);
+                if sent == out.len() {
+                    out.clear();
+                    sent = 0;
+                    if out.capacity() > COMPACT_AFTER_BYTES {
+                        out.shrink_to(16 * 1024);
+                    }
+                } else if sent >= COMPACT_AFTER_BYTES {
+                    out.drain(..sent);
+                    sent = 0;
+                }
+            }
         }
     }
     let _ = wr.shutdown().await;

@@ -2,4 +2,8 @@
 //! lives in `admin`).
 
 pub mod client;
+pub mod flow;
+pub mod frame;
+pub mod latency;
 pub mod peer;
+pub mod resolve;

@@ -7,38 +7,81 @@
 //! dropped, exactly as a TCP reset loses what was in flight; the protocol restarts its
 //! handshakes on the next `PeerUp`. Outbound sockets bind to this server's own address,
 //! so a fault proxy (or a test) can tell peers apart by source address.
+//!
+//! Peers are known by the `host:port` of their `server.N` line, never by an address
+//! resolved once: every connection attempt resolves the name again, so a peer that
+//! comes back under the same name on a new IP (a recreated pod) is reached there, and a
+//! name that does not resolve yet is simply retried (ZOOKEEPER-1506).
+//!
+//! Memory and work an unauthenticated peer can cause are bounded: frames are buffered as
+//! their bytes arrive and refused over `paddock.quorumMaxFrame`; the handshake's address
+//! is short and must arrive in time; and a server that introduces itself without being
+//! in our config (a joiner, until a reconfig adds it) gets a *guest* link back, at most
+//! [`MAX_GUESTS`] at a time, which gives up after [`GUEST_RETRY`] unreachable, unless the
+//! committed config comes to name it.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::config::HostPort;
 use crate::core::{CoreMsg, InternalTx};
+use crate::net::frame::FrameBuf;
+use crate::net::resolve::{self, LogEvery};
 use crate::zab::{Message, Sid};
 
-/// Snapshots travel as one message; allow large ones.
-const MAX_PEER_FRAME: usize = 1 << 30;
+/// Links back to servers that introduced themselves but are not in the config.
+pub const MAX_GUESTS: usize = 8;
+/// A guest link that cannot reach its server for this long gives up (a member's retries
+/// forever).
+pub const GUEST_RETRY: Duration = Duration::from_secs(10);
+/// The longest quorum address accepted in the handshake (a DNS name and a port).
+const MAX_HELLO_ADDRESS: usize = 512;
+/// How long a new connection may take to send its handshake.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Handles to the outbound links.
 pub struct PeerNet {
     me: Sid,
-    /// Where this server listens; sent in the handshake so a peer that does not know us
-    /// (we are joining) can open its link back.
-    listen: Option<SocketAddr>,
+    /// This server's own quorum address as configured (a name in a pod); sent in the
+    /// handshake so a peer that does not know us (we are joining) can open its link back.
+    hello: String,
+    /// The address our quorum listener is bound to; outbound links bind to its IP.
+    local: Option<SocketAddr>,
     internal: Option<InternalTx>,
     runtime: Option<tokio::runtime::Handle>,
-    outbound: BTreeMap<Sid, (SocketAddr, mpsc::UnboundedSender<Vec<u8>>)>,
+    outbound: BTreeMap<Sid, LinkHandle>,
     /// The same links, for the tasks reading inbound connections (see `check_peer`).
     links: Links,
+    /// When a guest introduction was last refused (to log it at a bounded rate).
+    refused_log: LogEvery,
 }
 
-/// Each peer's quorum address and the queue of our link to it.
-type Links = Arc<Mutex<BTreeMap<Sid, (SocketAddr, mpsc::UnboundedSender<Vec<u8>>)>>>;
+/// Our end of one outbound link.
+#[derive(Clone)]
+struct LinkHandle {
+    /// The peer's quorum address as named in the config (or its introduction).
+    target: HostPort,
+    queue: mpsc::UnboundedSender<Vec<u8>>,
+    /// False for a guest link (see the module doc); set once the config names the peer.
+    member: Arc<AtomicBool>,
+}
+
+impl LinkHandle {
+    fn is_live_guest(&self) -> bool {
+        !self.member.load(Ordering::Relaxed) && !self.queue.is_closed()
+    }
+}
+
+/// Each peer's link, shared with the tasks reading inbound connections.
+type Links = Arc<Mutex<BTreeMap<Sid, LinkHandle>>>;
 
 /// Queued on a link: drop the connection now (reconnecting as after any failure).
 const BREAK_LINK: Vec<u8> = Vec::new();
@@ -48,98 +91,147 @@ impl PeerNet {
     pub fn none() -> PeerNet {
         PeerNet {
             me: 0,
-            listen: None,
+            hello: String::new(),
+            local: None,
             internal: None,
             runtime: None,
             outbound: BTreeMap::new(),
             links: Links::default(),
+            refused_log: LogEvery::new(resolve::WAIT_LOG_EVERY),
         }
     }
 
     pub fn send(&self, to: Sid, msg: &Message) {
-        if let Some((_, tx)) = self.outbound.get(&to) {
-            let _ = tx.send(msg.encode());
+        if let Some(link) = self.outbound.get(&to) {
+            let _ = link.queue.send(msg.encode());
         }
     }
 
     /// Opens (or moves) the link to `peer` at `host:port` — for members added by a
     /// reconfig and joiners that introduced themselves.
     pub fn ensure_link(&mut self, peer: Sid, host: &str, port: u16) {
-        let Some(addr) = resolve_now(host, port) else {
-            warn!(peer, host, port, "cannot resolve a peer's quorum address");
-            return;
+        let target = HostPort {
+            host: host.to_string(),
+            port,
         };
-        self.link_to(peer, addr);
-    }
-
-    fn link_to(&mut self, peer: Sid, addr: SocketAddr) {
-        if peer == self.me || self.outbound.get(&peer).is_some_and(|(a, _)| *a == addr) {
+        // A guest link already there becomes a member's (it keeps retrying from now on).
+        if let Some(link) = self.outbound.get(&peer)
+            && link.target == target
+            && !link.queue.is_closed()
+        {
+            link.member.store(true, Ordering::Relaxed);
             return;
         }
-        let (Some(internal), Some(runtime), Some(listen)) =
-            (self.internal.clone(), self.runtime.clone(), self.listen)
+        self.link_to(peer, target, true);
+    }
+
+    fn link_to(&mut self, peer: Sid, target: HostPort, member: bool) {
+        if peer == self.me
+            || self
+                .outbound
+                .get(&peer)
+                .is_some_and(|l| l.target == target && !l.queue.is_closed())
+        {
+            return;
+        }
+        let (Some(internal), Some(runtime), Some(local)) =
+            (self.internal.clone(), self.runtime.clone(), self.local)
         else {
             return;
         };
         let (tx, rx) = mpsc::unbounded_channel();
+        let handle = LinkHandle {
+            target: target.clone(),
+            queue: tx,
+            member: Arc::new(AtomicBool::new(member)),
+        };
         // Replacing the sender ends the old link's task.
-        self.outbound.insert(peer, (addr, tx.clone()));
+        self.outbound.insert(peer, handle.clone());
         if let Ok(mut links) = self.links.lock() {
-            links.insert(peer, (addr, tx));
+            links.insert(peer, handle.clone());
         }
-        info!(me = self.me, peer, %addr, "opening a link to a new peer");
-        runtime.spawn(link_loop(self.me, peer, addr, listen, rx, internal));
+        info!(me = self.me, peer, %target, guest = !member, "opening a link to a new peer");
+        let link = Link {
+            me: self.me,
+            peer,
+            target,
+            local_ip: local.ip(),
+            hello: self.hello.clone(),
+            member: handle.member,
+        };
+        runtime.spawn(link.run(rx, internal));
     }
 
-    /// A peer we have no link to introduced itself (a joining server).
-    pub fn introduced(&mut self, peer: Sid, addr: SocketAddr) {
-        if !self.outbound.contains_key(&peer) {
-            self.link_to(peer, addr);
+    /// A peer introduced itself. One we have no live link to is not in our config (a
+    /// joiner, or a stranger): it gets a guest link while there is room for one.
+    pub fn introduced(&mut self, peer: Sid, target: HostPort) {
+        // A member's link follows the config; a guest's follows the peer's latest word.
+        if self.outbound.get(&peer).is_some_and(|l| {
+            !l.queue.is_closed() && (l.member.load(Ordering::Relaxed) || l.target == target)
+        }) {
+            return;
         }
+        let guests = self
+            .outbound
+            .iter()
+            .filter(|(sid, l)| **sid != peer && l.is_live_guest())
+            .count();
+        if guests >= MAX_GUESTS {
+            if self.refused_log.should_log(Instant::now()) {
+                let refused = self.refused_log.take_suppressed();
+                warn!(me = self.me, peer, %target, guests, refused,
+                    "a server not in the config introduced itself; not dialling it back \
+                     (too many guest links already)");
+            }
+            return;
+        }
+        self.link_to(peer, target, false);
     }
 }
 
-fn resolve_now(host: &str, port: u16) -> Option<SocketAddr> {
-    use std::net::ToSocketAddrs;
-    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs().ok()?.collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-}
-
-/// Starts listening on `listen` and connecting to every peer.
-pub async fn start(
+/// Starts accepting on `listener` and connecting to every peer. `own` is this server's
+/// quorum address as its `server.N` line names it.
+pub fn start(
     me: Sid,
-    listen: SocketAddr,
-    peers: BTreeMap<Sid, SocketAddr>,
+    listener: TcpListener,
+    own: HostPort,
+    peers: BTreeMap<Sid, HostPort>,
     internal: InternalTx,
+    max_frame: usize,
 ) -> std::io::Result<PeerNet> {
-    let listener = TcpListener::bind(listen).await?;
-    info!(me, %listen, "quorum port listening");
+    let local = listener.local_addr()?;
+    info!(me, %local, address = %own, "quorum port listening");
     let links = Links::default();
     tokio::spawn(accept_loop(
         listener,
         internal.clone(),
         links.clone(),
-        listen.ip(),
+        local.ip(),
+        max_frame,
     ));
     let mut net = PeerNet {
         me,
-        listen: Some(listen),
+        hello: own.to_string(),
+        local: Some(local),
         internal: Some(internal),
         runtime: Some(tokio::runtime::Handle::current()),
         outbound: BTreeMap::new(),
         links,
+        refused_log: LogEvery::new(resolve::WAIT_LOG_EVERY),
     };
-    for (sid, addr) in peers {
-        net.link_to(sid, addr);
+    for (sid, target) in peers {
+        net.link_to(sid, target, true);
     }
     Ok(net)
 }
 
-async fn accept_loop(listener: TcpListener, internal: InternalTx, links: Links, local_ip: IpAddr) {
+async fn accept_loop(
+    listener: TcpListener,
+    internal: InternalTx,
+    links: Links,
+    local_ip: IpAddr,
+    max_frame: usize,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
@@ -148,7 +240,7 @@ async fn accept_loop(listener: TcpListener, internal: InternalTx, links: Links, 
                 let links = links.clone();
                 tokio::spawn(async move {
                     let mut from = None;
-                    if let Err(reason) = read_peer(stream, internal, &mut from).await {
+                    if let Err(reason) = read_peer(stream, internal, max_frame, &mut from).await {
                         debug!(%addr, %reason, "peer connection closed");
                     }
                     if let Some(peer) = from {
@@ -172,7 +264,17 @@ async fn accept_loop(listener: TcpListener, internal: InternalTx, links: Links, 
 /// instead. A peer that accepts and waits for our handshake, or does not answer in time,
 /// is left to the usual timeouts.
 async fn check_peer(peer: Sid, links: &Links, local_ip: IpAddr) {
-    let Some((addr, link)) = links.lock().ok().and_then(|l| l.get(&peer).cloned()) else {
+    let Some(LinkHandle {
+        target,
+        queue: link,
+        ..
+    }) = links.lock().ok().and_then(|l| l.get(&peer).cloned())
+    else {
+        return;
+    };
+    // Where the peer's name points now (a recreated peer may have moved); a name that
+    // no longer resolves says nothing about the old process, so leave it to the timeouts.
+    let Ok(addr) = resolve::lookup(&target.host, target.port).await else {
         return;
     };
     let gone = async {
@@ -218,37 +320,35 @@ async fn check_peer(peer: Sid, links: &Links, local_ip: IpAddr) {
 /// Reads a peer's messages until the connection ends; `who` is set once the handshake
 /// names the peer.
 async fn read_peer(
-    stream: tokio::net::TcpStream,
+    mut stream: tokio::net::TcpStream,
     internal: InternalTx,
+    max_frame: usize,
     who: &mut Option<Sid>,
 ) -> Result<(), String> {
-    let mut rd = BufReader::with_capacity(256 * 1024, stream);
-    let from = rd.read_u64().await.map_err(|e| format!("handshake: {e}"))?;
-    *who = Some(from);
-    // The sender's quorum address, so we can answer a server we do not know yet.
-    let len = rd.read_u16().await.map_err(|e| format!("handshake: {e}"))? as usize;
-    let mut addr = vec![0u8; len];
-    rd.read_exact(&mut addr)
+    let (from, addr) = tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut stream))
         .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    if let Some(addr) = std::str::from_utf8(&addr)
-        .ok()
-        .and_then(|a| a.parse::<SocketAddr>().ok())
+        .map_err(|_| "no handshake in time".to_string())??;
+    *who = Some(from);
+    if let Some(addr) = std::str::from_utf8(&addr).ok().and_then(HostPort::parse)
         && internal.send(CoreMsg::PeerHello { from, addr }).is_err()
     {
         return Ok(());
     }
-    let mut buf = Vec::new();
+    let mut frames = FrameBuf::new(max_frame);
     loop {
-        let len = rd.read_u32().await.map_err(|e| format!("read: {e}"))? as usize;
-        if len > MAX_PEER_FRAME {
-            return Err(format!("peer {from} sent a {len}-byte frame"));
-        }
-        buf.resize(len, 0);
-        rd.read_exact(&mut buf)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        let msg = Message::decode(&buf).map_err(|e| {
+        let frame = frames.next_frame().map_err(|e| {
+            warn!(peer = from, error = %e, "refusing a peer frame over paddock.quorumMaxFrame; \
+                dropping the connection (raise the limit if snapshots are larger)");
+            e.to_string()
+        })?;
+        let Some(frame) = frame else {
+            match frames.fill(&mut stream).await {
+                Ok(0) => return Err("read: connection closed".into()),
+                Ok(_) => continue,
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        };
+        let msg = Message::decode(frame).map_err(|e| {
             warn!(peer = from, error = %e, "malformed peer message; dropping the connection");
             e.to_string()
         })?;
@@ -258,83 +358,143 @@ async fn read_peer(
     }
 }
 
-async fn link_loop(
+/// The handshake: the sender's id, then its quorum address as its config names it
+/// (host:port), so we can answer a server we do not know yet.
+async fn read_hello(stream: &mut tokio::net::TcpStream) -> Result<(Sid, Vec<u8>), String> {
+    let from = stream
+        .read_u64()
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let len = stream
+        .read_u16()
+        .await
+        .map_err(|e| format!("handshake: {e}"))? as usize;
+    if len > MAX_HELLO_ADDRESS {
+        return Err(format!("handshake: a {len}-byte address"));
+    }
+    let mut addr = vec![0u8; len];
+    stream
+        .read_exact(&mut addr)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    Ok((from, addr))
+}
+
+/// Our outbound link to one peer.
+struct Link {
     me: Sid,
     peer: Sid,
-    addr: SocketAddr,
-    listen: SocketAddr,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
-    internal: InternalTx,
-) {
-    let local_ip: IpAddr = listen.ip();
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        // Whatever was queued while the link was down belongs to the old link.
-        while rx.try_recv().is_ok() {}
-        let connected = async {
-            let socket = if addr.is_ipv4() {
-                TcpSocket::new_v4()?
-            } else {
-                TcpSocket::new_v6()?
-            };
-            if !local_ip.is_unspecified() && local_ip.is_ipv4() == addr.is_ipv4() {
-                socket.bind(SocketAddr::new(local_ip, 0))?;
-            }
-            let stream = tokio::time::timeout(Duration::from_secs(2), socket.connect(addr))
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-                })??;
-            stream.set_nodelay(true)?;
-            Ok::<_, std::io::Error>(stream)
+    /// The peer's quorum address as configured; resolved again on every attempt.
+    target: HostPort,
+    /// Outbound sockets bind to this IP (our quorum listener's).
+    local_ip: IpAddr,
+    /// Our own quorum address, sent in the handshake.
+    hello: String,
+    /// False while this is a guest link (it gives up after [`GUEST_RETRY`] down).
+    member: Arc<AtomicBool>,
+}
+
+impl Link {
+    /// Resolves the peer's name now and connects to where it points.
+    async fn connect(
+        &self,
+        last: &mut Option<SocketAddr>,
+    ) -> Result<tokio::net::TcpStream, String> {
+        let addr = resolve::lookup(&self.target.host, self.target.port)
+            .await
+            .map_err(|e| e.to_string())?;
+        if last.is_some_and(|previous| previous != addr) {
+            info!(me = self.me, peer = self.peer, target = %self.target, %addr, "peer's address changed");
         }
-        .await;
-        let stream = match connected {
-            Ok(s) => s,
-            Err(e) => {
-                debug!(me, peer, %addr, error = %e, "cannot reach peer");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                if rx.is_closed() {
-                    return;
+        *last = Some(addr);
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(|e| e.to_string())?;
+        if !self.local_ip.is_unspecified() && self.local_ip.is_ipv4() == addr.is_ipv4() {
+            socket
+                .bind(SocketAddr::new(self.local_ip, 0))
+                .map_err(|e| e.to_string())?;
+        }
+        let stream = tokio::time::timeout(Duration::from_secs(2), socket.connect(addr))
+            .await
+            .map_err(|_| format!("{addr}: connect timed out"))?
+            .map_err(|e| format!("{addr}: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        Ok(stream)
+    }
+
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Vec<u8>>, internal: InternalTx) {
+        let (me, peer) = (self.me, self.peer);
+        let mut backoff = Duration::from_millis(50);
+        let mut last_addr = None;
+        let mut failures = LogEvery::new(resolve::WAIT_LOG_EVERY);
+        let mut down_since = Instant::now();
+        loop {
+            // Whatever was queued while the link was down belongs to the old link.
+            while rx.try_recv().is_ok() {}
+            let stream = match self.connect(&mut last_addr).await {
+                Ok(s) => s,
+                Err(error) => {
+                    if !self.member.load(Ordering::Relaxed) && down_since.elapsed() >= GUEST_RETRY {
+                        info!(me, peer, target = %self.target, %error,
+                            "giving up on a guest link (the peer is not in the config)");
+                        return;
+                    }
+                    // A peer that is down is routine (debug); one that stays unreachable
+                    // is worth a line now and then.
+                    if failures.should_log(std::time::Instant::now()) {
+                        let retries = failures.take_suppressed();
+                        info!(me, peer, target = %self.target, %error, retries, "cannot reach peer; retrying");
+                    } else {
+                        debug!(me, peer, target = %self.target, %error, "cannot reach peer");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    if rx.is_closed() {
+                        return;
+                    }
+                    continue;
                 }
+            };
+            backoff = Duration::from_millis(50);
+            failures = LogEvery::new(resolve::WAIT_LOG_EVERY);
+            let mut wr = BufWriter::with_capacity(256 * 1024, stream);
+            if wr.write_u64(me).await.is_err()
+                || wr.write_u16(self.hello.len() as u16).await.is_err()
+                || wr.write_all(self.hello.as_bytes()).await.is_err()
+                || wr.flush().await.is_err()
+            {
                 continue;
             }
-        };
-        backoff = Duration::from_millis(50);
-        let mut wr = BufWriter::with_capacity(256 * 1024, stream);
-        let hello = listen.to_string();
-        if wr.write_u64(me).await.is_err()
-            || wr.write_u16(hello.len() as u16).await.is_err()
-            || wr.write_all(hello.as_bytes()).await.is_err()
-            || wr.flush().await.is_err()
-        {
-            continue;
-        }
-        if internal.send(CoreMsg::PeerUp(peer)).is_err() {
-            return;
-        }
-        let ended = loop {
-            let Some(first) = rx.recv().await else {
-                break true;
-            };
-            let mut failed = first.is_empty() || write_frame(&mut wr, &first).await.is_err();
-            while !failed {
-                match rx.try_recv() {
-                    Ok(more) => {
-                        failed = more.is_empty() || write_frame(&mut wr, &more).await.is_err()
+            if internal.send(CoreMsg::PeerUp(peer)).is_err() {
+                return;
+            }
+            let ended = loop {
+                let Some(first) = rx.recv().await else {
+                    break true;
+                };
+                let mut failed = first.is_empty() || write_frame(&mut wr, &first).await.is_err();
+                while !failed {
+                    match rx.try_recv() {
+                        Ok(more) => {
+                            failed = more.is_empty() || write_frame(&mut wr, &more).await.is_err()
+                        }
+                        Err(_) => break,
                     }
-                    Err(_) => break,
                 }
+                if failed || wr.flush().await.is_err() {
+                    break false;
+                }
+            };
+            if internal.send(CoreMsg::PeerDown(peer)).is_err() || ended {
+                return;
             }
-            if failed || wr.flush().await.is_err() {
-                break false;
-            }
-        };
-        if internal.send(CoreMsg::PeerDown(peer)).is_err() || ended {
-            return;
+            down_since = Instant::now();
+            tokio::time::sleep(backoff).await;
         }
-        tokio::time::sleep(backoff).await;
     }
 }
 

@@ -159,6 +159,17 @@ impl Zab {
             return;
         }
         match n.state {
+            // A looking server that does not vote here (an observer, a joiner, a removed
+            // server) cannot change the election: its round must not restart ours (it
+            // would clear the votes a handoff's target is collecting, as often as it
+            // restarts its own search), and its vote counts for nothing. It only needs
+            // to hear ours, as ZooKeeper's FastLeaderElection answers non-voters.
+            PeerState::Looking if !self.is_voter(from) => {
+                if self.is_voter(self.me) {
+                    self.send_vote_to(from);
+                }
+                return;
+            }
             PeerState::Looking => {
                 if n.round > self.election.round {
                     self.election.round = n.round;
@@ -178,8 +189,11 @@ impl Zab {
                     }
                     self.broadcast_vote();
                 } else if n.round < self.election.round {
-                    // The sender is behind: tell it where we are.
-                    self.send_vote_to(from);
+                    // The sender is behind: tell it where we are (a non-voter's word does
+                    // not count, so it does not answer back: no endless exchange).
+                    if self.is_voter(self.me) {
+                        self.send_vote_to(from);
+                    }
                     return;
                 } else if self.election.forced.is_none()
                     && self.is_candidate(&n.vote)
@@ -234,16 +248,29 @@ impl Zab {
         }
     }
 
-    /// A leader that says it leads and that a quorum of settled peers follows.
+    /// A leader that a quorum of settled peers follows: one that says it leads, or this
+    /// server itself. The latter is ZooKeeper's checkLeader for out-of-election votes: a
+    /// handoff's target (or any winner) that missed the end of its own election finds a
+    /// quorum already following it and must take over, or they wait for it until
+    /// initLimit and the handoff turns into an election.
     fn settled_leader(&self) -> Option<Sid> {
-        let leading: Vec<Sid> = self
+        let mut candidates: Vec<Sid> = self
             .election
             .settled
             .iter()
             .filter(|(sid, (v, s))| *s == PeerState::Leading && v.leader == **sid)
             .map(|(sid, _)| *sid)
             .collect();
-        leading.into_iter().find(|leader| {
+        // Followers report their own (epoch, last zxid): leading one that is ahead of us
+        // would only end in "a follower is ahead of the leader" and a new election.
+        let mine = (self.current_epoch, self.last_logged);
+        let behind_a_follower = self.election.settled.values().any(|(v, s)| {
+            v.leader == self.me && *s != PeerState::Looking && (v.epoch, v.zxid) > mine
+        });
+        if self.is_voter(self.me) && !behind_a_follower {
+            candidates.push(self.me);
+        }
+        candidates.into_iter().find(|leader| {
             let mut support: BTreeSet<Sid> = self
                 .election
                 .settled

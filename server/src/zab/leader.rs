@@ -43,6 +43,9 @@ pub(super) struct LearnerLink {
     acked: Zxid,
     /// What our log held when its sync was sent (its NEWLEADER ACK covers that much).
     synced_to: Zxid,
+    /// When its FOLLOWERINFO arrived: until it is synced, it counts as alive for
+    /// initLimit from then (ZooKeeper's first ack deadline), however often it talks.
+    hello_at: u64,
     last_heard: u64,
 }
 
@@ -147,6 +150,34 @@ impl Zab {
                 observer,
             } => {
                 let Some(leader) = self.leader() else { return };
+                if leader.phase != Phase::Discovery && accepted_epoch > leader.epoch {
+                    // It accepted a newer epoch than ours, so it will refuse our
+                    // LEADERINFO: it is no learner of ours and must not count towards
+                    // our quorum (a leader that established late, after its followers
+                    // moved on to a newer leader, would otherwise stay leader forever
+                    // on the credit of their retried handshakes). Answer so that it
+                    // gives up on us at once.
+                    leader.learners.remove(&from);
+                    let epoch = leader.epoch;
+                    self.send(from, Message::LeaderInfo { epoch });
+                    // Nor can it ever join us: a candidate that never established
+                    // made it promise that epoch (seed 135142 of the weighted soak: it
+                    // stayed out for good). Step down, having taken the promise over
+                    // (raising acceptedEpoch only ever refuses more), so that the next
+                    // epoch chosen, by us or by a leader we tell it through our
+                    // FOLLOWERINFO, is above it.
+                    tracing::info!(
+                        me = self.me,
+                        learner = from,
+                        accepted_epoch,
+                        epoch,
+                        "a learner accepted a newer epoch than ours; re-electing"
+                    );
+                    self.accepted_epoch = self.accepted_epoch.max(accepted_epoch);
+                    self.persist_epochs();
+                    self.start_looking();
+                    return;
+                }
                 leader.learners.insert(
                     from,
                     LearnerLink {
@@ -157,6 +188,7 @@ impl Zab {
                         last_zxid,
                         acked: 0,
                         synced_to: 0,
+                        hello_at: now,
                         last_heard: now,
                     },
                 );
@@ -830,13 +862,21 @@ impl Zab {
             }
         }
         let Some(leader) = self.leader() else { return };
+        // A voter still syncing with us counts until initLimit after its FOLLOWERINFO,
+        // as a ZooKeeper LearnerHandler does while its sync is in progress: when a
+        // server that was in our establishing quorum leaves (a stopping old leader right
+        // after a handoff) while another is still syncing, stepping down would turn a
+        // handoff into an election. Commits still need the ACKs of synced voters.
         let mut alive: BTreeSet<Sid> = leader
             .learners
             .iter()
             .filter(|(_, l)| {
-                !l.observer
-                    && l.stage == Stage::Synced
-                    && now.saturating_sub(l.last_heard) <= timing.sync_limit_ms
+                let heard = if l.stage == Stage::Synced {
+                    now.saturating_sub(l.last_heard) <= timing.sync_limit_ms
+                } else {
+                    now.saturating_sub(l.hello_at) <= timing.init_limit_ms
+                };
+                !l.observer && heard
             })
             .map(|(s, _)| *s)
             .collect();

@@ -12,8 +12,11 @@ enum Stage {
     /// ACKEPOCH sent; receiving sync data.
     Syncing,
     /// NEWLEADER received; waits for the synced txns to be durable before ACKing it.
+    /// `synced_to` is what the sync covered (our log when NEWLEADER arrived): the
+    /// leader credits the NEWLEADER ACK with exactly that much.
     NewLeaderPending {
         zxid: Zxid,
+        synced_to: Zxid,
     },
     /// NEWLEADER ACKed; waits for UPTODATE.
     Synced,
@@ -201,8 +204,9 @@ impl Zab {
                 self.commit(zxid, payload);
             }
             Message::NewLeader { zxid } => {
+                let synced_to = self.last_logged;
                 let Some(l) = self.learner() else { return };
-                l.stage = Stage::NewLeaderPending { zxid };
+                l.stage = Stage::NewLeaderPending { zxid, synced_to };
                 self.learner_on_durable();
             }
             Message::UpToDate => {
@@ -275,13 +279,22 @@ impl Zab {
         let (durable, logged) = (self.last_durable, self.last_logged);
         let Some(l) = self.learner() else { return };
         match l.stage {
-            Stage::NewLeaderPending { zxid } if durable >= logged => {
-                let (leader, new_epoch) = (l.leader, l.new_epoch);
+            Stage::NewLeaderPending { zxid, synced_to } if durable >= logged => {
+                let (leader, new_epoch, observer) = (l.leader, l.new_epoch, l.observer);
                 l.stage = Stage::Synced;
-                l.acked = durable;
+                // The NEWLEADER ACK covers only the sync. Proposals that arrived after
+                // NEWLEADER are durable now too, but the leader learns that only from
+                // an ACK of their own: without it they would wait for the next proposal.
+                l.acked = synced_to;
                 self.current_epoch = new_epoch;
                 self.persist_epochs();
                 self.send(leader, Message::Ack { zxid });
+                if !observer && durable > synced_to {
+                    if let Some(l) = self.learner() {
+                        l.acked = durable;
+                    }
+                    self.send(leader, Message::Ack { zxid: durable });
+                }
             }
             Stage::Synced | Stage::Broadcast if !l.observer && durable > l.acked => {
                 l.acked = durable;

@@ -22,6 +22,8 @@ mod learner;
 pub mod message;
 pub mod quorum;
 #[cfg(test)]
+mod scripted;
+#[cfg(test)]
 mod sim;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -78,13 +80,17 @@ impl Membership {
         self.verifier.is_voter(sid) || self.observers.contains(&sid)
     }
 
-    /// Everyone this server talks to besides itself.
-    pub fn peers(&self, me: Sid) -> impl Iterator<Item = Sid> + '_ {
+    /// Every member: the voters, then the observers.
+    pub fn members(&self) -> impl Iterator<Item = Sid> + '_ {
         self.verifier
             .voters()
             .into_iter()
             .chain(self.observers.iter().copied())
-            .filter(move |p| *p != me)
+    }
+
+    /// Everyone this server talks to besides itself.
+    pub fn peers(&self, me: Sid) -> impl Iterator<Item = Sid> + '_ {
+        self.members().filter(move |p| *p != me)
     }
 }
 
@@ -416,6 +422,20 @@ impl Zab {
             if let Some(config) = self.pending_configs.remove(&zxid) {
                 self.activate(config);
             }
+            self.check_learner_kind();
+        }
+    }
+
+    /// A learner whose kind no longer fits rejoins as the other kind: a follower that
+    /// followed only because a pending config made it a voter, once that config turned
+    /// out older than the active one (a server whose commit index lagged when it
+    /// restarted, with the reconfig that had added it still uncommitted in its log,
+    /// after a later one removed it: it stayed a participant outside the config).
+    fn check_learner_kind(&mut self) {
+        if let State::Learning(l) = &self.state
+            && l.is_observer() == self.must_follow()
+        {
+            self.start_looking();
         }
     }
 

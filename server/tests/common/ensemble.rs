@@ -82,11 +82,15 @@ impl Status {
     }
 }
 
-/// `GET path` on an admin port with a bounded wait; the body on 200.
+/// `GET path` on an admin port with a bounded wait, as the super user `super:secret`
+/// (servers without a superDigest ignore the header); the body on 200.
 pub async fn http_get(addr: SocketAddr, path: &str, limit: Duration) -> Option<String> {
     let exchange = async {
         let mut s = TcpStream::connect(addr).await.ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{}Connection: close\r\n\r\n",
+            super::SUPER_BASIC_HEADER
+        );
         s.write_all(req.as_bytes()).await.ok()?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.ok()?;
@@ -885,9 +889,17 @@ impl Load {
             sent: Mutex::new(0),
         });
         let targets = Arc::new(targets);
+        // Loads after the first in a process write under names of their own, so that a
+        // test can run one after another on the same ensemble.
+        let generation = LOADS.fetch_add(1, Ordering::SeqCst);
+        let prefix = match generation {
+            0 => String::new(),
+            g => format!("g{g}"),
+        };
         let handles = (0..writers)
             .map(|w| {
                 tokio::spawn(writer(
+                    format!("{prefix}w{w:02}"),
                     w,
                     targets.clone(),
                     shared.clone(),
@@ -979,7 +991,11 @@ impl Load {
     }
 }
 
+/// Loads started so far in this process.
+static LOADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 async fn writer(
+    name: String,
     w: usize,
     targets: Arc<Vec<(u64, SocketAddr)>>,
     shared: Arc<LoadShared>,
@@ -1021,7 +1037,7 @@ async fn writer(
             while outstanding.len() < depth && !stopping {
                 cxid += 1;
                 seq += 1;
-                let path = format!("{LOAD_ROOT}/w{w:02}-{seq:07}");
+                let path = format!("{LOAD_ROOT}/{name}-{seq:07}");
                 let data = format!("w{w}:{seq}").into_bytes();
                 let req = Request::Create(CreateRequest {
                     path: path.clone(),

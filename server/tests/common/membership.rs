@@ -25,11 +25,10 @@ use paddock_proto::{
     AuthPacket, GetDataRequest, OpCode, ReconfigRequest, Request, Response, Stat, SyncRequest, xid,
 };
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 pub use super::ensemble::verify_acks;
-use super::ensemble::{Ack, INIT_LIMIT, SYNC_LIMIT, TICK_MS, call, close_session};
+use super::ensemble::{Ack, INIT_LIMIT, Load, SYNC_LIMIT, TICK_MS, call, close_session};
+use super::hosts::HostsFile;
 use super::{RawConn, SERVER_BIN, next_loopback};
 
 /// `superDigest` for `super:secret` (base64 of SHA-1 of "super:secret").
@@ -55,6 +54,12 @@ pub struct Node {
     dir: tempfile::TempDir,
     /// `--join` targets (client addresses); empty for a founding member.
     join: Vec<SocketAddr>,
+    /// A host name its configs use instead of `ip` (see [`ClusterBuilder::named`]).
+    pub name: Option<String>,
+    /// The hosts file bind-mounted over /etc/hosts in the server's own mount namespace.
+    hosts: Option<PathBuf>,
+    /// Set for a StatefulSet pod: it starts with the pods' common arguments instead.
+    pod: Option<PodArgs>,
     child: Option<Child>,
     /// stderr of every run, runs separated by a marker line.
     log: Arc<Mutex<String>>,
@@ -79,12 +84,18 @@ impl Node {
     }
 
     /// This server's `server.N` value with `role`, as ZooKeeper prints it:
-    /// `ip:quorum:election:role;ip:client`.
+    /// `host:quorum:election:role;host:client` (host: its name if it has one, else ip).
     pub fn spec(&self, role: &str) -> String {
+        let host = self.host();
         format!(
-            "{}:{}:{}:{role};{}:{}",
-            self.ip, self.quorum_port, self.election_port, self.ip, self.client_port
+            "{host}:{}:{}:{role};{host}:{}",
+            self.quorum_port, self.election_port, self.client_port
         )
+    }
+
+    /// How configs name this server: its host name, else its address.
+    pub fn host(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.ip.to_string())
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -102,7 +113,22 @@ impl Node {
     fn command(&self) -> Command {
         let mut cmd = Command::new(SERVER_BIN);
         cmd.arg("--config").arg(self.cfg_path());
-        if !self.join.is_empty() {
+        if let Some(pod) = &self.pod {
+            // The pod template's arguments: what differs per pod comes from its
+            // environment (HOSTNAME, the pod IP) and its DNS name.
+            let ip = self.ip.to_string();
+            let name = self.name.as_deref().expect("a pod has a DNS name");
+            cmd.arg("--data-dir")
+                .arg(self.data_dir())
+                .arg("--myid-from-hostname")
+                .args(["--client-address", &ip, "--admin-address", &ip])
+                .arg("--peer-address")
+                .arg(format!(
+                    "{name}:{}:{}",
+                    self.quorum_port, self.election_port
+                ))
+                .args(["--join", &pod.join, "--join-timeout", &pod.join_timeout]);
+        } else if !self.join.is_empty() {
             let list: Vec<String> = self.join.iter().map(ToString::to_string).collect();
             cmd.arg("--join").arg(list.join(","));
         }
@@ -119,15 +145,66 @@ impl Node {
             "PADDOCK_CLIENT_PORT",
             "PADDOCK_CLIENT_ADDRESS",
             "PADDOCK_ADMIN_PORT",
+            "PADDOCK_ADMIN_ADDRESS",
             "PADDOCK_JOIN",
+            "PADDOCK_JOIN_TIMEOUT",
+            "PADDOCK_PEER_ADDRESS",
+            "PADDOCK_SUPER_DIGEST",
+            "PADDOCK_SUPER_DIGEST_FILE",
+            "HOSTNAME",
         ] {
             cmd.env_remove(var);
+        }
+        if let Some(pod) = &self.pod {
+            cmd.env("HOSTNAME", &pod.hostname)
+                .env("PADDOCK_SUPER_DIGEST", SUPER_DIGEST);
+        }
+        if let Some(hosts) = &self.hosts {
+            super::hosts::private_etc_hosts(&mut cmd, hosts);
         }
         cmd
     }
 
     /// Starts the process and waits (bounded) until it listens on its client port.
     pub fn launch(&mut self) {
+        let rx = self.spawn();
+        self.wait_listening(rx);
+    }
+
+    /// Starts the process without waiting for it to listen (its own address may not be
+    /// usable yet); [`Self::is_running`] and `/status` tell how it goes.
+    pub fn launch_unready(&mut self) {
+        let _ = self.spawn();
+    }
+
+    /// Sends `sig` (e.g. `libc::SIGTERM`) to the running process.
+    pub fn signal(&mut self, sig: i32) {
+        let child = self.child.as_ref().expect("server is running");
+        let rc = unsafe { libc::kill(child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill({}, {sig})", child.id());
+    }
+
+    /// Waits (bounded) for the process to exit by itself and reaps it; its exit status.
+    pub async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            let child = self.child.as_mut().expect("server is running");
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "server {} did not exit within {limit:?}\n{}",
+                    self.id,
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn spawn(&mut self) -> std_mpsc::Receiver<()> {
         assert!(self.child.is_none(), "server {} already running", self.id);
         self.runs += 1;
         self.log
@@ -154,6 +231,12 @@ impl Node {
                 log.push('\n');
             }
         });
+        self.child = Some(child);
+        rx
+    }
+
+    fn wait_listening(&mut self, rx: std_mpsc::Receiver<()>) {
+        let mut child = self.child.take().expect("spawned");
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let waited = rx.recv_timeout(Duration::from_millis(50));
@@ -232,6 +315,26 @@ fn allocate() -> (Ipv4Addr, [u16; 4]) {
     (ip, [p[0], p[1], p[2], p[3]])
 }
 
+/// Acknowledged writes to wait for between steps: the load goes on throughout.
+pub const PROGRESS: usize = 30;
+/// How long writes may take to make [`PROGRESS`] after a step.
+pub const RESUME: Duration = Duration::from_secs(20);
+
+/// The load: 4 writers, 2 creates in flight each, over the given servers.
+pub fn load_on(c: &Cluster, ids: &[u64]) -> Load {
+    Load::start(c.client_targets(ids), 4, 2, Duration::from_secs(5))
+}
+
+/// Waits (bounded) for [`PROGRESS`] more acknowledged writes; fails with `what`.
+pub async fn progress(load: &Load, what: &str) {
+    assert!(
+        load.wait_more(PROGRESS, RESUME).await,
+        "writes stalled {what} (acked {}, errors {:?})",
+        load.acked(),
+        load.errors()
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // The cluster
 // ---------------------------------------------------------------------------------------
@@ -240,9 +343,33 @@ fn allocate() -> (Ipv4Addr, [u16; 4]) {
 pub struct ClusterBuilder {
     voters: u64,
     extra: Vec<String>,
+    named: bool,
+    unresolved: Vec<u64>,
+    launch: Option<Vec<u64>>,
 }
 
 impl ClusterBuilder {
+    /// Every server is named `zk<id>.paddock.test` in every config (its quorum, client
+    /// and admin addresses) and runs in its own mount namespace whose /etc/hosts is the
+    /// cluster's [`HostsFile`], as pods find each other by DNS name.
+    pub fn named(mut self) -> Self {
+        self.named = true;
+        self
+    }
+
+    /// With [`Self::named`]: these servers' names do not resolve at first.
+    pub fn unresolved(mut self, ids: &[u64]) -> Self {
+        self.unresolved = ids.to_vec();
+        self
+    }
+
+    /// Launches only these servers (waiting for each to listen); the others are
+    /// configured but not started.
+    pub fn launch_only(mut self, ids: &[u64]) -> Self {
+        self.launch = Some(ids.to_vec());
+        self
+    }
+
     /// Adds a line to every zoo.cfg (e.g. `reconfigEnabled=false`; a later line wins).
     pub fn cfg(mut self, line: &str) -> Self {
         self.extra.push(line.to_string());
@@ -255,15 +382,19 @@ impl ClusterBuilder {
         let mut cluster = Cluster {
             nodes: BTreeMap::new(),
             extra: self.extra,
+            hosts: self.named.then(HostsFile::new),
         };
         for id in 1..=self.voters {
             cluster.create(id, Vec::new());
+            if self.named && !self.unresolved.contains(&id) {
+                cluster.resolve(id);
+            }
         }
         let ids: Vec<u64> = (1..=self.voters).collect();
         for id in &ids {
             cluster.write_cfg(*id, &ids, None);
         }
-        for id in &ids {
+        for id in self.launch.as_ref().unwrap_or(&ids) {
             cluster.node_mut(*id).launch();
         }
         cluster
@@ -275,6 +406,8 @@ impl ClusterBuilder {
 pub struct Cluster {
     nodes: BTreeMap<u64, Node>,
     extra: Vec<String>,
+    /// The names of a [`ClusterBuilder::named`] cluster.
+    hosts: Option<HostsFile>,
 }
 
 impl Cluster {
@@ -283,7 +416,44 @@ impl Cluster {
         ClusterBuilder {
             voters,
             extra: Vec::new(),
+            named: false,
+            unresolved: Vec::new(),
+            launch: None,
         }
+    }
+
+    /// Makes server `id`'s name resolve to its current address (named clusters).
+    pub fn resolve(&mut self, id: u64) {
+        let node = self.node(id);
+        let (name, ip) = (node.name.clone().expect("a named server"), node.ip);
+        self.hosts.as_mut().expect("a named cluster").set(&name, ip);
+    }
+
+    /// Moves stopped server `id` to a fresh loopback address, with the same ports, and
+    /// points its name there: a pod recreated under its old name with a new IP. The new
+    /// address.
+    pub fn move_address(&mut self, id: u64) -> Ipv4Addr {
+        let node = self.node_mut(id);
+        assert!(!node.is_running(), "move server {id} only while it is down");
+        let ports = [
+            node.client_port,
+            node.admin_port,
+            node.quorum_port,
+            node.election_port,
+        ];
+        let old = node.ip;
+        let ip = (0..64)
+            .map(|_| next_loopback())
+            .find(|ip| {
+                *ip != old
+                    && ports
+                        .iter()
+                        .all(|p| std::net::TcpListener::bind((*ip, *p)).is_ok())
+            })
+            .expect("a loopback address with the server's ports free");
+        node.ip = ip;
+        self.resolve(id);
+        ip
     }
 
     pub fn node(&self, id: u64) -> &Node {
@@ -321,13 +491,31 @@ impl Cluster {
     }
 
     fn create(&mut self, id: u64, join: Vec<SocketAddr>) {
-        let (ip, [client, admin, quorum, election]) = allocate();
+        let (ip, ports) = allocate();
+        let name = self.hosts.as_ref().map(|_| format!("zk{id}.paddock.test"));
+        self.insert_node(id, ip, ports, join, name, None);
+    }
+
+    /// Adds server `id` with a fresh directory; a founding or `--join` server gets a
+    /// `<dataDir>/myid`, a pod finds its id in its host name.
+    fn insert_node(
+        &mut self,
+        id: u64,
+        ip: Ipv4Addr,
+        [client, admin, quorum, election]: [u16; 4],
+        join: Vec<SocketAddr>,
+        name: Option<String>,
+        pod: Option<PodArgs>,
+    ) {
+        let hosts = self.hosts.as_ref().map(|h| h.path().to_path_buf());
         let dir = tempfile::Builder::new()
             .prefix(&format!("paddock-members-{id}-"))
             .tempdir()
             .expect("tempdir");
         std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
-        std::fs::write(dir.path().join("data").join("myid"), format!("{id}\n")).expect("myid");
+        if pod.is_none() {
+            std::fs::write(dir.path().join("data").join("myid"), format!("{id}\n")).expect("myid");
+        }
         self.nodes.insert(
             id,
             Node {
@@ -339,6 +527,9 @@ impl Cluster {
                 election_port: election,
                 dir,
                 join,
+                name,
+                hosts,
+                pod,
                 child: None,
                 log: Arc::new(Mutex::new(String::new())),
                 runs: 0,
@@ -356,8 +547,8 @@ impl Cluster {
             format!("syncLimit={SYNC_LIMIT}"),
             format!("dataDir={}", node.data_dir().display()),
             format!("clientPort={}", node.client_port),
-            format!("clientPortAddress={}", node.ip),
-            format!("admin.serverAddress={}", node.ip),
+            format!("clientPortAddress={}", node.host()),
+            format!("admin.serverAddress={}", node.host()),
             format!("admin.serverPort={}", node.admin_port),
             "4lw.commands.whitelist=*".to_string(),
             "standaloneEnabled=false".to_string(),
@@ -401,6 +592,12 @@ impl Cluster {
     /// Forgets `--join` for the next start.
     pub fn clear_join(&mut self, id: u64) {
         self.node_mut(id).join.clear();
+    }
+
+    /// Starts server `id` with `--join` to the client ports of `via` from its next start.
+    pub fn set_join(&mut self, id: u64, via: &[u64]) {
+        let join = via.iter().map(|v| self.client(*v)).collect();
+        self.node_mut(id).join = join;
     }
 
     pub fn assert_no_fatal_log(&self) {
@@ -618,36 +815,19 @@ pub fn stable_leader(st: &BTreeMap<u64, NodeStatus>) -> Option<u64> {
 // Admin HTTP POST
 // ---------------------------------------------------------------------------------------
 
-/// `POST path` with a JSON body (bounded); (status code, body).
+/// `POST path` with a JSON body (bounded), as the super user; (status code, body).
 pub async fn http_post(
     addr: SocketAddr,
     path: &str,
     body: &str,
     limit: Duration,
 ) -> Option<(u16, String)> {
-    let exchange = async {
-        let mut s = TcpStream::connect(addr).await.ok()?;
-        let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        Some(buf)
-    };
-    let buf = tokio::time::timeout(limit, exchange).await.ok()??;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let code = head
-        .lines()
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some((code, body.to_string()))
+    let headers = format!(
+        "Content-Type: application/json\r\n{}",
+        super::SUPER_BASIC_HEADER
+    );
+    let (code, _, body) = super::admin_http(addr, "POST", path, &headers, body, limit).await?;
+    Some((code, body))
 }
 
 /// `POST /leadership/transfer` on server `id`, body `{"to": to}` or empty.
@@ -903,4 +1083,159 @@ pub fn dynamic_files(data_dir: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------
+// StatefulSet pods
+// ---------------------------------------------------------------------------------------
+
+/// The pods' DNS domain (`<name>-headless.<ns>.svc.cluster.local` in a cluster).
+pub const POD_DOMAIN: &str = "paddock-headless.test";
+/// The client Service's name, the `--join` target of every pod.
+pub const CLIENT_SERVICE: &str = "paddock-client.test";
+
+/// What a pod's server gets from its pod, beyond the shared arguments.
+#[derive(Debug, Clone)]
+pub struct PodArgs {
+    /// `$HOSTNAME`: `paddock-<ordinal>`.
+    pub hostname: String,
+    /// `--join`: the client Service.
+    pub join: String,
+    pub join_timeout: String,
+}
+
+/// Server `id`'s pod name (ordinal `id - 1`).
+pub fn pod_name(id: u64) -> String {
+    format!("paddock-{}", id - 1)
+}
+
+impl Cluster {
+    /// A StatefulSet's pods as the operator runs them: every server has the same
+    /// arguments (`--myid-from-hostname --peer-address <pod DNS name> --join <client
+    /// Service>`, the super digest in `PADDOCK_SUPER_DIGEST`), the same zoo.cfg listing
+    /// servers 1..=`initial` with `;0.0.0.0:<clientPort>`, and the same ports, each on
+    /// its own address (the pod IP, passed as --client-address/--admin-address) under its
+    /// own name. Nothing is started; the client Service's name does not resolve yet.
+    pub fn pods(initial: u64, join_timeout: &str) -> Cluster {
+        let mut cluster = Cluster {
+            nodes: BTreeMap::new(),
+            extra: Vec::new(),
+            hosts: Some(HostsFile::new()),
+        };
+        let ips: Vec<Ipv4Addr> = (0..initial).map(|_| next_loopback()).collect();
+        let ports = shared_ports(&ips);
+        for (i, ip) in ips.into_iter().enumerate() {
+            cluster.create_pod(i as u64 + 1, ip, ports, join_timeout);
+        }
+        cluster
+    }
+
+    fn create_pod(&mut self, id: u64, ip: Ipv4Addr, ports: [u16; 4], join_timeout: &str) {
+        let hostname = pod_name(id);
+        let name = format!("{hostname}.{POD_DOMAIN}");
+        let pod = PodArgs {
+            hostname,
+            join: format!("{CLIENT_SERVICE}:{}", ports[0]),
+            join_timeout: join_timeout.to_string(),
+        };
+        self.insert_node(id, ip, ports, Vec::new(), Some(name), Some(pod));
+        self.resolve(id);
+    }
+
+    /// Writes the ConfigMap's zoo.cfg (the same text) for pod `id`, listing `members`.
+    pub fn write_pod_cfg(&self, id: u64, members: &[u64]) {
+        let node = self.node(id);
+        let mut lines = vec![
+            format!("tickTime={TICK_MS}"),
+            format!("initLimit={INIT_LIMIT}"),
+            format!("syncLimit={SYNC_LIMIT}"),
+            format!("clientPort={}", node.client_port),
+            format!("admin.serverPort={}", node.admin_port),
+            "4lw.commands.whitelist=*".to_string(),
+            "standaloneEnabled=false".to_string(),
+            "reconfigEnabled=true".to_string(),
+        ];
+        for m in members {
+            let n = self.node(*m);
+            lines.push(format!(
+                "server.{m}={}:{}:{}:participant;0.0.0.0:{}",
+                n.host(),
+                n.quorum_port,
+                n.election_port,
+                n.client_port
+            ));
+        }
+        lines.push(String::new());
+        std::fs::write(node.cfg_path(), lines.join("\n")).expect("write zoo.cfg");
+    }
+
+    /// Adds pod `id` (a scale-up: the next ordinal) with the pods' ports on a fresh
+    /// address and the ConfigMap's zoo.cfg listing `members`; does not start it.
+    pub fn add_pod(&mut self, id: u64, members: &[u64]) {
+        let any = self.nodes.values().next().expect("a pod");
+        let ports = [
+            any.client_port,
+            any.admin_port,
+            any.quorum_port,
+            any.election_port,
+        ];
+        let join_timeout = any
+            .pod
+            .as_ref()
+            .expect("a pod cluster")
+            .join_timeout
+            .clone();
+        let ip = (0..64)
+            .map(|_| next_loopback())
+            .find(|ip| {
+                self.nodes.values().all(|n| n.ip != *ip)
+                    && ports
+                        .iter()
+                        .all(|p| std::net::TcpListener::bind((*ip, *p)).is_ok())
+            })
+            .expect("a loopback address with the pods' ports free");
+        self.create_pod(id, ip, ports, &join_timeout);
+        self.write_pod_cfg(id, members);
+    }
+
+    /// Points the client Service's name at server `id` (a ready pod behind it).
+    pub fn route_client_service(&mut self, id: u64) {
+        let ip = self.node(id).ip;
+        self.hosts
+            .as_mut()
+            .expect("a named cluster")
+            .set(CLIENT_SERVICE, ip);
+    }
+
+    /// Wipes server `id`'s data directory (a new, empty volume); the server must be down.
+    pub fn wipe_data(&mut self, id: u64) {
+        let node = self.node_mut(id);
+        assert!(
+            !node.is_running(),
+            "wipe server {id}'s data only while it is down"
+        );
+        let data = node.data_dir();
+        std::fs::remove_dir_all(&data).expect("remove the data dir");
+        std::fs::create_dir_all(&data).expect("recreate the data dir");
+    }
+}
+
+/// Four ports free on every one of `ips` (pods share their ports, each on its own IP).
+fn shared_ports(ips: &[Ipv4Addr]) -> [u16; 4] {
+    for _ in 0..50 {
+        let held: Vec<std::net::TcpListener> = (0..4)
+            .map(|_| std::net::TcpListener::bind((ips[0], 0)).expect("free port"))
+            .collect();
+        let p: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        if ips[1..].iter().all(|ip| {
+            p.iter()
+                .all(|port| std::net::TcpListener::bind((*ip, *port)).is_ok())
+        }) {
+            return [p[0], p[1], p[2], p[3]];
+        }
+    }
+    panic!("no four ports free on all of {ips:?}");
 }

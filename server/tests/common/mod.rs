@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod ensemble;
+pub mod hosts;
 pub mod membership;
 
 use std::future::Future;
@@ -29,6 +30,45 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_paddock-server");
+/// The admin HTTP credentials of the super user `super:secret` (every test server that
+/// sets a superDigest uses that user), as a request header line.
+pub const SUPER_BASIC_HEADER: &str = "Authorization: Basic c3VwZXI6c2VjcmV0\r\n";
+
+/// One admin HTTP exchange, bounded by `limit`: `method path` with `headers` (whole
+/// lines, each ending in CRLF) and `body`; (status code, head, body), or None when the
+/// server did not answer in time.
+pub async fn admin_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+    limit: Duration,
+) -> Option<(u16, String, String)> {
+    let exchange = async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        Some(buf)
+    };
+    let buf = tokio::time::timeout(limit, exchange).await.ok()??;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let code = head
+        .lines()
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((code, head.to_string(), body.to_string()))
+}
 
 /// How long a server may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);

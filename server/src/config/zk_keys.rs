@@ -1,0 +1,312 @@
+//! ZooKeeper settings Paddock does not implement, and what each one means for a start.
+//!
+//! A zoo.cfg brought over from ZooKeeper may carry settings Paddock has no code for.
+//! Ignoring one silently is fine when Paddock always gives its effect anyway (it always
+//! fsyncs, always checks ACLs, always serves metrics) or when it only tunes ZooKeeper's
+//! internals; those are listed once at info level. It is not fine when ignoring it would
+//! leave the server less secure or less durable than the file asks for (TLS, SASL,
+//! authentication providers, quotas, an audit log): such a key stops the start with a
+//! message naming it and saying what to do, until Paddock implements it.
+//!
+//! Pure: key and value in, verdict out ([`classify`]).
+
+/// What a ZooKeeper key Paddock does not implement means for this start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Ignoring it would weaken security or durability: refuse to start. The text says
+    /// what to do.
+    Refuse(String),
+    /// Without effect; the text says why (Paddock always provides it, or it is tuning).
+    NoEffect(&'static str),
+}
+
+/// Why a key has no effect.
+const ALWAYS_FSYNC: &str = "Paddock always fsyncs a transaction before acknowledging it";
+const ALWAYS_ACL: &str = "Paddock always checks ACLs";
+const TUNING: &str = "tuning of ZooKeeper's internals; Paddock has its own";
+const METRICS: &str = "Paddock always serves Prometheus metrics on the admin port's /metrics";
+const GLOBAL_SESSIONS: &str = "Paddock's sessions are always global";
+const SINGLE_ADDRESS: &str = "Paddock uses one quorum address per server";
+const NO_TLS: &str = "Paddock has no TLS yet: remove it and terminate TLS in front of \
+                     Paddock (a proxy or service mesh), or keep running ZooKeeper for this \
+                     ensemble";
+const NO_SASL: &str = "Paddock has no SASL or Kerberos yet: remove it and use digest \
+                      authentication (superDigest, addauth digest) with network policies \
+                      between the servers, or keep running ZooKeeper for this ensemble";
+/// Switches that turn TLS on for a port.
+const TLS_SWITCHES: [&str; 5] = [
+    "sslQuorum",
+    "portUnification",
+    "client.portUnification",
+    "admin.portUnification",
+    "admin.forceHttps",
+];
+/// The providers Paddock always has (digest and ip are built in).
+const BUILT_IN_PROVIDERS: [&str; 2] = [
+    "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
+    "org.apache.zookeeper.server.auth.IPAuthenticationProvider",
+];
+
+/// What `key` (without a `zookeeper.` prefix) set to `value` means, or `None` when it
+/// is not a ZooKeeper key this table knows (the caller handles it, or keeps it as an
+/// unknown key).
+pub fn classify(key: &str, value: &str) -> Option<Verdict> {
+    let on = is_true(value);
+    let refuse = |what: &str| Some(Verdict::Refuse(format!("{what}. {}", hint_for(key))));
+    match key {
+        // TLS on the client port, the quorum port or the admin port.
+        "secureClientPort" if is_port(value) => refuse("a TLS client port is not implemented"),
+        "secureClientPort" => Some(Verdict::NoEffect("no TLS client port is asked for")),
+        "secureClientPortAddress" => Some(Verdict::NoEffect(
+            "only used with secureClientPort, which Paddock refuses",
+        )),
+        k if TLS_SWITCHES.contains(&k) && on => refuse("TLS is not implemented"),
+        k if TLS_SWITCHES.contains(&k) => Some(Verdict::NoEffect(
+            "set to false, which is what Paddock does",
+        )),
+        "sslQuorumReloadCertFiles" => Some(Verdict::NoEffect("only used with sslQuorum")),
+        k if k.starts_with("ssl.") => refuse("TLS settings are not implemented"),
+        // SASL between servers: false is what Paddock does; anything else asks for it.
+        k if k.starts_with("quorum.auth.") && is_false(value) => Some(Verdict::NoEffect(
+            "set to false, which is what Paddock does",
+        )),
+        k if k.starts_with("quorum.auth.") || k.starts_with("kerberos.") => {
+            refuse("SASL authentication between servers is not implemented")
+        }
+        k if k.starts_with("authProvider.") && BUILT_IN_PROVIDERS.contains(&value) => Some(
+            Verdict::NoEffect("a provider Paddock always has (digest and ip are built in)"),
+        ),
+        k if k.starts_with("authProvider.") => {
+            refuse("only the digest and ip authentication providers are implemented")
+        }
+        // Clients that must authenticate before any request.
+        "enforce.auth.enabled" if on => {
+            refuse("requiring every client to authenticate is not implemented")
+        }
+        "enforce.auth.enabled" => Some(Verdict::NoEffect(
+            "set to false, which is what Paddock does",
+        )),
+        "enforce.auth.schemes" => Some(Verdict::NoEffect(
+            "only used with enforce.auth.enabled, which Paddock refuses",
+        )),
+        "sessionRequireClientSASLAuth" if on => {
+            refuse("requiring SASL from every client is not implemented")
+        }
+        "sessionRequireClientSASLAuth" => Some(Verdict::NoEffect(
+            "set to false, which is what Paddock does",
+        )),
+        "skipACL" if is_yes(value) => refuse("ACL checks cannot be turned off"),
+        "skipACL" => Some(Verdict::NoEffect(ALWAYS_ACL)),
+        "enforceQuota" if on => refuse("quotas are not enforced"),
+        "enforceQuota" => Some(Verdict::NoEffect("quotas are not enforced, as asked")),
+        "audit.enable" if on => refuse("the audit log is not implemented"),
+        "audit.enable" => Some(Verdict::NoEffect("no audit log is asked for")),
+        // Durability Paddock always gives.
+        "forceSync" | "syncEnabled" => Some(Verdict::NoEffect(ALWAYS_FSYNC)),
+        k if k.starts_with("metricsProvider.") => Some(Verdict::NoEffect(METRICS)),
+        "localSessionsEnabled" | "localSessionsUpgradingEnabled" => {
+            Some(Verdict::NoEffect(GLOBAL_SESSIONS))
+        }
+        k if k.starts_with("multiAddress.") => Some(Verdict::NoEffect(SINGLE_ADDRESS)),
+        "electionAlg" => Some(Verdict::NoEffect(
+            "Paddock has one election algorithm (ZooKeeper's 3)",
+        )),
+        "initialConfig" => Some(Verdict::NoEffect(
+            "Paddock reads the members from server.N lines or dynamicConfigFile",
+        )),
+        "digest.enabled" => Some(Verdict::NoEffect(
+            "Paddock checks every log record and snapshot with a CRC",
+        )),
+        "leaderServes" => Some(Verdict::NoEffect("a Paddock leader always serves clients")),
+        "preAllocSize"
+        | "cnxTimeout"
+        | "clientPortListenBacklog"
+        | "maxCnxns"
+        | "connectToLearnerMasterLimit"
+        | "serverCnxnFactory"
+        | "admin.idleTimeout"
+        | "admin.commandURL"
+        | "quorum.cnxn.threads.size"
+        | "snapSizeLimitInKb"
+        | "txnLogSizeLimitInKb"
+        | "maxResponseCacheSize"
+        | "maxGetChildrenResponseCacheSize"
+        | "electionPortBindRetry"
+        | "observer.reconnectDelayMs"
+        | "observerMaster.port"
+        | "learner.asyncSending"
+        | "learner.closeSocketAsync"
+        | "leader.closeSocketAsync"
+        | "flushDelay"
+        | "maxWriteQueuePollTime"
+        | "maxBatchSize"
+        | "requestThrottleLimit" => Some(Verdict::NoEffect(TUNING)),
+        k if k.starts_with("netty.") || k.starts_with("jvm.") => Some(Verdict::NoEffect(TUNING)),
+        _ => None,
+    }
+}
+
+/// What to do about a refused key.
+fn hint_for(key: &str) -> &'static str {
+    if key.starts_with("quorum.auth.")
+        || key.starts_with("kerberos.")
+        || key == "sessionRequireClientSASLAuth"
+    {
+        NO_SASL
+    } else if key == "enforce.auth.enabled" {
+        "Remove it (or set enforce.auth.enabled=false) and protect the data with ACLs \
+         (digest or ip) instead: Paddock lets unauthenticated clients connect"
+    } else if key.starts_with("authProvider.") {
+        "Remove it and use digest authentication (superDigest, addauth digest), or keep \
+         running ZooKeeper for this ensemble"
+    } else if key == "skipACL" {
+        "Remove it (or set skipACL=no): Paddock always checks ACLs; open a node to everyone \
+         with the world:anyone ACL instead"
+    } else if key == "enforceQuota" {
+        "Remove it (or set enforceQuota=false): Paddock keeps /zookeeper/quota but does not \
+         enforce it yet"
+    } else if key == "audit.enable" {
+        "Remove it (or set audit.enable=false): Paddock writes no audit log yet"
+    } else {
+        NO_TLS
+    }
+}
+
+fn is_true(value: &str) -> bool {
+    value.trim().eq_ignore_ascii_case("true")
+}
+
+fn is_false(value: &str) -> bool {
+    value.trim().eq_ignore_ascii_case("false")
+}
+
+/// ZooKeeper reads skipACL as "yes" or not.
+fn is_yes(value: &str) -> bool {
+    matches!(value.trim().to_ascii_lowercase().as_str(), "yes" | "true")
+}
+
+/// A secure client port is asked for by any port number above 0 (ZooKeeper's `conf`
+/// prints -1 for none, which Paddock's `conf` output repeats).
+fn is_port(value: &str) -> bool {
+    value.trim().parse::<i64>().is_ok_and(|p| p > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(key: &str, value: &str) -> String {
+        match classify(key, value) {
+            Some(Verdict::Refuse(what)) => what,
+            other => panic!("{key}={value}: expected a refusal, got {other:?}"),
+        }
+    }
+
+    fn no_effect(key: &str, value: &str) {
+        assert!(
+            matches!(classify(key, value), Some(Verdict::NoEffect(_))),
+            "{key}={value}: expected no effect, got {:?}",
+            classify(key, value)
+        );
+    }
+
+    #[test]
+    fn settings_that_would_weaken_security_or_durability_are_refused() {
+        for (key, value, says) in [
+            ("secureClientPort", "2182", "TLS"),
+            ("sslQuorum", "true", "TLS"),
+            ("sslQuorum", "TRUE", "TLS"),
+            ("portUnification", "true", "TLS"),
+            ("client.portUnification", "true", "TLS"),
+            ("admin.forceHttps", "true", "TLS"),
+            ("ssl.keyStore.location", "/etc/zk/keystore.jks", "TLS"),
+            ("ssl.quorum.trustStore.location", "/x", "TLS"),
+            ("ssl.clientAuth", "need", "TLS"),
+            ("quorum.auth.enableSasl", "true", "SASL"),
+            ("quorum.auth.learnerRequireSasl", "true", "SASL"),
+            ("quorum.auth.serverRequireSasl", "true", "SASL"),
+            ("quorum.auth.kerberos.servicePrincipal", "zk/_HOST", "SASL"),
+            ("kerberos.removeHostFromPrincipal", "true", "SASL"),
+            (
+                "authProvider.1",
+                "org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+                "digest",
+            ),
+            (
+                "authProvider.x509",
+                "org.apache.zookeeper.server.auth.X509AuthenticationProvider",
+                "digest",
+            ),
+            ("skipACL", "yes", "ACL"),
+            ("enforceQuota", "true", "quota"),
+            ("audit.enable", "true", "audit"),
+            ("admin.portUnification", "true", "TLS"),
+            ("enforce.auth.enabled", "true", "authenticate"),
+            ("sessionRequireClientSASLAuth", "true", "SASL"),
+        ] {
+            let what = refused(key, value);
+            assert!(what.contains(says), "{key}: {what}");
+            assert!(
+                what.contains("Remove it") || what.contains("remove it"),
+                "{key}: says what to do: {what}"
+            );
+        }
+    }
+
+    #[test]
+    fn settings_paddock_always_provides_or_that_only_tune_have_no_effect() {
+        for (key, value) in [
+            ("secureClientPort", "-1"),
+            ("secureClientPort", "0"),
+            ("secureClientPortAddress", "0.0.0.0"),
+            ("sslQuorum", "false"),
+            ("portUnification", "false"),
+            ("admin.forceHttps", "false"),
+            ("sslQuorumReloadCertFiles", "true"),
+            ("quorum.auth.enableSasl", "false"),
+            ("quorum.auth.learnerRequireSasl", "false"),
+            (
+                "authProvider.1",
+                "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
+            ),
+            ("skipACL", "no"),
+            ("enforceQuota", "false"),
+            ("audit.enable", "false"),
+            ("enforce.auth.enabled", "false"),
+            ("enforce.auth.schemes", "digest"),
+            ("sessionRequireClientSASLAuth", "false"),
+            ("forceSync", "no"),
+            ("forceSync", "yes"),
+            ("syncEnabled", "true"),
+            ("metricsProvider.className", "x.PrometheusMetricsProvider"),
+            ("metricsProvider.httpPort", "7000"),
+            ("localSessionsEnabled", "true"),
+            ("multiAddress.enabled", "true"),
+            ("electionAlg", "3"),
+            ("preAllocSize", "65536"),
+            ("maxCnxns", "100"),
+            (
+                "serverCnxnFactory",
+                "org.apache.zookeeper.server.NettyServerCnxnFactory",
+            ),
+            ("netty.server.outstandingHandshake.limit", "10"),
+            ("jvm.pause.warn-threshold.ms", "10000"),
+            ("requestThrottleLimit", "1000"),
+        ] {
+            no_effect(key, value);
+        }
+    }
+
+    #[test]
+    fn keys_paddock_handles_or_does_not_know_are_not_classified() {
+        for key in [
+            "tickTime",
+            "globalOutstandingLimit",
+            "quorumListenOnAllIPs",
+            "superDigest",
+            "myCustomKey",
+        ] {
+            assert_eq!(classify(key, "1"), None, "{key}");
+        }
+    }
+}
