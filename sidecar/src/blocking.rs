@@ -106,6 +106,9 @@ where
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
+        // Parked from here until something moves: visible as a gauge, so that a test
+        // (or an operator) can tell that a reader is waiting.
+        let _parked = app.metrics.blocking_read();
         tokio::select! {
             () = sub.next_relevant(filter) => {}
             _ = slots.changed() => {}

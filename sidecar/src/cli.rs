@@ -73,6 +73,14 @@ pub struct Cli {
     /// Default interval of heartbeat events on SSE streams.
     #[arg(long, default_value = "15s", value_parser = duration)]
     pub heartbeat: Duration,
+    /// How long a client may take to send a request's head, and then its body; an idle
+    /// keep-alive connection is closed after it too.
+    #[arg(long, env = "PADDOCK_HTTP_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub http_read_timeout: Duration,
+    /// Open connections served at once (each of the API and the probe listeners); more
+    /// are answered 503 and closed.
+    #[arg(long, env = "PADDOCK_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
     /// Log lines as text or as JSON objects.
     #[arg(long, env = "PADDOCK_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -98,6 +106,7 @@ pub struct Config {
     pub token: Option<String>,
     pub session_timeout: Duration,
     pub heartbeat: Duration,
+    pub http: crate::serve::HttpLimits,
 }
 
 /// The id from the environment: `POD_NAME`, `HOSTNAME`, then /etc/hostname.
@@ -185,6 +194,12 @@ impl Cli {
         if self.session_timeout < Duration::from_millis(100) {
             return Err("--session-timeout must be at least 100ms".into());
         }
+        if self.http_read_timeout < Duration::from_millis(100) {
+            return Err("--http-read-timeout must be at least 100ms".into());
+        }
+        if self.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
         Ok(Config {
             servers: self.servers,
             listen,
@@ -199,6 +214,10 @@ impl Cli {
             token,
             session_timeout: self.session_timeout,
             heartbeat: self.heartbeat.max(crate::sse::MIN_HEARTBEAT),
+            http: crate::serve::HttpLimits {
+                read_timeout: self.http_read_timeout,
+                max_connections: self.max_connections,
+            },
         })
     }
 }
@@ -213,6 +232,28 @@ mod tests {
         Cli::try_parse_from(all)
             .map_err(|e| e.to_string())?
             .resolve()
+    }
+
+    #[test]
+    fn http_limits_default_and_are_checked() {
+        let c = parse(&["--servers", "127.0.0.1:2181"]).unwrap();
+        assert_eq!(c.http.read_timeout, Duration::from_secs(10));
+        assert_eq!(c.http.max_connections, 512);
+        let c = parse(&[
+            "--servers",
+            "127.0.0.1:2181",
+            "--http-read-timeout",
+            "3s",
+            "--max-connections",
+            "9",
+        ])
+        .unwrap();
+        assert_eq!(c.http.read_timeout, Duration::from_secs(3));
+        assert_eq!(c.http.max_connections, 9);
+        let err = parse(&["--servers", "x:1", "--max-connections", "0"]).unwrap_err();
+        assert!(err.contains("--max-connections"), "{err}");
+        let err = parse(&["--servers", "x:1", "--http-read-timeout", "1ms"]).unwrap_err();
+        assert!(err.contains("--http-read-timeout"), "{err}");
     }
 
     #[test]

@@ -9,8 +9,9 @@
 use std::collections::BTreeMap;
 
 use paddock_client::{Client, CreateMode, Error as ZkError, ErrorCode, Stat, path};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use crate::api::types::{ConfigNode, ConfigTree};
 use crate::error::ApiError;
 use crate::layout::Layout;
 use crate::value::{self, Encoding};
@@ -110,23 +111,31 @@ pub async fn read_tree(
 
 /// The JSON of one node.
 pub fn node_json(rel: &str, node: &Node, encoding: Encoding) -> Value {
-    let mut obj = Map::new();
-    obj.insert("path".into(), Value::String(rel.to_string()));
-    value::insert(&mut obj, &node.data, encoding);
-    obj.insert("version".into(), json!(node.stat.version));
-    obj.insert("created".into(), json!(node.stat.czxid));
-    obj.insert("modified".into(), json!(node.stat.mzxid));
-    obj.insert("children".into(), json!(node.stat.num_children));
-    Value::Object(obj)
+    serde_json::to_value(node_doc(rel, node, encoding)).unwrap_or(Value::Null)
+}
+
+fn node_doc(rel: &str, node: &Node, encoding: Encoding) -> ConfigNode {
+    ConfigNode {
+        path: rel.to_string(),
+        value: value::encoded(&node.data, encoding),
+        version: node.stat.version,
+        created: node.stat.czxid,
+        modified: node.stat.mzxid,
+        children: node.stat.num_children,
+    }
 }
 
 /// The JSON of a subtree.
 pub fn tree_json(rel: &str, tree: &Tree, index: i64, encoding: Encoding) -> Value {
-    let nodes: Map<String, Value> = tree
-        .iter()
-        .map(|(p, n)| (p.clone(), node_json(p, n, encoding)))
-        .collect();
-    json!({ "path": rel, "nodes": nodes, "index": index })
+    let doc = ConfigTree {
+        path: rel.to_string(),
+        nodes: tree
+            .iter()
+            .map(|(p, n)| (p.clone(), node_doc(p, n, encoding)))
+            .collect(),
+        index,
+    };
+    serde_json::to_value(doc).unwrap_or(Value::Null)
 }
 
 /// The ETag of a version.

@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use paddock_client::recipe::{Election, Role};
 use paddock_client::{Client, Error as ZkError, ErrorCode};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::api::types::{CandidateState, ElectionState, Leader, SelfCandidate};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::layout::{Layout, sequence_of};
@@ -61,6 +62,15 @@ pub enum SelfState {
 }
 
 impl SelfState {
+    pub fn kind(self) -> CandidateState {
+        match self {
+            SelfState::Leader { .. } => CandidateState::Leader,
+            SelfState::Follower => CandidateState::Follower,
+            SelfState::Suspended => CandidateState::Suspended,
+            SelfState::None => CandidateState::None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             SelfState::Leader { .. } => "leader",
@@ -442,40 +452,31 @@ pub fn state_json(
         },
         (None, _) => SelfState::None,
     };
-    let leader = match view {
-        Some(view) => view.leader.as_ref().map(|l| {
-            let mut obj = Map::new();
-            obj.insert("id".into(), Value::String(l.id.clone()));
-            value::insert(&mut obj, &l.value, encoding);
-            obj.insert("fencingToken".into(), json!(l.token));
-            Value::Object(obj)
-        }),
-        None => None,
-    };
-    let token = view.and_then(|v| v.leader.as_ref()).map(|l| l.token);
-    let self_id = me.map(|c| c.id.clone()).or_else(|| app.settings.id.clone());
-    let mut doc = json!({
-        "election": election,
-        "leader": leader,
-        "self": { "id": self_id, "state": own_state.name() },
-        "fencingToken": token,
-        "index": index,
-        "candidates": view.map(|v| v.candidates),
-        "session": link.name(),
+    let leader = view.and_then(|view| {
+        view.leader.as_ref().map(|l| Leader {
+            id: l.id.clone(),
+            value: value::encoded(&l.value, encoding),
+            fencing_token: l.token,
+        })
     });
-    if view.is_none()
-        && let Some(obj) = doc.as_object_mut()
-    {
-        obj.insert("stale".into(), Value::Bool(true));
-        obj.insert(
-            "detail".into(),
-            Value::String(
-                "the session is not connected: who leads cannot be known, and this sidecar does not lead"
-                    .into(),
-            ),
-        );
-    }
-    (doc, own_state)
+    let doc = ElectionState {
+        election: election.to_string(),
+        leader,
+        self_: SelfCandidate {
+            id: me.map(|c| c.id.clone()).or_else(|| app.settings.id.clone()),
+            state: own_state.kind(),
+        },
+        fencing_token: view.and_then(|v| v.leader.as_ref()).map(|l| l.token),
+        index,
+        candidates: view.map(|v| v.candidates),
+        session: link.into(),
+        stale: view.is_none().then_some(true),
+        detail: view.is_none().then(|| {
+            "the session is not connected: who leads cannot be known, and this sidecar does not lead"
+                .to_string()
+        }),
+    };
+    (serde_json::to_value(doc).unwrap_or(Value::Null), own_state)
 }
 
 /// The candidacy task.
@@ -650,7 +651,7 @@ mod tests {
         let data = candidate_data("pod-0", b"10.0.0.1:8080");
         assert_eq!(
             serde_json::from_slice::<Value>(&data).unwrap(),
-            json!({"id": "pod-0", "value": "10.0.0.1:8080"})
+            serde_json::json!({"id": "pod-0", "value": "10.0.0.1:8080"})
         );
         assert_eq!(
             parse_candidate("_c_x-latch-0000000001", &data),

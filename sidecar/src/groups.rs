@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use paddock_client::recipe::{Group, MemberState};
 use paddock_client::{Client, Error as ZkError, ErrorCode, Stat};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::api::types::{self, GroupMembers, MembershipState, SelfMember};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::layout::Layout;
@@ -38,17 +39,17 @@ pub struct Member {
 
 impl Member {
     /// `joined`, `joining` (node not in place yet), `suspended` (session disconnected).
-    pub fn state(&self, app: &App) -> &'static str {
+    pub fn state(&self, app: &App) -> MembershipState {
         if app.sessions.link() != Link::Connected {
-            return "suspended";
+            return MembershipState::Suspended;
         }
         match self.term.borrow().as_ref() {
             Some(t) if t.generation == app.sessions.slot().generation => match *t.states.borrow() {
-                MemberState::Joined => "joined",
-                MemberState::Suspended => "suspended",
-                MemberState::Left | MemberState::Lost => "joining",
+                MemberState::Joined => MembershipState::Joined,
+                MemberState::Suspended => MembershipState::Suspended,
+                MemberState::Left | MemberState::Lost => MembershipState::Joining,
             },
-            _ => "joining",
+            _ => MembershipState::Joining,
         }
     }
 
@@ -210,29 +211,29 @@ pub fn members_json(
     index: i64,
     encoding: Encoding,
 ) -> Value {
-    let list: Vec<Value> = members
-        .iter()
-        .map(|m| {
-            let mut obj = Map::new();
-            obj.insert("id".into(), Value::String(m.id.clone()));
-            value::insert(&mut obj, &m.value, encoding);
-            obj.insert("since".into(), json!(m.stat.czxid));
-            Value::Object(obj)
-        })
-        .collect();
-    let own: Vec<Value> = app
-        .groups
-        .named(group)
-        .iter()
-        .map(|m| json!({ "id": m.id, "state": m.state(app) }))
-        .collect();
-    json!({
-        "group": group,
-        "members": list,
-        "self": own,
-        "index": index,
-        "session": app.sessions.link().name(),
-    })
+    let doc = GroupMembers {
+        group: group.to_string(),
+        members: members
+            .iter()
+            .map(|m| types::Member {
+                id: m.id.clone(),
+                value: value::encoded(&m.value, encoding),
+                since: m.stat.czxid,
+            })
+            .collect(),
+        self_: app
+            .groups
+            .named(group)
+            .iter()
+            .map(|m| SelfMember {
+                id: m.id.clone(),
+                state: m.state(app),
+            })
+            .collect(),
+        index,
+        session: app.sessions.link().into(),
+    };
+    serde_json::to_value(doc).unwrap_or(Value::Null)
 }
 
 /// The membership task.

@@ -26,6 +26,7 @@ pub mod names;
 pub mod openapi;
 pub mod registry;
 pub mod render;
+pub mod serve;
 pub mod session;
 pub mod sse;
 pub mod value;

@@ -4,8 +4,13 @@
 //! A grant lives as long as the session that won it: it is released by its token, and
 //! lost (never silently re-acquired) if the session expires. Each grant is one task
 //! owning the client recipe's [`LockGuard`].
+//!
+//! Asking again for a lock one already holds (same lock, same owner, through this
+//! sidecar) returns the same grant: acquire is idempotent for its owner. A grant may
+//! carry a TTL: unless renewed (or asked for again) within it, the sidecar releases it,
+//! so that a lock does not outlive an app that died while its sidecar lives on.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +18,7 @@ use paddock_client::recipe::{Hold, LockGuard};
 use paddock_client::{Client, Error as ZkError, ErrorCode};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -21,8 +27,22 @@ use crate::layout::{Layout, sequence_of};
 /// The shortest time an acquire is given (see [`Locks::acquire`]).
 pub const MIN_ATTEMPT: Duration = Duration::from_secs(1);
 
-/// How many lost grants are remembered, so that releasing one says "lost", not "unknown".
-const LOST_MEMORY: usize = 1024;
+/// The shortest TTL: a renewal needs a round trip to the sidecar, and anything
+/// shorter would expire grants of healthy apps.
+pub const MIN_TTL: Duration = Duration::from_secs(1);
+
+/// How many ended grants are remembered, so that releasing one says "lost" or
+/// "expired", not "unknown".
+const ENDED_MEMORY: usize = 1024;
+
+/// How a grant ended other than by release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Lost with its session.
+    Lost,
+    /// Its TTL passed without a renewal.
+    Expired,
+}
 
 /// A grant held by this sidecar.
 pub struct Grant {
@@ -31,28 +51,71 @@ pub struct Grant {
     pub owner: String,
     hold: watch::Receiver<Hold>,
     release: mpsc::Sender<oneshot::Sender<Result<(), ApiError>>>,
+    /// The TTL and when it runs out (`None`: held until released).
+    lease: watch::Sender<Option<Lease>>,
+}
+
+/// A TTL and its current deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub ttl: Duration,
+    pub expires: Instant,
+}
+
+impl Lease {
+    fn starting_now(ttl: Duration) -> Lease {
+        Lease {
+            ttl,
+            expires: Instant::now() + ttl,
+        }
+    }
 }
 
 impl Grant {
     pub fn hold(&self) -> Hold {
         *self.hold.borrow()
     }
+
+    pub fn lease(&self) -> Option<Lease> {
+        *self.lease.borrow()
+    }
+
+    /// Restarts the TTL (with `ttl` if given, else the grant's own): a renewal.
+    fn renew(&self, ttl: Option<Duration>) {
+        let ttl = ttl.or_else(|| self.lease().map(|l| l.ttl));
+        if let Some(ttl) = ttl {
+            self.lease.send_replace(Some(Lease::starting_now(ttl)));
+        }
+    }
 }
+
+/// One acquire at a time per (lock, owner): a second ask of the same owner while the
+/// first still waits queues behind it and then gets the same grant, instead of
+/// queueing a node of its own behind its own grant.
+type Turns = HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>;
 
 #[derive(Default)]
 pub struct Locks {
     grants: Mutex<BTreeMap<i64, Arc<Grant>>>,
-    lost: Mutex<VecDeque<(i64, String)>>,
+    ended: Mutex<VecDeque<(i64, String, Ended)>>,
+    turns: Mutex<Turns>,
 }
 
-/// What releasing a token found.
-pub enum Released {
-    Released,
+/// What releasing or renewing a token found.
+pub enum Found {
+    Grant(Arc<Grant>),
     /// The token is of another lock than the one named.
     WrongLock(String),
-    /// The grant was lost with its session.
-    Lost,
+    /// The grant ended without a release.
+    Ended(Ended),
     Unknown,
+}
+
+/// What an acquire got.
+pub struct Acquired {
+    pub grant: Arc<Grant>,
+    /// The owner held this lock already: the same grant, renewed.
+    pub again: bool,
 }
 
 impl Locks {
@@ -70,14 +133,49 @@ impl Locks {
             .unwrap_or_default()
     }
 
-    fn was_lost(&self, token: i64) -> Option<String> {
-        self.lost
-            .lock()
-            .ok()
-            .and_then(|l| l.iter().find(|(t, _)| *t == token).map(|(_, n)| n.clone()))
+    fn ended(&self, token: i64) -> Option<(String, Ended)> {
+        self.ended.lock().ok().and_then(|l| {
+            l.iter()
+                .find(|(t, _, _)| *t == token)
+                .map(|(_, n, e)| (n.clone(), *e))
+        })
+    }
+
+    /// The grant `token` of `lock`, or what became of it.
+    pub fn find(&self, lock: &str, token: i64) -> Found {
+        let grant = self.grants.lock().ok().and_then(|m| m.get(&token).cloned());
+        match grant {
+            Some(g) if g.lock != lock => Found::WrongLock(g.lock.clone()),
+            Some(g) => Found::Grant(g),
+            None => match self.ended(token) {
+                Some((name, how)) if name == lock => Found::Ended(how),
+                _ => Found::Unknown,
+            },
+        }
+    }
+
+    /// The turn of `owner` on `lock`; forgotten once nobody holds or waits for it.
+    fn turn(&self, lock: &str, owner: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let Ok(mut turns) = self.turns.lock() else {
+            return Arc::default();
+        };
+        turns.retain(|_, t| Arc::strong_count(t) > 1);
+        turns
+            .entry((lock.to_string(), owner.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// The grant `owner` holds on `lock` through this sidecar, if any.
+    fn owned(&self, lock: &str, owner: &str) -> Option<Arc<Grant>> {
+        self.held(lock)
+            .into_iter()
+            .find(|g| g.owner == owner && g.hold() == Hold::Held)
     }
 
     /// Waits up to `wait` for the lock; `Ok(None)` if it was not granted in time.
+    /// An owner that holds the lock already gets its grant back, renewed (with `ttl`
+    /// if given).
     ///
     /// An attempt needs a few round trips (create our node, list the queue) even when
     /// the lock is free, so the wait is at least [`MIN_ATTEMPT`]; with `wait` zero a
@@ -87,8 +185,21 @@ impl Locks {
         lock: &str,
         owner: &str,
         wait: Duration,
-    ) -> Result<Option<Arc<Grant>>, ApiError> {
+        ttl: Option<Duration>,
+    ) -> Result<Option<Acquired>, ApiError> {
         let client = app.sessions.client()?;
+        let turn = app.locks.turn(lock, owner);
+        let started = std::time::Instant::now();
+        let Ok(_turn) = tokio::time::timeout(wait.max(MIN_ATTEMPT), turn.lock()).await else {
+            app.metrics.lock_outcome("timeout", started.elapsed());
+            return Ok(None);
+        };
+        let wait = wait.saturating_sub(started.elapsed());
+        if let Some(grant) = app.locks.owned(lock, owner) {
+            grant.renew(ttl);
+            app.metrics.lock_outcome("reentered", Duration::ZERO);
+            return Ok(Some(Acquired { grant, again: true }));
+        }
         let dir = app.layout.lock(lock);
         let data = serde_json::to_vec(&json!({
             "owner": owner,
@@ -98,7 +209,6 @@ impl Locks {
         let recipe = paddock_client::recipe::Lock::new(&client, &dir)
             .map_err(|e| ApiError::zk(&e, true))?
             .with_data(data);
-        let started = std::time::Instant::now();
         if wait.is_zero() {
             let ((holder, _), _) = load(&client, &app.layout, lock).await?;
             if holder.is_some() {
@@ -106,7 +216,10 @@ impl Locks {
                 return Ok(None);
             }
         }
-        let guard = match recipe.try_acquire(wait.max(MIN_ATTEMPT)).await {
+        let waiting = app.metrics.lock_waiter();
+        let attempt = recipe.try_acquire(wait.max(MIN_ATTEMPT)).await;
+        drop(waiting);
+        let guard = match attempt {
             Ok(Some(guard)) => guard,
             Ok(None) => {
                 app.metrics.lock_outcome("timeout", started.elapsed());
@@ -121,45 +234,55 @@ impl Locks {
         let token = guard.token();
         let (hold_tx, hold_rx) = watch::channel(guard.state());
         let (release_tx, release_rx) = mpsc::channel(1);
+        let (lease, leases) = watch::channel(ttl.map(Lease::starting_now));
         let grant = Arc::new(Grant {
             lock: lock.to_string(),
             token,
             owner: owner.to_string(),
             hold: hold_rx,
             release: release_tx,
+            lease,
         });
         if let Ok(mut grants) = app.locks.grants.lock() {
             grants.insert(token, grant.clone());
         }
-        tracing::info!(lock, token, owner, "lock granted");
-        tokio::spawn(keep(app.clone(), grant.clone(), guard, hold_tx, release_rx));
-        Ok(Some(grant))
+        tracing::info!(lock, token, owner, ttl = ?ttl, "lock granted");
+        tokio::spawn(keep(
+            app.clone(),
+            grant.clone(),
+            guard,
+            hold_tx,
+            release_rx,
+            leases,
+        ));
+        Ok(Some(Acquired {
+            grant,
+            again: false,
+        }))
     }
 
-    /// Releases the grant `token` of `lock`.
-    pub async fn release(app: &Arc<App>, lock: &str, token: i64) -> Result<Released, ApiError> {
-        let grant = app
-            .locks
-            .grants
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&token).cloned());
-        let Some(grant) = grant else {
-            return Ok(match app.locks.was_lost(token) {
-                Some(name) if name == lock => Released::Lost,
-                _ => Released::Unknown,
-            });
-        };
-        if grant.lock != lock {
-            return Ok(Released::WrongLock(grant.lock.clone()));
+    /// Restarts the TTL of the grant `token` of `lock` (with `ttl` if given).
+    pub fn renew(app: &Arc<App>, lock: &str, token: i64, ttl: Option<Duration>) -> Found {
+        let found = app.locks.find(lock, token);
+        if let Found::Grant(grant) = &found {
+            grant.renew(ttl);
         }
+        found
+    }
+
+    /// Releases the grant `token` of `lock`; `Found::Grant` once it is released.
+    pub async fn release(app: &Arc<App>, lock: &str, token: i64) -> Result<Found, ApiError> {
+        let grant = match app.locks.find(lock, token) {
+            Found::Grant(grant) => grant,
+            other => return Ok(other),
+        };
         let (tx, rx) = oneshot::channel();
         if grant.release.send(tx).await.is_err() {
-            return Ok(Released::Lost);
+            return Ok(Found::Ended(Ended::Lost));
         }
         match rx.await {
-            Ok(r) => r.map(|()| Released::Released),
-            Err(_) => Ok(Released::Lost),
+            Ok(r) => r.map(|()| Found::Grant(grant)),
+            Err(_) => Ok(Found::Ended(Ended::Lost)),
         }
     }
 
@@ -171,27 +294,39 @@ impl Locks {
     }
 }
 
-/// Holds a grant until released or lost.
+/// Resolves when the lease runs out; never without one.
+async fn expiry(lease: Option<Lease>) {
+    match lease {
+        Some(l) => tokio::time::sleep_until(l.expires).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Holds a grant until released, lost or expired.
 async fn keep(
     app: Arc<App>,
     grant: Arc<Grant>,
     mut guard: LockGuard,
     hold: watch::Sender<Hold>,
     mut release: mpsc::Receiver<oneshot::Sender<Result<(), ApiError>>>,
+    mut leases: watch::Receiver<Option<Lease>>,
 ) {
-    let forget = |lost: bool| {
+    let forget = |ended: Option<Ended>| {
         if let Ok(mut grants) = app.locks.grants.lock() {
             grants.remove(&grant.token);
         }
-        if lost && let Ok(mut l) = app.locks.lost.lock() {
-            l.push_back((grant.token, grant.lock.clone()));
-            while l.len() > LOST_MEMORY {
+        if let Some(how) = ended
+            && let Ok(mut l) = app.locks.ended.lock()
+        {
+            l.push_back((grant.token, grant.lock.clone(), how));
+            while l.len() > ENDED_MEMORY {
                 l.pop_front();
             }
         }
         app.notify_local();
     };
     loop {
+        let lease = *leases.borrow_and_update();
         tokio::select! {
             state = guard.changed() => {
                 hold.send_replace(state);
@@ -199,15 +334,25 @@ async fn keep(
                 if state == Hold::Lost {
                     tracing::warn!(lock = %grant.lock, token = grant.token, "lock lost with its session");
                     app.metrics.lock_lost();
-                    forget(true);
+                    forget(Some(Ended::Lost));
                     return;
                 }
+            }
+            // A renewal: look at the new deadline.
+            _ = leases.changed() => {}
+            () = expiry(lease) => {
+                let r = guard.release().await;
+                tracing::warn!(lock = %grant.lock, token = grant.token, ttl = ?lease.map(|l| l.ttl),
+                    released = r.is_ok(), "lock expired: its TTL passed without a renewal");
+                app.metrics.lock_expired();
+                forget(Some(Ended::Expired));
+                return;
             }
             // A release request (or, should every handle go, an implicit one).
             reply = release.recv() => {
                 let r = guard.release().await.map_err(|e| ApiError::zk(&e, true));
                 tracing::info!(lock = %grant.lock, token = grant.token, "lock released");
-                forget(false);
+                forget(None);
                 if let Some(reply) = reply {
                     let _ = reply.send(r);
                 }
@@ -285,12 +430,4 @@ pub async fn load(
         }
     }
     Ok(((None, 0), stat.pzxid))
-}
-
-pub fn hold_name(h: Hold) -> &'static str {
-    match h {
-        Hold::Held => "held",
-        Hold::Suspended => "suspended",
-        Hold::Lost => "lost",
-    }
 }

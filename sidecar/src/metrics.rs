@@ -1,105 +1,72 @@
-//! Prometheus metrics, kept by hand (a few counters, gauges and histograms do not need a
-//! library) and rendered in the text exposition format at `/metrics`.
+//! Prometheus metrics at `/metrics`, kept and rendered by prometheus-client (the
+//! Prometheus project's Rust client) in the text exposition format 0.0.4.
+//!
+//! Names are those the sidecar has always exposed; counters are registered without
+//! their `_total` suffix because the library adds it.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
 use crate::session::Link;
+
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Histogram bucket bounds, in seconds.
 const LOCK_WAIT_BUCKETS: [f64; 10] = [0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0];
 const LAG_BUCKETS: [f64; 9] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
 
-#[derive(Debug)]
-struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
 }
 
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram {
-            bounds,
-            counts: vec![0; bounds.len()],
-            sum: 0.0,
-            count: 0,
-        }
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CandidateLabels {
+    election: String,
+    id: String,
+}
 
-    fn observe(&mut self, v: f64) {
-        for (i, b) in self.bounds.iter().enumerate() {
-            if v <= *b {
-                self.counts[i] += 1;
-            }
-        }
-        self.sum += v;
-        self.count += 1;
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChangeLabels {
+    election: String,
+    change: &'static str,
+}
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
-            self.count
-        );
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: u16,
 }
 
 #[derive(Debug)]
 pub struct Metrics {
-    link: AtomicI64,
-    sessions_established: AtomicU64,
-    sessions_expired: AtomicU64,
-    /// (election, id) → is leader
-    leader: Mutex<BTreeMap<(String, String), bool>>,
-    /// (election, "acquired"|"lost") → count
-    leadership_changes: Mutex<BTreeMap<(String, &'static str), u64>>,
-    /// (outcome) → count: acquired, timeout, error
-    lock_acquires: Mutex<BTreeMap<&'static str, u64>>,
-    locks_lost: AtomicU64,
-    lock_wait: Mutex<Histogram>,
-    watch_lag: Mutex<Histogram>,
-    sse_streams: AtomicI64,
-    renders: AtomicU64,
-    render_failures: AtomicU64,
-    /// status code → count
-    requests: Mutex<BTreeMap<u16, u64>>,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            link: AtomicI64::new(0),
-            sessions_established: AtomicU64::new(0),
-            sessions_expired: AtomicU64::new(0),
-            leader: Mutex::new(BTreeMap::new()),
-            leadership_changes: Mutex::new(BTreeMap::new()),
-            lock_acquires: Mutex::new(BTreeMap::new()),
-            locks_lost: AtomicU64::new(0),
-            lock_wait: Mutex::new(Histogram::new(&LOCK_WAIT_BUCKETS)),
-            watch_lag: Mutex::new(Histogram::new(&LAG_BUCKETS)),
-            sse_streams: AtomicI64::new(0),
-            renders: AtomicU64::new(0),
-            render_failures: AtomicU64::new(0),
-            requests: Mutex::new(BTreeMap::new()),
-        }
-    }
+    registry: Registry,
+    session_state: Family<StateLabel, Gauge>,
+    sessions_established: Counter,
+    sessions_expired: Counter,
+    leader: Family<CandidateLabels, Gauge>,
+    leadership_changes: Family<ChangeLabels, Counter>,
+    lock_acquires: Family<OutcomeLabel, Counter>,
+    locks_lost: Counter,
+    locks_expired: Counter,
+    lock_waiters: Gauge,
+    lock_wait: Histogram,
+    watch_lag: Histogram,
+    sse_streams: Gauge,
+    blocking_reads: Gauge,
+    renders: Counter,
+    render_failures: Counter,
+    requests: Family<CodeLabel, Counter>,
 }
 
 const LINKS: [Link; 5] = [
@@ -110,216 +77,238 @@ const LINKS: [Link; 5] = [
     Link::Closed,
 ];
 
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            session_state: Family::default(),
+            sessions_established: Counter::default(),
+            sessions_expired: Counter::default(),
+            leader: Family::default(),
+            leadership_changes: Family::default(),
+            lock_acquires: Family::default(),
+            locks_lost: Counter::default(),
+            locks_expired: Counter::default(),
+            lock_waiters: Gauge::default(),
+            lock_wait: Histogram::new(LOCK_WAIT_BUCKETS),
+            watch_lag: Histogram::new(LAG_BUCKETS),
+            sse_streams: Gauge::default(),
+            blocking_reads: Gauge::default(),
+            renders: Counter::default(),
+            render_failures: Counter::default(),
+            requests: Family::default(),
+        };
+        m.register();
+        m.set_link(Link::Connecting);
+        m
+    }
+}
+
 impl Metrics {
+    fn register(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "paddock_sidecar_session_state",
+            "Session state (1 for the current one)",
+            self.session_state.clone(),
+        );
+        r.register(
+            "paddock_sidecar_sessions_established",
+            "Sessions established with the ensemble",
+            self.sessions_established.clone(),
+        );
+        r.register(
+            "paddock_sidecar_sessions_expired",
+            "Sessions that expired (every election, membership and lock of it was lost)",
+            self.sessions_expired.clone(),
+        );
+        r.register(
+            "paddock_sidecar_leader",
+            "Whether this sidecar's candidate leads (1) or not (0)",
+            self.leader.clone(),
+        );
+        r.register(
+            "paddock_sidecar_leadership_changes",
+            "Leadership acquired or lost by this sidecar's candidates",
+            self.leadership_changes.clone(),
+        );
+        r.register(
+            "paddock_sidecar_lock_acquires",
+            "Lock acquisitions by outcome",
+            self.lock_acquires.clone(),
+        );
+        r.register(
+            "paddock_sidecar_locks_lost",
+            "Granted locks lost with their session",
+            self.locks_lost.clone(),
+        );
+        r.register(
+            "paddock_sidecar_locks_expired",
+            "Granted locks released because their TTL passed without a renewal",
+            self.locks_expired.clone(),
+        );
+        r.register(
+            "paddock_sidecar_lock_waiters",
+            "Lock acquires waiting for their turn now",
+            self.lock_waiters.clone(),
+        );
+        r.register(
+            "paddock_sidecar_lock_wait_seconds",
+            "Time spent waiting for locks",
+            self.lock_wait.clone(),
+        );
+        r.register(
+            "paddock_sidecar_watch_lag_seconds",
+            "From a change's watch event to its delivery (event streams, rendered files)",
+            self.watch_lag.clone(),
+        );
+        r.register(
+            "paddock_sidecar_event_streams",
+            "Open SSE streams",
+            self.sse_streams.clone(),
+        );
+        r.register(
+            "paddock_sidecar_blocking_reads",
+            "Blocking reads (index/wait) parked until their resource changes",
+            self.blocking_reads.clone(),
+        );
+        r.register(
+            "paddock_sidecar_renders",
+            "Files rendered (--render)",
+            self.renders.clone(),
+        );
+        r.register(
+            "paddock_sidecar_render_failures",
+            "Files that could not be written (--render)",
+            self.render_failures.clone(),
+        );
+        r.register(
+            "paddock_sidecar_http_requests",
+            "HTTP requests by status",
+            self.requests.clone(),
+        );
+    }
+
     pub fn set_link(&self, link: Link) {
-        let i = LINKS.iter().position(|l| *l == link).unwrap_or(0);
-        self.link.store(i as i64, Ordering::Relaxed);
+        for l in LINKS {
+            self.session_state
+                .get_or_create(&StateLabel { state: l.name() })
+                .set(i64::from(l == link));
+        }
     }
 
     pub fn session_established(&self) {
-        self.sessions_established.fetch_add(1, Ordering::Relaxed);
+        self.sessions_established.inc();
     }
 
     pub fn session_expired(&self) {
-        self.sessions_expired.fetch_add(1, Ordering::Relaxed);
+        self.sessions_expired.inc();
     }
 
     /// Records whether (election, id) leads; counts the change if it is one.
     pub fn set_leader(&self, election: &str, id: &str, leads: bool) {
-        let before = self
-            .leader
-            .lock()
-            .ok()
-            .and_then(|mut m| m.insert((election.to_string(), id.to_string()), leads));
-        if before.unwrap_or(false) != leads
-            && let Ok(mut m) = self.leadership_changes.lock()
-        {
-            let dir = if leads { "acquired" } else { "lost" };
-            *m.entry((election.to_string(), dir)).or_default() += 1;
+        let labels = CandidateLabels {
+            election: election.to_string(),
+            id: id.to_string(),
+        };
+        let before = self.leader.get_or_create(&labels).set(i64::from(leads));
+        if (before == 1) != leads {
+            let change = if leads { "acquired" } else { "lost" };
+            self.leadership_changes
+                .get_or_create(&ChangeLabels {
+                    election: election.to_string(),
+                    change,
+                })
+                .inc();
         }
     }
 
     pub fn forget_candidate(&self, election: &str, id: &str) {
         self.set_leader(election, id, false);
-        if let Ok(mut m) = self.leader.lock() {
-            m.remove(&(election.to_string(), id.to_string()));
-        }
+        self.leader.remove(&CandidateLabels {
+            election: election.to_string(),
+            id: id.to_string(),
+        });
     }
 
     pub fn lock_outcome(&self, outcome: &'static str, waited: Duration) {
-        if let Ok(mut m) = self.lock_acquires.lock() {
-            *m.entry(outcome).or_default() += 1;
-        }
-        if let Ok(mut h) = self.lock_wait.lock() {
-            h.observe(waited.as_secs_f64());
-        }
+        self.lock_acquires
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+        self.lock_wait.observe(waited.as_secs_f64());
     }
 
     pub fn lock_lost(&self) {
-        self.locks_lost.fetch_add(1, Ordering::Relaxed);
+        self.locks_lost.inc();
+    }
+
+    pub fn lock_expired(&self) {
+        self.locks_expired.inc();
+    }
+
+    /// Counts a waiting lock acquire for as long as the returned guard lives.
+    pub fn lock_waiter(&self) -> Parked {
+        Parked::new(&self.lock_waiters)
+    }
+
+    /// Counts a parked blocking read for as long as the returned guard lives.
+    pub fn blocking_read(&self) -> Parked {
+        Parked::new(&self.blocking_reads)
     }
 
     pub fn watch_lag(&self, lag: Duration) {
-        if let Ok(mut h) = self.watch_lag.lock() {
-            h.observe(lag.as_secs_f64());
-        }
+        self.watch_lag.observe(lag.as_secs_f64());
     }
 
     pub fn sse_opened(&self) {
-        self.sse_streams.fetch_add(1, Ordering::Relaxed);
+        self.sse_streams.inc();
     }
 
     pub fn sse_closed(&self) {
-        self.sse_streams.fetch_sub(1, Ordering::Relaxed);
+        self.sse_streams.dec();
     }
 
     pub fn rendered(&self, ok: bool) {
         if ok {
-            self.renders.fetch_add(1, Ordering::Relaxed);
+            self.renders.inc();
         } else {
-            self.render_failures.fetch_add(1, Ordering::Relaxed);
+            self.render_failures.inc();
         }
     }
 
     pub fn request(&self, status: u16) {
-        if let Ok(mut m) = self.requests.lock() {
-            *m.entry(status).or_default() += 1;
-        }
+        self.requests
+            .get_or_create(&CodeLabel { code: status })
+            .inc();
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let link = self.link.load(Ordering::Relaxed) as usize;
-        let _ = writeln!(
-            out,
-            "# HELP paddock_sidecar_session_state Session state (1 for the current one).\n# TYPE paddock_sidecar_session_state gauge"
-        );
-        for (i, l) in LINKS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "paddock_sidecar_session_state{{state=\"{}\"}} {}",
-                l.name(),
-                u8::from(i == link)
-            );
-        }
-        counter(
-            &mut out,
-            "paddock_sidecar_sessions_established_total",
-            "Sessions established with the ensemble.",
-            self.sessions_established.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "paddock_sidecar_sessions_expired_total",
-            "Sessions that expired (every election, membership and lock of it was lost).",
-            self.sessions_expired.load(Ordering::Relaxed),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP paddock_sidecar_leader Whether this sidecar's candidate leads (1) or not (0).\n# TYPE paddock_sidecar_leader gauge"
-        );
-        if let Ok(m) = self.leader.lock() {
-            for ((e, id), leads) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "paddock_sidecar_leader{{election=\"{}\",id=\"{}\"}} {}",
-                    escape(e),
-                    escape(id),
-                    u8::from(*leads)
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP paddock_sidecar_leadership_changes_total Leadership acquired or lost by this sidecar's candidates.\n# TYPE paddock_sidecar_leadership_changes_total counter"
-        );
-        if let Ok(m) = self.leadership_changes.lock() {
-            for ((e, dir), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "paddock_sidecar_leadership_changes_total{{election=\"{}\",change=\"{dir}\"}} {n}",
-                    escape(e)
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP paddock_sidecar_lock_acquires_total Lock acquisitions by outcome.\n# TYPE paddock_sidecar_lock_acquires_total counter"
-        );
-        if let Ok(m) = self.lock_acquires.lock() {
-            for (outcome, n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "paddock_sidecar_lock_acquires_total{{outcome=\"{outcome}\"}} {n}"
-                );
-            }
-        }
-        counter(
-            &mut out,
-            "paddock_sidecar_locks_lost_total",
-            "Granted locks lost with their session.",
-            self.locks_lost.load(Ordering::Relaxed),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP paddock_sidecar_lock_wait_seconds Time spent waiting for locks.\n# TYPE paddock_sidecar_lock_wait_seconds histogram"
-        );
-        if let Ok(h) = self.lock_wait.lock() {
-            h.render(&mut out, "paddock_sidecar_lock_wait_seconds", "");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP paddock_sidecar_watch_lag_seconds From a change's watch event to its delivery (event streams, rendered files).\n# TYPE paddock_sidecar_watch_lag_seconds histogram"
-        );
-        if let Ok(h) = self.watch_lag.lock() {
-            h.render(&mut out, "paddock_sidecar_watch_lag_seconds", "");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP paddock_sidecar_event_streams Open SSE streams.\n# TYPE paddock_sidecar_event_streams gauge\npaddock_sidecar_event_streams {}",
-            self.sse_streams.load(Ordering::Relaxed)
-        );
-        counter(
-            &mut out,
-            "paddock_sidecar_renders_total",
-            "Files rendered (--render).",
-            self.renders.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "paddock_sidecar_render_failures_total",
-            "Files that could not be written (--render).",
-            self.render_failures.load(Ordering::Relaxed),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP paddock_sidecar_http_requests_total HTTP requests by status.\n# TYPE paddock_sidecar_http_requests_total counter"
-        );
-        if let Ok(m) = self.requests.lock() {
-            for (code, n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "paddock_sidecar_http_requests_total{{code=\"{code}\"}} {n}"
-                );
-            }
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
+            tracing::warn!(error = %e, "cannot render the metrics");
         }
         out
     }
 }
 
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-    );
+/// A gauge held one higher while this lives (a parked reader, a waiting acquire), so
+/// that tests and dashboards can see who waits.
+pub struct Parked(Gauge);
+
+impl Parked {
+    fn new(gauge: &Gauge) -> Parked {
+        gauge.inc();
+        Parked(gauge.clone())
+    }
 }
 
-/// Label values: backslash, quote and newline escaped.
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 #[cfg(test)]
@@ -335,17 +324,22 @@ mod tests {
         m.lock_outcome("acquired", Duration::from_millis(20));
         m.watch_lag(Duration::from_millis(2));
         m.request(200);
+        let parked = m.blocking_read();
         let text = m.render();
         assert!(text.contains("paddock_sidecar_session_state{state=\"connected\"} 1"));
         assert!(text.contains("paddock_sidecar_session_state{state=\"suspended\"} 0"));
         assert!(text.contains(
             "paddock_sidecar_leadership_changes_total{election=\"e\\\"1\",change=\"acquired\"} 1"
-        ));
+        ), "{text}");
         assert!(text.contains(
             "paddock_sidecar_leadership_changes_total{election=\"e\\\"1\",change=\"lost\"} 1"
         ));
         assert!(text.contains("paddock_sidecar_lock_wait_seconds_bucket{le=\"0.05\"} 1"));
         assert!(text.contains("paddock_sidecar_lock_wait_seconds_count 1"));
         assert!(text.contains("paddock_sidecar_http_requests_total{code=\"200\"} 1"));
+        assert!(text.contains("paddock_sidecar_blocking_reads 1"));
+        assert!(text.contains("# TYPE paddock_sidecar_lock_wait_seconds histogram"));
+        drop(parked);
+        assert!(m.render().contains("paddock_sidecar_blocking_reads 0"));
     }
 }

@@ -78,9 +78,13 @@ pub async fn run(cfg: Config) -> Result<(), String> {
                 .local_addr()
                 .map_err(|e| format!("cannot read the probe address: {e}"))?;
             tracing::info!(addr = %bound, "probe endpoints listening");
-            let server = axum::serve(l, crate::api::probe_router(app.clone()))
-                .with_graceful_shutdown(shutdown_requested(app.shutdown_signal()));
-            Some(tokio::spawn(async move { server.await }))
+            let server = crate::serve::serve(
+                l,
+                crate::api::probe_router(app.clone()),
+                cfg.http,
+                shutdown_requested(app.shutdown_signal()),
+            );
+            Some(tokio::spawn(server))
         }
     };
 
@@ -117,9 +121,12 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     });
 
     let router = crate::api::router(app.clone());
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_requested(app.shutdown_signal()));
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(crate::serve::serve(
+        listener,
+        router,
+        cfg.http,
+        shutdown_requested(app.shutdown_signal()),
+    ));
 
     let signal = wait_for_signal().await;
     tracing::info!(

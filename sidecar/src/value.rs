@@ -6,6 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
+use crate::api::types::{EncodedValue, ValueEncoding};
 use crate::error::ApiError;
 use crate::names;
 
@@ -43,16 +44,26 @@ pub fn decode(what: &str, text: &str, encoding: Encoding) -> Result<Vec<u8>, Api
     Ok(bytes)
 }
 
+/// A value for an answer: as text when asked and possible, else base64 saying so.
+pub fn encoded(bytes: &[u8], requested: Encoding) -> EncodedValue {
+    match (requested, std::str::from_utf8(bytes)) {
+        (Encoding::Utf8, Ok(text)) => EncodedValue {
+            value: text.to_string(),
+            encoding: None,
+        },
+        _ => EncodedValue {
+            value: STANDARD.encode(bytes),
+            encoding: Some(ValueEncoding::Base64),
+        },
+    }
+}
+
 /// Puts `"value"` (and `"encoding": "base64"` when needed) into `obj`.
 pub fn insert(obj: &mut Map<String, Value>, bytes: &[u8], requested: Encoding) {
-    match (requested, std::str::from_utf8(bytes)) {
-        (Encoding::Utf8, Ok(text)) => {
-            obj.insert("value".into(), Value::String(text.to_string()));
-        }
-        _ => {
-            obj.insert("value".into(), Value::String(STANDARD.encode(bytes)));
-            obj.insert("encoding".into(), Value::String("base64".into()));
-        }
+    let e = encoded(bytes, requested);
+    obj.insert("value".into(), Value::String(e.value));
+    if e.encoding.is_some() {
+        obj.insert("encoding".into(), Value::String("base64".into()));
     }
 }
 

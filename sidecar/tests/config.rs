@@ -149,7 +149,7 @@ fn blocking_reads_return_on_change_and_on_timeout() {
             .await;
             (r, started.elapsed())
         });
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        parked_readers(baddr, 1.0).await;
         put(a.addr, "/v1/config/svc/limit", &body("20")).await;
         let (r, took) = within(Duration::from_secs(10), "blocking read", waiter)
             .await
@@ -169,7 +169,7 @@ fn blocking_reads_return_on_change_and_on_timeout() {
             )
             .await
         });
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        parked_readers(baddr, 1.0).await;
         put(a.addr, "/v1/config/svc/limit", &body("30")).await;
         let r = within(Duration::from_secs(10), "If-None-Match read", waiter)
             .await
@@ -185,7 +185,7 @@ fn blocking_reads_return_on_change_and_on_timeout() {
         let waiter = tokio::spawn(async move {
             get(baddr, &format!("/v1/config/svc/new?index={index}&wait=30s")).await
         });
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        parked_readers(baddr, 1.0).await;
         put(a.addr, "/v1/config/svc/new", &body("here")).await;
         let r = within(Duration::from_secs(10), "read of a new node", waiter)
             .await
@@ -214,7 +214,7 @@ fn blocking_reads_return_on_change_and_on_timeout() {
                 index = r.index();
             }
         });
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        parked_readers(baddr, 1.0).await;
         put(a.addr, "/v1/config/svc/deep/er", &body("x")).await;
         within(Duration::from_secs(10), "recursive read", waiter)
             .await

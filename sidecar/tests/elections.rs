@@ -227,12 +227,13 @@ fn http_join_resign_state_and_blocking_reads() {
         let index = r.index();
 
         // A blocking read on b wakes when a resigns.
+        let baddr = b.addr;
         let waiter = tokio::spawn(async move {
             let started = Instant::now();
             let r = get(b.addr, &format!("/v1/elections/web?index={index}&wait=20s")).await;
             (r, started.elapsed(), b)
         });
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        parked_readers(baddr, 1.0).await;
         let r = delete(a.addr, "/v1/elections/web/candidates/a").await;
         assert_eq!(r.status, 204);
         // At once: not leader any more.

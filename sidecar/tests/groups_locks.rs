@@ -116,7 +116,7 @@ fn group_lists_converge_after_joins_leaves_and_crashes() {
                 )
                 .await
             });
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            parked_readers(baddr, 1.0).await;
             assert_eq!(
                 delete(a.addr, "/v1/groups/workers/members/job-1")
                     .await
@@ -208,7 +208,7 @@ fn locks_grant_wait_release_and_fence() {
             )
             .await
         });
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        waiting_acquires(baddr, 1.0).await;
         // Wrong releases first.
         assert_eq!(delete(a.addr, "/v1/locks/db/12345").await.status, 404);
         assert_eq!(
@@ -241,7 +241,7 @@ fn locks_grant_wait_release_and_fence() {
         // b crashes while holding: a gets the lock once b's session expires.
         let aaddr = a.addr;
         let waiter = tokio::spawn(async move { post(aaddr, "/v1/locks/db?wait=20s", None).await });
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        waiting_acquires(aaddr, 1.0).await;
         let crashed = Instant::now();
         b.kill9();
         let r = within(Duration::from_secs(15), "a's acquire", waiter)
@@ -258,5 +258,168 @@ fn locks_grant_wait_release_and_fence() {
             "the owner defaults to the sidecar's id"
         );
         eprintln!("LOCK tokens {t1} < {t2} < {t3}; crashed holder's lock passed on after {took:?}");
+    });
+}
+
+/// Acquire is idempotent for its owner: the same owner asking again through the same
+/// sidecar gets the same grant (not 409 "held by another owner"); another owner, or the
+/// default owner, still waits; releasing the one grant frees the lock.
+#[test]
+fn locks_are_reentrant_for_their_owner() {
+    run("locks_are_reentrant_for_their_owner", || async {
+        let server = Server::start();
+        let a = Sidecar::ready(&server.addr.to_string(), "a", &[]).await;
+
+        let r = post(a.addr, "/v1/locks/job", Some(r#"{"owner":"app-1"}"#)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let first = r.json();
+        assert_eq!(first["again"], false);
+        let token = first["token"].as_i64().expect("token");
+
+        for _ in 0..3 {
+            let r = post(a.addr, "/v1/locks/job", Some(r#"{"owner":"app-1"}"#)).await;
+            assert_eq!(r.status, 200, "the owner asking again: {}", r.body);
+            assert_eq!(r.json()["token"], token, "the same grant");
+            assert_eq!(r.json()["again"], true);
+        }
+        // One grant, one node: nobody queues behind ourselves.
+        let doc = get(a.addr, "/v1/locks/job").await.json();
+        assert_eq!(doc["holder"]["token"], token);
+        assert_eq!(doc["waiting"], 0);
+        assert_eq!(doc["self"].as_array().map(Vec::len), Some(1));
+
+        // Another owner is refused, naming the holder.
+        let r = post(
+            a.addr,
+            "/v1/locks/job?wait=200ms",
+            Some(r#"{"owner":"app-2"}"#),
+        )
+        .await;
+        assert_eq!(r.status, 409, "{}", r.body);
+        assert_eq!(r.json()["detail"]["holder"]["owner"], "app-1");
+
+        // Two asks of app-2 at once while app-1 holds it: both wait, and once app-1
+        // releases, both get the one grant of app-2 (the second queues behind the first
+        // rather than behind app-2's own grant).
+        let addr = a.addr;
+        let ask = || {
+            tokio::spawn(async move {
+                post(addr, "/v1/locks/job?wait=20s", Some(r#"{"owner":"app-2"}"#)).await
+            })
+        };
+        let (first, second) = (ask(), ask());
+        waiting_acquires(a.addr, 1.0).await;
+        assert_eq!(
+            delete(a.addr, &format!("/v1/locks/job/{token}"))
+                .await
+                .status,
+            204
+        );
+        let first = within(Duration::from_secs(10), "first ask", first)
+            .await
+            .expect("first");
+        let second = within(Duration::from_secs(10), "second ask", second)
+            .await
+            .expect("second");
+        assert_eq!(first.status, 200, "{}", first.body);
+        assert_eq!(second.status, 200, "{}", second.body);
+        let t2 = first.json()["token"].as_i64().expect("token");
+        assert!(t2 > token);
+        assert_eq!(second.json()["token"], t2, "one grant for one owner");
+        let mut again = [
+            first.json()["again"].clone(),
+            second.json()["again"].clone(),
+        ];
+        again.sort_by_key(|v| v.as_bool());
+        assert_eq!(again, [Value::Bool(false), Value::Bool(true)]);
+        assert_eq!(get(a.addr, "/v1/locks/job").await.json()["waiting"], 0);
+    });
+}
+
+/// A grant with a TTL is released when nobody renews it (an app that died while its
+/// sidecar lives on), and kept while it is renewed; a renewal or release afterwards
+/// gets 410 saying it expired.
+#[test]
+fn lock_ttl_expires_unless_renewed() {
+    run("lock_ttl_expires_unless_renewed", || async {
+        let server = Server::start();
+        let servers = server.addr.to_string();
+        let a = Sidecar::ready(&servers, "a", &[]).await;
+        let b = Sidecar::ready(&servers, "b", &[]).await;
+        let ttl = Duration::from_secs(1);
+
+        let r = post(a.addr, "/v1/locks/cron?ttl=1s", Some(r#"{"owner":"job"}"#)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let grant = r.json();
+        let token = grant["token"].as_i64().expect("token");
+        assert_eq!(grant["ttlMs"], 1000);
+        assert!(grant["expiresInMs"].as_u64().expect("expiresInMs") <= 1000);
+
+        // Renewed every 400 ms for three TTLs: still held, by the same grant.
+        let renewing = Instant::now();
+        while renewing.elapsed() < 3 * ttl {
+            let r = request(a.addr, "PUT", &format!("/v1/locks/cron/{token}"), &[], None).await;
+            assert_eq!(r.status, 200, "renew: {}", r.body);
+            assert_eq!(r.json()["token"], token);
+            assert!(r.json()["expiresInMs"].as_u64().expect("expiresInMs") > 900);
+            let holder = get(b.addr, "/v1/locks/cron").await.json();
+            assert_eq!(holder["holder"]["token"], token, "held while renewed");
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        // Asking again as the same owner renews too, and may set a new TTL.
+        let r = post(a.addr, "/v1/locks/cron?ttl=2s", Some(r#"{"owner":"job"}"#)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json()["again"], true);
+        assert_eq!(r.json()["ttlMs"], 2000);
+
+        // Left alone, it goes within its TTL (plus a margin for the delete).
+        let stopped = Instant::now();
+        eventually(
+            Duration::from_secs(6),
+            "the unrenewed lock is released",
+            || {
+                let addr = b.addr;
+                async move { get(addr, "/v1/locks/cron").await.json()["holder"].is_null() }
+            },
+        )
+        .await;
+        let took = stopped.elapsed();
+        assert!(
+            took >= Duration::from_millis(1500),
+            "released early: {took:?}"
+        );
+        eprintln!("LOCK TTL 2s: released {took:?} after the last renewal");
+        let r = request(a.addr, "PUT", &format!("/v1/locks/cron/{token}"), &[], None).await;
+        assert_eq!(r.status, 410, "{}", r.body);
+        assert!(r.json()["error"].as_str().unwrap_or("").contains("expired"));
+        assert_eq!(
+            delete(a.addr, &format!("/v1/locks/cron/{token}"))
+                .await
+                .status,
+            410
+        );
+        assert!(metric(a.addr, "paddock_sidecar_locks_expired_total").await >= 1.0);
+        // Someone else can have it now.
+        let r = post(b.addr, "/v1/locks/cron", None).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.json()["token"].as_i64().expect("token") > token);
+        // A grant without a TTL has none, and renewing it changes nothing.
+        let t = r.json()["token"].as_i64().expect("token");
+        let r = request(b.addr, "PUT", &format!("/v1/locks/cron/{t}"), &[], None).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json()["ttlMs"], Value::Null);
+        // Renewing an unknown token, or another lock's, says so.
+        assert_eq!(
+            request(b.addr, "PUT", "/v1/locks/cron/12345", &[], None)
+                .await
+                .status,
+            404
+        );
+        assert_eq!(
+            request(b.addr, "PUT", &format!("/v1/locks/other/{t}"), &[], None)
+                .await
+                .status,
+            409
+        );
     });
 }

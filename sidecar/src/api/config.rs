@@ -14,7 +14,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::api::extract::{Body, Names, Params, ValueBody};
+use crate::api::extract::{Body, Names, Params};
+use crate::api::types::{ConfigValueBody, ConfigWrite};
 use crate::app::App;
 use crate::blocking::{self, Block};
 use crate::config::{self, Node, Precondition};
@@ -198,11 +199,13 @@ fn writable(rel: &str) -> Result<(), ApiError> {
             ApiError::bad_request("config path is empty").with_detail(json!({ "field": "path" }))
         );
     }
-    if rel.rsplit('/').next() == Some(RESERVED_EVENTS) {
+    // Not only the last segment: writing app/events/x would create app/events, which
+    // GET /v1/config/app/events can never read (it is app's event stream).
+    if rel.split('/').any(|seg| seg == RESERVED_EVENTS) {
         return Err(ApiError::bad_request(format!(
-            "a config node cannot be named {RESERVED_EVENTS:?}: {{path}}/{RESERVED_EVENTS} is the event stream of {{path}}"
+            "a config path cannot have a segment named {RESERVED_EVENTS:?} (reserved: {{path}}/{RESERVED_EVENTS} is the event stream of {{path}}, so such a node could not be read back)"
         ))
-        .with_detail(json!({ "field": "path", "value": rel })));
+        .with_detail(json!({ "field": "path", "value": rel, "rule": "reserved-segment", "reserved": [RESERVED_EVENTS] })));
     }
     Ok(())
 }
@@ -213,12 +216,12 @@ pub async fn put(
     Names(path): Names<String>,
     params: Params,
     headers: HeaderMap,
-    Body(body): Body<ValueBody>,
+    Body(body): Body<ConfigValueBody>,
 ) -> Result<Response, ApiError> {
     let rel = names::config_path(&path)?;
     writable(&rel)?;
     let encoding = params.encoding()?;
-    let raw = body.and_then(|b| b.value).ok_or_else(|| {
+    let raw = body.map(|b| b.value).ok_or_else(|| {
         ApiError::bad_request("the body must be {\"value\": \"...\"}")
             .with_detail(json!({ "field": "value" }))
     })?;
@@ -241,12 +244,12 @@ pub async fn put(
     };
     let mut response = (
         status,
-        axum::Json(json!({
-            "path": rel,
-            "version": written.stat.version,
-            "modified": written.stat.mzxid,
-            "index": written.stat.mzxid,
-        })),
+        axum::Json(ConfigWrite {
+            path: rel,
+            version: written.stat.version,
+            modified: written.stat.mzxid,
+            index: written.stat.mzxid,
+        }),
     )
         .into_response();
     set_etag(&mut response, written.stat.version);

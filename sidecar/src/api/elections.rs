@@ -7,7 +7,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::api::extract::{Body, Names, Params, ValueBody};
+use crate::api::extract::{Body, Names, Params};
+use crate::api::types::{CandidateState, SelfLeader, ValueBody};
 use crate::app::App;
 use crate::blocking::{self, Block};
 use crate::elections::{self, Elections, Joined, SelfState};
@@ -71,7 +72,7 @@ pub async fn join(
     names::name("election name", &election)?;
     names::name("candidate id", &id)?;
     let encoding = params.encoding()?;
-    let raw = body.unwrap_or_default().value.unwrap_or_default();
+    let raw = body.unwrap_or_default().value;
     let value = value::decode("value", &raw, encoding)?;
     if app.shutting_down() {
         return Err(crate::session::unavailable(crate::session::Link::Closed));
@@ -167,14 +168,14 @@ pub async fn am_i_leader(
     let self_id = doc.pointer("/self/id").cloned().unwrap_or(Value::Null);
     match state {
         SelfState::Leader { token } => {
-            let mut response = axum::Json(json!({
-                "leader": true,
-                "election": election,
-                "id": self_id,
-                "state": "leader",
-                "fencingToken": token,
-                "index": index,
-            }))
+            let mut response = axum::Json(SelfLeader {
+                leader: true,
+                election,
+                id: self_id.as_str().unwrap_or_default().to_string(),
+                state: CandidateState::Leader,
+                fencing_token: token,
+                index,
+            })
             .into_response();
             blocking::index_header(response.headers_mut(), index);
             Ok(response)

@@ -7,8 +7,11 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use serde::Deserialize;
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::api::schema;
 
 use crate::duration;
 use crate::error::ApiError;
@@ -88,12 +91,13 @@ where
     }
 }
 
-/// A JSON body; `None` when the body is empty.
+/// A JSON body, checked against the schema of `T` (the one the OpenAPI document
+/// shows); `None` when the body is empty.
 pub struct Body<T>(pub Option<T>);
 
 impl<T, S> FromRequest<S> for Body<T>
 where
-    T: DeserializeOwned,
+    T: DeserializeOwned + JsonSchema,
     S: Send + Sync,
 {
     type Rejection = ApiError;
@@ -108,29 +112,16 @@ where
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Body(None));
         }
-        serde_json::from_slice::<T>(&bytes)
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::bad_request(format!("malformed JSON body: {e}"))
+                .with_detail(serde_json::json!({ "line": e.line(), "column": e.column() }))
+        })?;
+        schema::check::<T>(&value)?;
+        // The schema admits only what T reads, so this fails only on a bug; say so.
+        serde_json::from_value::<T>(value)
             .map(|v| Body(Some(v)))
-            .map_err(|e| {
-                ApiError::bad_request(format!("malformed JSON body: {e}"))
-                    .with_detail(serde_json::json!({ "line": e.line(), "column": e.column() }))
-            })
+            .map_err(|e| ApiError::bad_request(format!("the body does not fit: {e}")))
     }
-}
-
-/// `{"value": "..."}`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ValueBody {
-    #[serde(default)]
-    pub value: Option<String>,
-}
-
-/// `{"owner": "..."}`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LockBody {
-    #[serde(default)]
-    pub owner: Option<String>,
 }
 
 /// `Last-Event-ID`, if any.

@@ -6,7 +6,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::api::extract::{Body, Names, Params, ValueBody};
+use crate::api::extract::{Body, Names, Params};
+use crate::api::types::{GroupJoin, ValueBody};
 use crate::app::App;
 use crate::blocking::{self, Block};
 use crate::error::ApiError;
@@ -39,7 +40,7 @@ pub async fn join(
     names::name("group name", &group)?;
     names::name("member id", &id)?;
     let encoding = params.encoding()?;
-    let raw = body.unwrap_or_default().value.unwrap_or_default();
+    let raw = body.unwrap_or_default().value;
     let value = value::decode("value", &raw, encoding)?;
     if app.shutting_down() {
         return Err(crate::session::unavailable(crate::session::Link::Closed));
@@ -50,19 +51,14 @@ pub async fn join(
         Joined::Existing => StatusCode::OK,
         Joined::Pending => StatusCode::ACCEPTED,
     };
-    let mut doc = serde_json::json!({
-        "group": group,
-        "id": id,
-        "state": member.state(&app),
-    });
-    if joined == Joined::Pending
-        && let Some(obj) = doc.as_object_mut()
-    {
-        obj.insert(
-            "detail".into(),
-            "the member node is not in place yet: a node of this id may be held by another session (often this pod's previous incarnation, until its session expires); the sidecar keeps trying".into(),
-        );
-    }
+    let doc = GroupJoin {
+        group,
+        id,
+        state: member.state(&app),
+        detail: (joined == Joined::Pending).then(|| {
+            "the member node is not in place yet: a node of this id may be held by another session (often this pod's previous incarnation, until its session expires); the sidecar keeps trying".to_string()
+        }),
+    };
     Ok((status, axum::Json(doc)).into_response())
 }
 

@@ -6,14 +6,17 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
+use crate::api::types::{Health, Ready};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::session::{self, Link};
 
 pub async fn healthz() -> Response {
-    axum::Json(json!({ "status": "ok" })).into_response()
+    axum::Json(Health {
+        status: "ok".into(),
+    })
+    .into_response()
 }
 
 pub async fn readyz(State(app): State<Arc<App>>) -> Response {
@@ -23,8 +26,12 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
     if link == Link::Connected {
         let slot = app.sessions.slot();
-        axum::Json(json!({ "ready": true, "session": link.name(), "generation": slot.generation }))
-            .into_response()
+        axum::Json(Ready {
+            ready: true,
+            session: link.into(),
+            generation: slot.generation,
+        })
+        .into_response()
     } else {
         let e = session::unavailable(link);
         ApiError {
@@ -39,7 +46,7 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut response = app.metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     response
 }

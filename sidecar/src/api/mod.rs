@@ -6,72 +6,153 @@ pub mod extract;
 pub mod groups;
 pub mod health;
 pub mod locks;
+pub mod schema;
+pub mod types;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
 use axum::http::{Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, put};
+use axum::routing::{MethodFilter, MethodRouter, get, on};
 
 use crate::app::App;
 use crate::error::ApiError;
 use crate::names::MAX_BODY_BYTES;
 
-/// Every route, as (method, path) — the OpenAPI document is checked against it.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("GET", "/v1/openapi.json"),
-    ("GET", "/v1/elections/{election}"),
-    ("GET", "/v1/elections/{election}/self"),
-    ("GET", "/v1/elections/{election}/events"),
-    ("PUT", "/v1/elections/{election}/candidates/{id}"),
-    ("DELETE", "/v1/elections/{election}/candidates/{id}"),
-    ("GET", "/v1/groups/{group}/members"),
-    ("GET", "/v1/groups/{group}/events"),
-    ("PUT", "/v1/groups/{group}/members/{id}"),
-    ("DELETE", "/v1/groups/{group}/members/{id}"),
-    ("GET", "/v1/config"),
-    ("GET", "/v1/config/{path}"),
-    ("PUT", "/v1/config/{path}"),
-    ("DELETE", "/v1/config/{path}"),
-    ("GET", "/v1/config/{path}/events"),
-    ("POST", "/v1/locks/{lock}"),
-    ("GET", "/v1/locks/{lock}"),
-    ("DELETE", "/v1/locks/{lock}/{token}"),
-];
+/// The methods the API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Put,
+    Post,
+    Delete,
+}
+
+impl Verb {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Put => "PUT",
+            Verb::Post => "POST",
+            Verb::Delete => "DELETE",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Put => MethodFilter::PUT,
+            Verb::Post => MethodFilter::POST,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
+/// One route of the API: the router is built from these rows and nothing else, and the
+/// OpenAPI document is checked against them (`documented`).
+pub struct Route {
+    pub verb: Verb,
+    /// The path as the router matches it.
+    pub path: &'static str,
+    /// The paths the OpenAPI document shows it under (the config wildcard serves both
+    /// `{path}` and `{path}/events`).
+    pub documented: &'static [&'static str],
+    handler: MethodRouter<Arc<App>>,
+}
+
+fn row<H, T>(verb: Verb, path: &'static str, handler: H) -> Route
+where
+    H: Handler<T, Arc<App>>,
+    T: 'static,
+{
+    Route {
+        verb,
+        path,
+        documented: &[],
+        handler: on(verb.filter(), handler),
+    }
+}
+
+/// The config wildcard, shown in the document under `documented`.
+fn config_row<H, T>(verb: Verb, documented: &'static [&'static str], handler: H) -> Route
+where
+    H: Handler<T, Arc<App>>,
+    T: 'static,
+{
+    Route {
+        documented,
+        ..row(verb, "/v1/config/{*path}", handler)
+    }
+}
+
+/// Every route of the API.
+pub fn routes() -> Vec<Route> {
+    use Verb::{Delete, Get, Post, Put};
+    vec![
+        row(Get, "/healthz", health::healthz),
+        row(Get, "/readyz", health::readyz),
+        row(Get, "/metrics", health::metrics),
+        row(Get, "/v1/openapi.json", health::openapi),
+        row(Get, "/v1/elections/{election}", elections::state),
+        row(Get, "/v1/elections/{election}/self", elections::am_i_leader),
+        row(Get, "/v1/elections/{election}/events", elections::events),
+        row(
+            Put,
+            "/v1/elections/{election}/candidates/{id}",
+            elections::join,
+        ),
+        row(
+            Delete,
+            "/v1/elections/{election}/candidates/{id}",
+            elections::resign,
+        ),
+        row(Get, "/v1/groups/{group}/members", groups::list),
+        row(Get, "/v1/groups/{group}/events", groups::events),
+        row(Put, "/v1/groups/{group}/members/{id}", groups::join),
+        row(Delete, "/v1/groups/{group}/members/{id}", groups::leave),
+        row(Get, "/v1/config", config::get_root),
+        config_row(
+            Get,
+            &["/v1/config/{path}", "/v1/config/{path}/events"],
+            config::get,
+        ),
+        config_row(Put, &["/v1/config/{path}"], config::put),
+        config_row(Delete, &["/v1/config/{path}"], config::delete),
+        row(Post, "/v1/locks/{lock}", locks::acquire),
+        row(Get, "/v1/locks/{lock}", locks::holder),
+        row(Put, "/v1/locks/{lock}/{token}", locks::renew),
+        row(Delete, "/v1/locks/{lock}/{token}", locks::release),
+    ]
+}
+
+/// Every (method, path) the OpenAPI document must show.
+pub fn documented_routes() -> Vec<(&'static str, &'static str)> {
+    routes()
+        .iter()
+        .flat_map(|r| {
+            let paths: &[&'static str] = if r.documented.is_empty() {
+                std::slice::from_ref(&r.path)
+            } else {
+                r.documented
+            };
+            paths
+                .iter()
+                .map(|p| (r.verb.name(), *p))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
 
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route("/v1/openapi.json", get(health::openapi))
-        .route("/v1/elections/{election}", get(elections::state))
-        .route("/v1/elections/{election}/self", get(elections::am_i_leader))
-        .route("/v1/elections/{election}/events", get(elections::events))
-        .route(
-            "/v1/elections/{election}/candidates/{id}",
-            put(elections::join).delete(elections::resign),
-        )
-        .route("/v1/groups/{group}/members", get(groups::list))
-        .route("/v1/groups/{group}/events", get(groups::events))
-        .route(
-            "/v1/groups/{group}/members/{id}",
-            put(groups::join).delete(groups::leave),
-        )
-        .route("/v1/config", get(config::get_root))
-        .route(
-            "/v1/config/{*path}",
-            get(config::get).put(config::put).delete(config::delete),
-        )
-        .route("/v1/locks/{lock}", get(locks::holder).post(locks::acquire))
-        .route("/v1/locks/{lock}/{token}", delete(locks::release))
-        .fallback(not_found)
+    // Rows of one path merge into one method router.
+    let api = routes()
+        .into_iter()
+        .fold(Router::new(), |router, r| router.route(r.path, r.handler));
+    api.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(app.clone(), guard))

@@ -106,8 +106,9 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `paddock-server` next to our binary, built with `cargo build -p paddock-server` when
-/// missing or older than the server's sources (`$PADDOCK_SERVER_BIN` overrides).
+/// `paddock-server` next to our binary, built (or found fresh) with `cargo build -p
+/// paddock-server` once per test binary; cargo decides what is stale, and a failed
+/// build fails the test (`$PADDOCK_SERVER_BIN` overrides).
 pub fn server_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -116,45 +117,25 @@ pub fn server_bin() -> PathBuf {
         }
         let dir = sidecar_bin().parent().expect("target dir").to_path_buf();
         let bin = dir.join("paddock-server");
-        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
-        let root = workspace_root();
-        let sources = newest_mtime(&[root.join("server"), root.join("proto")]);
-        if built.is_some() && built >= sources {
-            return bin;
-        }
         let out = Command::new(env!("CARGO"))
             .args(["build", "--quiet", "-p", "paddock-server"])
             .env("CARGO_TARGET_DIR", dir.parent().expect("target root"))
-            .current_dir(&root)
+            .current_dir(workspace_root())
             .stdin(Stdio::null())
             .output()
             .expect("run cargo build -p paddock-server");
+        // A failed build fails the test: an older binary left in the target dir would
+        // test code that is not the code under review.
         assert!(
-            out.status.success() || bin.exists(),
-            "cargo build -p paddock-server failed:\n{}",
+            out.status.success(),
+            "cargo build -p paddock-server failed (not running the stale {}):\n{}",
+            bin.display(),
             String::from_utf8_lossy(&out.stderr)
         );
+        assert!(bin.exists(), "cargo built no {}", bin.display());
         bin
     })
     .clone()
-}
-
-fn newest_mtime(paths: &[PathBuf]) -> Option<std::time::SystemTime> {
-    let mut newest = None;
-    let mut stack: Vec<PathBuf> = paths.to_vec();
-    while let Some(p) = stack.pop() {
-        let Ok(meta) = std::fs::metadata(&p) else {
-            continue;
-        };
-        if meta.is_dir() {
-            if let Ok(entries) = std::fs::read_dir(&p) {
-                stack.extend(entries.flatten().map(|e| e.path()));
-            }
-        } else if let Ok(modified) = meta.modified() {
-            newest = newest.max(Some(modified));
-        }
-    }
-    newest
 }
 
 /// Kills `pid` once this test binary is gone (statics and leaked children included).
@@ -504,6 +485,35 @@ pub async fn delete(addr: SocketAddr, path: &str) -> Resp {
 
 pub async fn post(addr: SocketAddr, path: &str, body: Option<&str>) -> Resp {
     request(addr, "POST", path, &[], body).await
+}
+
+/// The value of an unlabelled metric of the sidecar at `addr` (0 when absent).
+pub async fn metric(addr: SocketAddr, name: &str) -> f64 {
+    let text = get(addr, "/metrics").await.body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits until the gauge `name` of the sidecar at `addr` reaches `n`.
+async fn gauge_reaches(addr: SocketAddr, name: &'static str, n: f64) {
+    eventually(
+        Duration::from_secs(10),
+        &format!("{name} reaching {n} on {addr}"),
+        || async move { metric(addr, name).await >= n },
+    )
+    .await;
+}
+
+/// Waits until `n` blocking reads are parked on the sidecar at `addr`: after that, a
+/// change is seen by them (no sleep standing in for "the reader is waiting").
+pub async fn parked_readers(addr: SocketAddr, n: f64) {
+    gauge_reaches(addr, "paddock_sidecar_blocking_reads", n).await;
+}
+
+/// Waits until `n` lock acquires wait on the sidecar at `addr`.
+pub async fn waiting_acquires(addr: SocketAddr, n: f64) {
+    gauge_reaches(addr, "paddock_sidecar_lock_waiters", n).await;
 }
 
 /// Whether the sidecar at `addr` says it leads `election` (`None` if it cannot be
