@@ -248,32 +248,17 @@ pub fn parse_workload(s: &str) -> Result<Workload, String> {
     }
 }
 
-/// `10s`, `250ms`, `2m`, `1.5s`, `100us`; a bare number means seconds.
+/// humantime's grammar, the same as the sidecar's and the `paddock` CLI's: `10s`,
+/// `250ms`, `2m`, `1.5s`, `100us`; a unit is required (a bare number other than 0 is
+/// refused).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("bad duration '{s}': expected e.g. 10s, 500ms, 2m"))?;
-    let secs = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1e3,
-        "us" | "µs" => n / 1e6,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        u => {
-            return Err(format!(
-                "bad duration '{s}': unknown unit '{u}' (us, ms, s, m, h)"
-            ));
-        }
-    };
-    if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
+    const GRAMMAR: &str = "a number with a unit, e.g. 10s, 500ms, 2m";
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("bad duration '{s}': {e}; expected {GRAMMAR}"))?;
+    if d > Duration::from_secs(86_400) {
         return Err(format!("bad duration '{s}': must be between 0 and 24h"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 fn parse_value_size(s: &str) -> Result<usize, String> {
@@ -351,7 +336,7 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert!(parse_duration("10").unwrap_err().contains("unit"));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));

@@ -36,6 +36,7 @@ pub struct ClientBuilder {
     resume: Option<(i64, Vec<u8>)>,
     auth: Vec<(String, Vec<u8>)>,
     shuffle: bool,
+    give_up_when_refused: bool,
 }
 
 impl ClientBuilder {
@@ -84,6 +85,15 @@ impl ClientBuilder {
         self
     }
 
+    /// Makes [`connect`](Self::connect) fail at once when every host refuses the
+    /// connection (nothing listens there), instead of retrying until the connect
+    /// timeout: for one-shot tools, where a server that is not running is the answer.
+    /// A name that does not resolve, or a host that does not answer, is still retried.
+    pub fn give_up_when_refused(mut self) -> Self {
+        self.give_up_when_refused = true;
+        self
+    }
+
     /// Establishes the session. Fails with [`Error::CannotConnect`] if no server could
     /// be reached within the connect timeout, [`Error::SessionExpired`] when resuming a
     /// session the servers no longer know.
@@ -103,6 +113,7 @@ impl ClientBuilder {
             connect_timeout: self.connect_timeout,
             resume: self.resume,
             auth: self.auth,
+            give_up_when_refused: self.give_up_when_refused,
         });
         match ready.await {
             Ok(Ok(())) => {}
@@ -161,6 +172,7 @@ impl Client {
             connect_string: connect_string.into(),
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            give_up_when_refused: false,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_request_size: DEFAULT_MAX_BUFFER,
             resume: None,

@@ -454,11 +454,23 @@ fn dead_server() -> String {
 async fn config_and_four_letter_words(env: Env) {
     let config = run(&env, &["config"]).await.ok();
     let as_json = run(&env, &["--json", "config"]).await.ok().json();
-    assert_eq!(
-        as_json["raw"].as_str().unwrap().trim_end(),
-        config.stdout.trim_end()
-    );
     assert!(as_json["servers"].is_object());
+    assert!(config.stdout.ends_with('\n'), "{config:?}");
+    if as_json["standalone"] == true {
+        // Nothing to print but the fact: an empty line would look like a failure.
+        assert!(as_json["raw"].as_str().unwrap().trim().is_empty());
+        assert!(
+            config
+                .stdout
+                .starts_with("standalone server: no ensemble configuration"),
+            "{config:?}"
+        );
+    } else {
+        assert_eq!(
+            as_json["raw"].as_str().unwrap().trim_end(),
+            config.stdout.trim_end()
+        );
+    }
 
     let addr = env.addr.to_string();
     let srvr = run_cmd(
@@ -549,6 +561,22 @@ async fn cannot_connect_and_bad_input(env: Env) {
     );
     assert_eq!(out.stderr.lines().count(), 1);
     assert!(start.elapsed() < Duration::from_secs(5));
+    // Nothing listens there: the default 5 s timeout is not waited out.
+    let start = std::time::Instant::now();
+    let out = run_cmd(
+        Command::new(PADDOCK)
+            .args(["--server", &dead, "get", "/x"])
+            .env_remove("PADDOCK_SERVER"),
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 5, "{out:?}");
+    assert!(out.stderr.contains("refused"), "{out:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "a refused connection took {:?}",
+        start.elapsed()
+    );
     let out = run_cmd(
         Command::new(PADDOCK).args(["--server", &dead, "--json", "srvr"]),
         None,
@@ -596,3 +624,127 @@ backend_tests!(
     config_and_four_letter_words,
     cannot_connect_and_bad_input,
 );
+
+// ---- paddock up ---------------------------------------------------------------------------
+
+/// A port P of 127.0.0.1 with P and P + 100 (client and admin port of `up --servers 1
+/// --base-port P`) free right now.
+fn free_base_port() -> u16 {
+    for _ in 0..100 {
+        let port = common::free_port(std::net::Ipv4Addr::LOCALHOST);
+        if port < 65_000 && std::net::TcpListener::bind(("127.0.0.1", port + 100)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free pair of ports on 127.0.0.1");
+}
+
+/// `paddock up --servers 1 --base-port BASE --dir DIR`, stdin closed.
+fn up_one_server(base: u16, dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(PADDOCK);
+    cmd.args([
+        "up",
+        "--servers",
+        "1",
+        "--base-port",
+        &base.to_string(),
+        "--dir",
+    ])
+    .arg(dir)
+    .stdin(Stdio::null());
+    cmd
+}
+
+/// Whether `cond` holds within `limit`, asked every 50 ms.
+fn polls(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn up_names_a_port_in_use_instead_of_starting() {
+    common::paddock_server_bin(); // `up` runs the paddock-server next to paddock
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = up_one_server(port, dir.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port} (client port of server 1)")),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "no banner: {:?}", out.stdout);
+    drop(held);
+}
+
+#[test]
+fn up_prints_its_banner_once_serving_and_stops_on_sigterm() {
+    common::paddock_server_bin();
+    let base = free_base_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = up_one_server(base, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = up.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let mut banner = Vec::new();
+    while !banner
+        .iter()
+        .any(|l: &String| l.contains("Ctrl-C stops everything"))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => banner.push(line),
+            Err(_) => {
+                let _ = up.kill();
+                let _ = up.wait();
+                panic!("no banner within 40 s: {banner:?}");
+            }
+        }
+    }
+    assert_eq!(banner[0], format!("ensemble of 1 up: 127.0.0.1:{base}"));
+    // The banner is true: the server it names serves.
+    let srvr = std::process::Command::new(PADDOCK)
+        .args(["--server", &format!("127.0.0.1:{base}"), "srvr"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&srvr.stdout).contains("Mode: standalone"),
+        "{srvr:?}"
+    );
+    // SIGTERM stops it and its server (bounded).
+    // SAFETY: kill(2) on the pid of a child we started and have not reaped.
+    unsafe { libc::kill(up.id() as i32, libc::SIGTERM) };
+    let stopped = polls(Duration::from_secs(10), || {
+        matches!(up.try_wait(), Ok(Some(_)))
+    });
+    if !stopped {
+        let _ = up.kill();
+        let _ = up.wait();
+        panic!("paddock up did not stop within 10 s of SIGTERM");
+    }
+    let gone = polls(Duration::from_secs(5), || {
+        std::net::TcpStream::connect(("127.0.0.1", base)).is_err()
+    });
+    assert!(gone, "the server outlived paddock up");
+}

@@ -616,6 +616,29 @@ async fn bad_connect_strings_and_unreachable_servers(env: Env) {
         .await
         .unwrap();
     assert_eq!(c.session().server, Some(env.addr));
+    // give_up_when_refused: nothing listens, so no retrying for the connect timeout...
+    let start = std::time::Instant::now();
+    let err = Client::builder(&dead)
+        .connect_timeout(Duration::from_secs(20))
+        .give_up_when_refused()
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::CannotConnect { .. }), "{err:?}");
+    assert!(err.to_string().contains("refused"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "gave up after {:?}",
+        start.elapsed()
+    );
+    // ...but a live host in the same list is still found.
+    let c = Client::builder(format!("{dead},{dead},{}", env.addr))
+        .keep_host_order()
+        .give_up_when_refused()
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(c.session().server, Some(env.addr));
 }
 
 // ---- sessions ------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ pub(crate) const MAX_REPLY_FRAME: usize = 64 * 1024 * 1024;
 pub(crate) enum AttemptError {
     /// Could not reach the server, or it hung up during the handshake.
     Io(String),
+    /// Nothing listens there: the connection was refused.
+    Refused(String),
     /// The server no longer knows our session (ZooKeeper answers with timeout 0).
     Expired,
 }
@@ -35,9 +37,14 @@ pub(crate) async fn handshake(
     limit: Duration,
 ) -> Result<(TcpStream, ConnectResponse), AttemptError> {
     let attempt = async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| AttemptError::Io(format!("{addr}: {e}")))?;
+        let mut stream = TcpStream::connect(addr).await.map_err(|e| {
+            let reason = format!("{addr}: {e}");
+            if e.kind() == io::ErrorKind::ConnectionRefused {
+                AttemptError::Refused(reason)
+            } else {
+                AttemptError::Io(reason)
+            }
+        })?;
         let _ = stream.set_nodelay(true);
         stream
             .write_all(&frame(&request.to_bytes()))

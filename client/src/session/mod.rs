@@ -151,6 +151,8 @@ pub(crate) struct Options {
     /// Resume this session (id, password) instead of creating one.
     pub resume: Option<(i64, Vec<u8>)>,
     pub auth: Vec<(String, Vec<u8>)>,
+    /// Give up the first connection as soon as every host refused it in one round.
+    pub give_up_when_refused: bool,
 }
 
 /// The channels a [`Client`](crate::Client) keeps to talk to its session task.
@@ -355,12 +357,16 @@ impl Session {
 
     /// Connects to the next reachable host, taking commands meanwhile. Gives up at
     /// `deadline` (the first connection only: a session once established retries until
-    /// the servers expire it).
+    /// the servers expire it). Every attempt looks the host's name up again (a pod
+    /// recreated under its DNS name has a new IP); a name that does not resolve (yet)
+    /// only skips that host for this round (tests/names.rs).
     async fn connect(&mut self, deadline: Option<Instant>) -> Result<Live, Ended> {
         let mut backoff = FIRST_BACKOFF;
         let mut last_error = String::new();
         let hosts = self.opts.hosts.len().max(1) as u32;
         loop {
+            // Whether every attempt of this round was refused (nothing listens anywhere).
+            let mut all_refused = true;
             for _ in 0..hosts {
                 let host = self.opts.hosts[self.next_host % self.opts.hosts.len()].clone();
                 self.next_host = self.next_host.wrapping_add(1);
@@ -383,10 +389,12 @@ impl Session {
                     Ok(Ok(addrs)) => addrs.collect(),
                     Ok(Err(e)) => {
                         last_error = format!("{host}: {e}");
+                        all_refused = false;
                         continue;
                     }
                     Err(_) => {
                         last_error = format!("{host}: name resolution timed out");
+                        all_refused = false;
                         continue;
                     }
                 };
@@ -412,9 +420,19 @@ impl Session {
                         Err(AttemptError::Io(reason)) => {
                             tracing::debug!(%reason, "connection attempt failed");
                             last_error = reason;
+                            all_refused = false;
+                        }
+                        Err(AttemptError::Refused(reason)) => {
+                            tracing::debug!(%reason, "connection refused");
+                            last_error = reason;
                         }
                     }
                 }
+            }
+            // Only for the first connection (with a deadline): a session once
+            // established waits for its servers to come back.
+            if all_refused && deadline.is_some() && self.opts.give_up_when_refused {
+                return Err(Ended::CannotConnect(last_error));
             }
             // A whole round failed: pause before the next one.
             let jitter = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2));

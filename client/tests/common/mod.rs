@@ -33,7 +33,7 @@ pub mod proxy;
 #[allow(unused_imports)] // not every test binary uses it
 pub use proxy::Proxy;
 
-/// The reference server's jar; without it the ZooKeeper half of each test is skipped.
+/// The reference server's jar; without it the ZooKeeper half of each test fails.
 pub const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";
 /// Super user of both servers (digest of super:secret).
 pub const SUPER_DIGEST: &str = "super:lK75jTNcA+U9vtVEw5vB51mj/w4=";
@@ -114,20 +114,15 @@ impl Env {
 }
 
 /// Runs one test body against `backend`, in a fresh namespace, bounded by
-/// [`TEST_TIMEOUT`]. The ZooKeeper half is skipped (with a message) only when the
-/// reference server is not installed.
+/// [`TEST_TIMEOUT`]. The ZooKeeper half fails when the reference server is not
+/// installed (see [`server`]).
 pub fn run_test<F, Fut>(backend: Backend, name: &str, body: F)
 where
     F: FnOnce(Env) -> Fut,
     Fut: Future<Output = ()>,
 {
     init_tracing();
-    let Some(addr) = server(backend) else {
-        eprintln!(
-            "SKIPPED {name} against Apache ZooKeeper: {ZK_JAR} is missing (run e2e/install-deps.sh)"
-        );
-        return;
-    };
+    let addr = server(backend);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -262,20 +257,23 @@ pub async fn four_letter_word(addr: SocketAddr, word: &str) -> String {
 // Servers
 // ---------------------------------------------------------------------------------------
 
-/// The client address of this binary's server of `backend`, starting it on first use;
-/// `None` if the reference server is not installed.
-pub fn server(backend: Backend) -> Option<SocketAddr> {
+/// The client address of this binary's server of `backend`, starting it on first use.
+/// Without Apache ZooKeeper installed the reference half fails, saying how to install
+/// it or leave it out: a test that passes without running proves nothing.
+pub fn server(backend: Backend) -> SocketAddr {
     static PADDOCK: OnceLock<SocketAddr> = OnceLock::new();
-    static ZOOKEEPER: OnceLock<Option<SocketAddr>> = OnceLock::new();
+    static ZOOKEEPER: OnceLock<SocketAddr> = OnceLock::new();
     match backend {
-        Backend::Paddock => Some(*PADDOCK.get_or_init(start_paddock)),
-        Backend::Zookeeper => *ZOOKEEPER.get_or_init(|| {
-            if Path::new(ZK_JAR).exists() {
-                Some(start_zookeeper())
-            } else {
-                None
-            }
-        }),
+        Backend::Paddock => *PADDOCK.get_or_init(start_paddock),
+        Backend::Zookeeper => {
+            assert!(
+                Path::new(ZK_JAR).exists(),
+                "Apache ZooKeeper is not installed ({ZK_JAR} is missing): run \
+                 `bash e2e/install-deps.sh`, or leave the reference runs out with \
+                 `cargo test -p paddock-client -- --skip zookeeper::`"
+            );
+            *ZOOKEEPER.get_or_init(start_zookeeper)
+        }
     }
 }
 
@@ -311,68 +309,42 @@ fn workspace_root() -> PathBuf {
 }
 
 /// The `paddock-server` binary to test against: `$PADDOCK_SERVER_BIN` if set, else the
-/// one next to our own `paddock` binary in the target dir, rebuilt with
-/// `cargo build -p paddock-server` when it is missing or older than the server's
-/// sources. If that build fails but a binary exists, the existing one is used, with a
-/// warning.
+/// one next to our own `paddock` binary in the target dir, built once per test binary
+/// with `cargo build -p paddock-server` in the same profile (a no-op when it is up to
+/// date). A failed build fails the test: an older binary left in the target dir would
+/// test code that is not the code under test.
 pub fn paddock_server_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("PADDOCK_SERVER_BIN") {
-        return PathBuf::from(bin);
-    }
-    let dir = Path::new(env!("CARGO_BIN_EXE_paddock"))
-        .parent()
-        .expect("target dir")
-        .to_path_buf();
-    let bin = dir.join("paddock-server");
-    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
-    let root = workspace_root();
-    let sources = newest_mtime(&[
-        root.join("server"),
-        root.join("proto"),
-        root.join("Cargo.lock"),
-    ]);
-    if built.is_some() && built >= sources {
-        return bin;
-    }
-    let build = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "paddock-server"])
-        .env("CARGO_TARGET_DIR", dir.parent().expect("target root"))
-        .current_dir(&root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .output()
-        .expect("run cargo build -p paddock-server");
-    if !build.status.success() {
-        let log = String::from_utf8_lossy(&build.stderr);
-        assert!(bin.exists(), "cargo build -p paddock-server failed:\n{log}");
-        eprintln!(
-            "WARNING: cargo build -p paddock-server failed; testing the existing {}\n{log}",
-            bin.display()
-        );
-    }
-    bin
-}
-
-/// The latest modification time of any file under `paths` (skipping `target` dirs).
-fn newest_mtime(paths: &[PathBuf]) -> Option<std::time::SystemTime> {
-    let mut newest = None;
-    let mut stack: Vec<PathBuf> = paths.to_vec();
-    while let Some(p) = stack.pop() {
-        let Ok(meta) = std::fs::metadata(&p) else {
-            continue;
-        };
-        if meta.is_dir() {
-            if p.file_name().is_some_and(|n| n == "target") {
-                continue;
-            }
-            if let Ok(entries) = std::fs::read_dir(&p) {
-                stack.extend(entries.flatten().map(|e| e.path()));
-            }
-        } else if let Ok(modified) = meta.modified() {
-            newest = newest.max(Some(modified));
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("PADDOCK_SERVER_BIN") {
+            return PathBuf::from(bin);
         }
-    }
-    newest
+        let dir = Path::new(env!("CARGO_BIN_EXE_paddock"))
+            .parent()
+            .expect("target dir")
+            .to_path_buf();
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "--quiet", "-p", "paddock-server"]);
+        if dir.file_name().is_some_and(|profile| profile == "release") {
+            build.arg("--release");
+        }
+        let out = build
+            .env("CARGO_TARGET_DIR", dir.parent().expect("target root"))
+            .current_dir(workspace_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .output()
+            .expect("run cargo build -p paddock-server");
+        assert!(
+            out.status.success(),
+            "cargo build -p paddock-server failed; not testing an older binary:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bin = dir.join("paddock-server");
+        assert!(bin.exists(), "{} missing after the build", bin.display());
+        bin
+    })
+    .clone()
 }
 
 /// Keeps a process from outliving this test binary: a shell polls our pid and, once we are

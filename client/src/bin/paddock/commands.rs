@@ -44,10 +44,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 async fn connect(global: &Global) -> Result<Client, Failure> {
+    // A server that is not running refuses at once; say so at once instead of
+    // retrying for the whole timeout.
     let mut builder = Client::builder(global.server.as_str())
         .session_timeout(SESSION_TIMEOUT)
         .connect_timeout(global.timeout)
-        .request_timeout(global.timeout);
+        .request_timeout(global.timeout)
+        .give_up_when_refused();
     for entry in &global.auth {
         let (scheme, auth) = entry.split_once(':').ok_or_else(|| {
             Failure::Usage(format!(
@@ -142,7 +145,10 @@ async fn execute(client: &Client, global: &Global, command: Command) -> Result<(
             if parents && let Some(parent) = paddock_client::path::parent(&path) {
                 client.ensure_path(parent, CreateMode::Persistent).await?;
             }
-            let (created, st) = client.create(&path, &data, options).await?;
+            let (created, st) = client
+                .create(&path, &data, options)
+                .await
+                .map_err(|e| explain_create_error(e, ttl.is_some()))?;
             if json {
                 print_json(&json!({ "path": created, "stat": stat_json(&st) }));
             } else {
@@ -235,11 +241,10 @@ async fn execute(client: &Client, global: &Global, command: Command) -> Result<(
             let text = String::from_utf8_lossy(&data).into_owned();
             if json {
                 print_json(&config_json(&text, st.version));
+            } else if text.trim().is_empty() {
+                println!("{STANDALONE_CONFIG}");
             } else {
-                print!("{text}");
-                if !text.is_empty() && !text.ends_with('\n') {
-                    println!();
-                }
+                print_text(&text);
             }
         }
         Command::Reconfig {
@@ -264,7 +269,7 @@ async fn execute(client: &Client, global: &Global, command: Command) -> Result<(
             if json {
                 print_json(&config_json(&text, st.version));
             } else {
-                print!("{text}");
+                print_text(&text);
             }
         }
         // These need no session; `run` handles them before connecting.
@@ -298,7 +303,33 @@ async fn who_am_i(client: &Client, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `/zookeeper/config` as JSON: its servers by id, its version, and the raw text.
+/// What `config` says on a server outside any ensemble (its /zookeeper/config is empty).
+const STANDALONE_CONFIG: &str = "standalone server: no ensemble configuration \
+    (/zookeeper/config is empty). An ensemble lists server.N lines in zoo.cfg; `paddock up \
+    --servers 3` runs one locally.";
+
+/// What the server's refusal of a create means when the create needed extended types.
+fn explain_create_error(e: Error, extended: bool) -> Failure {
+    if extended && e.code() == paddock_client::ErrorCode::Unimplemented {
+        return Failure::Other(
+            "this server has TTL nodes turned off: set extendedTypesEnabled=true in its \
+             zoo.cfg and restart it (`paddock up` turns it on)"
+                .into(),
+        );
+    }
+    e.into()
+}
+
+/// Text ending with exactly one newline (so the next prompt starts on its own line).
+fn print_text(text: &str) {
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+}
+
+/// `/zookeeper/config` as JSON: its servers by id, its version, and the raw text;
+/// `standalone` when the server is in no ensemble.
 fn config_json(text: &str, node_version: i32) -> Value {
     let mut servers = serde_json::Map::new();
     let mut version = Value::Null;
@@ -311,7 +342,13 @@ fn config_json(text: &str, node_version: i32) -> Value {
             }
         }
     }
-    json!({ "servers": servers, "version": version, "nodeVersion": node_version, "raw": text })
+    json!({
+        "servers": servers,
+        "version": version,
+        "nodeVersion": node_version,
+        "raw": text,
+        "standalone": text.trim().is_empty(),
+    })
 }
 
 fn parse_config_version(text: &str) -> Result<i64, Failure> {
@@ -374,7 +411,7 @@ async fn four_letter_word(global: &Global, word: &str) -> Result<(), Failure> {
             if servers.len() > 1 {
                 println!("--- {server}");
             }
-            print!("{answer}");
+            print_text(answer);
         }
     }
     match first_error {
@@ -448,5 +485,42 @@ async fn watch(global: &Global, path: &str, recursive: bool) -> Result<(), Failu
             }
             _ => return Err(Error::Closed.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_ttl_create_says_what_to_enable() {
+        let refused = Error::Server {
+            code: paddock_client::ErrorCode::Unimplemented,
+            path: Some("/ttl".into()),
+        };
+        let Failure::Other(message) = explain_create_error(refused, true) else {
+            panic!("not explained")
+        };
+        assert!(message.contains("extendedTypesEnabled=true"), "{message}");
+        // Other errors, and other creates, stay as they are.
+        let exists = Error::Server {
+            code: paddock_client::ErrorCode::NodeExists,
+            path: Some("/ttl".into()),
+        };
+        assert!(matches!(explain_create_error(exists, true), Failure::Zk(_)));
+        let plain = Error::Server {
+            code: paddock_client::ErrorCode::Unimplemented,
+            path: None,
+        };
+        assert!(matches!(explain_create_error(plain, false), Failure::Zk(_)));
+    }
+
+    #[test]
+    fn config_json_says_standalone() {
+        assert_eq!(config_json("", 0)["standalone"], true);
+        let ensemble = config_json("server.1=a:1:2;3\nversion=100000000\n", 1);
+        assert_eq!(ensemble["standalone"], false);
+        assert_eq!(ensemble["servers"]["1"], "a:1:2;3");
+        assert_eq!(ensemble["version"], "100000000");
     }
 }

@@ -1,34 +1,21 @@
-//! Durations on the command line: `500ms`, `10s`, `2m`, `1h`, `1d`; a bare number is
-//! milliseconds (ZooKeeper's unit for timeouts and TTLs).
+//! Durations on the command line (`--timeout`, `create -t`): humantime's grammar, the
+//! same as the sidecar's and paddock-bench's. A unit is required (`500ms`, `10s`, `2m`,
+//! `1h`, `1d`); a bare number other than `0` is refused, since it meant milliseconds
+//! here and seconds in the sidecar.
 
 use std::time::Duration;
 
+const GRAMMAR: &str = "a number with a unit, e.g. 500ms, 10s, 2m, 1h, 1d";
+
 pub fn parse(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 10s, 2m)"))?;
-    let ms_per = match unit {
-        "" | "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        other => return Err(format!("unknown unit {other:?} (use ms, s, m, h or d)")),
-    };
-    n.checked_mul(ms_per)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{text:?} is too long"))
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("bad duration {text:?}: {e}; expected {GRAMMAR}"))
 }
 
 /// A TTL: a duration of at least 1 ms.
 pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     match parse(text)? {
-        d if d.is_zero() => Err("a TTL must be at least 1 ms".into()),
+        d if d < Duration::from_millis(1) => Err("a TTL must be at least 1ms".into()),
         d => Ok(d),
     }
 }
@@ -39,15 +26,18 @@ mod tests {
 
     #[test]
     fn units() {
-        assert_eq!(parse("250"), Ok(Duration::from_millis(250)));
         assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse("1d"), Ok(Duration::from_secs(86_400)));
+        let bare = parse("250").unwrap_err();
+        assert!(bare.contains("unit") && bare.contains("500ms"), "{bare}");
         assert!(parse("s").is_err());
-        assert!(parse("3 weeks").is_err());
+        assert!(parse("3 weeks").is_ok());
+        assert!(parse("3 fortnights").is_err());
         assert!(parse("-1s").is_err());
-        assert!(parse_ttl("0").is_err());
-        assert_eq!(parse_ttl("1"), Ok(Duration::from_millis(1)));
+        assert!(parse_ttl("0s").is_err());
+        assert_eq!(parse_ttl("1ms"), Ok(Duration::from_millis(1)));
     }
 }

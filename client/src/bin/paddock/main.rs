@@ -31,9 +31,26 @@ Exit codes:
 Data given as `-` is read from standard input. Durations take a unit
 (500ms, 10s, 2m, 1h, 1d); a bare number means milliseconds.";
 
+/// What `paddock --help` says first.
+const ABOUT: &str = "Read and change the data of a ZooKeeper-compatible ensemble \
+(paddock-server or Apache ZooKeeper), ask its servers for their status, or run a local \
+one for development";
+const LONG_ABOUT: &str = "\
+Read and change the data of a ZooKeeper-compatible ensemble (paddock-server or Apache
+ZooKeeper), ask its servers for their status, or run a local one for development.
+
+Examples:
+  paddock up --servers 3                     # a local ensemble on 127.0.0.1:2181-2183
+  paddock create /app/config '{\"debug\": true}' -p
+  paddock get /app/config
+  paddock ls -R /app
+  paddock --json stat /app/config
+  paddock watch -R /app                      # stream changes until Ctrl-C
+  paddock --server 10.0.0.1:2181,10.0.0.2:2181 srvr";
+
 /// The command line for ZooKeeper-compatible servers.
 #[derive(Debug, Parser)]
-#[command(name = "paddock", version, about, after_help = AFTER_HELP)]
+#[command(name = "paddock", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

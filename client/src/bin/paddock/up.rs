@@ -30,6 +30,21 @@ impl Drop for Children {
     }
 }
 
+impl Children {
+    /// Fails when one of them has exited.
+    fn check_running(&mut self, dir: &Path) -> Result<(), Failure> {
+        for (name, child) in &mut self.0 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(Failure::Other(format!(
+                    "{name} exited ({status}); logs in {}",
+                    dir.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn sibling(name: &str) -> Result<PathBuf, Failure> {
     let me = std::env::current_exe()
         .map_err(|e| Failure::Other(format!("cannot locate paddock itself: {e}")))?;
@@ -67,20 +82,72 @@ fn zoo_cfg(dir: &Path, id: u16, n: u16, base: u16) -> String {
     cfg
 }
 
-fn ruok(port: u16) -> bool {
+/// Every port `paddock up` will listen on, with what it is for.
+fn planned_ports(n: u16, base: u16, sidecar: bool) -> Vec<(u16, String)> {
+    let mut ports = Vec::new();
+    for id in 1..=n {
+        ports.push((base + id - 1, format!("client port of server {id}")));
+        ports.push((base + 100 + id - 1, format!("admin port of server {id}")));
+        if n > 1 {
+            ports.push((base + 200 + id - 1, format!("quorum port of server {id}")));
+            ports.push((base + 300 + id - 1, format!("election port of server {id}")));
+        }
+    }
+    if sidecar {
+        ports.push((SIDECAR_PORT, "sidecar".to_string()));
+    }
+    ports
+}
+
+/// Refuses to start when a port is taken: otherwise whatever already listens there
+/// (often an earlier `paddock up`) would answer our readiness checks, and the banner
+/// would describe servers that never started.
+fn check_ports_free(ports: &[(u16, String)]) -> Result<(), Failure> {
+    let taken: Vec<String> = ports
+        .iter()
+        .filter(|(port, _)| std::net::TcpListener::bind(("127.0.0.1", *port)).is_err())
+        .map(|(port, what)| format!("127.0.0.1:{port} ({what})"))
+        .collect();
+    if taken.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::Other(format!(
+        "already in use: {}; stop what listens there (an earlier `paddock up`?) or pick \
+         other ports with --base-port",
+        taken.join(", ")
+    )))
+}
+
+/// The sidecar's listen port.
+const SIDECAR_PORT: u16 = 4040;
+
+/// Sends `request` to 127.0.0.1:`port` and reads the answer until the server closes
+/// (bounded); None when nothing answers.
+fn ask_local(port: u16, request: &[u8]) -> Option<String> {
     use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(
+    let mut s = std::net::TcpStream::connect_timeout(
         &([127, 0, 0, 1], port).into(),
         Duration::from_millis(300),
-    ) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.write_all(request).ok()?;
     let mut answer = String::new();
-    s.write_all(b"srvr").is_ok()
-        && s.read_to_string(&mut answer).is_ok()
-        && answer.contains("Mode: ")
-        && !answer.contains("not currently serving")
+    s.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+/// Whether the server on `port` serves (its `srvr` names a mode).
+fn ruok(port: u16) -> bool {
+    ask_local(port, b"srvr").is_some_and(|answer| {
+        answer.contains("Mode: ") && !answer.contains("not currently serving")
+    })
+}
+
+/// Whether the sidecar answers `/readyz` with 200 (its session is connected).
+fn sidecar_ready(port: u16) -> bool {
+    ask_local(port, b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_some_and(|answer| answer.split_whitespace().nth(1) == Some("200"))
 }
 
 pub async fn up(opts: UpOptions) -> Result<(), Failure> {
@@ -97,6 +164,7 @@ pub async fn up(opts: UpOptions) -> Result<(), Failure> {
     let dir = opts
         .dir
         .unwrap_or_else(|| std::env::temp_dir().join(format!("paddock-up-{}", std::process::id())));
+    check_ports_free(&planned_ports(n, opts.base_port, opts.sidecar))?;
     let io = |what: &str, e: std::io::Error| Failure::Other(format!("{what}: {e}"));
     let mut children = Children(Vec::new());
     for id in 1..=n {
@@ -122,6 +190,7 @@ pub async fn up(opts: UpOptions) -> Result<(), Failure> {
     let deadline = Instant::now() + Duration::from_secs(30);
     for port in &ports {
         while !ruok(*port) {
+            children.check_running(&dir)?;
             if Instant::now() > deadline {
                 return Err(Failure::Other(format!(
                     "the server on 127.0.0.1:{port} did not start serving within 30 s; logs in {}",
@@ -143,16 +212,28 @@ pub async fn up(opts: UpOptions) -> Result<(), Failure> {
     }
     if let Some(bin) = sidecar_bin {
         let log = std::fs::File::create(dir.join("sidecar.log")).map_err(|e| io("log", e))?;
+        let listen = format!("127.0.0.1:{SIDECAR_PORT}");
         let child = Command::new(bin)
-            .args(["--servers", &connect, "--listen", "127.0.0.1:4040"])
+            .args(["--servers", &connect, "--listen", &listen])
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| io("log", e))?)
             .stderr(log)
             .spawn()
             .map_err(|e| io("cannot start paddock-sidecar", e))?;
         children.0.push(("sidecar".into(), child));
+        // Announce it only once it answers with a session, so the example works at once.
+        while !sidecar_ready(SIDECAR_PORT) {
+            children.check_running(&dir)?;
+            if Instant::now() > deadline {
+                return Err(Failure::Other(format!(
+                    "the sidecar on {listen} was not ready within 30 s; logs in {}",
+                    dir.display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         println!(
-            "  sidecar: http://127.0.0.1:4040 (e.g. curl -X PUT 127.0.0.1:4040/v1/elections/demo/candidates/me)"
+            "  sidecar: http://{listen} (e.g. curl -X PUT {listen}/v1/elections/demo/candidates/me)"
         );
     }
     println!(
@@ -172,15 +253,41 @@ pub async fn up(opts: UpOptions) -> Result<(), Failure> {
                 println!("stopping");
                 return Ok(());
             }
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                for (name, child) in &mut children.0 {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        return Err(Failure::Other(format!(
-                            "{name} exited ({status}); logs in {}", dir.display()
-                        )));
-                    }
-                }
-            }
+            _ = tokio::time::sleep(Duration::from_millis(500)) => children.check_running(&dir)?,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_port_is_planned_once() {
+        let ports = planned_ports(3, 2181, true);
+        let mut numbers: Vec<u16> = ports.iter().map(|(p, _)| *p).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), ports.len());
+        assert_eq!(ports.len(), 3 * 4 + 1);
+        // Standalone: no quorum or election ports.
+        assert_eq!(planned_ports(1, 2181, false).len(), 2);
+    }
+
+    #[test]
+    fn a_taken_port_is_named() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let err = check_ports_free(&[(port, "client port of server 1".into())]).unwrap_err();
+        let Failure::Other(message) = err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            message.contains(&format!("127.0.0.1:{port} (client port of server 1)")),
+            "{message}"
+        );
+        assert!(message.contains("--base-port"), "{message}");
+        drop(held);
+        check_ports_free(&[(port, "client port of server 1".into())]).unwrap();
     }
 }
