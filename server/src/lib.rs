@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod config;
 pub mod core;
+pub mod histogram;
 pub mod hostid;
 pub mod join;
 pub mod net;

@@ -141,6 +141,7 @@ pub fn core_config(cfg: &ServerConfig, ensemble: &DynamicConfig) -> CoreConfig {
             .get("znode.container.checkIntervalMs")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1000),
+        fsync_warning_ms: cfg.fsync_warning_threshold_ms,
         membership: membership(cfg, ensemble),
         timing: Timing::from_ticks(
             u64::from(cfg.tick_time_ms),

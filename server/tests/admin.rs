@@ -17,12 +17,14 @@ use common::{SERVER_BIN, Server, admin_http, next_loopback, run};
 const LIMIT: Duration = Duration::from_secs(5);
 const TOKEN: &str = "t0k3n-for-the-admin-api-0123456789";
 
+/// A port free on `ip` now, below Linux's ephemeral range (32768 and up) so that the
+/// server's own port-0 client listener cannot be handed the same port first.
 fn free_port(ip: Ipv4Addr) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let start = std::process::id() % 12_000;
+    (0..12_000u32)
+        .map(|i| 20_000 + ((start + i) % 12_000) as u16)
+        .find(|port| std::net::TcpListener::bind((ip, *port)).is_ok())
+        .unwrap_or_else(|| panic!("no free port in 20000..32000 on {ip}"))
 }
 
 /// A standalone server whose admin port listens on a 127.0.0.x address other than
@@ -229,7 +231,7 @@ fn standalone_status_agrees_with_srvr() {
 }
 
 #[test]
-fn metrics_carry_request_latency_buckets() {
+fn metrics_carry_request_latency_and_fsync_buckets() {
     run(async {
         let (server, addr) = admin_server(&[]);
         let zk = common::zk(&server.connect_string()).await;
@@ -254,5 +256,15 @@ fn metrics_carry_request_latency_buckets() {
         // A create on loopback takes well under 2.5 s: the finite buckets hold them all.
         assert!(sample("paddock_request_latency_seconds_bucket{le=\"2.5\"}") >= 20.0);
         assert!(body.contains("# TYPE paddock_request_latency_seconds histogram\n"));
+        // Every create was made durable by a group commit of the txn log, timed.
+        let syncs = sample("paddock_fsync_seconds_count");
+        // At most one per txn: the session, then 20 creates.
+        assert!(
+            (1.0..=21.0).contains(&syncs),
+            "{syncs} group commits for 21 txns"
+        );
+        assert_eq!(sample("paddock_fsync_seconds_bucket{le=\"+Inf\"}"), syncs);
+        assert!(body.contains("# TYPE paddock_fsync_seconds histogram\n"));
+        assert_eq!(sample("paddock_fsync_threshold_exceeded_total"), 0.0);
     });
 }

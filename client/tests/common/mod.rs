@@ -293,12 +293,17 @@ pub fn binary_ip(salt: u32) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, x)
 }
 
-/// A port free on `ip` right now.
+/// A port free on `ip` right now, drawn below Linux's ephemeral range (32768 and up):
+/// a port the kernel picked for a bind to port 0 could be handed out again to the
+/// servers' own port-0 listeners before the server meant to own it binds it.
 pub fn free_port(ip: Ipv4Addr) -> u16 {
-    TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    for _ in 0..1000 {
+        let port = fastrand::u16(20_000..32_000);
+        if TcpListener::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000 on {ip}")
 }
 
 fn workspace_root() -> PathBuf {

@@ -145,14 +145,7 @@ impl BufferStats {
     }
 }
 
-/// A Prometheus histogram: cumulative counts per upper bound (seconds), ascending, without
-/// the `+Inf` bucket (that is `count`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Histogram {
-    pub buckets: Vec<(f64, u64)>,
-    pub sum_seconds: f64,
-    pub count: u64,
-}
+pub use crate::histogram::Histogram;
 
 /// Leader-only statistics (`mntr` keys `zk_learners`, `zk_synced_followers`, ...).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -112,7 +112,7 @@ impl AdminSource for CoreAdmin {
                         ..LeaderStats::default()
                     }
                 });
-                ServerSnapshot {
+                let mut snap = ServerSnapshot {
                     serving: core.role().is_serving(),
                     mode,
                     quorum_size,
@@ -134,7 +134,18 @@ impl AdminSource for CoreAdmin {
                     approximate_data_size: core.tree().approximate_data_size(),
                     global_sessions: core.live_sessions() as u64,
                     ..ServerSnapshot::default()
+                };
+                if let Some((disk, times)) = core.disk_stats() {
+                    snap.fsync_threshold_exceed_count = disk.slow_syncs;
+                    snap.fsync = Some(LatencyStats {
+                        min_ms: times.min_ms,
+                        max_ms: times.max_ms,
+                        total_ms: (times.histogram.sum_seconds * 1000.0).round() as u64,
+                        count: times.histogram.count,
+                    });
+                    snap.fsync_histogram = Some(times.histogram);
                 }
+                snap
             })
             .await
             .unwrap_or_default();

@@ -129,6 +129,9 @@ pub struct CoreConfig {
     /// `super:<digest id>` from superDigest: this identity bypasses every ACL.
     pub super_digest: Option<String>,
     pub container_check_ms: u64,
+    /// A txn log group commit slower than this is logged and counted
+    /// (`fsync.warningthresholdms`).
+    pub fsync_warning_ms: u64,
     /// The ensemble (a standalone server is an ensemble of one).
     pub membership: Membership,
     pub timing: Timing,
@@ -358,6 +361,13 @@ impl Core {
 
     pub fn config(&self) -> &CoreConfig {
         &self.cfg
+    }
+
+    /// The txn log writer's counters and commit times (`None` once the log is closed).
+    pub fn disk_stats(
+        &self,
+    ) -> Option<(crate::storage::DiskWriterStats, crate::storage::SyncTimes)> {
+        self.disk.as_ref().map(|d| (d.stats(), d.sync_times()))
     }
 
     pub fn outstanding_requests(&self) -> usize {

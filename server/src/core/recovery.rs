@@ -146,6 +146,7 @@ impl Core {
             Box::new(move |event| {
                 let _ = sink_tx.send(CoreMsg::Disk(event));
             }),
+            std::time::Duration::from_millis(cfg.fsync_warning_ms),
         )?;
 
         let (accepted, current) = load_epochs(&cfg.snap_dir)?;

@@ -46,6 +46,7 @@ fn open(dir: &Path, ensemble: DynamicConfig) -> Core {
         reconfig_enabled: true,
         super_digest: None,
         container_check_ms: 1000,
+        fsync_warning_ms: 1000,
         membership: ensemble.membership(),
         timing: Timing::from_ticks(100, 20, 10),
         distributed: true,

@@ -99,7 +99,7 @@ pub use purge::{MIN_SNAPSHOTS_RETAINED, PurgeReport, purge};
 pub use reader::LogReader;
 pub use snapshot::{SnapshotWriter, load_newest_valid, read_snapshot, write_snapshot};
 pub use txnlog::{TxnLog, TxnLogOptions};
-pub use writer::{DiskEvent, DiskEventSink, DiskWriter, DiskWriterStats};
+pub use writer::{DiskEvent, DiskEventSink, DiskWriter, DiskWriterStats, SyncTimes};
 
 /// Result alias for this module.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -17,10 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::{LogReader, Result, StorageError, TxnLog};
+use crate::histogram::{Histogram, LatencyHistogram};
 
 /// Stop draining the queue into one batch after this many payload bytes, so a flood of
 /// submissions cannot postpone the first sync indefinitely.
@@ -50,12 +52,62 @@ pub struct DiskWriterStats {
     pub records: u64,
     /// Group commits: `fdatasync` calls made for appended batches.
     pub syncs: u64,
+    /// Group commits slower than the warning threshold given to [`DiskWriter::spawn`]
+    /// (ZooKeeper's `fsync.warningthresholdms`, its `fsync_threshold_exceed_count`).
+    pub slow_syncs: u64,
 }
 
-#[derive(Debug, Default)]
+/// How long group commits took: writing the batch out and its `fdatasync`, the time an
+/// acknowledgement waits for the disk.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncTimes {
+    pub histogram: Histogram,
+    /// Fastest and slowest, in whole milliseconds (0 before the first commit).
+    pub min_ms: u64,
+    pub max_ms: u64,
+}
+
+#[derive(Debug)]
 struct Counters {
     records: AtomicU64,
     syncs: AtomicU64,
+    slow_syncs: AtomicU64,
+    sync_seconds: LatencyHistogram,
+    sync_min_ms: AtomicU64,
+    sync_max_ms: AtomicU64,
+    /// A commit slower than this is logged and counted in `slow_syncs`.
+    slow_sync: Duration,
+}
+
+impl Counters {
+    fn new(slow_sync: Duration) -> Counters {
+        Counters {
+            records: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            slow_syncs: AtomicU64::new(0),
+            sync_seconds: LatencyHistogram::default(),
+            sync_min_ms: AtomicU64::new(u64::MAX),
+            sync_max_ms: AtomicU64::new(0),
+            slow_sync,
+        }
+    }
+
+    fn synced(&self, took: Duration, dir: &std::path::Path) {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.sync_seconds.observe(took);
+        let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        self.sync_min_ms.fetch_min(ms, Ordering::Relaxed);
+        self.sync_max_ms.fetch_max(ms, Ordering::Relaxed);
+        if took > self.slow_sync {
+            self.slow_syncs.fetch_add(1, Ordering::Relaxed);
+            warn!(
+                dir = %dir.display(),
+                ms,
+                threshold_ms = self.slow_sync.as_millis() as u64,
+                "fsync of the txn log was slow (fsync.warningthresholdms)"
+            );
+        }
+    }
 }
 
 enum Command {
@@ -91,9 +143,11 @@ enum Exit {
 
 impl DiskWriter {
     /// Starts the thread, which takes ownership of `log`.
-    pub fn spawn(log: TxnLog, sink: DiskEventSink) -> Result<DiskWriter> {
+    /// Starts the thread. A group commit slower than `slow_sync` is logged as a warning
+    /// and counted.
+    pub fn spawn(log: TxnLog, sink: DiskEventSink, slow_sync: Duration) -> Result<DiskWriter> {
         let (commands, queue) = mpsc::channel();
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters::new(slow_sync));
         let dir = log.dir().to_path_buf();
         let thread = thread::Builder::new()
             .name("paddock-disk-writer".to_string())
@@ -141,6 +195,21 @@ impl DiskWriter {
         DiskWriterStats {
             records: self.counters.records.load(Ordering::Relaxed),
             syncs: self.counters.syncs.load(Ordering::Relaxed),
+            slow_syncs: self.counters.slow_syncs.load(Ordering::Relaxed),
+        }
+    }
+
+    /// How long group commits took so far.
+    pub fn sync_times(&self) -> SyncTimes {
+        let histogram = self.counters.sync_seconds.snapshot();
+        let min_ms = match self.counters.sync_min_ms.load(Ordering::Relaxed) {
+            u64::MAX => 0,
+            ms => ms,
+        };
+        SyncTimes {
+            histogram,
+            min_ms,
+            max_ms: self.counters.sync_max_ms.load(Ordering::Relaxed),
         }
     }
 
@@ -274,8 +343,9 @@ impl Batch {
             self.bytes = 0;
             return Ok(());
         }
+        let started = Instant::now();
         log.sync()?;
-        counters.syncs.fetch_add(1, Ordering::Relaxed);
+        counters.synced(started.elapsed(), log.dir());
         *self = Batch::default();
         if let Some(zxid) = log.last_zxid() {
             sink(DiskEvent::Durable(zxid));
@@ -288,7 +358,7 @@ impl Batch {
 mod tests {
     use super::*;
     use crate::storage::TxnLogOptions;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     const WAIT: Duration = Duration::from_secs(20);
 
@@ -341,7 +411,7 @@ mod tests {
                 let _ = gate.recv_timeout(WAIT);
             }
         });
-        let writer = DiskWriter::spawn(open_log(dir.path()), sink).unwrap();
+        let writer = DiskWriter::spawn(open_log(dir.path()), sink, Duration::from_secs(1)).unwrap();
         let payload = |z: u64| vec![(z % 251) as u8 + 1; 200];
         writer.append(1, payload(1)).unwrap();
         wait_for(&received, |e| matches!(e, DiskEvent::Durable(1)));
@@ -377,7 +447,7 @@ mod tests {
     fn commands_run_in_submission_order() {
         let dir = tempfile::tempdir().unwrap();
         let (sink, received) = channel_sink();
-        let writer = DiskWriter::spawn(open_log(dir.path()), sink).unwrap();
+        let writer = DiskWriter::spawn(open_log(dir.path()), sink, Duration::from_secs(1)).unwrap();
         for z in 1..=10 {
             writer.append(z, b"old".to_vec()).unwrap();
         }
@@ -430,7 +500,7 @@ mod tests {
     fn failure_is_reported_and_stops_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let (sink, received) = channel_sink();
-        let writer = DiskWriter::spawn(open_log(dir.path()), sink).unwrap();
+        let writer = DiskWriter::spawn(open_log(dir.path()), sink, Duration::from_secs(1)).unwrap();
         writer.append(5, b"five".to_vec()).unwrap();
         writer.append(3, b"hole".to_vec()).unwrap();
         let seen = wait_for(&received, |e| matches!(e, DiskEvent::Failed(_)));
@@ -464,7 +534,7 @@ mod tests {
     fn dropping_the_handle_syncs_what_was_queued() {
         let dir = tempfile::tempdir().unwrap();
         let (sink, received) = channel_sink();
-        let writer = DiskWriter::spawn(open_log(dir.path()), sink).unwrap();
+        let writer = DiskWriter::spawn(open_log(dir.path()), sink, Duration::from_secs(1)).unwrap();
         for z in 1..=50 {
             writer.append(z, vec![1; 10]).unwrap();
         }
@@ -514,7 +584,7 @@ mod tests {
 
         let dir = tempfile::tempdir_in(&base).unwrap();
         let (sink, received) = channel_sink();
-        let writer = DiskWriter::spawn(open_log(dir.path()), sink).unwrap();
+        let writer = DiskWriter::spawn(open_log(dir.path()), sink, Duration::from_secs(1)).unwrap();
         let records = 200_000u64;
         let start = Instant::now();
         for z in 1..=records {
