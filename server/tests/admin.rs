@@ -12,20 +12,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{SERVER_BIN, Server, admin_http, next_loopback, run};
+use common::{SERVER_BIN, Server, admin_http, free_port, next_loopback, run};
 
 const LIMIT: Duration = Duration::from_secs(5);
 const TOKEN: &str = "t0k3n-for-the-admin-api-0123456789";
-
-/// A port free on `ip` now, below Linux's ephemeral range (32768 and up) so that the
-/// server's own port-0 client listener cannot be handed the same port first.
-fn free_port(ip: Ipv4Addr) -> u16 {
-    let start = std::process::id() % 12_000;
-    (0..12_000u32)
-        .map(|i| 20_000 + ((start + i) % 12_000) as u16)
-        .find(|port| std::net::TcpListener::bind((ip, *port)).is_ok())
-        .unwrap_or_else(|| panic!("no free port in 20000..32000 on {ip}"))
-}
 
 /// A standalone server whose admin port listens on a 127.0.0.x address other than
 /// 127.0.0.1 (so the loopback exception does not apply), with `lines` in its zoo.cfg.

@@ -19,11 +19,7 @@ const SLACK: Duration = Duration::from_secs(5);
 
 fn admin_server() -> (Server, SocketAddr) {
     let ip: Ipv4Addr = next_loopback();
-    let port = std::net::TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port(ip);
     // A zoo.cfg (any line) makes the builder put the admin port on `ip`.
     let server = Server::builder()
         .ip(ip)

@@ -385,10 +385,7 @@ fn unreachable_ensemble_answers_503_with_retry_after() {
         "unreachable_ensemble_answers_503_with_retry_after",
         || async {
             // A port nobody listens on.
-            let dead = {
-                let l = std::net::TcpListener::bind((binary_ip(), 0)).expect("bind");
-                l.local_addr().expect("addr")
-            };
+            let dead = std::net::SocketAddr::from((binary_ip(), free_port()));
             let s = Sidecar::start(&dead.to_string(), "a", &["--election", "e"]);
             let a = s.addr;
             assert_eq!(get(a, "/healthz").await.status, 200);
@@ -432,10 +429,7 @@ fn bearer_token_guards_the_api_but_not_probes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, "s3cret\n").expect("token file");
-        let probe_port = std::net::TcpListener::bind((binary_ip(), 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let probe_port = free_port();
         let probe_addr = std::net::SocketAddr::from((binary_ip(), probe_port));
         let s = Sidecar::ready(
             &server.addr.to_string(),

@@ -89,9 +89,26 @@ pub struct Credentials {
     pub apiserver: CertFiles,
 }
 
+/// A port free on 127.0.0.1 right now, below Linux's ephemeral range (32768 and up):
+/// a port the kernel picked for a bind to port 0 is soon handed out again, for the
+/// source port of some connection or another process's port-0 listener, before the
+/// component meant to own it binds it. Successive calls return different ports.
 pub fn free_port() -> std::io::Result<u16> {
-    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(listener.local_addr()?.port())
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = (FIRST + start.wrapping_add(n) % SPAN) as u16;
+        if std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("no free port in {FIRST}..{} on 127.0.0.1", FIRST + SPAN),
+    ))
 }
 
 pub fn create_credentials(

@@ -305,14 +305,7 @@ impl Drop for Node {
 /// A fresh loopback address with four free ports on it.
 fn allocate() -> (Ipv4Addr, [u16; 4]) {
     let ip = next_loopback();
-    let held: Vec<std::net::TcpListener> = (0..4)
-        .map(|_| std::net::TcpListener::bind((ip, 0)).expect("free port"))
-        .collect();
-    let p: Vec<u16> = held
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect();
-    (ip, [p[0], p[1], p[2], p[3]])
+    (ip, std::array::from_fn(|_| super::free_port(ip)))
 }
 
 /// Acknowledged writes to wait for between steps: the load goes on throughout.
@@ -1223,13 +1216,7 @@ impl Cluster {
 /// Four ports free on every one of `ips` (pods share their ports, each on its own IP).
 fn shared_ports(ips: &[Ipv4Addr]) -> [u16; 4] {
     for _ in 0..50 {
-        let held: Vec<std::net::TcpListener> = (0..4)
-            .map(|_| std::net::TcpListener::bind((ips[0], 0)).expect("free port"))
-            .collect();
-        let p: Vec<u16> = held
-            .iter()
-            .map(|l| l.local_addr().unwrap().port())
-            .collect();
+        let p: [u16; 4] = std::array::from_fn(|_| super::free_port(ips[0]));
         if ips[1..].iter().all(|ip| {
             p.iter()
                 .all(|port| std::net::TcpListener::bind((*ip, *port)).is_ok())

@@ -133,6 +133,25 @@ pub async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>
 // ---------------------------------------------------------------------------------------
 
 static NEXT_IP: AtomicU32 = AtomicU32::new(0);
+static NEXT_PORT: AtomicU32 = AtomicU32::new(0);
+
+/// A port free on `ip` right now, below Linux's ephemeral range (32768 and up): a port
+/// the kernel picked for a bind to port 0 could be handed out again to a server's own
+/// port-0 listener before the server meant to own it binds it. Successive calls return
+/// different ports, so ports picked together do not collide either.
+pub fn free_port(ip: Ipv4Addr) -> u16 {
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + start.wrapping_add(n) % SPAN) as u16;
+        if std::net::TcpListener::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{} on {ip}", FIRST + SPAN)
+}
 
 /// A loopback address of 127.0.0.0/8 for one server: 127.0.0.x with x varying per test
 /// (and per test binary, so binaries run one after another do not reuse the same ones

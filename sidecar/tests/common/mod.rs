@@ -95,6 +95,28 @@ pub fn binary_ip() -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 1 + (h % 200) as u8, 2 + ((h / 200) % 240) as u8)
 }
 
+/// A port free on [`binary_ip`] right now, below Linux's ephemeral range (32768 and
+/// up): a port the kernel picked for a bind to port 0 could be handed out again to a
+/// process's own port-0 listener first. Successive calls return different ports.
+pub fn free_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = (FIRST + start.wrapping_add(n) % SPAN) as u16;
+        if std::net::TcpListener::bind((binary_ip(), port)).is_ok() {
+            return port;
+        }
+    }
+    panic!(
+        "no free port in {FIRST}..{} on {}",
+        FIRST + SPAN,
+        binary_ip()
+    )
+}
+
 fn sidecar_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_paddock-sidecar"))
 }

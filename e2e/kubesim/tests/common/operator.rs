@@ -36,10 +36,7 @@ impl Operator {
     pub fn start(c: &Cluster, tag: &str) -> Operator {
         let log = c.dir.join(format!("operator-{tag}.log"));
         let file = std::fs::File::create(&log).expect("operator log");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = paddock_kubesim::controlplane::free_port().expect("a free port");
         let metrics = format!("127.0.0.1:{port}");
         let child = Command::new(operator_binary())
             .args(["run", "--metrics-address", &metrics])
