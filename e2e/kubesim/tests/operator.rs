@@ -196,7 +196,7 @@ fn invalid_specs_are_refused_by_the_api_server_with_the_cel_message() {
     }
     c.apply_yaml(&ensemble_yaml("fine", 3, 1));
     // The README's example is accepted as it is.
-    let example = common::repo_root().join("deploy/examples/zkensemble.yaml");
+    let example = common::repo_root().join("deploy/examples/ensemble.yaml");
     c.kubectl(&[
         "apply",
         "--dry-run=server",

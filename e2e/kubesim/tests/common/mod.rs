@@ -103,12 +103,13 @@ impl Cluster {
         std::fs::write(
             &images,
             format!(
-                "paddock/server: {}\npaddock/sidecar: {}\npaddock/operator: {}\nbusybox: /bin/sh\npaddock/kazoo: {}\nbitnami/kubectl: {}\n",
+                "paddock/server: {}\npaddock/sidecar: {}\npaddock/operator: {}\nbusybox: /bin/sh\npaddock/kazoo: {}\nbitnami/kubectl: {}\nexample/my-app: {}\n",
                 binaries.join("paddock-server").display(),
                 binaries.join("paddock-sidecar").display(),
                 binaries.join("paddock-operator").display(),
                 python.display(),
                 bin_dir.join("kubectl").display(),
+                repo_root().join("e2e/kube/manifests/my-app.sh").display(),
             ),
         )
         .expect("image map");
