@@ -34,16 +34,42 @@ pub struct HttpLimits {
     pub max_connections: usize,
 }
 
+/// Renders the answer to a request refused here (body too large, too slow or unreadable)
+/// in the API's own error format; the connection is closed after it.
+pub type RenderError = fn(StatusCode, String) -> Response;
+
+/// The default error body: `{"error": message}`.
+pub fn json_error(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "error": message }).to_string(),
+    )
+        .into_response()
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then tells open connections
 /// to close after their current request and returns once all are closed. Requests carry
 /// the peer's `ConnectInfo<SocketAddr>`, as `into_make_service_with_connect_info` gives.
+/// Refusals are rendered by [`json_error`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let router = with_body_limits(router, limits);
+    serve_rendering(listener, router, limits, json_error, shutdown).await
+}
+
+/// [`serve`], with refusals rendered by `render`.
+pub async fn serve_rendering(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    render: RenderError,
+    shutdown: impl Future<Output = ()>,
+) {
+    let router = with_body_limits(router, limits, render);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop, stopping) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -124,21 +150,30 @@ async fn refuse_busy(mut stream: TcpStream) {
 }
 
 /// `router` with every request body read whole (within the time and size limits) before
-/// a handler sees it.
-pub fn with_body_limits(router: Router, limits: HttpLimits) -> Router {
+/// a handler sees it; refusals rendered by `render`.
+pub fn with_body_limits(router: Router, limits: HttpLimits, render: RenderError) -> Router {
     router.layer(middleware::from_fn(move |req: Request, next: Next| {
-        read_body_first(req, next, limits)
+        read_body_first(req, next, limits, render)
     }))
 }
 
-async fn read_body_first(req: Request, next: Next, limits: HttpLimits) -> Response {
+async fn read_body_first(
+    req: Request,
+    next: Next,
+    limits: HttpLimits,
+    render: RenderError,
+) -> Response {
+    let closing = |status, message| closing(render(status, message));
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
-        return too_large(limits.max_body_bytes);
+        return closing(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            too_large(limits.max_body_bytes),
+        );
     }
     let (parts, body) = req.into_parts();
     match tokio::time::timeout(limits.body_timeout, collect(body, limits.max_body_bytes)).await {
@@ -149,7 +184,10 @@ async fn read_body_first(req: Request, next: Next, limits: HttpLimits) -> Respon
                 limits.body_timeout
             ),
         ),
-        Ok(Err(BodyError::TooLarge)) => too_large(limits.max_body_bytes),
+        Ok(Err(BodyError::TooLarge)) => closing(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            too_large(limits.max_body_bytes),
+        ),
         Ok(Err(BodyError::Read(e))) => closing(
             StatusCode::BAD_REQUEST,
             format!("cannot read the request body: {e}"),
@@ -181,22 +219,13 @@ async fn collect(mut body: Body, max: usize) -> Result<Vec<u8>, BodyError> {
     Ok(out)
 }
 
-fn too_large(max: usize) -> Response {
-    closing(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("the request body exceeds the limit of {max} bytes"),
-    )
+fn too_large(max: usize) -> String {
+    format!("the request body exceeds the limit of {max} bytes")
 }
 
-/// An error answer (`{"error": message}`) after which the connection closes (the rest of
-/// the body, if any, is not read).
-fn closing(status: StatusCode, message: String) -> Response {
-    let mut response = (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::json!({ "error": message }).to_string(),
-    )
-        .into_response();
+/// `response`, after which the connection closes (the rest of the body, if any, is not
+/// read).
+fn closing(mut response: Response) -> Response {
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -305,10 +305,11 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
             }),
         };
         let router = crate::admin::auth::guard(crate::admin::router(words), auth);
-        tokio::spawn(crate::admin::serve::serve(
+        tokio::spawn(paddock_httpserve::serve(
             listener,
             router,
             crate::admin::serve::ADMIN_LIMITS,
+            std::future::pending(),
         ));
         addr
     } else {
