@@ -76,6 +76,9 @@ pub struct Sessions {
 
 /// Backoff between attempts to reach an unreachable ensemble.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a first connect may go unanswered before the sidecar warns that it cannot
+/// reach the ensemble (later failed attempts warn as they give up).
+const UNREACHABLE_WARNING: Duration = Duration::from_secs(2);
 
 impl Sessions {
     pub fn new(servers: &str, session_timeout: Duration, layout: Layout) -> Arc<Sessions> {
@@ -161,9 +164,20 @@ impl Sessions {
                 .session_timeout(self.session_timeout)
                 .connect_timeout(self.session_timeout.max(Duration::from_secs(2)))
                 .request_timeout(self.session_timeout.max(Duration::from_secs(2)));
-            let connected = tokio::select! {
-                r = builder.connect() => r,
-                _ = shutdown.changed() => return,
+            let connect = builder.connect();
+            tokio::pin!(connect);
+            let mut warned = false;
+            let connected = loop {
+                tokio::select! {
+                    r = &mut connect => break r,
+                    // A connect attempt may take the whole connect timeout: say early
+                    // that nothing answers, not only when the attempt gives up.
+                    _ = tokio::time::sleep(UNREACHABLE_WARNING), if !warned && failures == 0 => {
+                        warned = true;
+                        tracing::warn!(servers = %self.servers, waited = ?UNREACHABLE_WARNING, "cannot reach the ensemble yet; still trying");
+                    }
+                    _ = shutdown.changed() => return,
+                }
             };
             let client = match connected {
                 Ok(client) => client,

@@ -418,6 +418,18 @@ fn unreachable_ensemble_answers_503_with_retry_after() {
             let started = std::time::Instant::now();
             get(a, "/v1/elections/e?index=5&wait=10s").await;
             assert!(started.elapsed() < Duration::from_secs(2));
+            // Its log says why, naming the servers it tries.
+            let servers = format!("servers={dead}");
+            eventually(Duration::from_secs(10), "the sidecar warns", || {
+                let log = s.log();
+                let logged = log.lines().any(|l| {
+                    l.contains(" WARN ")
+                        && l.contains("cannot reach the ensemble")
+                        && l.contains(&servers)
+                });
+                async move { logged }
+            })
+            .await;
         },
     );
 }
