@@ -3,7 +3,7 @@
 #
 #   Debian packages: zookeeper (reference server, zkCli.sh, zookeeper.jar),
 #                    libcurator-recipes-java (Curator jars), a JDK with javac,
-#                    python3 with venv support.
+#                    python3 with venv support, docker.io and debootstrap (e2e/images).
 #   Python packages: e2e/requirements.txt (exact pins) in e2e/.venv.
 #
 # Fast path: when everything is present this only runs dpkg-query and one
@@ -35,6 +35,9 @@ pkg_installed() {
 for p in zookeeper libcurator-recipes-java libcurator-framework-java libcurator-client-java; do
   pkg_installed "$p" || need_pkgs+=("$p")
 done
+# The container images test (e2e/images): a Docker engine, and debootstrap for its base.
+command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || need_pkgs+=(debootstrap)
 # A JDK (javac) to compile the Curator driver. Any installed JDK will do.
 if ! command -v javac >/dev/null 2>&1; then need_pkgs+=(default-jdk-headless); fi
 # python3 with a working venv module.
