@@ -133,6 +133,28 @@ impl Zab {
         self.check_decision();
     }
 
+    /// During a handoff, the target's own vote for itself replaces the one the handoff
+    /// announced: the outgoing leader named the target with the (epoch, zxid) it knew,
+    /// and the target may have logged more since, or moved to a new epoch by leading
+    /// briefly. Votes only count when they are equal, so without this the servers that
+    /// vote for the target as announced never agree with the target's own vote until
+    /// the handoff's deadline (syncLimit) ends it.
+    fn follow_forced_target(&mut self, from: Sid, vote: Vote) {
+        let Some((forced, until)) = self.election.forced else {
+            return;
+        };
+        if from != forced.leader || vote.leader != from || vote == forced || self.now > until {
+            return;
+        }
+        self.election.forced = Some((vote, until));
+        if self.election.vote == Some(forced) {
+            self.election.vote = Some(vote);
+            self.election.quorum_since = None;
+            self.election.received.insert(self.me, vote);
+            self.broadcast_vote();
+        }
+    }
+
     fn is_candidate(&self, v: &Vote) -> bool {
         self.is_voter(v.leader)
     }
@@ -171,6 +193,7 @@ impl Zab {
                 return;
             }
             PeerState::Looking => {
+                self.follow_forced_target(from, n.vote);
                 if n.round > self.election.round {
                     self.election.round = n.round;
                     self.election.received.clear();

@@ -446,6 +446,64 @@ fn a_handoff_target_that_a_quorum_follows_takes_over() {
     assert!(s.servers[&other].commits.contains(&after));
 }
 
+/// Seen on real processes (server/tests/pods.rs, 1 in ~10 SIGTERMs to a leader under
+/// load): the handoff's target takes over with the outgoing leader following it, but the
+/// third voter has not synced yet when the outgoing leader exits; the target loses its
+/// quorum and looks again with a vote for itself in its new epoch. The third voter still
+/// voted for the target as the handoff announced it, (old epoch, old zxid): the two votes
+/// differed, so neither had a quorum until the handoff's deadline (syncLimit) ended it,
+/// a 2.9 s write pause instead of ~0.1 s. The target's own vote must replace the
+/// announced one.
+#[test]
+fn a_handoff_target_that_looks_again_is_followed_with_its_new_vote() {
+    let (mut s, leader) = Script::elected_three();
+    let target = if leader == 1 { 2 } else { 1 };
+    let other = the_other(leader, target);
+    s.write(leader, "before the handoff");
+    s.settle();
+
+    let t0 = s.now;
+    assert_eq!(s.zab(leader).transfer_leadership(Some(target)), Ok(target));
+    s.drain(leader);
+    // Deliver until the third voter has the handoff (it now votes as announced), then
+    // cut it off before it can follow (it hears nobody settle on the target).
+    while s.zab(other).role() != Role::Looking {
+        let (from, to, msg) = s.queue.pop_front().expect("the handoff reaches everyone");
+        let now = s.now;
+        s.zab(to).on_message(now, from, msg);
+        s.drain(to);
+    }
+    s.disconnect(other, target);
+    s.disconnect(other, leader);
+    while s.zab(target).role() != Role::Leader {
+        assert!(s.now < t0 + 300, "the target did not take over");
+        s.run_for(10);
+    }
+    // The outgoing leader exits: the target is left without a quorum and looks again.
+    s.disconnect(leader, target);
+    while s.zab(target).role() != Role::Looking {
+        assert!(s.now < t0 + 500, "the target kept leading without a quorum");
+        s.run_for(10);
+    }
+    s.connect(other, target);
+    while !(s.zab(target).role() == Role::Leader
+        && s.zab(other).role()
+            == (Role::Follower {
+                leader: target,
+                synced: true,
+            }))
+    {
+        // The handoff's deadline is syncLimit (1 s) after it reached the third voter.
+        assert!(
+            s.now < t0 + 800,
+            "no leader with the third voter before the handoff's deadline: target {:?}, other {:?}",
+            s.zab(target).role(),
+            s.zab(other).role()
+        );
+        s.run_for(10);
+    }
+}
+
 /// An observer that keeps restarting its search (its leader is gone) sends looking
 /// notifications with ever higher rounds. They used to restart the voters' election
 /// round each time, clearing the votes collected so far: with one voter down, the
