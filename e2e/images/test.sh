@@ -27,6 +27,10 @@
 # Needs root (or a running Docker daemon), docker.io and debootstrap (installed when
 # missing). Starts dockerd itself when no daemon answers, and stops only that one at the
 # end. Exits 0 with "SKIPPED" on stderr only when no Docker daemon can be started.
+#
+# Environment: IMAGES_TEST_ADDR (a 127.x.y.z; ports 2181 2281 2888 3888 4040 8080 8181 on
+# it must be free), PADDOCK_IMAGES_CACHE (instead of ~/.cache/paddock), IMAGES_TEST_KEEP=1
+# (keep the images built here; by default they are removed, the base image stays).
 set -euo pipefail
 exec </dev/null
 
