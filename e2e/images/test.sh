@@ -8,8 +8,10 @@
 # already uses) cut down by minimal_rootfs.py to what a distroless cc image holds (glibc,
 # libgcc, CA certificates, no shell), imported with `docker import`. The tarball is cached
 # in ~/.cache/paddock/images (PADDOCK_IMAGES_CACHE), and imported only when the image tag
-# is missing. The binaries are not compiled again inside docker: the release binaries are
-# built with cargo into target/, put in a FROM-scratch image at the paths the Dockerfiles'
+# is missing. The binaries are not compiled again inside docker: they are built with cargo
+# into target/ (the debug profile by default, which the test command's `cargo test` has
+# already built: a release build from nothing costs ~15 min on 2 cores; IMAGES_PROFILE=
+# release uses release binaries), put in a FROM-scratch image at the paths the Dockerfiles'
 # `build` stage leaves them (/out), and passed as BUILDER; the runtime stage built on top of
 # them is the Dockerfiles' own last stage, the one users get.
 #
@@ -241,11 +243,17 @@ else
   phase "imported $BASE"
 fi
 
-# ---------------------------------------------------------- release binaries ---
-phase "cargo build --release (paddock-server, paddock-operator, paddock-sidecar)"
-cargo build --release --locked --quiet -p paddock-server -p paddock-operator -p paddock-sidecar ||
-  die "cargo build --release failed"
-RELEASE="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+# ------------------------------------------------------------------ binaries ---
+PROFILE="${IMAGES_PROFILE:-dev}"
+case "$PROFILE" in
+  dev) PROFILE_DIR=debug ;;
+  release) PROFILE_DIR=release ;;
+  *) die "IMAGES_PROFILE must be dev or release, not $PROFILE" ;;
+esac
+phase "cargo build --profile $PROFILE (paddock-server, paddock-operator, paddock-sidecar)"
+cargo build --profile "$PROFILE" --locked --quiet -p paddock-server -p paddock-operator -p paddock-sidecar ||
+  die "cargo build --profile $PROFILE failed"
+RELEASE="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE_DIR"
 VERSION="$(cargo metadata --no-deps --format-version 1 --locked |
   python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "paddock-server"))')"
 

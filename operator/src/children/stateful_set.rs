@@ -8,10 +8,11 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe,
-    SecretKeySelector, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecurityContext, Volume,
+    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -160,7 +161,38 @@ fn server_container(e: &EnsembleRef<'_>) -> Container {
                 ..VolumeMount::default()
             },
         ]),
+        // The server writes only to /data; nothing else needs to be writable or allowed.
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_string()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
         ..Container::default()
+    }
+}
+
+/// The user of the server image (server/Dockerfile), who must own /data.
+pub const SERVER_UID: i64 = 65532;
+
+/// The member pods' security context when spec.pod.securityContext is not given: the
+/// image's non-root user, with the data volume's group set to it (fsGroup) so a
+/// freshly provisioned volume, owned by root, is writable.
+fn default_pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(SERVER_UID),
+        run_as_group: Some(SERVER_UID),
+        fs_group: Some(SERVER_UID),
+        fs_group_change_policy: Some("OnRootMismatch".to_string()),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_string(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
     }
 }
 
@@ -244,7 +276,11 @@ fn pod_template(e: &EnsembleRef<'_>) -> PodTemplateSpec {
             tolerations: none_if_empty(pod.tolerations.clone()),
             topology_spread_constraints: none_if_empty(pod.topology_spread_constraints.clone()),
             priority_class_name: pod.priority_class_name.clone(),
-            security_context: pod.security_context.clone(),
+            security_context: Some(
+                pod.security_context
+                    .clone()
+                    .unwrap_or_else(default_pod_security_context),
+            ),
             termination_grace_period_seconds: Some(pod.termination_grace_period_seconds),
             image_pull_secrets: none_if_empty(e.spec.image_pull_secrets.clone()),
             ..PodSpec::default()

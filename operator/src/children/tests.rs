@@ -235,6 +235,47 @@ fn the_server_container_has_the_args_env_and_probes() {
 }
 
 #[test]
+fn members_run_as_the_images_non_root_user_unless_the_spec_says_otherwise() {
+    let sts = with(ZkEnsembleSpec::default(), |e| stateful_set(e, 3));
+    let pod = sts.spec.unwrap().template.spec.unwrap();
+    let ctx = pod.security_context.unwrap();
+    assert_eq!(ctx.run_as_non_root, Some(true));
+    assert_eq!(ctx.run_as_user, Some(65532));
+    assert_eq!(ctx.run_as_group, Some(65532));
+    assert_eq!(
+        ctx.fs_group,
+        Some(65532),
+        "the data volume must be writable"
+    );
+    assert_eq!(ctx.seccomp_profile.unwrap().type_, "RuntimeDefault");
+    let c = pod.containers[0].security_context.clone().unwrap();
+    assert_eq!(c.allow_privilege_escalation, Some(false));
+    assert_eq!(c.read_only_root_filesystem, Some(true));
+    assert_eq!(c.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));
+
+    let mut spec = ZkEnsembleSpec::default();
+    spec.pod.security_context = Some(k8s_openapi::api::core::v1::PodSecurityContext {
+        run_as_user: Some(1000),
+        fs_group: Some(1000),
+        ..Default::default()
+    });
+    let sts = with(spec, |e| stateful_set(e, 3));
+    let ctx = sts
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .security_context
+        .unwrap();
+    assert_eq!((ctx.run_as_user, ctx.fs_group), (Some(1000), Some(1000)));
+    assert_eq!(
+        ctx.run_as_non_root, None,
+        "the user's context replaces the default whole"
+    );
+}
+
+#[test]
 fn storage_is_a_claim_template_or_an_empty_dir() {
     let mut spec = ZkEnsembleSpec::default();
     spec.storage.reclaim_policy = ReclaimPolicy::Delete;

@@ -426,7 +426,9 @@ pub struct PodSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
 
-    /// Security context of the member pods (user, group, fsGroup, seccomp).
+    /// Security context of the member pods (user, group, fsGroup, seccomp). When not set:
+    /// runAsNonRoot as uid and gid 65532 (the user of the paddock-server image), fsGroup
+    /// 65532 so the data volume is writable, and the RuntimeDefault seccomp profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<PodSecurityContext>,
 
