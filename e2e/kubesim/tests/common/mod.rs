@@ -6,6 +6,7 @@
 //! `PADDOCK_KUBE_BIN`) and, for the kazoo checks, `e2e/.venv` (`bash e2e/install-deps.sh`).
 #![allow(dead_code)]
 
+pub mod app;
 pub mod operator;
 
 use std::path::{Path, PathBuf};
