@@ -198,7 +198,12 @@ fn events_since(c: &Cluster, since: &str) -> String {
             .or(e["lastTimestamp"].as_str())
             .unwrap_or_default();
         if at >= since {
-            let n = e["count"].as_u64().unwrap_or(1).max(1);
+            // events.k8s.io Events (kube-rs's recorder) count repeats in series.count.
+            let n = e["series"]["count"]
+                .as_u64()
+                .or(e["count"].as_u64())
+                .unwrap_or(1)
+                .max(1);
             *reasons
                 .entry(e["reason"].as_str().unwrap_or("?").to_string())
                 .or_default() += n;
