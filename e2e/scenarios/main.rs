@@ -13,7 +13,8 @@
 //! for unplanned ones.
 //!
 //! Scenarios here: rolling restart of 3 members (annotation), the leader's pod deleted, a
-//! follower's pod deleted, `kubectl drain` of the leader's node. `PADDOCK_SCENARIO_ROUNDS=N`
+//! follower's pod deleted, `kubectl drain` of the leader's node, scale 3→5→3, and pause,
+//! change (a restart), resume. `PADDOCK_SCENARIO_ROUNDS=N`
 //! repeats the list N times (default 1). Run by `bash e2e/kube/test.sh` (it needs the
 //! upstream binaries); the table of a run is printed at the end.
 
@@ -179,9 +180,10 @@ fn finish_load(c: &Cluster, pod: &str, prefix: &str) -> Value {
         .unwrap_or_else(|| panic!("no summary from the load:\n{log}"))
 }
 
-/// The reasons of the operator's Events on the ensemble since `since` (RFC 3339 times
-/// compare as strings), with counts.
-fn events_since(c: &Cluster, since: &str) -> String {
+/// How often each reason occurs in the operator's Events on the ensemble so far. The
+/// recorder aggregates repeats into one Event's series.count, so a scenario's Events are
+/// the difference between two of these.
+fn event_counts(c: &Cluster) -> BTreeMap<String, u64> {
     let out = c.kubectl(&[
         "get",
         "events",
@@ -193,42 +195,31 @@ fn events_since(c: &Cluster, since: &str) -> String {
     let list: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     for e in list["items"].as_array().into_iter().flatten() {
-        let at = e["eventTime"]
-            .as_str()
-            .or(e["lastTimestamp"].as_str())
-            .unwrap_or_default();
-        if at >= since {
-            // events.k8s.io Events (kube-rs's recorder) count repeats in series.count.
-            let n = e["series"]["count"]
-                .as_u64()
-                .or(e["count"].as_u64())
-                .unwrap_or(1)
-                .max(1);
-            *reasons
-                .entry(e["reason"].as_str().unwrap_or("?").to_string())
-                .or_default() += n;
-        }
-    }
-    if reasons.is_empty() {
-        return "none".into();
+        let n = e["series"]["count"]
+            .as_u64()
+            .or(e["count"].as_u64())
+            .unwrap_or(1)
+            .max(1);
+        *reasons
+            .entry(e["reason"].as_str().unwrap_or("?").to_string())
+            .or_default() += n;
     }
     reasons
-        .iter()
-        .map(|(r, n)| format!("{r}×{n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
-fn now_rfc3339(c: &Cluster, n: usize) -> String {
-    // The API server's clock, as the Events carry it: a throwaway object's timestamp.
-    let name = format!("clock-{n}");
-    c.kubectl(&["create", "configmap", &name]);
-    let at = c.jsonpath(
-        &["get", "configmap", &name],
-        "{.metadata.creationTimestamp}",
-    );
-    c.kubectl(&["delete", "configmap", &name, "--wait=false"]);
-    at
+fn events_between(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> String {
+    let story: Vec<String> = after
+        .iter()
+        .filter_map(|(reason, n)| {
+            let new = n.saturating_sub(before.get(reason).copied().unwrap_or(0));
+            (new > 0).then(|| format!("{reason}×{new}"))
+        })
+        .collect();
+    if story.is_empty() {
+        "none".into()
+    } else {
+        story.join(", ")
+    }
 }
 
 fn leader_pod(c: &Cluster) -> String {
@@ -276,7 +267,7 @@ fn scenario(
     eprintln!("=== scenario {n}: {name}");
     let pod = format!("load-{n}");
     let prefix = format!("/scenario-{n}");
-    let since = now_rfc3339(c, n);
+    let events_before = event_counts(c);
     start_load(c, &pod, &prefix);
     let stop = AtomicBool::new(false);
     let seen = Mutex::new(Leadership::default());
@@ -318,7 +309,7 @@ fn scenario(
         probe_gap_ms: summary["longest_probe_gap_ms"].as_u64().unwrap_or(u64::MAX),
         overlaps: seen.overlaps.len(),
         without_leader,
-        events: events_since(c, &since),
+        events: events_between(&events_before, &event_counts(c)),
     };
     eprintln!(
         "{}\n(load: {summary}; {} leadership rounds, overlaps {:?}; {:.0} s since the load started)",
@@ -429,6 +420,87 @@ fn day_two_operations_under_load() {
                 c.kubectl(&["uncordon", &node]);
             },
         ));
+        n += 1;
+        rows.push(scenario(&c, n, "3. scale 3→5→3", true, |c| {
+            for replicas in [5, 3] {
+                let t = Instant::now();
+                c.kubectl(&[
+                    "patch",
+                    "zke",
+                    "zk",
+                    "--type=merge",
+                    "-p",
+                    &format!(r#"{{"spec":{{"replicas":{replicas}}}}}"#),
+                ]);
+                // Progressing first, so the wait below is for the new size.
+                wait_for("the scale to begin", Duration::from_secs(60), || {
+                    let ready = c.jsonpath(&["get", "zke", "zk"], "{.status.readyReplicas}");
+                    let progressing = common::operator::condition(c, "zk", "Progressing");
+                    if progressing == "True" || ready == replicas.to_string() {
+                        Ok(())
+                    } else {
+                        Err(format!("Progressing={progressing} ready={ready}"))
+                    }
+                });
+                wait_available(c, "zk", t);
+            }
+        }));
+        n += 1;
+        rows.push(scenario(&c, n, "9. pause, change, resume", true, |c| {
+            let uids = |c: &Cluster| {
+                c.jsonpath(
+                    &["get", "pods", "-l", "app.kubernetes.io/instance=zk"],
+                    "{.items[*].metadata.uid}",
+                )
+            };
+            let before = uids(c);
+            c.kubectl(&[
+                "patch",
+                "zke",
+                "zk",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"paused":true}}"#,
+            ]);
+            wait_for(
+                "Paused",
+                Duration::from_secs(60),
+                || match common::operator::condition(c, "zk", "Paused").as_str() {
+                    "True" => Ok(()),
+                    other => Err(other.to_string()),
+                },
+            );
+            c.kubectl(&[
+                "annotate",
+                "--overwrite",
+                "zke",
+                "zk",
+                &format!("paddock.dev/restartedAt=paused-{n}"),
+            ]);
+            // Paused: the change waits. Give the operator a few reconciles' time to
+            // (wrongly) act, then check nothing was restarted.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                assert_eq!(uids(c), before, "a member restarted while paused");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            c.kubectl(&[
+                "patch",
+                "zke",
+                "zk",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"paused":false}}"#,
+            ]);
+            wait_for("the roll after resuming", Duration::from_secs(120), || {
+                let now = uids(c);
+                if now.split_whitespace().all(|u| !before.contains(u)) {
+                    Ok(())
+                } else {
+                    Err(now)
+                }
+            });
+        }));
     }
 
     let table = format!(
