@@ -13,8 +13,8 @@
 //! for unplanned ones.
 //!
 //! Scenarios here: rolling restart of 3 members (annotation), the leader's pod deleted, a
-//! follower's pod deleted, `kubectl drain` of the leader's node, scale 3→5→3, and pause,
-//! change (a restart), resume. `PADDOCK_SCENARIO_ROUNDS=N`
+//! follower's pod deleted, `kubectl drain` of the leader's node, a config change
+//! (tickTime), scale 3→5→3, and pause, change (a restart), resume. `PADDOCK_SCENARIO_ROUNDS=N`
 //! repeats the list N times (default 1). Run by `bash e2e/kube/test.sh` (it needs the
 //! upstream binaries); the table of a run is printed at the end.
 
@@ -420,6 +420,25 @@ fn day_two_operations_under_load() {
                 c.kubectl(&["uncordon", &node]);
             },
         ));
+        n += 1;
+        rows.push(scenario(&c, n, "2. config change (tickTime)", true, |c| {
+            let before = c.jsonpath(&["get", "statefulset", "zk"], "{.status.updateRevision}");
+            // Alternate between two values, so every round changes it.
+            let current = c.jsonpath(&["get", "zke", "zk"], "{.spec.config.tickTime}");
+            let tick = if current == "400" { 500 } else { 400 };
+            c.kubectl(&[
+                "patch",
+                "zke",
+                "zk",
+                "--type=merge",
+                "-p",
+                &format!(r#"{{"spec":{{"config":{{"tickTime":{tick}}}}}}}"#),
+            ]);
+            wait_for("the roll to begin", Duration::from_secs(60), || {
+                let now = c.jsonpath(&["get", "statefulset", "zk"], "{.status.updateRevision}");
+                if now != before { Ok(()) } else { Err(now) }
+            });
+        }));
         n += 1;
         rows.push(scenario(&c, n, "3. scale 3→5→3", true, |c| {
             for replicas in [5, 3] {
