@@ -29,6 +29,20 @@ struct Counters {
     /// Per ensemble (`namespace/name`): when its synced quorum was last seen, or when the
     /// operator first saw the ensemble if never.
     last_healthy: BTreeMap<String, Instant>,
+    /// Leadership transfers asked of a leader, from the request to the new leader's answer.
+    transfers: TransferHistogram,
+}
+
+/// Upper bounds (seconds) of the transfer histogram's buckets: a planned restart should
+/// cost well under 200 ms; an election takes seconds.
+const TRANSFER_BUCKETS: [f64; 7] = [0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0];
+
+#[derive(Default)]
+struct TransferHistogram {
+    /// Per bucket of TRANSFER_BUCKETS, how many took at most its bound (not cumulative).
+    buckets: [u64; TRANSFER_BUCKETS.len()],
+    count: u64,
+    sum: f64,
 }
 
 impl Metrics {
@@ -49,6 +63,18 @@ impl Metrics {
 
     pub fn action(&self, kind: &'static str) {
         *self.lock().actions.entry(kind).or_default() += 1;
+    }
+
+    /// Records how long one leadership transfer took.
+    pub fn leader_transfer(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let mut c = self.lock();
+        let t = &mut c.transfers;
+        if let Some(i) = TRANSFER_BUCKETS.iter().position(|bound| secs <= *bound) {
+            t.buckets[i] += 1;
+        }
+        t.count += 1;
+        t.sum += secs;
     }
 
     /// Records whether the ensemble has a synced quorum now.
@@ -100,6 +126,27 @@ impl Metrics {
                 now.duration_since(*at).as_secs_f64()
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP paddock_operator_leader_transfer_seconds Leadership transfers, from the request to the new leader's answer.\n\
+             # TYPE paddock_operator_leader_transfer_seconds histogram"
+        );
+        let t = &c.transfers;
+        let mut cumulative = 0;
+        for (bound, n) in TRANSFER_BUCKETS.iter().zip(t.buckets) {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "paddock_operator_leader_transfer_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "paddock_operator_leader_transfer_seconds_bucket{{le=\"+Inf\"}} {}\n\
+             paddock_operator_leader_transfer_seconds_sum {:.6}\n\
+             paddock_operator_leader_transfer_seconds_count {}",
+            t.count, t.sum, t.count
+        );
         out
     }
 }
@@ -186,5 +233,25 @@ mod tests {
         );
         m.forget("ns/zk");
         assert!(!m.render().contains("ns/zk"));
+    }
+
+    #[test]
+    fn transfers_fill_cumulative_buckets() {
+        let m = Metrics::default();
+        m.leader_transfer(Duration::from_millis(40));
+        m.leader_transfer(Duration::from_millis(150));
+        m.leader_transfer(Duration::from_secs(9));
+        let text = m.render();
+        for line in [
+            "paddock_operator_leader_transfer_seconds_bucket{le=\"0.025\"} 0\n",
+            "paddock_operator_leader_transfer_seconds_bucket{le=\"0.05\"} 1\n",
+            "paddock_operator_leader_transfer_seconds_bucket{le=\"0.2\"} 2\n",
+            "paddock_operator_leader_transfer_seconds_bucket{le=\"5\"} 2\n",
+            "paddock_operator_leader_transfer_seconds_bucket{le=\"+Inf\"} 3\n",
+            "paddock_operator_leader_transfer_seconds_count 3\n",
+            "paddock_operator_leader_transfer_seconds_sum 9.190000\n",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
     }
 }

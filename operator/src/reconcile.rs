@@ -115,13 +115,16 @@ pub async fn reconcile(zke: Arc<ZkEnsemble>, ctx: Arc<Context>) -> Result<Requeu
     if decision.action != Action::Paused {
         outcome = apply_children(&ctx, &zke, &e, &observed, &decision).await;
     }
+    let mut detail = None;
     if outcome.is_ok() {
-        outcome = perform(&ctx, &names, &observed, &decision, credential.as_ref()).await;
+        outcome = perform(&ctx, &names, &observed, &decision, credential.as_ref())
+            .await
+            .map(|d| detail = d);
     }
 
     let previous = zke.status.as_ref();
     let status = compute_status(&observed, &decision, previous);
-    announce(&ctx, &zke, &decision, previous, &outcome).await;
+    announce(&ctx, &zke, &decision, previous, &outcome, detail).await;
     write_status(&ctx.client, &names, &status).await?;
     outcome?;
     ctx.failures().remove(&key);
@@ -353,14 +356,16 @@ async fn apply_service_monitor(
     }
 }
 
-/// The one action of this reconcile.
+/// The one action of this reconcile; returns what the action's Event should add to the
+/// decision's reason (how long a leadership transfer took).
 async fn perform(
     ctx: &Context,
     names: &EnsembleNames,
     observed: &Observed,
     decision: &Decision,
     credential: Option<&SuperCredential>,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
+    let mut detail = None;
     let kind = decision.action.kind();
     let failed = |message: String| Error::ActionFailed { kind, message };
     let ns = names.namespace.as_str();
@@ -376,9 +381,19 @@ async fn perform(
                 .and_then(|o| observed.pods.iter().find(|p| p.ordinal == o))
                 .and_then(|p| p.ip.clone())
                 .ok_or_else(|| failed(format!("leader {from} has no pod IP")))?;
+            let started = std::time::Instant::now();
             members::transfer_leadership(&ip, *to, credential)
                 .await
                 .map_err(failed)?;
+            let took = started.elapsed();
+            ctx.metrics.leader_transfer(took);
+            tracing::info!(
+                from,
+                to,
+                took_ms = took.as_millis() as u64,
+                "leadership transferred"
+            );
+            detail = Some(format!("transferred in {} ms", took.as_millis()));
         }
         Action::Reconfig {
             change,
@@ -417,11 +432,11 @@ async fn perform(
         // Applied with the children.
         Action::CreateChildren { .. } | Action::ScaleStatefulSet { .. } => {}
         Action::WaitFor { .. } | Action::Degraded { .. } | Action::Paused | Action::Done => {
-            return Ok(());
+            return Ok(None);
         }
     }
     ctx.metrics.action(kind);
-    Ok(())
+    Ok(detail)
 }
 
 /// Events: one per action, per new wait, per refusal or timeout, per failure; a wait that
@@ -432,8 +447,12 @@ async fn announce(
     decision: &Decision,
     previous: Option<&ZkEnsembleStatus>,
     outcome: &Result<(), Error>,
+    detail: Option<String>,
 ) {
-    let reason = decision.reason.clone();
+    let reason = match detail {
+        Some(detail) => format!("{}; {detail}", decision.reason),
+        None => decision.reason.clone(),
+    };
     let Some((type_, event_reason)) = event_for(&decision.action, previous) else {
         return;
     };
