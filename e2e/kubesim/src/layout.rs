@@ -76,6 +76,10 @@ pub struct State {
     pub apiserver_port: u16,
     pub etcd_port: u16,
     pub nodes: Vec<NodeInfo>,
+    /// The cluster's pod address block, `127.S.0.0/16` (absent in state files written before
+    /// clusters had blocks of their own).
+    #[serde(default)]
+    pub pod_block: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,4 +115,18 @@ pub fn node_ip(index: usize) -> Ipv4Addr {
 
 pub fn node_name(index: usize) -> String {
     format!("kubesim-{}", index + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_file_from_before_address_blocks_still_loads() {
+        let old = r#"{"supervisor_pid": 42, "processes": [], "apiserver_port": 6443,
+            "etcd_port": 2379, "nodes": [{"name": "kubesim-1", "ip": "127.0.100.1"}]}"#;
+        let state: State = serde_json::from_str(old).unwrap();
+        assert_eq!(state.pod_block, None);
+        assert_eq!(state.nodes[0].ip, node_ip(0));
+    }
 }

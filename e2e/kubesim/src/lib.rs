@@ -6,6 +6,7 @@ pub mod env;
 pub mod images;
 pub mod kubeconfig;
 pub mod layout;
+pub mod netblock;
 pub mod node;
 pub mod pki;
 pub mod provisioner;

@@ -20,6 +20,7 @@ use crate::env::ApiEndpoint;
 use crate::images::ImageMap;
 use crate::kubeconfig;
 use crate::layout::{Layout, NodeInfo, State, node_ip, node_name};
+use crate::netblock::NetBlock;
 use crate::node::{self, IpAllocator, Shared};
 use crate::provisioner;
 
@@ -34,6 +35,11 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub async fn serve(options: Options) -> Result<(), BoxError> {
     let layout = options.layout.clone();
+    // First of all: without an address block of its own, the cluster's pods would collide
+    // with those of another cluster on this machine. Held until `serve` returns (and, through
+    // the inherited descriptor, by every pod process still alive).
+    let block = NetBlock::claim()?;
+    info!(%block, "pod addresses come from this cluster's own block");
     let names: Vec<String> = (0..options.nodes).map(node_name).collect();
     let apiserver_port = controlplane::free_port()?;
     let creds = controlplane::create_credentials(&layout, apiserver_port, &names)?;
@@ -49,6 +55,7 @@ pub async fn serve(options: Options) -> Result<(), BoxError> {
                 ip: node_ip(i),
             })
             .collect(),
+        pod_block: Some(block.to_string()),
         ..State::default()
     };
     state.save(&layout)?;
@@ -68,13 +75,15 @@ pub async fn serve(options: Options) -> Result<(), BoxError> {
     state.processes = plane.started();
     state.save(&layout)?;
 
-    let result = run_cluster(&options, &layout, &admin, &names, apiserver_port).await;
+    let result = run_cluster(&options, &layout, &admin, &names, apiserver_port, &block).await;
     if let Err(e) = &result {
         error!(error = %e, "the cluster failed");
     }
     stop_control_plane(&mut plane).await;
     let _ = std::fs::remove_file(layout.ready_marker());
     let _ = std::fs::remove_file(layout.control_socket());
+    // Only now, with the pods and the control plane stopped, may another cluster take it.
+    drop(block);
     result
 }
 
@@ -84,6 +93,7 @@ async fn run_cluster(
     admin: &kube::Client,
     names: &[String],
     apiserver_port: u16,
+    block: &NetBlock,
 ) -> Result<(), BoxError> {
     provisioner::install_storage_class(admin).await?;
     let dns = DnsHandle::default();
@@ -94,7 +104,8 @@ async fn run_cluster(
             host: "127.0.0.1".into(),
             port: apiserver_port,
         },
-        ips: IpAllocator::default(),
+        ips: IpAllocator::new(block.octet()),
+        block_lock: block.lock(),
         dns: dns.clone(),
     });
     let mut tasks = tokio::task::JoinSet::new();

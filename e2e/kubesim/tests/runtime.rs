@@ -105,6 +105,7 @@ impl Scratch {
                 hosts_file: self.root.join("hosts"),
                 hostname: "pod".into(),
                 log_dir: self.root.join("logs"),
+                inherit_fd: None,
             },
             init_containers: init,
             containers: main,
@@ -993,5 +994,55 @@ async fn post_start_runs_before_probes_and_its_failure_restarts_the_container() 
         restarted.events
     );
     assert_eq!(restarted.container_statuses[0].restart_count, 0);
+    pod.terminate(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn pod_processes_hold_the_sandbox_descriptor_and_probes_too() {
+    let scratch = Scratch::new("inheritfd");
+    // The node hands every pod the lock on the cluster's address block: the block must stay
+    // claimed for as long as any pod process lives, even if kubesim itself was killed.
+    let block = paddock_kubesim::netblock::NetBlock::claim_in(&scratch.root.join("net")).unwrap();
+    let lock_path = scratch
+        .root
+        .join("net")
+        .join(format!("{}.lock", block.octet()));
+    let mut main = shell(&scratch, "main", ContainerKind::Main, "exec sleep 100");
+    // /proc/self is resolved by `cd` in the shell, so readlink lists the shell's descriptors
+    // (and `$$` would not do: `$$` is the escape of `$` in a container's command). The
+    // descriptor the glob read the directory with is gone by then: its readlink fails.
+    main.readiness_probe = Some(exec_probe(
+        &scratch,
+        "cd /proc/self/fd && for f in *; do readlink \"$f\" || true; done > @OUT/probe-fds",
+        1,
+    ));
+    let mut plan = scratch.plan(
+        Ipv4Addr::new(127, 0, 0, 118),
+        RestartPolicy::Always,
+        vec![],
+        vec![main],
+    );
+    plan.sandbox.inherit_fd = Some(block.lock());
+    let pod = start(plan);
+    let mut rx = pod.status();
+    let ready = wait_status(&mut rx, LONG, "main ready", |s| {
+        s.container_statuses[0].ready
+    })
+    .await;
+    let pid = pid_of(&ready.container_statuses[0]);
+    let main_fds: String = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .map(|target| format!("{}\n", target.display()))
+        .collect();
+    for (who, fds) in [
+        ("main", main_fds),
+        ("the probe", scratch.read_out("probe-fds")),
+    ] {
+        assert!(
+            fds.lines().any(|l| l == lock_path.display().to_string()),
+            "{who}: the lock is not among the process's descriptors:\n{fds}"
+        );
+    }
     pod.terminate(Duration::from_secs(1)).await;
 }

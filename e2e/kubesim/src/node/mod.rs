@@ -8,6 +8,7 @@ pub mod status;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -35,40 +36,45 @@ pub struct Shared {
     pub images: ImageMap,
     pub api: ApiEndpoint,
     pub ips: IpAllocator,
+    /// The lock on the cluster's pod address block ([`crate::netblock`]): every container
+    /// process inherits it, so that the block stays claimed while any of them lives.
+    pub block_lock: Arc<OwnedFd>,
     pub dns: DnsHandle,
 }
 
-/// Pod addresses: every pod sandbox gets a new one (127.1.0.1 onwards), so a pod that is
-/// deleted and recreated under the same name comes back on a different address.
+/// How many pod addresses a block has: 256 third octets times 254 fourth ones (.0 and .255
+/// are left out, as network and broadcast addresses would be on a /24).
+const ADDRESSES_PER_BLOCK: u32 = 256 * 254;
+
+/// Pod addresses, all within the cluster's own block 127.S.0.0/16: every pod sandbox gets a
+/// new one (127.S.0.1 onwards), so a pod that is deleted and recreated under the same name
+/// comes back on a different address. After 127.S.255.254 it starts over at 127.S.0.1; the
+/// addresses of 65,024 sandboxes earlier are long gone by then.
 pub struct IpAllocator {
+    block: u8,
+    /// Index of the next address in the block, 0..ADDRESSES_PER_BLOCK.
     next: AtomicU32,
 }
 
-impl Default for IpAllocator {
-    fn default() -> Self {
+impl IpAllocator {
+    /// Allocates in 127.`block`.0.0/16, which the caller has claimed ([`crate::netblock`]).
+    pub fn new(block: u8) -> IpAllocator {
         IpAllocator {
-            next: AtomicU32::new(u32::from(Ipv4Addr::new(127, 1, 0, 1))),
+            block,
+            next: AtomicU32::new(0),
         }
     }
-}
 
-impl IpAllocator {
     pub fn next(&self) -> Ipv4Addr {
-        loop {
-            let raw = self.next.fetch_add(1, Ordering::Relaxed);
-            let ip = Ipv4Addr::from(raw);
-            let [a, b, _, d] = ip.octets();
-            if a != 127 || b == 0 || b == 255 {
-                // Wrapped past 127.254.255.254: start over (old addresses are long gone).
-                self.next
-                    .store(u32::from(Ipv4Addr::new(127, 1, 0, 1)), Ordering::Relaxed);
-                continue;
-            }
-            if d == 0 || d == 255 {
-                continue;
-            }
-            return ip;
-        }
+        let (Ok(index) | Err(index)) =
+            self.next
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |index| {
+                    Some((index + 1) % ADDRESSES_PER_BLOCK)
+                });
+        // index < 256 * 254, so both octets fit in a u8.
+        let third = (index / 254) as u8;
+        let fourth = (index % 254 + 1) as u8;
+        Ipv4Addr::new(127, self.block, third, fourth)
     }
 }
 
@@ -359,5 +365,33 @@ fn on_pod(ctx: &Arc<NodeContext>, workers: &mut Workers, uid: &str, pod: Pod) {
         );
     } else {
         workers.send(uid, pod::Command::Update(Box::new(pod)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_addresses_stay_in_the_block_and_wrap_inside_it() {
+        let ips = IpAllocator::new(7);
+        let first = ips.next();
+        assert_eq!(first, Ipv4Addr::new(127, 7, 0, 1));
+        let mut seen = std::collections::BTreeSet::from([first]);
+        let mut previous = first;
+        for _ in 1..ADDRESSES_PER_BLOCK {
+            let ip = ips.next();
+            let [a, b, _, d] = ip.octets();
+            assert_eq!((a, b), (127, 7), "{ip} is outside 127.7.0.0/16");
+            assert!(d != 0 && d != 255, "{ip}");
+            assert!(seen.insert(ip), "{ip} was handed out twice in one round");
+            if previous == Ipv4Addr::new(127, 7, 0, 254) {
+                assert_eq!(ip, Ipv4Addr::new(127, 7, 1, 1));
+            }
+            previous = ip;
+        }
+        assert_eq!(previous, Ipv4Addr::new(127, 7, 255, 254));
+        // Past the end of the block: back to its start, not into 127.8.0.0/16.
+        assert_eq!(ips.next(), first);
     }
 }

@@ -288,6 +288,7 @@ async fn build_plan(
                 .or_else(|| pod.metadata.name.clone())
                 .unwrap_or_default(),
             log_dir: pod_dir.join("logs"),
+            inherit_fd: Some(ctx.shared.block_lock.clone()),
         },
         init_containers,
         containers,

@@ -3,6 +3,7 @@
 //! SIGKILL). It reports through the pod's [`Shared`] status and its [`Milestone`].
 
 use std::future::pending;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,6 +80,7 @@ impl ContainerTask {
                 mounts: self.plan.mounts.clone(),
                 hosts_file: self.sandbox.hosts_file.clone(),
                 working_dir: self.plan.working_dir.clone(),
+                inherit_fd: self.sandbox.inherit_fd.clone(),
             },
         };
         let image_id = format!("kubesim://{}", entrypoint.display());
@@ -149,6 +151,7 @@ impl ContainerTask {
             working_dir: ctx.exec.working_dir.as_deref(),
             mounts: &ctx.exec.mounts,
             hosts_file: &ctx.exec.hosts_file,
+            inherit_fd: ctx.exec.inherit_fd.as_ref().map(|fd| fd.as_fd()),
             output: Output::Append(self.sandbox.log_dir.join(format!("{}.log", self.plan.name))),
         };
         let started_at = now();

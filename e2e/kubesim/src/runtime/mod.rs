@@ -12,7 +12,8 @@
 //! - every process runs in its own session (signalled as a process group) and its own
 //!   private mount namespace, with each [`MountPlan`] bind-mounted at its path and
 //!   `hosts_file` at /etc/hosts; env is exactly the plan's (plus PATH if absent); stdout and
-//!   stderr are appended to `log_dir/<container>.log`;
+//!   stderr are appended to `log_dir/<container>.log`; of kubesim's descriptors, only the
+//!   sandbox's `inherit_fd` stays open in the process;
 //! - `command` replaces the entrypoint, `args` follow, both with `$(VAR)` expansion
 //!   ([`expand::expand`]);
 //! - init containers run one after another to success; a sidecar (init container with
@@ -49,7 +50,9 @@ mod spawn;
 mod status;
 
 use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Lifecycle, Probe};
@@ -72,6 +75,11 @@ pub struct PodSandbox {
     pub hostname: String,
     /// `<container>.log` files, appended to across restarts.
     pub log_dir: PathBuf,
+    /// A descriptor that every process of the pod (containers, exec probes and hooks)
+    /// inherits across exec. The node passes the lock on the cluster's pod address block, so
+    /// that the block stays claimed while any pod process lives, even one that outlived
+    /// kubesim itself.
+    pub inherit_fd: Option<Arc<OwnedFd>>,
 }
 
 impl PodSandbox {
@@ -291,6 +299,7 @@ impl PodPlan {
                 hosts_file: PathBuf::from("/etc/hosts"),
                 hostname: "pod".into(),
                 log_dir: PathBuf::from("/tmp"),
+                inherit_fd: None,
             },
             init_containers: Vec::new(),
             containers: Vec::new(),

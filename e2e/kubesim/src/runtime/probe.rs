@@ -2,7 +2,9 @@
 //! container, and the threshold bookkeeping that turns results into a verdict.
 
 use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
@@ -23,6 +25,8 @@ pub(crate) struct ExecContext {
     pub mounts: Vec<MountPlan>,
     pub hosts_file: PathBuf,
     pub working_dir: Option<String>,
+    /// The sandbox's [`super::PodSandbox::inherit_fd`].
+    pub inherit_fd: Option<Arc<OwnedFd>>,
 }
 
 /// Where network actions go and how named ports resolve.
@@ -169,6 +173,7 @@ async fn run_exec(command: &[String], ctx: &ExecContext, timeout: Duration) -> R
         working_dir: ctx.working_dir.as_deref(),
         mounts: &ctx.mounts,
         hosts_file: &ctx.hosts_file,
+        inherit_fd: ctx.inherit_fd.as_ref().map(|fd| fd.as_fd()),
         output: Output::Discard,
     };
     let mut child = spawn(&spec).map_err(|e| e.to_string())?;

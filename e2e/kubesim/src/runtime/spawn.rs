@@ -12,6 +12,7 @@
 use std::ffi::{CString, OsStr};
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -39,6 +40,9 @@ pub(crate) struct ProcessSpec<'a> {
     pub mounts: &'a [MountPlan],
     /// Bind-mounted read-only at /etc/hosts.
     pub hosts_file: &'a Path,
+    /// Left open across exec (every other descriptor of kubesim is close-on-exec): the pod
+    /// address block's lock, which the process then holds for as long as it lives.
+    pub inherit_fd: Option<BorrowedFd<'a>>,
     pub output: Output,
 }
 
@@ -229,6 +233,9 @@ enum Step {
 struct ChildSetup {
     steps: Vec<Step>,
     working_dir: Option<CString>,
+    /// Raw, because the setup moves into a 'static closure; it stays open because the spec
+    /// borrows it for the whole of `spawn`, during which the child runs the setup.
+    inherit_fd: Option<RawFd>,
 }
 
 impl ChildSetup {
@@ -285,7 +292,11 @@ impl ChildSetup {
             }
             None => None,
         };
-        Ok(ChildSetup { steps, working_dir })
+        Ok(ChildSetup {
+            steps,
+            working_dir,
+            inherit_fd: spec.inherit_fd.map(|fd| fd.as_raw_fd()),
+        })
     }
 
     /// Runs in the forked child: only async-signal-safe calls, no allocation.
@@ -350,6 +361,12 @@ impl ChildSetup {
             if let Some(dir) = &self.working_dir {
                 check(libc::chdir(dir.as_ptr()))?;
             }
+            // Cleared here, in the child, rather than in the parent: there the descriptor
+            // must stay close-on-exec, or the control plane's processes (and any other
+            // child) would hold the block too.
+            if let Some(fd) = self.inherit_fd {
+                check(libc::fcntl(fd, libc::F_SETFD, 0))?;
+            }
         }
         Ok(())
     }
@@ -406,6 +423,7 @@ mod tests {
             working_dir: None,
             mounts: &mounts,
             hosts_file: Path::new("/etc/hosts"),
+            inherit_fd: None,
             output: Output::Discard,
         };
         let err = spawn(&spec).expect_err("must be refused");
