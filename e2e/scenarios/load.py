@@ -17,8 +17,9 @@ At the end every acknowledged create is looked for on every member (each asked t
 session of its own after a sync), and the CAS history is checked: a register read-modify-
 written with versions is linearizable only if no two acknowledged CAS moved from the same
 version and the final value equals the number of increments applied (the final version).
-Prints one JSON line; exits 1 when an acknowledged write is missing or the history is not
-linearizable.
+Each member's /zookeeper/config is read too: all must be the same committed config.
+Prints one JSON line; exits 1 when an acknowledged write is missing, the history is not
+linearizable or the members' configs differ.
 """
 import json
 import random
@@ -181,8 +182,10 @@ for t in threads:
     t.join(timeout=60)
 setup.stop()
 
-# Every acknowledged create, on every member.
+# Every acknowledged create, on every member; and each member's committed config, which
+# must be the same everywhere (a member that rejoined empty must not hold a stale one).
 missing = {}
+configs = {}
 for member in members:
     lost = None
     for attempt in range(60):
@@ -190,6 +193,7 @@ for member in members:
             zk = client(member)
             zk.sync(prefix)
             present = set(zk.get_children(prefix))
+            configs[member] = zk.get("/zookeeper/config")[0].decode()
             zk.stop()
             lost = [f"w{k}-{n:08d}" for k, ns in acked.items() for n in ns
                     if f"w{k}-{n:08d}" not in present]
@@ -235,7 +239,8 @@ summary = {
     "longest_probe_gap_ms": probe["longest"],
     "probe_gaps": probe["long"],
     "missing": {m: v for m, v in missing.items() if v},
+    "configs_differ": configs if len(set(configs.values())) > 1 else {},
 }
 print(json.dumps(summary), flush=True)
-bad = summary["missing"] or violations or summary["acknowledged"] == 0
+bad = summary["missing"] or violations or summary["configs_differ"] or summary["acknowledged"] == 0
 sys.exit(1 if bad else 0)

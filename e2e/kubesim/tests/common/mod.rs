@@ -94,6 +94,12 @@ pub struct Cluster {
 impl Cluster {
     /// A fresh cluster of `nodes` nodes in a directory named after the test.
     pub fn up(name: &str, nodes: usize) -> Cluster {
+        Cluster::up_with_images(name, nodes, &[])
+    }
+
+    /// `up` with more entries in the image map (`image: binary`, e.g. a second tag of
+    /// paddock/server played by another binary, for upgrades).
+    pub fn up_with_images(name: &str, nodes: usize, extra: &[(&str, &Path)]) -> Cluster {
         let bin_dir = kube_bin_dir();
         let binaries = workspace_binaries();
         let dir =
@@ -111,7 +117,10 @@ impl Cluster {
                 python.display(),
                 bin_dir.join("kubectl").display(),
                 repo_root().join("e2e/kube/manifests/my-app.sh").display(),
-            ),
+            ) + &extra
+                .iter()
+                .map(|(image, binary)| format!("{image}: {}\n", binary.display()))
+                .collect::<String>(),
         )
         .expect("image map");
         let started = Instant::now();

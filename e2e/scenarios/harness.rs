@@ -1,0 +1,549 @@
+//! How one scenario is run and measured: the load pod (load.py), the watch on the app's
+//! sidecars and on the ensemble's conditions, the operator's Events and leadership
+//! transfers before and after, and the row of the results table.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::common::app::{APP, http_get, one_leader};
+use crate::common::operator::{kazoo, wait_available};
+use crate::common::{Cluster, wait_for};
+use serde_json::Value;
+
+pub const CLIENT: &str = "zk-client.default.svc.cluster.local:2181";
+
+/// The client addresses of the first `members` members, which the load checks at the end.
+fn members(members: usize) -> String {
+    (0..members)
+        .map(|i| format!("zk-{i}.zk-headless.default.svc.cluster.local:2181"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+pub const PLANNED_PAUSE: Duration = Duration::from_secs(1);
+pub const UNPLANNED_PAUSE: Duration = Duration::from_secs(5);
+/// What a planned leader restart may cost: a transfer, not an election.
+pub const TRANSFER_BOUND: &str = "0.2";
+
+/// What a scenario must show besides the common targets.
+pub struct Expect {
+    /// Planned operations must not pause writes for a second; unplanned ones for five.
+    pub planned: bool,
+    /// Event reasons the operator must have published during the scenario.
+    pub events: &'static [&'static str],
+    /// The scenario restarts the leader on purpose: at least one leadership transfer,
+    /// each within TRANSFER_BOUND seconds.
+    pub transfers: bool,
+    /// Condition values (`Type=Status`) the ensemble's status must show at some moment.
+    pub conditions: &'static [&'static str],
+    /// Members at the end of the scenario (the load checks every one of them).
+    pub members: usize,
+    /// How many members may be down at once (spec.replicas − status.readyReplicas), if
+    /// the scenario bounds it: one for rolls and drains.
+    pub max_down: Option<usize>,
+}
+
+/// What the watcher saw during one scenario.
+#[derive(Debug, Default)]
+struct Watched {
+    rounds: u64,
+    overlaps: Vec<String>,
+    longest_without_leader: Duration,
+    without_since: Option<Instant>,
+    /// The ensemble's conditions each time they changed (`Available=True Progressing=False`).
+    conditions: Vec<String>,
+    /// The most members seen down at once (spec.replicas − status.readyReplicas).
+    most_down: usize,
+}
+
+/// Asks every app pod's `/self` every 50 ms until `stop`; the pods' addresses and the
+/// ensemble's conditions are read about once a second.
+fn watch(c: &Cluster, stop: &AtomicBool, seen: &Mutex<Watched>) {
+    let mut ips: Vec<(String, String)> = Vec::new();
+    let mut refreshed = Instant::now() - Duration::from_secs(10);
+    while !stop.load(Ordering::Relaxed) {
+        let round = Instant::now();
+        if refreshed.elapsed() > Duration::from_secs(1) {
+            // Terminating pods too: a pod being deleted still leads until its sidecar
+            // resigns, and must count both for gaps and for overlaps.
+            ips = c
+                .jsonpath(
+                    &["get", "pods", "-l", APP],
+                    "{range .items[*]}{.metadata.name}={.status.podIP} {end}",
+                )
+                .split_whitespace()
+                .filter_map(|p| p.split_once('='))
+                .filter(|(_, ip)| !ip.is_empty())
+                .map(|(name, ip)| (name.to_string(), ip.to_string()))
+                .collect();
+            let status = c.jsonpath(
+                &["get", "zke", "zk"],
+                "{.spec.replicas}/{.status.readyReplicas}/{range .status.conditions[*]}{.type}={.status} {end}",
+            );
+            let mut parts = status.splitn(3, '/');
+            let replicas: usize = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            let ready: usize = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            let conditions = parts.next().unwrap_or_default().trim().to_string();
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.most_down = seen.most_down.max(replicas.saturating_sub(ready));
+            if seen.conditions.last() != Some(&conditions) {
+                seen.conditions.push(conditions);
+            }
+            drop(seen);
+            refreshed = Instant::now();
+        }
+        let leads = |name_ip: &(String, String)| -> bool {
+            format!("{}:4041", name_ip.1)
+                .parse::<SocketAddr>()
+                .ok()
+                .and_then(|addr| http_get(addr, "/v1/elections/my-app/self").ok())
+                .is_some_and(|(status, _)| status == 200)
+        };
+        let leaders: Vec<&(String, String)> = ips.iter().filter(|p| leads(p)).collect();
+        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.rounds += 1;
+        if leaders.len() > 1 {
+            // Asked one after the other, a handover between two asks looks like two
+            // leaders: ask again in the other order; a real overlap still shows.
+            let again: Vec<&&(String, String)> =
+                leaders.iter().rev().filter(|p| leads(p)).collect();
+            if again.len() > 1 {
+                seen.overlaps.push(
+                    again
+                        .iter()
+                        .map(|p| p.0.clone())
+                        .collect::<Vec<_>>()
+                        .join("+"),
+                );
+            }
+        }
+        if leaders.is_empty() {
+            seen.without_since.get_or_insert(round);
+        } else if let Some(since) = seen.without_since.take() {
+            seen.longest_without_leader = seen.longest_without_leader.max(since.elapsed());
+        }
+        drop(seen);
+        std::thread::sleep(Duration::from_millis(50).saturating_sub(round.elapsed()));
+    }
+}
+
+/// One row of the results table, and what its checks found.
+pub struct Row {
+    pub name: String,
+    pub planned: bool,
+    pub total: Duration,
+    pub acknowledged: u64,
+    pub lost: String,
+    pub cas: u64,
+    pub cas_violations: usize,
+    pub write_pause_ms: u64,
+    pub probe_gap_ms: u64,
+    pub overlaps: usize,
+    pub without_leader: Duration,
+    pub most_down: usize,
+    pub transfers: Transfers,
+    pub events: String,
+    pub conditions: String,
+    /// Broken targets; empty when the row passes.
+    pub failures: Vec<String>,
+}
+
+pub const HEADER: &str = "| scenario | kind | total | acked writes | lost | acked CAS | CAS violations | longest write pause | longest probe gap | sidecar overlaps | longest without app leader | most members down | leader transfers (≤ 200 ms) | operator events | conditions seen |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
+
+impl Row {
+    pub fn markdown(&self) -> String {
+        format!(
+            "| {} | {} | {:.1} s | {} | {} | {} | {} | {} ms | {} ms | {} | {} ms | {} | {} ({}) | {} | {} |",
+            self.name,
+            if self.planned { "planned" } else { "unplanned" },
+            self.total.as_secs_f64(),
+            self.acknowledged,
+            self.lost,
+            self.cas,
+            self.cas_violations,
+            self.write_pause_ms,
+            self.probe_gap_ms,
+            self.overlaps,
+            self.without_leader.as_millis(),
+            self.most_down,
+            self.transfers.count,
+            self.transfers.within_bound,
+            self.events,
+            self.conditions,
+        )
+    }
+}
+
+/// The load pod of one scenario.
+fn start_load(c: &Cluster, pod: &str, prefix: &str, members: &str) {
+    c.apply_yaml(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {pod}, labels: {{role: load}}}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: load
+    image: paddock/kazoo
+    args: ["/run/scenario/load.py", "{CLIENT}", "{prefix}", "{members}"]
+    volumeMounts: [{{name: load, mountPath: /run/scenario}}]
+  volumes:
+  - name: load
+    configMap: {{name: scenario-load}}
+"#
+    ));
+    wait_for("the load to start", Duration::from_secs(90), || {
+        let log = c.container_log("default", pod, "load");
+        if log.contains("load started") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+}
+
+/// Stops the load pod and returns its summary.
+fn finish_load(c: &Cluster, pod: &str, prefix: &str) -> Value {
+    kazoo(
+        c,
+        &format!("{pod}-stop"),
+        CLIENT,
+        &format!("{prefix}-stop"),
+        "stop",
+        "write",
+    );
+    c.wait_pod_finished(pod, Duration::from_secs(180));
+    let log = c.container_log("default", pod, "load");
+    let summary = log
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        .unwrap_or_else(|| panic!("no summary from the load:\n{log}"));
+    // The load pods are bare pods: delete each once read, so that a drain never meets one.
+    c.kubectl(&["delete", "pod", pod, &format!("{pod}-stop"), "--wait=false"]);
+    summary
+}
+
+/// How often each reason occurs in the operator's Events on the ensemble so far. The
+/// recorder aggregates repeats into one Event's series.count, so a scenario's Events are
+/// the difference between two of these.
+fn event_counts(c: &Cluster) -> BTreeMap<String, u64> {
+    let out = c.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=ZkEnsemble,involvedObject.name=zk",
+        "-o",
+        "json",
+    ]);
+    let list: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    for e in list["items"].as_array().into_iter().flatten() {
+        let n = e["series"]["count"]
+            .as_u64()
+            .or(e["count"].as_u64())
+            .unwrap_or(1)
+            .max(1);
+        *reasons
+            .entry(e["reason"].as_str().unwrap_or("?").to_string())
+            .or_default() += n;
+    }
+    reasons
+}
+
+fn events_between(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .filter_map(|(reason, n)| {
+            let new = n.saturating_sub(before.get(reason).copied().unwrap_or(0));
+            (new > 0).then(|| (reason.clone(), new))
+        })
+        .collect()
+}
+
+/// Leadership transfers the operator made, from its replicas' histograms.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Transfers {
+    pub count: u64,
+    pub within_bound: u64,
+}
+
+/// Each operator pod's transfer histogram (count, and count within TRANSFER_BOUND),
+/// by pod name: a replica that is replaced starts again from zero.
+fn operator_transfers(c: &Cluster) -> BTreeMap<String, Transfers> {
+    let pods = c.jsonpath(
+        &[
+            "get",
+            "pods",
+            "-n",
+            "paddock-system",
+            "-l",
+            "app.kubernetes.io/name=paddock-operator",
+        ],
+        "{range .items[*]}{.metadata.name}={.status.podIP} {end}",
+    );
+    let mut all = BTreeMap::new();
+    for (name, ip) in pods.split_whitespace().filter_map(|p| p.split_once('=')) {
+        let Ok(addr) = format!("{ip}:9090").parse::<SocketAddr>() else {
+            continue;
+        };
+        let Ok((200, text)) = http_get(addr, "/metrics") else {
+            continue;
+        };
+        let value = |prefix: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        all.insert(
+            name.to_string(),
+            Transfers {
+                count: value("paddock_operator_leader_transfer_seconds_count "),
+                within_bound: value(&format!(
+                    "paddock_operator_leader_transfer_seconds_bucket{{le=\"{TRANSFER_BOUND}\"}} "
+                )),
+            },
+        );
+    }
+    all
+}
+
+fn transfers_between(
+    before: &BTreeMap<String, Transfers>,
+    after: &BTreeMap<String, Transfers>,
+) -> Transfers {
+    let mut total = Transfers::default();
+    for (pod, now) in after {
+        let then = before.get(pod).copied().unwrap_or_default();
+        total.count += now.count.saturating_sub(then.count);
+        total.within_bound += now.within_bound.saturating_sub(then.within_bound);
+    }
+    total
+}
+
+pub fn leader_pod(c: &Cluster) -> String {
+    c.wait_jsonpath(
+        &["get", "zke", "zk"],
+        "{.status.leader}",
+        "a leader in the status",
+        Duration::from_secs(60),
+        |l| !l.is_empty(),
+    )
+}
+
+/// A member that does not lead.
+pub fn follower_pod(c: &Cluster) -> String {
+    let leader = leader_pod(c);
+    ["zk-0", "zk-1", "zk-2"]
+        .into_iter()
+        .find(|p| *p != leader)
+        .unwrap_or("zk-0")
+        .to_string()
+}
+
+pub fn update_revision(c: &Cluster) -> String {
+    c.jsonpath(&["get", "statefulset", "zk"], "{.status.updateRevision}")
+}
+
+/// Waits until the StatefulSet has an update revision other than `before`: the roll
+/// that a change starts has begun.
+pub fn wait_roll_begins(c: &Cluster, before: &str) {
+    wait_for("the roll to begin", Duration::from_secs(60), || {
+        let now = update_revision(c);
+        if now != before { Ok(()) } else { Err(now) }
+    });
+}
+
+/// Waits until the ensemble has settled after a scenario: Available, not Progressing,
+/// every member ready and on the StatefulSet's update revision, one app leader.
+fn settled(c: &Cluster, since: Instant) {
+    wait_available(c, "zk", since);
+    wait_for(
+        "every member on the update revision",
+        Duration::from_secs(300),
+        || {
+            let replicas: usize = c
+                .jsonpath(&["get", "zke", "zk"], "{.spec.replicas}")
+                .parse()
+                .map_err(|e| format!("spec.replicas: {e}"))?;
+            let update = update_revision(c);
+            let revisions = c.jsonpath(
+                &["get", "pods", "-l", "app.kubernetes.io/instance=zk"],
+                "{.items[*].metadata.labels.controller-revision-hash}",
+            );
+            let revisions: Vec<&str> = revisions.split_whitespace().collect();
+            if revisions.len() == replicas && revisions.iter().all(|r| *r == update) {
+                Ok(())
+            } else {
+                Err(format!("update {update}, pods {revisions:?}"))
+            }
+        },
+    );
+    wait_for("one app leader", Duration::from_secs(120), || one_leader(c));
+}
+
+/// Runs `action` under the load and the watch; returns its row with the targets checked.
+pub fn scenario(
+    c: &Cluster,
+    n: usize,
+    name: &str,
+    expect: &Expect,
+    action: impl FnOnce(&Cluster),
+) -> Row {
+    eprintln!("=== scenario {n}: {name}");
+    let pod = format!("load-{n}");
+    let prefix = format!("/scenario-{n}");
+    let events_before = event_counts(c);
+    let transfers_before = operator_transfers(c);
+    start_load(c, &pod, &prefix, &members(expect.members));
+    let stop = AtomicBool::new(false);
+    let seen = Mutex::new(Watched::default());
+    let started = Instant::now();
+    let total = std::thread::scope(|s| {
+        s.spawn(|| watch(c, &stop, &seen));
+        // A few seconds of steady load first, so pauses are measured against it.
+        std::thread::sleep(Duration::from_secs(3));
+        let t = Instant::now();
+        action(c);
+        settled(c, t);
+        let total = t.elapsed();
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::Relaxed);
+        total
+    });
+    let summary = finish_load(c, &pod, &prefix);
+    let seen = seen.into_inner().unwrap_or_else(|e| e.into_inner());
+    let without_leader = match seen.without_since {
+        Some(since) => seen.longest_without_leader.max(since.elapsed()),
+        None => seen.longest_without_leader,
+    };
+    let events = events_between(&events_before, &event_counts(c));
+    let transfers = transfers_between(&transfers_before, &operator_transfers(c));
+    let lost = summary["missing"].as_object().map_or(0, |m| m.len());
+    let mut row = Row {
+        name: name.to_string(),
+        planned: expect.planned,
+        total,
+        acknowledged: summary["acknowledged"].as_u64().unwrap_or(0),
+        lost: if lost == 0 {
+            "0".into()
+        } else {
+            summary["missing"].to_string()
+        },
+        cas: summary["cas_acknowledged"].as_u64().unwrap_or(0),
+        cas_violations: summary["cas_violations"].as_array().map_or(0, |v| v.len()),
+        write_pause_ms: summary["longest_write_pause_ms"]
+            .as_u64()
+            .unwrap_or(u64::MAX),
+        probe_gap_ms: summary["longest_probe_gap_ms"].as_u64().unwrap_or(u64::MAX),
+        overlaps: seen.overlaps.len(),
+        without_leader,
+        most_down: seen.most_down,
+        transfers,
+        events: if events.is_empty() {
+            "none".into()
+        } else {
+            events
+                .iter()
+                .map(|(reason, n)| format!("{reason}×{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        conditions: seen.conditions.join(" → "),
+        failures: Vec::new(),
+    };
+    row.failures = check(&row, expect, &summary, &events, &seen.conditions);
+    eprintln!(
+        "{}\n(load: {summary}; {} watch rounds, overlaps {:?}; {:.0} s since the load started; failures {:?})",
+        row.markdown(),
+        seen.rounds,
+        seen.overlaps,
+        started.elapsed().as_secs_f64(),
+        row.failures,
+    );
+    row
+}
+
+/// The targets of issue 14 and the scenario's own expectations; what is broken.
+fn check(
+    row: &Row,
+    expect: &Expect,
+    summary: &Value,
+    events: &BTreeMap<String, u64>,
+    conditions: &[String],
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    if row.acknowledged == 0 {
+        failures.push("no write was acknowledged".into());
+    }
+    if row.lost != "0" {
+        failures.push(format!("acknowledged writes lost: {}", row.lost));
+    }
+    if row.cas_violations > 0 {
+        failures.push(format!(
+            "CAS history not linearizable: {}",
+            summary["cas_violations"]
+        ));
+    }
+    if summary["configs_differ"]
+        .as_object()
+        .is_none_or(|m| !m.is_empty())
+    {
+        failures.push(format!(
+            "the members' committed configs differ: {}",
+            summary["configs_differ"]
+        ));
+    }
+    if row.overlaps > 0 {
+        failures.push(format!("two app pods led at once {} times", row.overlaps));
+    }
+    let bound = if expect.planned {
+        PLANNED_PAUSE
+    } else {
+        UNPLANNED_PAUSE
+    };
+    if Duration::from_millis(row.write_pause_ms) >= bound {
+        failures.push(format!(
+            "write pause {} ms, over {bound:?}",
+            row.write_pause_ms
+        ));
+    }
+    for reason in expect.events {
+        if !events.contains_key(*reason) {
+            failures.push(format!("no {reason} Event"));
+        }
+    }
+    if expect.transfers && row.transfers.count == 0 {
+        failures.push("the leader was restarted without a leadership transfer".into());
+    }
+    if row.transfers.within_bound < row.transfers.count {
+        failures.push(format!(
+            "{} of {} leadership transfers took over {TRANSFER_BOUND} s",
+            row.transfers.count - row.transfers.within_bound,
+            row.transfers.count
+        ));
+    }
+    if let Some(max) = expect.max_down
+        && row.most_down > max
+    {
+        failures.push(format!(
+            "{} members were down at once (at most {max} may be)",
+            row.most_down
+        ));
+    }
+    for wanted in expect.conditions {
+        if !conditions
+            .iter()
+            .any(|seen| seen.split_whitespace().any(|c| c == *wanted))
+        {
+            failures.push(format!("the status never showed {wanted}"));
+        }
+    }
+    failures
+}
