@@ -12,7 +12,7 @@ use crate::request::prep::Prepared;
 use crate::tree::DataTree;
 use crate::tree::acl::Credentials;
 use crate::txn::TxnOp;
-use crate::zab::{Message, Output, Role, Sid, Zxid};
+use crate::zab::{Output, Role, Sid, Zxid};
 
 impl Core {
     /// Performs ZAB's outputs until it has nothing more to say.
@@ -50,15 +50,10 @@ impl Core {
             Output::Commit { zxid, payload } => self.apply_commit(zxid, &payload),
             Output::Truncate { zxid } => self.truncate_log(zxid),
             Output::SendSnapshot { to } => {
+                // The link serializes it (off this thread) and sends it in order.
                 let zxid = self.tree.last_zxid();
-                let payload = self.tree.snapshot_view().serialize();
-                info!(
-                    to,
-                    zxid = format_args!("{zxid:#x}"),
-                    bytes = payload.len(),
-                    "sending a snapshot"
-                );
-                self.peers.send(to, &Message::Snap { zxid, payload });
+                self.peers
+                    .send_snapshot(to, zxid, self.tree.snapshot_view());
             }
             Output::InstallSnapshot { zxid, payload } => self.install_snapshot(zxid, &payload),
             Output::App { from, payload } => self.on_app(from, &payload),

@@ -35,7 +35,8 @@ use crate::config::HostPort;
 use crate::core::{CoreMsg, InternalTx};
 use crate::net::frame::FrameBuf;
 use crate::net::resolve::{self, LogEvery};
-use crate::zab::{Message, Sid};
+use crate::tree::SnapshotView;
+use crate::zab::{Message, Sid, Zxid};
 
 /// Links back to servers that introduced themselves but are not in the config.
 pub const MAX_GUESTS: usize = 8;
@@ -69,7 +70,7 @@ pub struct PeerNet {
 struct LinkHandle {
     /// The peer's quorum address as named in the config (or its introduction).
     target: HostPort,
-    queue: mpsc::UnboundedSender<Vec<u8>>,
+    queue: mpsc::UnboundedSender<Outgoing>,
     /// False for a guest link (see the module doc); set once the config names the peer.
     member: Arc<AtomicBool>,
 }
@@ -83,8 +84,18 @@ impl LinkHandle {
 /// Each peer's link, shared with the tasks reading inbound connections.
 type Links = Arc<Mutex<BTreeMap<Sid, LinkHandle>>>;
 
-/// Queued on a link: drop the connection now (reconnecting as after any failure).
-const BREAK_LINK: Vec<u8> = Vec::new();
+/// What a link's writer sends, in the order queued.
+enum Outgoing {
+    /// An encoded message.
+    Frame(Vec<u8>),
+    /// A SNAP of this image, serialized on a blocking thread when its turn comes.
+    /// Serializing a large tree takes long enough (hundreds of ms at 100,000 znodes) to
+    /// stall every write if the core thread did it; serialized here, the link still sends
+    /// it before everything queued after it, which is the order ZAB needs.
+    Snapshot { zxid: Zxid, view: SnapshotView },
+    /// Drop the connection now (reconnecting as after any failure).
+    Break,
+}
 
 impl PeerNet {
     /// A transport with no peers (standalone).
@@ -103,7 +114,15 @@ impl PeerNet {
 
     pub fn send(&self, to: Sid, msg: &Message) {
         if let Some(link) = self.outbound.get(&to) {
-            let _ = link.queue.send(msg.encode());
+            let _ = link.queue.send(Outgoing::Frame(msg.encode()));
+        }
+    }
+
+    /// Sends `Message::Snap` of `view` at `zxid`, serialized off the caller's thread (see
+    /// [`Outgoing::Snapshot`]).
+    pub fn send_snapshot(&self, to: Sid, zxid: Zxid, view: SnapshotView) {
+        if let Some(link) = self.outbound.get(&to) {
+            let _ = link.queue.send(Outgoing::Snapshot { zxid, view });
         }
     }
 
@@ -313,7 +332,7 @@ async fn check_peer(peer: Sid, links: &Links, local_ip: IpAddr) {
     };
     if gone.await {
         info!(peer, %addr, "peer closed its connection and is gone; dropping our link");
-        let _ = link.send(BREAK_LINK);
+        let _ = link.send(Outgoing::Break);
     }
 }
 
@@ -426,7 +445,7 @@ impl Link {
         Ok(stream)
     }
 
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Vec<u8>>, internal: InternalTx) {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Outgoing>, internal: InternalTx) {
         let (me, peer) = (self.me, self.peer);
         let mut backoff = Duration::from_millis(50);
         let mut last_addr = None;
@@ -476,12 +495,10 @@ impl Link {
                 let Some(first) = rx.recv().await else {
                     break true;
                 };
-                let mut failed = first.is_empty() || write_frame(&mut wr, &first).await.is_err();
+                let mut failed = !write_outgoing(&mut wr, first, peer).await;
                 while !failed {
                     match rx.try_recv() {
-                        Ok(more) => {
-                            failed = more.is_empty() || write_frame(&mut wr, &more).await.is_err()
-                        }
+                        Ok(more) => failed = !write_outgoing(&mut wr, more, peer).await,
                         Err(_) => break,
                     }
                 }
@@ -498,10 +515,106 @@ impl Link {
     }
 }
 
+/// Writes one queued item; false when the link must be dropped.
+async fn write_outgoing(
+    wr: &mut BufWriter<tokio::net::TcpStream>,
+    item: Outgoing,
+    peer: Sid,
+) -> bool {
+    let bytes = match item {
+        Outgoing::Frame(bytes) => bytes,
+        Outgoing::Break => return false,
+        Outgoing::Snapshot { zxid, view } => {
+            let started = Instant::now();
+            let Ok(payload) = tokio::task::spawn_blocking(move || view.serialize()).await else {
+                warn!(
+                    peer,
+                    "serializing a snapshot for the peer failed; dropping the link"
+                );
+                return false;
+            };
+            info!(
+                peer,
+                zxid = format_args!("{zxid:#x}"),
+                bytes = payload.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "sending a snapshot"
+            );
+            Message::Snap { zxid, payload }.encode()
+        }
+    };
+    write_frame(wr, &bytes).await.is_ok()
+}
+
 async fn write_frame(
     wr: &mut BufWriter<tokio::net::TcpStream>,
     bytes: &[u8],
 ) -> std::io::Result<()> {
     wr.write_u32(bytes.len() as u32).await?;
     wr.write_all(bytes).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::DataTree;
+
+    /// The next message from `from` on this core channel (PeerUp and the like skipped).
+    async fn next_from(rx: &mut mpsc::UnboundedReceiver<CoreMsg>, want: Sid) -> Message {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("a message within 10 s")
+                .expect("the channel open");
+            if let CoreMsg::Peer { from, msg } = msg
+                && from == want
+            {
+                return msg;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_serialized_by_the_link_and_keeps_its_place_in_the_order() {
+        let l1 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let l2 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hp = |l: &TcpListener| HostPort {
+            host: "127.0.0.1".into(),
+            port: l.local_addr().unwrap().port(),
+        };
+        let (a1, a2) = (hp(&l1), hp(&l2));
+        let (tx1, mut rx1) = mpsc::unbounded_channel();
+        let (tx2, mut rx2) = mpsc::unbounded_channel();
+        let net1 = start(1, l1, a1.clone(), [(2, a2.clone())].into(), tx1, 1 << 24).unwrap();
+        let _net2 = start(2, l2, a2, [(1, a1)].into(), tx2, 1 << 24).unwrap();
+
+        // What is queued while a link is down is dropped: wait until it is up.
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), rx1.recv())
+                .await
+                .expect("the link up within 10 s")
+                .expect("the channel open");
+            if matches!(msg, CoreMsg::PeerUp(2)) {
+                break;
+            }
+        }
+        let tree = DataTree::new();
+        let view = tree.snapshot_view();
+        let expected = view.serialize();
+        // Queued back to back: the SNAP (serialized later, by the link) must still arrive
+        // before the message queued after it.
+        net1.send_snapshot(2, 7, view);
+        net1.send(2, &Message::Trunc { zxid: 9 });
+        match next_from(&mut rx2, 1).await {
+            Message::Snap { zxid, payload } => {
+                assert_eq!(zxid, 7);
+                assert_eq!(payload, expected);
+            }
+            other => panic!("expected the SNAP first, got {other:?}"),
+        }
+        match next_from(&mut rx2, 1).await {
+            Message::Trunc { zxid } => assert_eq!(zxid, 9),
+            other => panic!("expected the TRUNC second, got {other:?}"),
+        }
+    }
 }

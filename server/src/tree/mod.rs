@@ -17,7 +17,7 @@ use imbl::{HashMap as PMap, OrdSet};
 use paddock_proto::{Acl, Stat, StatPersisted};
 
 pub use apply::{ApplyResult, WatchTrigger};
-pub use snapshot::SnapshotError;
+pub use snapshot::{SnapshotError, SnapshotView};
 
 use crate::path;
 
