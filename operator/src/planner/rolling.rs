@@ -10,12 +10,18 @@ use super::world::{World, has_quorum};
 use super::{Action, Decision, WaitKind, decide, describe_not_serving, wait};
 
 /// Rule 3: an outdated pod that certainly does not serve is restarted first; taking it out
-/// lowers nothing the quorum counts on.
+/// lowers nothing the quorum counts on. Not a member that only waits for its peers to
+/// come back (`World::waits_for_peers`): the quorum that forms then counts on it.
 pub(super) fn restart_unserving(w: &World, replicas: u32) -> Option<Decision> {
     let pod = w
         .pods
         .values()
-        .filter(|p| p.ordinal < replicas && w.is_outdated(p) && w.certainly_not_serving(p))
+        .filter(|p| {
+            p.ordinal < replicas
+                && w.is_outdated(p)
+                && w.certainly_not_serving(p)
+                && !w.waits_for_peers(p)
+        })
         .min_by_key(|p| p.ordinal)?;
     Some(decide(
         w,

@@ -160,6 +160,17 @@ impl World {
         sim.synced = false;
         self
     }
+    /// The pod was just (re)created: its container is being created, nothing answers.
+    fn container_creating(mut self, ordinal: u32) -> Self {
+        let id = u64::from(ordinal) + 1;
+        let pod = self.pods.get_mut(&ordinal).unwrap();
+        pod.ready = false;
+        pod.waiting_reason = Some("ContainerCreating".into());
+        let sim = self.sims.get_mut(&id).unwrap();
+        sim.reachable = false;
+        sim.synced = false;
+        self
+    }
     fn missing_pod(mut self, ordinal: u32) -> Self {
         self.pods.remove(&ordinal);
         self.sims
@@ -450,6 +461,36 @@ fn rule3_unready_outdated_pod_goes_first_even_without_quorum() {
         .crash_looping(2)
         .plan();
     assert_action(&d, delete("zk-1"));
+}
+
+#[test]
+fn rule3_spares_an_outdated_member_that_waits_for_its_peers() {
+    // Seen under load: a roll had restarted zk-0 when the leader's pod (zk-2) was deleted
+    // by hand. zk-1, alone on the old revision, looks for a leader and is not Ready; both
+    // others are coming back on the new one. Restarting zk-1 then took the third voter
+    // too (an 18 s write pause): it must wait for them instead.
+    let w = healthy(3)
+        .new_revision()
+        .no_leader()
+        .updated(0)
+        .container_creating(0)
+        .updated(2)
+        .container_creating(2)
+        .unsynced(2)
+        .committed_unreadable();
+    let d = w.plan();
+    assert!(!matches!(d.action, Action::DeletePod { .. }), "{d:?}");
+    // Once its peers' servers are up (and still no leader), a stuck outdated member is
+    // restarted as rule 3 says: nothing else would move the ensemble on.
+    let all_up = healthy(3)
+        .new_revision()
+        .no_leader()
+        .updated(0)
+        .updated(2)
+        .unsynced(1)
+        .unsynced(2)
+        .unsynced(3);
+    assert_action(&all_up.plan(), delete("zk-1"));
 }
 
 #[test]

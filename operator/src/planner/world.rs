@@ -89,6 +89,21 @@ impl<'a> World<'a> {
             && !self.synced_voters().contains(&id)
     }
 
+    /// A member whose server runs and looks for a leader while there is none and another
+    /// member's server is not up (starting, crash-looping, unreachable): it is unready
+    /// because of its peers, not of itself, and the quorum that forms once they are back
+    /// needs it. Restarting it then only takes one more voter away (Strimzi #1001).
+    pub fn waits_for_peers(&self, pod: &PodView) -> bool {
+        let looking = self
+            .report(id_of_ordinal(pod.ordinal))
+            .is_some_and(|r| r.role == ServerRole::Looking);
+        looking
+            && self.leader.is_none()
+            && self.pods.values().any(|other| {
+                other.ordinal != pod.ordinal && self.report(id_of_ordinal(other.ordinal)).is_none()
+            })
+    }
+
     /// Voters of the committed config with their weights.
     pub fn voters(&self) -> BTreeMap<u64, u64> {
         self.committed
