@@ -36,11 +36,11 @@ pub struct Expect {
     /// The scenario restarts the leader on purpose: at least one leadership transfer,
     /// each within TRANSFER_BOUND seconds.
     pub transfers: bool,
-    /// Condition values (`Type=Status`) the ensemble's status must show at some moment.
+    /// Conditions the ensemble's status must show True at some moment.
     pub conditions: &'static [&'static str],
     /// Members at the end of the scenario (the load checks every one of them).
     pub members: usize,
-    /// How many members may be down at once (spec.replicas − status.readyReplicas), if
+    /// How many members may be down at once (spec.replicas − Ready member pods), if
     /// the scenario bounds it: one for rolls and drains.
     pub max_down: Option<usize>,
 }
@@ -52,9 +52,9 @@ struct Watched {
     overlaps: Vec<String>,
     longest_without_leader: Duration,
     without_since: Option<Instant>,
-    /// The ensemble's conditions each time they changed (`Available=True Progressing=False`).
+    /// The ensemble's True conditions each time they changed (`Available+Progressing`).
     conditions: Vec<String>,
-    /// The most members seen down at once (spec.replicas − status.readyReplicas).
+    /// The most members seen down at once (spec.replicas − Ready member pods).
     most_down: usize,
 }
 
@@ -80,12 +80,25 @@ fn watch(c: &Cluster, stop: &AtomicBool, seen: &Mutex<Watched>) {
                 .collect();
             let status = c.jsonpath(
                 &["get", "zke", "zk"],
-                "{.spec.replicas}/{.status.readyReplicas}/{range .status.conditions[*]}{.type}={.status} {end}",
+                "{.spec.replicas}/{range .status.conditions[?(@.status==\"True\")]}{.type} {end}",
             );
-            let mut parts = status.splitn(3, '/');
-            let replicas: usize = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-            let ready: usize = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-            let conditions = parts.next().unwrap_or_default().trim().to_string();
+            let (replicas, conditions) = status.split_once('/').unwrap_or_default();
+            let replicas: usize = replicas.parse().unwrap_or(0);
+            // Members down as the kubelet sees them (each member's readiness probe is its
+            // /readyz: in the quorum and synced), independent of the operator's status.
+            let ready = c
+                .jsonpath(
+                    &["get", "pods", "-l", "app.kubernetes.io/instance=zk"],
+                    "{range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status} {end}",
+                )
+                .split_whitespace()
+                .filter(|s| *s == "True")
+                .count();
+            let conditions = conditions.split_whitespace();
+            let conditions = match conditions.collect::<Vec<_>>().join("+") {
+                none if none.is_empty() => "none".to_string(),
+                some => some,
+            };
             let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
             seen.most_down = seen.most_down.max(replicas.saturating_sub(ready));
             if seen.conditions.last() != Some(&conditions) {
@@ -540,9 +553,9 @@ fn check(
     for wanted in expect.conditions {
         if !conditions
             .iter()
-            .any(|seen| seen.split_whitespace().any(|c| c == *wanted))
+            .any(|seen| seen.split('+').any(|c| c == *wanted))
         {
-            failures.push(format!("the status never showed {wanted}"));
+            failures.push(format!("the status never showed {wanted}=True"));
         }
     }
     failures

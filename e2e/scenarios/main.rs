@@ -25,7 +25,7 @@ mod harness;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::app::{APP, app_for_kubesim, app_pods, http_get, one_leader};
+use common::app::{APP, app_for_kubesim, app_pods, http_get_with, one_leader};
 use common::operator::{condition, ensemble_yaml, install_crd, kazoo_configmaps, wait_available};
 use common::{Cluster, repo_root, wait_for};
 use harness::{
@@ -39,7 +39,7 @@ const ROLL: Expect = Expect {
     planned: true,
     events: &["DeletePod", "TransferLeadership"],
     transfers: true,
-    conditions: &["Progressing=True"],
+    conditions: &["Progressing"],
     members: 3,
     max_down: Some(1),
 };
@@ -133,10 +133,7 @@ fn wait_members_tick(c: &Cluster, tick: u64) {
                 return Err(format!("{ips:?}"));
             }
             for (name, ip) in &ips {
-                let addr = format!("{ip}:8080")
-                    .parse()
-                    .map_err(|e| format!("{name} {ip}: {e}"))?;
-                let (status, body) = http_get(addr, "/commands/configuration")?;
+                let (status, body) = admin_get(c, ip, "/commands/configuration")?;
                 let v: serde_json::Value =
                     serde_json::from_str(&body).map_err(|e| format!("{status} {e}: {body}"))?;
                 if v["tick_time"].as_u64() != Some(tick) {
@@ -146,6 +143,24 @@ fn wait_members_tick(c: &Cluster, tick: u64) {
             Ok(())
         },
     );
+}
+
+/// GET on a member's admin port with the super user's credentials (from the Secret the
+/// operator keeps): (status, body).
+fn admin_get(c: &Cluster, ip: &str, path: &str) -> Result<(u16, String), String> {
+    use base64::Engine as _;
+    let password = c.kubectl(&[
+        "get",
+        "secret",
+        "zk-credentials",
+        "-o",
+        "go-template={{.data.password | base64decode}}",
+    ]);
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("super:{password}"));
+    let addr = format!("{ip}:8080")
+        .parse()
+        .map_err(|e| format!("{ip}: {e}"))?;
+    http_get_with(addr, path, &format!("Authorization: Basic {token}\r\n"))
 }
 
 /// The Lease holder's operator pod.
@@ -421,7 +436,7 @@ fn day_two_operations_under_load() {
                 planned: true,
                 events: &["ScaleStatefulSet", "Reconfig"],
                 transfers: false,
-                conditions: &["Progressing=True"],
+                conditions: &["Progressing"],
                 members: 3,
                 max_down: None,
             },
@@ -463,7 +478,7 @@ fn day_two_operations_under_load() {
                 planned: true,
                 events: &["ScaleStatefulSet", "Reconfig"],
                 transfers: false,
-                conditions: &["Progressing=True"],
+                conditions: &["Progressing"],
                 members: 5,
                 max_down: None,
             },
@@ -490,7 +505,7 @@ fn day_two_operations_under_load() {
                 planned: true,
                 events: &["ScaleStatefulSet", "Reconfig", "DeletePvc"],
                 transfers: false,
-                conditions: &["Progressing=True"],
+                conditions: &["Progressing"],
                 members: 3,
                 max_down: None,
             },
@@ -503,7 +518,7 @@ fn day_two_operations_under_load() {
             "9. pause, change, resume",
             &Expect {
                 events: &["Paused", "DeletePod", "TransferLeadership"],
-                conditions: &["Paused=True", "Progressing=True"],
+                conditions: &["Paused", "Progressing"],
                 ..ROLL
             },
             |c| pause_change_resume(c, k),

@@ -87,6 +87,11 @@ pub fn app_pods(c: &Cluster) -> BTreeMap<String, (String, bool, String)> {
 
 /// GET `path` from a sidecar: (status, body), or why it did not answer.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    http_get_with(addr, path, "")
+}
+
+/// `http_get` with more request headers (each line ending in \r\n).
+pub fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> Result<(u16, String), String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
         .map_err(|e| format!("{addr}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(2)))
@@ -94,7 +99,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
         .map_err(|e| e.to_string())?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
     )
     .map_err(|e| format!("{addr}: {e}"))?;
     let mut response = String::new();
