@@ -401,14 +401,30 @@ fn settled(c: &Cluster, since: Instant) {
     wait_for("one app leader", Duration::from_secs(120), || one_leader(c));
 }
 
-/// Runs `action` under the load and the watch; returns its row with the targets checked.
+/// Whether `PADDOCK_SCENARIO_ONLY` (comma-separated parts of names; unset: all) selects
+/// this scenario.
+fn selected(name: &str) -> bool {
+    match std::env::var("PADDOCK_SCENARIO_ONLY") {
+        Ok(only) if !only.trim().is_empty() => only
+            .split(',')
+            .map(str::trim)
+            .any(|part| !part.is_empty() && name.contains(part)),
+        _ => true,
+    }
+}
+
+/// Runs `action` under the load and the watch; returns its row with the targets checked
+/// (None when `PADDOCK_SCENARIO_ONLY` leaves it out).
 pub fn scenario(
     c: &Cluster,
     n: usize,
     name: &str,
     expect: &Expect,
     action: impl FnOnce(&Cluster),
-) -> Row {
+) -> Option<Row> {
+    if !selected(name) {
+        return None;
+    }
     eprintln!("=== scenario {n}: {name}");
     let pod = format!("load-{n}");
     let prefix = format!("/scenario-{n}");
@@ -472,6 +488,17 @@ pub fn scenario(
         failures: Vec::new(),
     };
     row.failures = check(&row, expect, &summary, &events, &seen.conditions);
+    if !row.failures.is_empty() {
+        // What the kubelets and controllers did meanwhile, to see where the time went.
+        let (_, events, _) = c.kubectl_raw(&[
+            "get",
+            "events",
+            "--sort-by=.lastTimestamp",
+            "-o",
+            "custom-columns=LAST:.lastTimestamp,OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message",
+        ]);
+        eprintln!("--- events ---\n{events}");
+    }
     eprintln!(
         "{}\n(load: {summary}; {} watch rounds, overlaps {:?}; {:.0} s since the load started; failures {:?})",
         row.markdown(),
@@ -480,7 +507,7 @@ pub fn scenario(
         started.elapsed().as_secs_f64(),
         row.failures,
     );
-    row
+    Some(row)
 }
 
 /// The targets of issue 14 and the scenario's own expectations; what is broken.

@@ -16,7 +16,8 @@
 //! under 200 ms; each scenario's Events and conditions tell its story.
 //!
 //! One round runs every scenario of the issue once; `PADDOCK_SCENARIO_ROUNDS=N` repeats
-//! the round N times. Run by `bash e2e/kube/test.sh` (it needs the upstream binaries).
+//! the round N times, and `PADDOCK_SCENARIO_ONLY=part,part` runs only the scenarios whose
+//! names contain one of the parts. Run by `bash e2e/kube/test.sh` (it needs the upstream binaries).
 
 #[path = "../kubesim/tests/common/mod.rs"]
 mod common;
@@ -284,7 +285,7 @@ fn day_two_operations_under_load() {
     };
     for _ in 0..rounds {
         let k = next();
-        rows.push(scenario(
+        rows.extend(scenario(
             &c,
             k,
             "1. rolling restart of 3 (annotation)",
@@ -294,7 +295,7 @@ fn day_two_operations_under_load() {
             },
         ));
         let k = next();
-        rows.push(scenario(
+        rows.extend(scenario(
             &c,
             k,
             "2. image upgrade (new tag, new binary)",
@@ -305,7 +306,7 @@ fn day_two_operations_under_load() {
             },
         ));
         let k = next();
-        rows.push(scenario(&c, k, "2. config change (tickTime)", &ROLL, |c| {
+        rows.extend(scenario(&c, k, "2. config change (tickTime)", &ROLL, |c| {
             let before = update_revision(c);
             // Alternate between two values, so every round changes it.
             let current = c.jsonpath(&["get", "zke", "zk"], "{.spec.config.tickTime}");
@@ -318,12 +319,12 @@ fn day_two_operations_under_load() {
             wait_members_tick(c, tick);
         }));
         let k = next();
-        rows.push(scenario(&c, k, "4. leader pod deleted", &UNPLANNED, |c| {
+        rows.extend(scenario(&c, k, "4. leader pod deleted", &UNPLANNED, |c| {
             let leader = leader_pod(c);
             c.kubectl(&["delete", "pod", &leader, "--wait=false"]);
         }));
         let k = next();
-        rows.push(scenario(
+        rows.extend(scenario(
             &c,
             k,
             "4. follower pod deleted",
@@ -334,7 +335,7 @@ fn day_two_operations_under_load() {
             },
         ));
         let k = next();
-        rows.push(scenario(
+        rows.extend(scenario(
             &c,
             k,
             "4. leader pod deleted during a roll",
@@ -346,7 +347,7 @@ fn day_two_operations_under_load() {
             },
         ));
         let k = next();
-        rows.push(scenario(
+        rows.extend(scenario(
             &c,
             k,
             "4. follower pod deleted during a roll",
@@ -358,7 +359,7 @@ fn day_two_operations_under_load() {
             },
         ));
         let k = next();
-        rows.push(scenario(
+        rows.extend(scenario(
             &c,
             k,
             "5. drain of the leader's node, then of a second member's node",
@@ -383,7 +384,7 @@ fn day_two_operations_under_load() {
             },
         ));
         let k = next();
-        rows.push(scenario(
+        rows.extend(scenario(
             &c,
             k,
             "6. node failure of a follower's node, then restore",
@@ -394,7 +395,7 @@ fn day_two_operations_under_load() {
             },
         ));
         let k = next();
-        rows.push(scenario(
+        rows.extend(scenario(
             &c,
             k,
             "6. node failure of the leader's node, then restore",
@@ -405,7 +406,7 @@ fn day_two_operations_under_load() {
             },
         ));
         let k = next();
-        rows.push(scenario(
+        rows.extend(scenario(
             &c,
             k,
             "7. operator killed mid-roll (Lease handover)",
@@ -416,7 +417,7 @@ fn day_two_operations_under_load() {
             },
         ));
         let k = next();
-        rows.push(scenario(
+        rows.extend(scenario(
             &c,
             k,
             "7. operator killed mid-upgrade (Lease handover)",
@@ -428,7 +429,7 @@ fn day_two_operations_under_load() {
             },
         ));
         let k = next();
-        rows.push(scenario(
+        rows.extend(scenario(
             &c,
             k,
             "7. operator killed mid-scale 3→5→3 (Lease handover)",
@@ -448,7 +449,7 @@ fn day_two_operations_under_load() {
             },
         ));
         let k = next();
-        rows.push(scenario(
+        rows.extend(scenario(
             &c,
             k,
             "8. a follower's PVC lost (PVC and pod deleted): rejoins empty",
@@ -470,7 +471,7 @@ fn day_two_operations_under_load() {
             },
         ));
         let k = next();
-        rows.push(scenario(
+        rows.extend(scenario(
             &c,
             k,
             "3. scale 3→1→3→5",
@@ -489,7 +490,7 @@ fn day_two_operations_under_load() {
             },
         ));
         let k = next();
-        rows.push(scenario(
+        rows.extend(scenario(
             &c,
             k,
             "1. rolling restart of 5 (annotation)",
@@ -497,7 +498,7 @@ fn day_two_operations_under_load() {
             |c| begin_roll(c, &format!("scenario-{k}")),
         ));
         let k = next();
-        rows.push(scenario(
+        rows.extend(scenario(
             &c,
             k,
             "3. scale 5→3",
@@ -512,7 +513,7 @@ fn day_two_operations_under_load() {
             |c| scale(c, 3),
         ));
         let k = next();
-        rows.push(scenario(
+        rows.extend(scenario(
             &c,
             k,
             "9. pause, change, resume",
@@ -525,6 +526,10 @@ fn day_two_operations_under_load() {
         ));
     }
 
+    assert!(
+        !rows.is_empty(),
+        "PADDOCK_SCENARIO_ONLY selected no scenario"
+    );
     let table = format!(
         "{HEADER}\n{}",
         rows.iter()

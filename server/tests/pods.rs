@@ -5,7 +5,7 @@
 //!   under its name on a new address is taken back, and a server whose peers' (or own)
 //!   names do not resolve yet waits and forms a quorum once they do;
 //! * SIGTERM to the leader under a write load costs a leadership handoff, not an
-//!   election.
+//!   election; SIGTERM to the leader and a follower at once costs only their restart.
 //!
 //! Every acknowledged write must survive. The SIGTERM write pauses are printed (run with
 //! `--nocapture` to see them). The tests take turns so that their timings do not depend
@@ -205,6 +205,51 @@ fn sigterm_to_the_leader_under_load_costs_a_handoff() {
             "a follower has nothing to hand off"
         );
         eprintln!("SIGTERM to a follower: exited after {:?}", t.elapsed());
+        c.assert_no_fatal_log();
+    });
+}
+
+/// A roll restarts a follower while the leader's pod is deleted by hand (the day-2
+/// scenario "leader pod deleted during a roll"): two of three members get SIGTERM at
+/// once and Kubernetes starts them again as soon as they are gone. Both must exit
+/// promptly (the leader has nobody to hand off to once the follower is gone), and writes
+/// resume once the two are back: the pause is the restart, not timeouts on top of it.
+#[test]
+fn sigterm_to_the_leader_and_a_follower_at_once() {
+    let _turn = turn();
+    run(async {
+        let mut c = Cluster::builder(3).start();
+        let all = [1, 2, 3];
+        let leader = c.wait_leader(&all, START).await;
+        ensure_node(c.client(leader), LOAD_ROOT, SETTLE).await;
+        let load = load_on(&c, &all);
+        progress(&load, "before the SIGTERMs").await;
+        let epoch = c.status(leader).await.expect("leader status").epoch;
+        let follower = all.into_iter().find(|id| *id != leader).unwrap();
+        let t = Instant::now();
+        c.node_mut(follower).signal(libc::SIGTERM);
+        c.node_mut(leader).signal(libc::SIGTERM);
+        let exit = c.node_mut(follower).wait_exit(EXIT_LIMIT).await;
+        assert!(exit.success(), "follower {follower} exited with {exit}");
+        let follower_exit = t.elapsed();
+        c.restart(follower);
+        let exit = c.node_mut(leader).wait_exit(EXIT_LIMIT).await;
+        assert!(exit.success(), "leader {leader} exited with {exit}");
+        let leader_exit = t.elapsed();
+        c.restart(leader);
+        let pause = load.wait_resumed(t, epoch, Duration::from_secs(30)).await;
+        eprintln!(
+            "leader {leader} and follower {follower} SIGTERMed: follower exited after {follower_exit:?}, leader after {leader_exit:?}, write pause {pause:?}"
+        );
+        // Issue 14's bound for an unplanned disruption.
+        assert!(
+            pause < Duration::from_secs(5),
+            "writes paused {pause:?} with both members back at once"
+        );
+        c.wait_leader(&all, SETTLE).await;
+        progress(&load, "after both came back").await;
+        let acks = load.stop(STOP_LOAD).await;
+        verify_all(&c, &all, &acks).await;
         c.assert_no_fatal_log();
     });
 }
