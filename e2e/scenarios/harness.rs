@@ -489,15 +489,7 @@ pub fn scenario(
     };
     row.failures = check(&row, expect, &summary, &events, &seen.conditions);
     if !row.failures.is_empty() {
-        // What the kubelets and controllers did meanwhile, to see where the time went.
-        let (_, events, _) = c.kubectl_raw(&[
-            "get",
-            "events",
-            "--sort-by=.lastTimestamp",
-            "-o",
-            "custom-columns=LAST:.lastTimestamp,OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message",
-        ]);
-        eprintln!("--- events ---\n{events}");
+        eprintln!("--- events of the members meanwhile ---\n{}", member_events(c));
     }
     eprintln!(
         "{}\n(load: {summary}; {} watch rounds, overlaps {:?}; {:.0} s since the load started; failures {:?})",
@@ -508,6 +500,46 @@ pub fn scenario(
         row.failures,
     );
     Some(row)
+}
+
+/// The cluster's Events about the ensemble's members and their claims, oldest first, with
+/// their times to the millisecond where the API has them: to see where a scenario's time
+/// went.
+fn member_events(c: &Cluster) -> String {
+    let (_, out, _) = c.kubectl_raw(&["get", "events", "-o", "json"]);
+    let list: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    let mut lines: Vec<(String, String)> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            e["involvedObject"]["name"]
+                .as_str()
+                .is_some_and(|n| n == "zk" || n.starts_with("zk-") || n.starts_with("data-zk-"))
+        })
+        .map(|e| {
+            let time = ["eventTime", "lastTimestamp", "firstTimestamp"]
+                .iter()
+                .find_map(|k| e[*k].as_str())
+                .or(e["metadata"]["creationTimestamp"].as_str())
+                .unwrap_or("?")
+                .to_string();
+            let line = format!(
+                "{time} {} {} {}",
+                e["involvedObject"]["name"].as_str().unwrap_or("?"),
+                e["reason"].as_str().unwrap_or("?"),
+                e["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(160)
+                    .collect::<String>()
+            );
+            (time, line)
+        })
+        .collect();
+    lines.sort();
+    lines.into_iter().map(|(_, l)| l).collect::<Vec<_>>().join("\n")
 }
 
 /// The targets of issue 14 and the scenario's own expectations; what is broken.
