@@ -489,7 +489,10 @@ pub fn scenario(
     };
     row.failures = check(&row, expect, &summary, &events, &seen.conditions);
     if !row.failures.is_empty() {
-        eprintln!("--- events of the members meanwhile ---\n{}", member_events(c));
+        eprintln!(
+            "--- events of the members meanwhile ---\n{}",
+            member_events(c)
+        );
     }
     eprintln!(
         "{}\n(load: {summary}; {} watch rounds, overlaps {:?}; {:.0} s since the load started; failures {:?})",
@@ -539,7 +542,11 @@ fn member_events(c: &Cluster) -> String {
         })
         .collect();
     lines.sort();
-    lines.into_iter().map(|(_, l)| l).collect::<Vec<_>>().join("\n")
+    lines
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The targets of issue 14 and the scenario's own expectations; what is broken.
