@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
@@ -69,6 +69,8 @@ pub enum Error {
 /// Requeue soon while something is moving, later when all is well.
 const PROGRESS_REQUEUE: Duration = Duration::from_secs(2);
 const IDLE_REQUEUE: Duration = Duration::from_secs(30);
+/// A reconcile longer than this logs where its time went.
+const SLOW_RECONCILE: Duration = Duration::from_secs(5);
 
 fn key_of(zke: &ZkEnsemble) -> String {
     format!("{}/{}", zke.namespace().unwrap_or_default(), zke.name_any())
@@ -96,12 +98,15 @@ pub async fn reconcile(zke: Arc<ZkEnsemble>, ctx: Arc<Context>) -> Result<Requeu
         owner,
     };
 
+    let started = Instant::now();
     let credential = if zke.spec.paused {
         read_credentials(&ctx.client, &names).await?
     } else {
         Some(ensure_credentials(&ctx.client, &e).await?)
     };
+    let credentials_done = started.elapsed();
     let observed = observe(&ctx.client, &zke, &names, credential.as_ref()).await?;
+    let observed_done = started.elapsed();
     let decision = plan(&observed);
     tracing::info!(
         ensemble = %key,
@@ -122,10 +127,25 @@ pub async fn reconcile(zke: Arc<ZkEnsemble>, ctx: Arc<Context>) -> Result<Requeu
             .map(|d| detail = d);
     }
 
+    let acted_done = started.elapsed();
     let previous = zke.status.as_ref();
     let status = compute_status(&observed, &decision, previous);
     announce(&ctx, &zke, &decision, previous, &outcome, detail).await;
     write_status(&ctx.client, &names, &status).await?;
+    let total = started.elapsed();
+    if total > SLOW_RECONCILE {
+        // Each step has its own bounds; a reconcile this slow holds up the next action,
+        // so say where its time went.
+        tracing::warn!(
+            ensemble = %key,
+            total_ms = total.as_millis() as u64,
+            credentials_ms = credentials_done.as_millis() as u64,
+            observe_ms = (observed_done - credentials_done).as_millis() as u64,
+            act_ms = (acted_done - observed_done).as_millis() as u64,
+            report_ms = (total - acted_done).as_millis() as u64,
+            "slow reconcile"
+        );
+    }
     outcome?;
     ctx.failures().remove(&key);
     Ok(match decision.action {
@@ -381,7 +401,7 @@ async fn perform(
                 .and_then(|o| observed.pods.iter().find(|p| p.ordinal == o))
                 .and_then(|p| p.ip.clone())
                 .ok_or_else(|| failed(format!("leader {from} has no pod IP")))?;
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             members::transfer_leadership(&ip, *to, credential)
                 .await
                 .map_err(failed)?;
