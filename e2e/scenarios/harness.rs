@@ -579,6 +579,10 @@ fn check(
             summary["configs_differ"]
         ));
     }
+    if summary["cleaned"] != true {
+        // Not a target, but the next scenarios would start from a bigger tree.
+        failures.push("the load could not delete the scenario's znodes".into());
+    }
     if row.overlaps > 0 {
         failures.push(format!("two app pods led at once {} times", row.overlaps));
     }
