@@ -61,6 +61,12 @@ impl Layout {
     pub fn pod_dir(&self, uid: &str) -> PathBuf {
         self.dir.join("pods").join(uid)
     }
+    /// Where the container logs of a deleted pod are kept.
+    pub fn deleted_pod_logs(&self, namespace: &str, name: &str, uid: &str) -> PathBuf {
+        self.logs()
+            .join("pods")
+            .join(format!("{namespace}_{name}_{uid}"))
+    }
     /// Persistent volumes: directories that outlive pods (and nodes).
     pub fn volumes(&self) -> PathBuf {
         self.dir.join("volumes")

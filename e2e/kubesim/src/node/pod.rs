@@ -173,7 +173,27 @@ async fn finish(ctx: &NodeContext, api: &Api<Pod>, pod: &Pod, uid: &str) {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(ctx.shared.layout.pod_dir(uid));
+    let pod_dir = ctx.shared.layout.pod_dir(uid);
+    keep_logs(&ctx.shared.layout, pod, uid, &pod_dir);
+    let _ = std::fs::remove_dir_all(pod_dir);
+}
+
+/// Moves a deleted pod's container logs to `logs/pods/<namespace>_<name>_<uid>/`, as a
+/// node keeps `/var/log/pods` after the pod is gone: what a restarted member wrote before
+/// it stopped is often the only account of a slow failover.
+fn keep_logs(layout: &crate::layout::Layout, pod: &Pod, uid: &str, pod_dir: &std::path::Path) {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.metadata.name.as_deref().unwrap_or("unnamed");
+    let kept = layout.deleted_pod_logs(namespace, name, uid);
+    if let Some(parent) = kept.parent()
+        && let Err(error) = std::fs::create_dir_all(parent)
+    {
+        debug!(pod = %name, %error, "cannot keep the deleted pod's logs");
+        return;
+    }
+    if let Err(error) = std::fs::rename(pod_dir.join("logs"), &kept) {
+        debug!(pod = %name, %error, "cannot keep the deleted pod's logs");
+    }
 }
 
 async fn patch_status(
