@@ -86,17 +86,23 @@ pub fn starting_ensemble(cfg: &ServerConfig) -> DynamicConfig {
 /// static (zoo.cfg), falling back to static when no `--join` target answers in time and
 /// the static config lists this server.
 async fn choose_ensemble(cfg: &ServerConfig) -> Result<DynamicConfig, StartError> {
-    let committed = DynamicConfig::read_committed(&cfg.snap_dir()).is_some();
-    match join::plan(cfg, committed) {
+    let data = if DynamicConfig::read_committed(&cfg.snap_dir()).is_some() {
+        join::DataDir::Committed
+    } else if crate::storage::has_history(&cfg.snap_dir(), &cfg.data_log_dir.join("version-2")) {
+        join::DataDir::History
+    } else {
+        join::DataDir::Empty
+    };
+    match join::plan(cfg, data) {
         join::Plan::Committed | join::Plan::Static => Ok(starting_ensemble(cfg)),
         join::Plan::CommittedOrJoin { ask_for } => {
-            let deadline = std::time::Instant::now() + ask_for;
-            let fetched = join::fetch_ensemble(&cfg.join, Some(deadline)).await?;
+            let give_up = join::GiveUp::WhenRefused(std::time::Instant::now() + ask_for);
+            let fetched = join::fetch_ensemble(&cfg.join, give_up).await?;
             Ok(join::newer(starting_ensemble(cfg), fetched))
         }
         join::Plan::Join { fall_back_after } => {
             let deadline = fall_back_after.map(|d| std::time::Instant::now() + d);
-            match join::fetch_ensemble(&cfg.join, deadline).await? {
+            match join::fetch_ensemble(&cfg.join, join::GiveUp::AtDeadline(deadline)).await? {
                 Some(fetched) => Ok(fetched),
                 None => {
                     info!(

@@ -9,6 +9,8 @@
 //! * a new pod (not in zoo.cfg) comes up as a non-voting joiner through `--join` and a
 //!   `reconfig` (zookeeper-client) makes it a voter;
 //! * a member whose volume was wiped rejoins through `--join` with the committed config;
+//! * two members restarted at once start from their own state without waiting on
+//!   `--join`, which nobody can answer without a quorum;
 //! * the admin HTTP asks for the super user's credentials, the probes do not.
 //!
 //! The tests take turns so that their timings do not depend on each other.
@@ -198,6 +200,61 @@ fn a_member_on_a_wiped_volume_rejoins_through_join() {
             "server {wiped} did not rejoin through --join\n{second}"
         );
         progress(&load, "after the rejoin").await;
+        let acks = load.stop(STOP_LOAD).await;
+        verify_all(&c, &all, &acks).await;
+        c.assert_no_fatal_log();
+    });
+}
+
+/// (c'): two of three members restarted at once (a user deleted the leader's pod while a
+/// roll restarted a follower) in an ensemble never reconfigured, so no data dir holds a
+/// committed config. The survivor behind the client Service serves nobody without a
+/// quorum; the restarted members must start from what they have at once instead of
+/// asking --join until --join-timeout as new pods do (issue 14: a 10 s write pause).
+#[test]
+fn two_members_restarted_at_once_do_not_wait_for_join() {
+    let _turn = turn();
+    run(async {
+        let mut c = Cluster::pods(3, JOIN_TIMEOUT);
+        let all = [1, 2, 3];
+        let leader = bootstrap(&mut c, 1).await;
+        ensure_node(c.client(leader), LOAD_ROOT, SETTLE).await;
+        let survivor = all.into_iter().find(|id| *id != leader).unwrap();
+        let follower = all
+            .into_iter()
+            .find(|id| *id != leader && *id != survivor)
+            .unwrap();
+        c.route_client_service(survivor);
+        let load = load_on(&c, &all);
+        progress(&load, "before the restarts").await;
+        let epoch = c.status(leader).await.expect("leader status").epoch;
+        // Long enough that waiting it out cannot pass for a quick start.
+        for id in [leader, follower] {
+            c.set_join_timeout(id, "30s");
+        }
+        let t = Instant::now();
+        c.kill9(leader);
+        c.kill9(follower);
+        c.restart(leader);
+        c.restart(follower);
+        let pause = load.wait_resumed(t, epoch, Duration::from_secs(40)).await;
+        eprintln!(
+            "leader {leader} and follower {follower} restarted at once: write pause {pause:?}"
+        );
+        assert!(
+            pause < Duration::from_secs(5),
+            "writes paused {pause:?} with two of three members restarted"
+        );
+        for id in [leader, follower] {
+            let log = c.node(id).log();
+            let second = log.rsplit("===== run ").next().unwrap_or_default();
+            assert!(
+                second.contains("every --join target refused") && !second.contains(BOOTSTRAP_LOG),
+                "server {id} did not start from its own state\n{second}"
+            );
+        }
+        c.wait_leader(&all, SETTLE).await;
+        progress(&load, "after both came back").await;
         let acks = load.stop(STOP_LOAD).await;
         verify_all(&c, &all, &acks).await;
         c.assert_no_fatal_log();

@@ -101,6 +101,16 @@ pub use snapshot::{SnapshotWriter, load_newest_valid, read_snapshot, write_snaps
 pub use txnlog::{TxnLog, TxnLogOptions};
 pub use writer::{DiskEvent, DiskEventSink, DiskWriter, DiskWriterStats, SyncTimes};
 
+/// Whether a server has run on these directories before: a transaction log or a snapshot
+/// is there. (A directory that cannot be listed counts as having history: the recovery
+/// that follows reports the error.)
+pub fn has_history(snap_dir: &std::path::Path, log_dir: &std::path::Path) -> bool {
+    let any = |dir: &std::path::Path, prefix| {
+        files::list_zxid_files(dir, prefix).map_or(true, |found| !found.is_empty())
+    };
+    any(log_dir, files::LOG_PREFIX) || any(snap_dir, files::SNAPSHOT_PREFIX)
+}
+
 /// Result alias for this module.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 

@@ -1191,6 +1191,12 @@ impl Cluster {
         self.write_pod_cfg(id, members);
     }
 
+    /// Gives pod `id` this `--join-timeout` from its next start.
+    pub fn set_join_timeout(&mut self, id: u64, timeout: &str) {
+        let pod = self.node_mut(id).pod.as_mut().expect("a pod cluster");
+        pod.join_timeout = timeout.to_string();
+    }
+
     /// Points the client Service's name at server `id` (a ready pod behind it).
     pub fn route_client_service(&mut self, id: u64) {
         let ip = self.node(id).ip;
