@@ -139,6 +139,21 @@ pub fn pod_view(names: &EnsembleNames, pod: &Pod) -> Option<PodView> {
 }
 
 /// Reads everything the planner looks at.
+/// The ensemble's member pods, listed from the API server (not a cache).
+pub async fn member_pods(
+    client: &kube::Client,
+    names: &EnsembleNames,
+) -> Result<Vec<PodView>, kube::Error> {
+    let pods = Api::<Pod>::namespaced(client.clone(), &names.namespace)
+        .list(&ListParams::default().labels(&member_selector_string(names)))
+        .await?;
+    Ok(pods
+        .items
+        .iter()
+        .filter_map(|p| pod_view(names, p))
+        .collect())
+}
+
 pub async fn observe(
     client: &kube::Client,
     zke: &ZkEnsemble,
@@ -149,17 +164,10 @@ pub async fn observe(
     let sts = Api::<StatefulSet>::namespaced(client.clone(), ns)
         .get_opt(&names.stateful_set())
         .await?;
-    let pods = Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(&member_selector_string(names)))
-        .await?;
+    let pods = member_pods(client, names).await?;
     let pvcs = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
         .list(&ListParams::default())
         .await?;
-    let pods: Vec<PodView> = pods
-        .items
-        .iter()
-        .filter_map(|p| pod_view(names, p))
-        .collect();
     let ours: Vec<&PersistentVolumeClaim> = pvcs
         .items
         .iter()

@@ -24,8 +24,8 @@ use crate::crd::{Phase, ZkEnsemble, ZkEnsembleStatus};
 use crate::members::{self, SuperCredential};
 use crate::membership::{EnsembleNames, initial_dynamic_config, ordinal_of_id};
 use crate::metrics::Metrics;
-use crate::observe::{observe, serving_ips};
-use crate::planner::{Action, Decision, Observed, plan, quorum_view};
+use crate::observe::{self, observe, serving_ips};
+use crate::planner::{Action, Decision, Observed, plan, quorum_view, recheck, takes_a_member_down};
 use crate::status::compute_status;
 
 /// What every reconcile needs, and nothing more.
@@ -69,6 +69,7 @@ pub enum Error {
 /// Requeue soon while something is moving, later when all is well.
 const PROGRESS_REQUEUE: Duration = Duration::from_secs(2);
 const IDLE_REQUEUE: Duration = Duration::from_secs(30);
+const REPLAN_REQUEUE: Duration = Duration::from_millis(200);
 /// A reconcile longer than this logs where its time went.
 const SLOW_RECONCILE: Duration = Duration::from_secs(5);
 
@@ -107,7 +108,7 @@ pub async fn reconcile(zke: Arc<ZkEnsemble>, ctx: Arc<Context>) -> Result<Requeu
     let credentials_done = started.elapsed();
     let observed = observe(&ctx.client, &zke, &names, credential.as_ref()).await?;
     let observed_done = started.elapsed();
-    let decision = plan(&observed);
+    let mut decision = plan(&observed);
     tracing::info!(
         ensemble = %key,
         action = decision.action.kind(),
@@ -120,8 +121,23 @@ pub async fn reconcile(zke: Arc<ZkEnsemble>, ctx: Arc<Context>) -> Result<Requeu
     if decision.action != Action::Paused {
         outcome = apply_children(&ctx, &zke, &e, &observed, &decision).await;
     }
+    let mut replanned = false;
+    if outcome.is_ok() && takes_a_member_down(&decision.action) {
+        let fresh = observe::member_pods(&ctx.client, &names).await?;
+        if let Some(changed) = recheck(&observed, fresh, &decision) {
+            tracing::info!(
+                ensemble = %key,
+                dropped = decision.action.kind(),
+                action = changed.action.kind(),
+                reason = %changed.reason,
+                "re-planned before acting"
+            );
+            decision = changed;
+            replanned = true;
+        }
+    }
     let mut detail = None;
-    if outcome.is_ok() {
+    if outcome.is_ok() && !replanned {
         outcome = perform(&ctx, &names, &observed, &decision, credential.as_ref())
             .await
             .map(|d| detail = d);
@@ -149,6 +165,8 @@ pub async fn reconcile(zke: Arc<ZkEnsemble>, ctx: Arc<Context>) -> Result<Requeu
     outcome?;
     ctx.failures().remove(&key);
     Ok(match decision.action {
+        // The world moved under the plan: look again at once.
+        _ if replanned => Requeue::requeue(REPLAN_REQUEUE),
         Action::Done | Action::Paused | Action::Degraded { .. } => Requeue::requeue(IDLE_REQUEUE),
         _ => Requeue::requeue(PROGRESS_REQUEUE),
     })

@@ -292,6 +292,35 @@ fn wait(w: &World, kind: WaitKind, target: &str, reason: String) -> Decision {
     }
 }
 
+/// Whether `action` stops a member: the actions that must be re-checked against the
+/// pods just before they are carried out (see [`recheck`]).
+pub fn takes_a_member_down(action: &Action) -> bool {
+    matches!(action, Action::DeletePod { .. })
+}
+
+/// `decision` re-planned with pods listed again just before it is carried out. Between the
+/// observation and the action lie the members' HTTP reports, the committed config and the
+/// children's apply, a few hundred milliseconds in which someone else may delete a member
+/// (`kubectl delete pod`, an eviction, a node failure): a restart planned for a full
+/// ensemble must then not take a second member down. `Some` with the decision the fresh
+/// pods call for when it differs (the action is dropped and the reconcile requeued), `None`
+/// when the plan stands.
+pub fn recheck(obs: &Observed, fresh_pods: Vec<PodView>, decision: &Decision) -> Option<Decision> {
+    let fresh = Observed {
+        pods: fresh_pods,
+        ..obs.clone()
+    };
+    let replanned = plan(&fresh);
+    (replanned.action != decision.action).then(|| Decision {
+        reason: format!(
+            "{} (re-planned: the pods changed after {} was decided)",
+            replanned.reason,
+            decision.action.kind()
+        ),
+        ..replanned
+    })
+}
+
 /// Stop at once: the spec or the world needs a human (not a wait that may resolve).
 fn refuse(w: &World, target: &str, reason: String) -> Decision {
     refuse_as(w, NEEDS_ATTENTION, target, reason)

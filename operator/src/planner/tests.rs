@@ -439,6 +439,25 @@ fn rule2_terminating_pod_waits() {
 }
 
 #[test]
+fn a_restart_is_dropped_when_another_member_went_down_after_the_plan() {
+    // The roll chose a follower; before the delete, someone deleted the leader's pod.
+    let before = healthy(3).new_revision();
+    let decision = before.plan();
+    assert!(takes_a_member_down(&decision.action), "{decision:?}");
+    let fresh = before.clone().terminating(0).observed().pods;
+    let replanned = recheck(&before.observed(), fresh, &decision).expect("re-planned");
+    waits(&replanned, "PodGone/zk-0");
+    assert!(
+        replanned.reason.contains("re-planned"),
+        "{}",
+        replanned.reason
+    );
+    // Nothing changed: the plan stands.
+    let same = before.observed().pods;
+    assert_eq!(recheck(&before.observed(), same, &decision), None);
+}
+
+#[test]
 fn rule2_one_pod_per_reconcile_and_next_waits_for_the_updated_one() {
     // zk-1 was just restarted: it runs r2 but does not serve yet.
     let d = healthy(3).new_revision().updated(1).unsynced(2).plan();
