@@ -143,6 +143,7 @@ fn watch(c: &Cluster, stop: &AtomicBool, seen: &Mutex<Watched>) {
 }
 
 /// One row of the results table, and what its checks found.
+#[derive(Debug, Default, Clone)]
 pub struct Row {
     pub name: String,
     pub planned: bool,
@@ -187,6 +188,45 @@ impl Row {
             self.conditions,
         )
     }
+}
+
+pub const SUMMARY_HEADER: &str = "| scenario | kind | runs | rows with lost writes | CAS violations | write pause min / median / max | probe gap max | overlaps | without app leader max | most members down | transfers (≤ 200 ms) | total median |\n|---|---|---|---|---|---|---|---|---|---|---|---|";
+
+/// One line per scenario over every round, in the order the scenarios first ran.
+pub fn summary(rows: &[Row]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for r in rows {
+        if !names.contains(&r.name.as_str()) {
+            names.push(&r.name);
+        }
+    }
+    let lines = names.iter().map(|name| {
+        let runs: Vec<&Row> = rows.iter().filter(|r| r.name == *name).collect();
+        let mut pauses: Vec<u64> = runs.iter().map(|r| r.write_pause_ms).collect();
+        pauses.sort_unstable();
+        let mut totals: Vec<Duration> = runs.iter().map(|r| r.total).collect();
+        totals.sort_unstable();
+        let max = |f: fn(&Row) -> u64| runs.iter().map(|r| f(r)).max().unwrap_or(0);
+        let sum = |f: fn(&Row) -> u64| runs.iter().map(|r| f(r)).sum::<u64>();
+        format!(
+            "| {name} | {} | {} | {} | {} | {} / {} / {} ms | {} ms | {} | {} ms | {} | {} ({}) | {:.1} s |",
+            if runs[0].planned { "planned" } else { "unplanned" },
+            runs.len(),
+            runs.iter().filter(|r| r.lost != "0").count(),
+            sum(|r| r.cas_violations as u64),
+            pauses[0],
+            pauses[pauses.len() / 2],
+            pauses[pauses.len() - 1],
+            max(|r| r.probe_gap_ms),
+            sum(|r| r.overlaps as u64),
+            max(|r| r.without_leader.as_millis() as u64),
+            max(|r| r.most_down as u64),
+            sum(|r| r.transfers.count),
+            sum(|r| r.transfers.within_bound),
+            totals[totals.len() / 2].as_secs_f64(),
+        )
+    });
+    format!("{SUMMARY_HEADER}\n{}", lines.collect::<Vec<_>>().join("\n"))
 }
 
 /// The load pod of one scenario.
@@ -629,4 +669,40 @@ fn check(
         }
     }
     failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_has_one_line_per_scenario_over_the_rounds() {
+        let row = |name: &str, pause: u64, lost: &str| Row {
+            name: name.into(),
+            planned: true,
+            total: Duration::from_secs(pause),
+            lost: lost.into(),
+            write_pause_ms: pause,
+            transfers: Transfers {
+                count: 1,
+                within_bound: 1,
+            },
+            ..Row::default()
+        };
+        let rows = [
+            row("a", 30, "0"),
+            row("b", 5, "0"),
+            row("a", 10, "2 (w0-1)"),
+            row("a", 20, "0"),
+        ];
+        let text = summary(&rows);
+        let lines: Vec<&str> = text.lines().skip(2).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].starts_with("| a | planned | 3 | 1 | 0 | 10 / 20 / 30 ms |"),
+            "{text}"
+        );
+        assert!(lines[0].ends_with("| 3 (3) | 20.0 s |"), "{text}");
+        assert!(lines[1].starts_with("| b | planned | 1 | 0 |"), "{text}");
+    }
 }

@@ -30,7 +30,8 @@ use common::app::{APP, app_for_kubesim, app_pods, http_get_with, one_leader};
 use common::operator::{condition, ensemble_yaml, install_crd, kazoo_configmaps, wait_available};
 use common::{Cluster, repo_root, wait_for};
 use harness::{
-    Expect, HEADER, Row, follower_pod, leader_pod, scenario, update_revision, wait_roll_begins,
+    Expect, HEADER, Row, follower_pod, leader_pod, scenario, summary, update_revision,
+    wait_roll_begins,
 };
 
 /// The second server image of the upgrade scenario, played by a copy of the binary.
@@ -530,13 +531,16 @@ fn day_two_operations_under_load() {
         !rows.is_empty(),
         "PADDOCK_SCENARIO_ONLY selected no scenario"
     );
-    let table = format!(
+    let mut table = format!(
         "{HEADER}\n{}",
         rows.iter()
             .map(Row::markdown)
             .collect::<Vec<_>>()
             .join("\n")
     );
+    if rounds > 1 {
+        table = format!("{}\n\nAll rows:\n\n{table}", summary(&rows));
+    }
     eprintln!("\n{table}\n");
     let results = c.dir.join("RESULTS.md");
     std::fs::write(&results, &table).expect("write the results");
