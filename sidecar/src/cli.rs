@@ -8,8 +8,9 @@
 //!
 //! Beyond the contract: `--value` (what the flag candidacy and memberships publish;
 //! default `$POD_IP`), `--probe-listen` (a second address serving only the probe
-//! endpoints, for kubelet probes), `--heartbeat` (default SSE heartbeat interval) and
-//! `--log-format text|json`.
+//! endpoints, for kubelet probes), `--heartbeat` (default SSE heartbeat interval),
+//! `--groups-root`/`--config-root` (groups and the config tree somewhere else than under
+//! `--root`, for an app whose znode layout is its own) and `--log-format text|json`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +47,14 @@ pub struct Cli {
     /// Where the sidecar's nodes live in the tree.
     #[arg(long, env = "PADDOCK_ROOT", default_value = "/paddock")]
     pub root: String,
+    /// Where groups live instead of <root>/groups (a group's members are
+    /// <groups-root>/<group>/<id>).
+    #[arg(long, env = "PADDOCK_GROUPS_ROOT", value_name = "PATH")]
+    pub groups_root: Option<String>,
+    /// Where the config tree lives instead of <root>/config (/v1/config/<path> is
+    /// <config-root>/<path>).
+    #[arg(long, env = "PADDOCK_CONFIG_ROOT", value_name = "PATH")]
+    pub config_root: Option<String>,
     /// Campaign in this election from startup, without any app call.
     #[arg(long, env = "PADDOCK_ELECTION", value_name = "NAME")]
     pub election: Option<String>,
@@ -97,6 +106,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub probe_listen: Option<SocketAddr>,
     pub root: String,
+    pub groups_root: Option<String>,
+    pub config_root: Option<String>,
     pub election: Option<String>,
     pub id: Option<String>,
     pub value: Vec<u8>,
@@ -142,8 +153,16 @@ impl Cli {
                 format!("--probe-listen {p:?}: {e} (expected IP:PORT, e.g. 0.0.0.0:4041)")
             })?),
         };
-        if let Err(reason) = paddock_client::path::validate(&self.root, false) {
-            return Err(format!("--root {:?}: {reason}", self.root));
+        for (flag, path) in [
+            ("--root", Some(&self.root)),
+            ("--groups-root", self.groups_root.as_ref()),
+            ("--config-root", self.config_root.as_ref()),
+        ] {
+            if let Some(path) = path
+                && let Err(reason) = paddock_client::path::validate(path, false)
+            {
+                return Err(format!("{flag} {path:?}: {reason}"));
+            }
         }
         if let Some(e) = &self.election {
             names::name("--election", e).map_err(|e| e.message)?;
@@ -205,6 +224,8 @@ impl Cli {
             listen,
             probe_listen,
             root: self.root,
+            groups_root: self.groups_root,
+            config_root: self.config_root,
             election: self.election,
             id,
             value,
@@ -297,6 +318,13 @@ mod tests {
         assert!(e.contains("--id"), "{e}");
         let e = parse(&["--servers", "a:1", "--id", "p", "--root", "paddock"]).unwrap_err();
         assert!(e.contains("--root"), "{e}");
+        let e = parse(&["--servers", "a:1", "--id", "p", "--config-root", "mw/"]).unwrap_err();
+        assert!(e.contains("--config-root"), "{e}");
+        let e = parse(&["--servers", "a:1", "--id", "p", "--groups-root", "/a//b"]).unwrap_err();
+        assert!(e.contains("--groups-root"), "{e}");
+        let c = parse(&["--servers", "a:1", "--id", "p", "--groups-root", "/mw"]).unwrap();
+        assert_eq!(c.groups_root.as_deref(), Some("/mw"));
+        assert_eq!(c.config_root, None);
         let e = parse(&["--servers", "a:1", "--id", "p", "--listen", "localhost"]).unwrap_err();
         assert!(e.contains("--listen"), "{e}");
         let e = parse(&["--servers", "a:1", "--id", "p", "--render", "x"]).unwrap_err();

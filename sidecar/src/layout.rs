@@ -19,17 +19,35 @@ use paddock_client::path;
 #[derive(Debug, Clone)]
 pub struct Layout {
     root: String,
+    groups: String,
+    config: String,
+}
+
+/// A valid absolute znode path without a trailing slash (`/` stays `/`).
+fn trimmed(path: &str) -> String {
+    if path.len() > 1 {
+        path.trim_end_matches('/').to_string()
+    } else {
+        path.to_string()
+    }
 }
 
 impl Layout {
     /// `root` must be a valid absolute znode path (checked by the CLI).
     pub fn new(root: &str) -> Layout {
-        let root = if root.len() > 1 {
-            root.trim_end_matches('/').to_string()
-        } else {
-            root.to_string()
-        };
-        Layout { root }
+        Layout::with_roots(root, None, None)
+    }
+
+    /// With the groups and the config tree somewhere else than under `root`
+    /// (`--groups-root`, `--config-root`): an app whose layout predates the sidecar (the
+    /// seeds' master–worker `/workers`, `/assign/<worker>`) keeps it.
+    pub fn with_roots(root: &str, groups: Option<&str>, config: Option<&str>) -> Layout {
+        let root = trimmed(root);
+        Layout {
+            groups: groups.map_or_else(|| path::join(&root, "groups"), trimmed),
+            config: config.map_or_else(|| path::join(&root, "config"), trimmed),
+            root,
+        }
     }
 
     pub fn root(&self) -> &str {
@@ -41,7 +59,7 @@ impl Layout {
     }
 
     pub fn groups(&self) -> String {
-        path::join(&self.root, "groups")
+        self.groups.clone()
     }
 
     pub fn locks(&self) -> String {
@@ -49,7 +67,7 @@ impl Layout {
     }
 
     pub fn config_root(&self) -> String {
-        path::join(&self.root, "config")
+        self.config.clone()
     }
 
     /// The directories created when a session starts.
@@ -79,20 +97,24 @@ impl Layout {
         if rel.is_empty() {
             self.config_root()
         } else {
-            format!("{}/{rel}", self.config_root())
+            path::join(&self.config, rel)
         }
     }
 
     /// The config path of a znode under the config root.
     pub fn config_rel(&self, znode: &str) -> Option<String> {
-        let root = self.config_root();
+        let root = &self.config;
         if znode == root {
             return Some(String::new());
         }
-        znode
-            .strip_prefix(&root)
-            .and_then(|rest| rest.strip_prefix('/'))
-            .map(str::to_string)
+        let rest = if root == "/" {
+            znode.strip_prefix('/')
+        } else {
+            znode
+                .strip_prefix(root.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+        };
+        rest.map(str::to_string)
     }
 }
 
@@ -124,6 +146,21 @@ mod tests {
         let top = Layout::new("/");
         assert_eq!(top.election("e"), "/elections/e");
         assert_eq!(Layout::new("/x/").root(), "/x");
+    }
+
+    #[test]
+    fn groups_and_config_elsewhere() {
+        let l = Layout::with_roots("/mw", Some("/mw"), Some("/mw/"));
+        assert_eq!(l.group("workers"), "/mw/workers");
+        assert_eq!(l.config("assign/w1"), "/mw/assign/w1");
+        assert_eq!(l.config_rel("/mw/assign/w1").as_deref(), Some("assign/w1"));
+        assert_eq!(l.election("e"), "/mw/elections/e");
+        let top = Layout::with_roots("/paddock", None, Some("/"));
+        assert_eq!(top.config(""), "/");
+        assert_eq!(top.config("tasks"), "/tasks");
+        assert_eq!(top.config_rel("/tasks/t1").as_deref(), Some("tasks/t1"));
+        assert_eq!(top.config_rel("/").as_deref(), Some(""));
+        assert_eq!(top.groups(), "/paddock/groups");
     }
 
     #[test]

@@ -27,7 +27,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Runs the sidecar until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> Result<(), String> {
-    let layout = Layout::new(&cfg.root);
+    let layout = Layout::with_roots(
+        &cfg.root,
+        cfg.groups_root.as_deref(),
+        cfg.config_root.as_deref(),
+    );
     let hub = Hub::new();
     let metrics = Arc::new(Metrics::default());
     let sessions = Sessions::new(&cfg.servers, cfg.session_timeout, layout.clone());
