@@ -11,6 +11,8 @@
 # 4. the compatibility suites (kazoo, raw wire, zkCli, Curator) against paddock-server
 #    and, as the control that proves the suites themselves, against Apache ZooKeeper 3.8;
 # 5. paddock-bench once at a tiny size (proves the benchmark still runs; judges no timing);
+# 5a. the master–worker example's chaos run on a local ensemble (examples/master-worker:
+#    masters and workers killed, paused and cut off; no task lost or recorded twice);
 # 5b. the container images (server/, operator/, sidecar/Dockerfile): built FROM a base made
 #    with debootstrap (cached in ~/.cache/paddock/images) around the release binaries, then
 #    each run once under Docker (dockerd is started when none runs);
@@ -51,6 +53,7 @@ step "compat: paddock-server" bash e2e/compat/run_ours.sh
 step "kazoo recipes across leader kills (3-node ensemble)" bash e2e/zab/run_ensemble.sh
 step "kazoo reconfig: Apache ZooKeeper 3.8 then paddock (3 servers + a joiner)" bash e2e/compat/run_reconfig.sh
 step "bench smoke (tiny run, no timing judged)" bash e2e/bench-smoke.sh
+step "master–worker chaos run (local ensemble, 300 tasks, one round)" bash examples/master-worker/chaos.sh
 step "container images: built on a local debootstrap base, each run once (e2e/images/test.sh)" bash e2e/images/test.sh
 step "test cluster: upstream control plane + kubesim (e2e/kube/test.sh)" bash e2e/kube/test.sh
 if [ "${SKIP_REFERENCE:-0}" != 1 ]; then

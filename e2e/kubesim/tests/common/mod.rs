@@ -59,12 +59,14 @@ pub fn workspace_binaries() -> PathBuf {
             "paddock-sidecar",
             "-p",
             "paddock-operator",
+            "-p",
+            "paddock-master-worker",
         ])
         .status()
         .expect("run cargo build");
     assert!(
         status.success(),
-        "cargo build -p paddock-server -p paddock-sidecar -p paddock-operator failed"
+        "cargo build -p paddock-server -p paddock-sidecar -p paddock-operator -p paddock-master-worker failed"
     );
     let dir = target.join("debug");
     assert!(
