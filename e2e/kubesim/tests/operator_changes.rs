@@ -263,8 +263,16 @@ fn rolling_restarts_keep_every_acknowledged_write_and_restart_the_leader_last() 
                 .into_iter()
                 .find(|p| !order.iter().any(|o| o == p) && *p != first_leader)
                 .expect("a follower not yet restarted");
-            c.kubectl(&["delete", "pod", victim, "--wait=false"]);
-            eprintln!("  deleted {victim} by hand mid-roll");
+            // The roll may have deleted it a moment before (it is between restarts, not
+            // yet back on the new revision): then the hand and the roll chose the same pod.
+            let (ok, out, err) = c.kubectl_raw(&["delete", "pod", victim, "--wait=false"]);
+            if ok {
+                eprintln!("  deleted {victim} by hand mid-roll");
+            } else if err.contains("NotFound") {
+                eprintln!("  {victim} was already gone (the roll deleted it first)");
+            } else {
+                panic!("kubectl delete pod {victim} failed:\n{out}{err}");
+            }
             deleted = Some(victim.to_string());
         }
     });
