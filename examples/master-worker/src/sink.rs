@@ -290,8 +290,17 @@ pub struct SinkOptions {
 
 /// Serves the sink until Ctrl-C or SIGTERM.
 pub async fn run(opts: SinkOptions) -> Result<(), String> {
-    let client = crate::connect(&opts.servers, SESSION_TIMEOUT).await?;
-    crate::ensure_dirs(&client, &opts.layout).await?;
+    // Listened for from the start: a SIGTERM while the ensemble is not reachable yet stops
+    // the sink too (as a container's PID 1 it would otherwise be ignored until SIGKILL).
+    let mut stop = Box::pin(crate::stop_signal());
+    let client = tokio::select! {
+        started = async {
+            let client = crate::connect(&opts.servers, SESSION_TIMEOUT).await?;
+            crate::ensure_dirs(&client, &opts.layout).await?;
+            Ok::<_, String>(client)
+        } => started?,
+        () = &mut stop => return Ok(()),
+    };
     let earlier = match std::fs::read_to_string(&opts.log) {
         Ok(text) => count_log(&text)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
@@ -327,7 +336,7 @@ pub async fn run(opts: SinkOptions) -> Result<(), String> {
         max_body_bytes: 64 * 1024,
         max_connections: 256,
     };
-    paddock_httpserve::serve(listener, router, limits, crate::stop_signal()).await;
+    paddock_httpserve::serve(listener, router, limits, stop).await;
     sink.client.read().await.close().await;
     Ok(())
 }
