@@ -13,9 +13,10 @@
 # 5. paddock-bench once at a tiny size (proves the benchmark still runs; judges no timing);
 # 5a. the master–worker example's chaos run on a local ensemble (examples/master-worker:
 #    masters and workers killed, paused and cut off; no task lost or recorded twice);
-# 5b. the container images (server/, operator/, sidecar/Dockerfile): built FROM a base made
-#    with debootstrap (cached in ~/.cache/paddock/images) around the release binaries, then
-#    each run once under Docker (dockerd is started when none runs);
+# 5b. the container images (server/, operator/, sidecar/, examples/master-worker/Dockerfile):
+#    built FROM a base made with debootstrap (cached in ~/.cache/paddock/images) around the
+#    binaries cargo built, then each run once under Docker (dockerd is started when none
+#    runs; with no daemon to be had the step fails);
 # 6. the test cluster (e2e/kube): the upstream Kubernetes control plane built from its Go
 #    modules (cached in ~/.cache/paddock; ~10 min the first time) and the tests on it.
 #

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The container images (server/, operator/ and sidecar/Dockerfile), built and run once each:
+# The container images (server/, operator/, sidecar/ and examples/master-worker/Dockerfile),
+# built and run once each:
 #
 #   bash e2e/images/test.sh
 #
@@ -21,17 +22,21 @@
 #   one-member ZkEnsemble at /conf, data on a volume at /data, the super digest in the env)
 #   answers ruok, /readyz and /status (401 without the super user's credentials);
 # - the sidecar pointed at that server answers /healthz, /readyz and leads its election;
+# - the master-worker image (`mw`) runs the example's sink (its log on a volume at
+#   /results), a master and a worker against that server as kubernetes.yaml runs them;
+#   target/'s `mw submit` submits 5 tasks, which all complete, each recorded once;
 # - the operator prints its CRD, identical to crds/zkensembles.paddock.dev.yaml.
 # Each image's user is 65532:65532 (and the running processes' uid), its entrypoint is the
-# binary in exec form, its file system has no shell, and SIGTERM stops each server and the
-# sidecar with exit code 0.
+# binary in exec form, its file system has no shell, and SIGTERM stops each server, the
+# sidecar and the sink, master and worker with exit code 0.
 #
 # Needs root (or a running Docker daemon), docker.io and debootstrap (installed when
 # missing). Starts dockerd itself when no daemon answers, and stops only that one at the
-# end. Exits 0 with "SKIPPED" on stderr only when no Docker daemon can be started.
+# end. When no Docker daemon answers and none can be started it FAILS (exit 1, saying
+# why): the images were then neither built nor run, and that is no pass.
 #
-# Environment: IMAGES_TEST_ADDR (a 127.x.y.z; ports 2181 2281 2888 3888 4040 8080 8181 on
-# it must be free), PADDOCK_IMAGES_CACHE (instead of ~/.cache/paddock), IMAGES_TEST_KEEP=1
+# Environment: IMAGES_TEST_ADDR (a 127.x.y.z; ports 2181 2281 2888 3888 4040 7070 8080 8181
+# on it must be free), PADDOCK_IMAGES_CACHE (instead of ~/.cache/paddock), IMAGES_TEST_KEEP=1
 # (keep the images built here; by default they are removed, the base image stays).
 set -euo pipefail
 exec </dev/null
@@ -49,9 +54,8 @@ PASSED=0
 log() { echo "images: $*" >&2; }
 die() { echo "images: FAILED: $*" >&2; exit 1; }
 pass() { PASSED=$((PASSED + 1)); echo "ok $PASSED - $*"; }
-skip() {
-  echo "images: SKIPPED: $* (the images were not built or run)" >&2
-  exit 0
+no_daemon() {
+  die "$* -- the images were neither built nor run (start a Docker daemon, or run this as root so that it starts one)"
 }
 phase() { log "[$((SECONDS - T0))s] $*"; }
 
@@ -60,16 +64,16 @@ phase() { log "[$((SECONDS - T0))s] $*"; }
 command -v python3 >/dev/null || die "python3 is needed (probe.py, minimal_rootfs.py)"
 PROBE=(python3 "$HERE/probe.py")
 
-# The cargo stage is the same text in the three Dockerfiles, so that building the three
-# images compiles once (the second and third builds hit its cached layer): keep it so.
+# The cargo stage is the same text in the four Dockerfiles, so that building the four
+# images compiles once (the later builds hit its cached layer): keep it so.
 # shellcheck disable=SC2016 # ${BUILDER} is the Dockerfile's text, not a shell variable
 build_stage() { sed -n '/^ARG RUST_IMAGE=/,/^FROM ${BUILDER} AS binaries$/p' "$1"; }
 [ -n "$(build_stage server/Dockerfile)" ] || die "server/Dockerfile: no build stage between ARG RUST_IMAGE= and FROM \${BUILDER} AS binaries"
-for c in operator sidecar; do
-  [ "$(build_stage "$c/Dockerfile")" = "$(build_stage server/Dockerfile)" ] ||
-    die "the build stage of $c/Dockerfile differs from server/Dockerfile's (they must stay identical)"
+for f in operator/Dockerfile sidecar/Dockerfile examples/master-worker/Dockerfile; do
+  [ "$(build_stage "$f")" = "$(build_stage server/Dockerfile)" ] ||
+    die "the build stage of $f differs from server/Dockerfile's (they must stay identical)"
 done
-pass "the three Dockerfiles share one build stage, text for text"
+pass "the four Dockerfiles share one build stage, text for text"
 
 IS_ROOT=0
 [ "$(id -u)" -eq 0 ] && IS_ROOT=1
@@ -112,7 +116,7 @@ if ! pick_client || ! command -v dockerd >/dev/null 2>&1; then
     apt_install docker.io
     if ! pick_client && apt-cache show docker-buildx >/dev/null 2>&1; then apt_install docker-buildx; fi
   elif ! any_daemon; then
-    skip "no Docker daemon answers and, not being root, this test cannot start one"
+    no_daemon "no Docker daemon answers and, not being root, this test cannot start one"
   fi
 fi
 pick_client || die "no docker client that can build with BuildKit (Docker < 23, or the buildx plugin)"
@@ -144,7 +148,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM HUP PIPE
 
 if ! "$DOCKER" info >/dev/null 2>&1; then
-  [ "$IS_ROOT" = 1 ] || skip "no Docker daemon answers and, not being root, this test cannot start one"
+  [ "$IS_ROOT" = 1 ] || no_daemon "no Docker daemon answers and, not being root, this test cannot start one"
   command -v dockerd >/dev/null 2>&1 || die "dockerd is missing after installing docker.io"
   log "starting dockerd (log: $WORK/dockerd.log)"
   # No bridge and no iptables rules: the containers here use the host's network only,
@@ -159,7 +163,7 @@ if ! "$DOCKER" info >/dev/null 2>&1; then
   done
   if ! "$DOCKER" info >/dev/null 2>&1; then
     tail -n 20 "$WORK/dockerd.log" >&2 || true
-    skip "dockerd did not start within 60 s (its log is above)"
+    no_daemon "dockerd did not start within 60 s (its log is above)"
   fi
 fi
 phase "docker daemon answers ($("$DOCKER" version --format '{{.Server.Version}}' 2>/dev/null))"
@@ -250,8 +254,13 @@ case "$PROFILE" in
   release) PROFILE_DIR=release ;;
   *) die "IMAGES_PROFILE must be dev or release, not $PROFILE" ;;
 esac
-phase "cargo build --profile $PROFILE (paddock-server, paddock-operator, paddock-sidecar)"
-cargo build --profile "$PROFILE" --locked --quiet -p paddock-server -p paddock-operator -p paddock-sidecar ||
+# The packages and binaries of the Dockerfiles' build stage.
+PACKAGES=(paddock-server paddock-operator paddock-sidecar paddock-master-worker)
+BINS=(paddock-server paddock-operator paddock-sidecar mw)
+phase "cargo build --profile $PROFILE (${PACKAGES[*]})"
+PACKAGE_ARGS=()
+for p in "${PACKAGES[@]}"; do PACKAGE_ARGS+=(-p "$p"); done
+cargo build --profile "$PROFILE" --locked --quiet "${PACKAGE_ARGS[@]}" ||
   die "cargo build --profile $PROFILE failed"
 RELEASE="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE_DIR"
 VERSION="$(cargo metadata --no-deps --format-version 1 --locked |
@@ -263,7 +272,7 @@ mkdir -p "$WORK/binaries/out/data"
 # What the Dockerfiles' build stage leaves: /out/<binary> without debug info, and an
 # empty /out/data.
 command -v strip >/dev/null || die "strip (binutils) is needed"
-for b in paddock-server paddock-operator paddock-sidecar; do
+for b in "${BINS[@]}"; do
   strip --strip-debug -o "$WORK/binaries/out/$b" "$RELEASE/$b" || die "strip $b failed"
 done
 printf 'FROM scratch\nCOPY out/ /out/\n' >"$WORK/binaries/Dockerfile"
@@ -298,36 +307,42 @@ done
 pass "build context: every workspace manifest and Cargo.lock, no target/, .git or e2e/.venv ($(wc -l <"$WORK/context.txt") entries)"
 
 # ---------------------------------------------------------------- the images ---
+# Each image: its Dockerfile and the binary its entrypoint runs.
+COMPONENTS=(server operator sidecar master-worker)
+declare -A DOCKERFILE=([server]=server/Dockerfile [operator]=operator/Dockerfile
+  [sidecar]=sidecar/Dockerfile [master-worker]=examples/master-worker/Dockerfile)
+declare -A BIN=([server]=paddock-server [operator]=paddock-operator
+  [sidecar]=paddock-sidecar [master-worker]=mw)
 declare -A IMAGE
-for c in server operator sidecar; do
+for c in "${COMPONENTS[@]}"; do
   IMAGE[$c]="paddock-e2e/$c:$TAG"
   IMAGES+=("${IMAGE[$c]}")
-  if ! "$DOCKER" build -f "$c/Dockerfile" --build-arg BASE_IMAGE="$BASE" \
+  if ! "$DOCKER" build -f "${DOCKERFILE[$c]}" --build-arg BASE_IMAGE="$BASE" \
       --build-arg BUILDER="$BINARIES" -t "${IMAGE[$c]}" . >"$WORK/build-$c.log" 2>&1; then
     tail -n 30 "$WORK/build-$c.log" >&2
-    die "docker build -f $c/Dockerfile failed"
+    die "docker build -f ${DOCKERFILE[$c]} failed"
   fi
   ! grep -q 'load metadata for .*rust' "$WORK/build-$c.log" ||
     die "$c: the build resolved RUST_IMAGE although BUILDER skips the cargo stage"
 done
-phase "built ${IMAGE[server]}, ${IMAGE[operator]}, ${IMAGE[sidecar]}"
+phase "built ${IMAGE[server]}, ${IMAGE[operator]}, ${IMAGE[sidecar]}, ${IMAGE[master-worker]}"
 
 inspect() { "$DOCKER" image inspect -f "$2" "$1"; }
-for c in server operator sidecar; do
-  img="${IMAGE[$c]}"
+for c in "${COMPONENTS[@]}"; do
+  img="${IMAGE[$c]}" bin="/usr/local/bin/${BIN[$c]}"
   [ "$(inspect "$img" '{{.Config.User}}')" = "65532:65532" ] ||
     die "$c: Config.User is '$(inspect "$img" '{{.Config.User}}')', not 65532:65532"
-  [ "$(inspect "$img" '{{json .Config.Entrypoint}}')" = "[\"/usr/local/bin/paddock-$c\"]" ] ||
+  [ "$(inspect "$img" '{{json .Config.Entrypoint}}')" = "[\"$bin\"]" ] ||
     die "$c: Entrypoint is $(inspect "$img" '{{json .Config.Entrypoint}}')"
   labels="$(inspect "$img" '{{index .Config.Labels "org.opencontainers.image.title"}} {{index .Config.Labels "org.opencontainers.image.version"}} {{index .Config.Labels "org.opencontainers.image.base.name"}}')"
   [ "$labels" = "paddock-$c $VERSION $BASE" ] ||
-    die "$c: OCI labels title/version/base are '$labels', want 'paddock-$c $VERSION $BASE' (ARG VERSION in $c/Dockerfile follows Cargo.toml)"
+    die "$c: OCI labels title/version/base are '$labels', want 'paddock-$c $VERSION $BASE' (ARG VERSION in ${DOCKERFILE[$c]} follows Cargo.toml)"
   export_listing "$img" "$WORK/fs-$c.txt"
-  grep -q " usr/local/bin/paddock-$c\$" "$WORK/fs-$c.txt" || die "$c: no /usr/local/bin/paddock-$c"
+  grep -q " ${bin#/}\$" "$WORK/fs-$c.txt" || die "$c: no $bin"
   for sh in bin/sh usr/bin/sh bin/bash usr/bin/bash bin/dash usr/bin/dash; do
     ! grep -q " $sh\( ->.*\)\?\$" "$WORK/fs-$c.txt" || die "$c: the runtime image holds /$sh"
   done
-  pass "$c: user 65532:65532, entrypoint [/usr/local/bin/paddock-$c], OCI labels, no shell ($(inspect "$img" '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}'))"
+  pass "$c: user 65532:65532, entrypoint [$bin], OCI labels, no shell ($(inspect "$img" '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}'))"
 done
 [ "$(inspect "${IMAGE[server]}" '{{json .Config.Cmd}}')" = '["--config","/conf/zoo.cfg","--data-dir","/data"]' ] ||
   die "server: CMD is $(inspect "${IMAGE[server]}" '{{json .Config.Cmd}}')"
@@ -336,11 +351,18 @@ for p in 2181 2888 3888 8080; do
   inspect "${IMAGE[server]}" '{{json .Config.ExposedPorts}}' | grep -q "\"$p/tcp\"" || die "server: port $p not exposed"
 done
 pass "server: CMD --config /conf/zoo.cfg --data-dir /data, /data owned by 65532, ports 2181 2888 3888 8080 exposed"
+[ "$(inspect "${IMAGE[master-worker]}" '{{.Config.WorkingDir}}')" = /results ] ||
+  die "master-worker: WORKDIR is '$(inspect "${IMAGE[master-worker]}" '{{.Config.WorkingDir}}')', not /results"
+grep -q '^drwx.* 65532/65532 .* results/$' "$WORK/fs-master-worker.txt" ||
+  die "master-worker: /results is not a directory owned by 65532"
+inspect "${IMAGE[master-worker]}" '{{json .Config.ExposedPorts}}' | grep -q '"7070/tcp"' ||
+  die "master-worker: port 7070 not exposed"
+pass "master-worker: WORKDIR /results owned by 65532 (the sink's default --log is writable), port 7070 exposed"
 
 # ------------------------------------------------------------------ running ---
 # shellcheck disable=SC2016 # $0 and $1 are the inner bash's arguments
 port_free() { ! timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$ADDR" "$1" 2>/dev/null; }
-for p in 2181 2281 2888 3888 4040 8080 8181; do
+for p in 2181 2281 2888 3888 4040 7070 8080 8181; do
   port_free "$p" || die "port $p on $ADDR is taken (set IMAGES_TEST_ADDR to another 127.x.y.z)"
 done
 
@@ -456,10 +478,53 @@ wait_for 30 "sidecar leads its election" http_is 200 "http://$ADDR:4040/v1/elect
 [ "$(uid_of "$c1")" = 65532 ] || die "the sidecar runs as uid $(uid_of "$c1"), not 65532"
 stop_cleanly "$c1"
 pass "sidecar against the server container: /healthz, /readyz, /v1/elections/images-e2e/self 200, uid 65532, SIGTERM -> exit 0"
+
+# 4. The master-worker example next to that server, with kubernetes.yaml's arguments: the
+#    sink (its log on a volume at /results, owned by the pod's user), a master and a
+#    worker; tasks submitted from outside with target/'s mw, as a user would.
+mkdir -p "$WORK/mw-results"
+chown 65532:65532 "$WORK/mw-results" || die "cannot chown the results dir to 65532"
+has_event() { "$DOCKER" logs "$1" 2>/dev/null | grep -q "^EVENT .*\"kind\":\"$2\""; }
+start mw-sink -v "$WORK/mw-results:/results" "${IMAGE[master-worker]}" \
+  sink --servers="$ADDR:2181" --listen="$ADDR:7070" --log=/results/results.jsonl
+mw_sink="$STARTED"
+wait_for 30 "mw sink answers GET /v1/results" http_is 200 "http://$ADDR:7070/v1/results" ||
+  logs_and_die "$mw_sink" "the sink did not answer GET /v1/results within 30 s"
+start mw-master "${IMAGE[master-worker]}" master --servers="$ADDR:2181" --id=m1
+mw_master="$STARTED"
+start mw-worker "${IMAGE[master-worker]}" \
+  worker --servers="$ADDR:2181" --id=w1 --sink="http://$ADDR:7070"
+mw_worker="$STARTED"
+wait_for 30 "mw master is active" has_event "$mw_master" active ||
+  logs_and_die "$mw_master" "the master did not print EVENT active within 30 s"
+wait_for 30 "mw worker registered" has_event "$mw_worker" registered ||
+  logs_and_die "$mw_worker" "the worker did not print EVENT registered within 30 s"
+set +e
+timeout 90 "$RELEASE/mw" submit --servers "$ADDR:2181" --count 5 --timeout-s 60 \
+  --report "$WORK/mw-report.json" >"$WORK/mw-submit.out" 2>"$WORK/mw-submit.err"
+code=$?
+set -e
+if [ "$code" != 0 ]; then
+  cat "$WORK/mw-submit.out" "$WORK/mw-submit.err" >&2
+  for c in "$mw_master" "$mw_worker"; do "$DOCKER" logs --tail 20 "$c" >&2 2>&1 || true; done
+  logs_and_die "$mw_sink" "mw submit --count 5 exited $code"
+fi
+REPORT="$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["submitted"], r["completed"], r["lost"])' "$WORK/mw-report.json")" ||
+  die "mw submit's report $WORK/mw-report.json is unreadable"
+[ "$REPORT" = "5 5 0" ] || die "mw submit: submitted/completed/lost are $REPORT, not 5 5 0 ($(cat "$WORK/mw-submit.out"))"
+RECORDED="$(python3 -c 'import json,sys; print(len({json.loads(l)["task"] for l in open(sys.argv[1])}), sum(1 for _ in open(sys.argv[1])))' "$WORK/mw-results/results.jsonl")" ||
+  die "the sink's log on the /results volume is missing or unreadable"
+[ "$RECORDED" = "5 5" ] || die "the sink's log holds $RECORDED (distinct tasks, lines), not 5 5"
+for c in "$mw_sink" "$mw_master" "$mw_worker"; do
+  [ "$(uid_of "$c")" = 65532 ] || die "$c runs as uid $(uid_of "$c"), not 65532"
+done
+pass "master-worker: sink, master and worker containers against the server container; mw submit --count 5: 5 completed, 0 lost, 5 recorded once each in /results/results.jsonl; uid 65532"
+for c in "$mw_worker" "$mw_master" "$mw_sink"; do stop_cleanly "$c"; done
+pass "master-worker: SIGTERM -> exit 0 (worker, master, sink)"
 stop_cleanly "$s2"
 pass "server (operator-shaped): SIGTERM -> exit 0"
 
-# 4. The operator prints its CRD.
+# 5. The operator prints its CRD.
 "$DOCKER" run --rm --network none "${IMAGE[operator]}" crd >"$WORK/crd.yaml" 2>"$WORK/crd.err" ||
   { cat "$WORK/crd.err" >&2; die "paddock-operator crd failed in the image"; }
 cmp -s "$WORK/crd.yaml" crds/zkensembles.paddock.dev.yaml ||
