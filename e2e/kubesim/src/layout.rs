@@ -58,8 +58,15 @@ impl Layout {
     pub fn supervisor_log(&self) -> PathBuf {
         self.logs().join("kubesim.log")
     }
+    pub fn pods(&self) -> PathBuf {
+        self.dir.join("pods")
+    }
     pub fn pod_dir(&self, uid: &str) -> PathBuf {
-        self.dir.join("pods").join(uid)
+        self.pods().join(uid)
+    }
+    /// `<namespace>/<name>` of the pod whose directory this is, for finding it by name.
+    pub fn pod_name_file(pod_dir: &Path) -> PathBuf {
+        pod_dir.join("pod")
     }
     /// Where the container logs of a deleted pod are kept.
     pub fn deleted_pod_logs(&self, namespace: &str, name: &str, uid: &str) -> PathBuf {
@@ -86,6 +93,10 @@ pub struct State {
     /// clusters had blocks of their own).
     #[serde(default)]
     pub pod_block: Option<String>,
+    /// Where the pods' cgroups are, for `paddock-kubesim pod pause|cut ...`; absent when
+    /// the cluster could not make any.
+    #[serde(default)]
+    pub pod_cgroups: Option<crate::faults::PodCgroups>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

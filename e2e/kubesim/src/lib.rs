@@ -3,6 +3,7 @@
 pub mod controlplane;
 pub mod dns;
 pub mod env;
+pub mod faults;
 pub mod images;
 pub mod kubeconfig;
 pub mod layout;

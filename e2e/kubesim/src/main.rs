@@ -3,12 +3,15 @@
 //!   paddock-kubesim up [--nodes 3] [--images FILE] [--dir DIR] [--bin-dir DIR]
 //!   paddock-kubesim down [--dir DIR]
 //!   paddock-kubesim node fail|restore NAME [--dir DIR]
+//!   paddock-kubesim pod pause|resume NAMESPACE/NAME [--dir DIR]
+//!   paddock-kubesim pod cut|heal NAMESPACE/NAME [--port PORT] [--dir DIR]
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use paddock_kubesim::faults::{FaultError, PodCgroup, PodCgroups};
 use paddock_kubesim::images::ImageMap;
 use paddock_kubesim::layout::{Layout, State};
 use paddock_kubesim::supervisor;
@@ -64,6 +67,43 @@ enum Command {
         #[command(subcommand)]
         action: NodeAction,
     },
+    /// Freeze a pod, or cut it off from a port (see the faults module).
+    Pod {
+        #[command(subcommand)]
+        action: PodAction,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct PodArg {
+    /// The pod, as NAMESPACE/NAME (NAME alone means the default namespace).
+    pod: String,
+    #[command(flatten)]
+    dir: DirArg,
+}
+
+#[derive(Subcommand)]
+enum PodAction {
+    /// Freeze every process of the pod (as `docker pause`): it stops mid-step, its
+    /// connections stay open, nothing answers.
+    Pause(PodArg),
+    /// Thaw a paused pod.
+    Resume(PodArg),
+    /// Drop the pod's outgoing TCP to PORT (a partition between it and whatever listens
+    /// there), until `heal`.
+    Cut {
+        #[command(flatten)]
+        pod: PodArg,
+        #[arg(long)]
+        port: u16,
+    },
+    /// Undo `cut` for PORT, or every cut of the pod without --port.
+    Heal {
+        #[command(flatten)]
+        pod: PodArg,
+        #[arg(long)]
+        port: Option<u16>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -95,6 +135,7 @@ fn main() -> ExitCode {
         Command::Up(args) => up(args),
         Command::Serve(args) => serve(args),
         Command::Down(dir) => down(&Layout::new(&dir.dir)),
+        Command::Pod { action } => pod_fault(action),
         Command::Node { action } => match action {
             NodeAction::Fail { name, dir } => node_command(&Layout::new(&dir.dir), "fail", &name),
             NodeAction::Restore { name, dir } => {
@@ -266,4 +307,52 @@ fn node_command(layout: &Layout, verb: &str, name: &str) -> Result<(), String> {
         "ok" => Ok(()),
         other => Err(other.trim_start_matches("error: ").to_string()),
     }
+}
+
+fn pod_fault(action: PodAction) -> Result<(), String> {
+    match &action {
+        PodAction::Pause(arg) => with_pod(arg, |c| c.set_frozen(true)),
+        PodAction::Resume(arg) => with_pod(arg, |c| c.set_frozen(false)),
+        PodAction::Cut { pod, port } => with_pod(pod, |c| c.cut(*port)),
+        PodAction::Heal { pod, port } => with_pod(pod, |c| c.heal(*port)),
+    }
+}
+
+fn with_pod(
+    arg: &PodArg,
+    fault: impl FnOnce(&PodCgroup) -> Result<(), FaultError>,
+) -> Result<(), String> {
+    let layout = Layout::new(&arg.dir.dir);
+    let state = State::load(&layout)
+        .map_err(|e| format!("no cluster in {} ({e})", layout.dir.display()))?;
+    let cgroups = state.pod_cgroups.ok_or_else(|| {
+        format!(
+            "the cluster in {} gave its pods no cgroups (see {}: it needs root and a cgroup2 hierarchy)",
+            layout.dir.display(),
+            layout.supervisor_log().display()
+        )
+    })?;
+    let wanted = if arg.pod.contains('/') {
+        arg.pod.clone()
+    } else {
+        format!("default/{}", arg.pod)
+    };
+    let cgroup = find_pod(&layout, &cgroups, &wanted)?;
+    fault(&cgroup).map_err(|e| format!("{wanted}: {e}"))
+}
+
+/// The cgroup of the running pod `namespace/name`, found through the name files of the pod
+/// directories (a pod of a failed node leaves its directory, but not its cgroup, behind).
+fn find_pod(layout: &Layout, cgroups: &PodCgroups, wanted: &str) -> Result<PodCgroup, String> {
+    let entries = std::fs::read_dir(layout.pods())
+        .map_err(|e| format!("{}: {e}", layout.pods().display()))?;
+    entries
+        .flatten()
+        .filter(|entry| {
+            std::fs::read_to_string(Layout::pod_name_file(&entry.path()))
+                .is_ok_and(|name| name.trim() == wanted)
+        })
+        .map(|entry| cgroups.pod(&entry.file_name().to_string_lossy()))
+        .find(|cgroup| cgroup.dir.is_dir())
+        .ok_or_else(|| format!("no pod {wanted} runs in {}", layout.dir.display()))
 }

@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 use crate::controlplane::{self, ControlPlane};
 use crate::dns::{self, DnsHandle};
 use crate::env::ApiEndpoint;
+use crate::faults::PodCgroups;
 use crate::images::ImageMap;
 use crate::kubeconfig;
 use crate::layout::{Layout, NodeInfo, State, node_ip, node_name};
@@ -40,6 +41,13 @@ pub async fn serve(options: Options) -> Result<(), BoxError> {
     // the inherited descriptor, by every pod process still alive).
     let block = NetBlock::claim()?;
     info!(%block, "pod addresses come from this cluster's own block");
+    let cgroups = match PodCgroups::create(block.octet()) {
+        Ok(cgroups) => Some(cgroups),
+        Err(error) => {
+            warn!(%error, "pods get no cgroups: `paddock-kubesim pod pause|cut` will not work");
+            None
+        }
+    };
     let names: Vec<String> = (0..options.nodes).map(node_name).collect();
     let apiserver_port = controlplane::free_port()?;
     let creds = controlplane::create_credentials(&layout, apiserver_port, &names)?;
@@ -56,6 +64,7 @@ pub async fn serve(options: Options) -> Result<(), BoxError> {
             })
             .collect(),
         pod_block: Some(block.to_string()),
+        pod_cgroups: cgroups.clone(),
         ..State::default()
     };
     state.save(&layout)?;
@@ -75,13 +84,25 @@ pub async fn serve(options: Options) -> Result<(), BoxError> {
     state.processes = plane.started();
     state.save(&layout)?;
 
-    let result = run_cluster(&options, &layout, &admin, &names, apiserver_port, &block).await;
+    let result = run_cluster(
+        &options,
+        &layout,
+        &admin,
+        &names,
+        apiserver_port,
+        &block,
+        cgroups.clone(),
+    )
+    .await;
     if let Err(e) = &result {
         error!(error = %e, "the cluster failed");
     }
     stop_control_plane(&mut plane).await;
     let _ = std::fs::remove_file(layout.ready_marker());
     let _ = std::fs::remove_file(layout.control_socket());
+    if let Some(cgroups) = &cgroups {
+        cgroups.remove_all();
+    }
     // Only now, with the pods and the control plane stopped, may another cluster take it.
     drop(block);
     result
@@ -94,6 +115,7 @@ async fn run_cluster(
     names: &[String],
     apiserver_port: u16,
     block: &NetBlock,
+    cgroups: Option<PodCgroups>,
 ) -> Result<(), BoxError> {
     provisioner::install_storage_class(admin).await?;
     let dns = DnsHandle::default();
@@ -107,6 +129,7 @@ async fn run_cluster(
         ips: IpAllocator::new(block.octet()),
         block_lock: block.lock(),
         dns: dns.clone(),
+        cgroups,
     });
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(dns::watch(dns, admin.clone()));

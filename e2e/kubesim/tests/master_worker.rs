@@ -1,9 +1,17 @@
 //! The seeds' master–worker system (examples/master-worker) on the test cluster, as its
 //! README deploys it: a ZkEnsemble, then examples/master-worker/kubernetes.yaml (the sink,
 //! two masters, three Rust workers, and the Python worker beside its native-sidecar
-//! paddock-sidecar). Tasks are submitted from outside while the active master's pod and
-//! a worker's pod are deleted at once (grace 0: a crash); every task must get its status
-//! and none may be recorded twice.
+//! paddock-sidecar). Tasks are submitted from outside while, one after the other:
+//! 1. the active master's pod and a Rust worker's pod are deleted at once (grace 0: a
+//!    crash): a backup master takes over and the worker's tasks are reassigned;
+//! 2. another Rust worker's pod is paused (`paddock-kubesim pod pause`, the cgroup freezer,
+//!    as `docker pause`) until its registration expires, then resumed: it wakes holding
+//!    tasks that were reassigned meanwhile, and hands in results under stale tokens;
+//! 3. the Python worker's pod (its worker and its sidecar) is cut off from the ensemble's
+//!    port 2181 (`paddock-kubesim pod cut`, an egress rule on its cgroup), while it can
+//!    still reach the sink, until its registration expires; then the cut heals.
+//!
+//! Every task must get its status and none may be recorded twice.
 //!
 //! The manifest runs with the one change kubesim needs (as in common/app.rs): the
 //! sidecar's API on `$(POD_IP):4040` instead of 127.0.0.1:4040, since pods here share the
@@ -20,7 +28,29 @@ use common::operator::{Operator, ensemble_yaml, install_crd, wait_available};
 use common::{Cluster, repo_root, wait_for};
 use serde_json::Value;
 
-const TASKS: u64 = 150;
+const TASKS: u64 = 300;
+
+/// Polls `mw status` until `member` is (or is no longer) a registered worker; returns how
+/// long that took.
+fn wait_worker(bin: &Path, servers: &str, member: &str, registered: bool) -> Duration {
+    let since = Instant::now();
+    let what = if registered {
+        format!("worker {member} registered again")
+    } else {
+        format!("worker {member}'s registration gone")
+    };
+    wait_for(&what, Duration::from_secs(60), || {
+        let s = status(bin, servers)?;
+        let present = s["workers"]
+            .as_array()
+            .is_some_and(|ws| ws.iter().any(|w| w.as_str() == Some(member)));
+        if present == registered {
+            Ok(since.elapsed())
+        } else {
+            Err(s.to_string())
+        }
+    })
+}
 
 fn mw(bin: &Path, args: &[&str]) -> Result<String, String> {
     let out = Command::new(bin)
@@ -125,11 +155,11 @@ fn master_worker_survives_a_master_and_a_worker_crash_on_kubernetes() {
             "--count",
             &TASKS.to_string(),
             "--rate",
-            "15",
+            "12",
             "--work-ms",
-            "100",
+            "300",
             "--timeout-s",
-            "150",
+            "240",
             "--report",
         ])
         .arg(&report)
@@ -139,14 +169,24 @@ fn master_worker_survives_a_master_and_a_worker_crash_on_kubernetes() {
 
     // The active master and a Rust worker crash at once.
     let master = ready["master"].as_str().expect("a master").to_string();
-    let worker = ready["workers"]
+    let workers: Vec<String> = ready["workers"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
-        .find(|w| w.starts_with("mw-worker-"))
-        .expect("a Rust worker")
-        .to_string();
+        .map(str::to_string)
+        .collect();
+    let rust_workers: Vec<&String> = workers
+        .iter()
+        .filter(|w| w.starts_with("mw-worker-"))
+        .collect();
+    assert_eq!(rust_workers.len(), 3, "{workers:?}");
+    let (worker, paused) = (rust_workers[0].clone(), rust_workers[1].clone());
+    let python = workers
+        .iter()
+        .find(|w| w.starts_with("mw-pyworker-"))
+        .expect("the Python worker")
+        .clone();
     let crashed = Instant::now();
     c.kubectl(&[
         "delete",
@@ -169,14 +209,26 @@ fn master_worker_survives_a_master_and_a_worker_crash_on_kubernetes() {
         },
     );
 
-    let deadline = Instant::now() + Duration::from_secs(200);
+    // A Rust worker freezes until its session is gone, then thaws.
+    c.pod_fault("pause", &paused, &[]);
+    let pause_noticed = wait_worker(&bin, &servers, &paused, false);
+    c.pod_fault("resume", &paused, &[]);
+    let pause_back = wait_worker(&bin, &servers, &paused, true);
+
+    // The Python worker's pod loses the ensemble (not the sink) until its session is gone.
+    c.pod_fault("cut", &python, &["--port", "2181"]);
+    let cut_noticed = wait_worker(&bin, &servers, &python, false);
+    c.pod_fault("heal", &python, &[]);
+    let cut_back = wait_worker(&bin, &servers, &python, true);
+
+    let deadline = Instant::now() + Duration::from_secs(300);
     let exit = loop {
         if let Some(exit) = submit.try_wait().expect("wait for mw submit") {
             break exit;
         }
         if Instant::now() > deadline {
             let _ = submit.kill();
-            panic!("mw submit did not finish within 200 s");
+            panic!("mw submit did not finish within 300 s");
         }
         std::thread::sleep(Duration::from_millis(200));
     };
@@ -198,9 +250,37 @@ fn master_worker_survives_a_master_and_a_worker_crash_on_kubernetes() {
     let counts: Value = serde_json::from_str(&body).expect("sink JSON");
     assert_eq!(counts["recordedTwice"], 0, "{counts}");
     assert_eq!(counts["tasksRecorded"], TASKS, "{counts}");
+    // The faults happened while tasks were in flight: the master reassigned work away
+    // from each worker it lost.
+    let active = status(&bin, &servers).expect("mw status");
+    let active = active["master"].as_str().expect("an active master");
+    let log = c.container_log("default", active, "master");
+    let reassigned_from = |w: &str| {
+        log.lines()
+            .filter(|l| {
+                l.contains("\"kind\":\"reassigned\"") && l.contains(&format!("\"from\":\"{w}\""))
+            })
+            .count()
+    };
+    let moved: Vec<(String, usize)> = [&worker, &paused, &python]
+        .iter()
+        .map(|w| (w.to_string(), reassigned_from(w)))
+        .collect();
+    assert!(
+        reassigned_from(&worker) > 0,
+        "no task of the crashed worker {worker} was reassigned: {moved:?}"
+    );
     eprintln!(
-        "{TASKS} tasks, master {master} and worker {worker} crashed: backup active after {:.1} s; submit to status {}; sink {counts}",
+        "{TASKS} tasks; master {master} and worker {worker} crashed: backup active after {:.1} s; \
+         {paused} paused: gone after {:.1} s, back {:.1} s after resume; \
+         {python} cut off: gone after {:.1} s, back {:.1} s after heal; \
+         tasks reassigned away (by the master active at the end): {moved:?}; \
+         submit to status {}; sink {counts}",
         takeover.as_secs_f64(),
+        pause_noticed.as_secs_f64(),
+        pause_back.as_secs_f64(),
+        cut_noticed.as_secs_f64(),
+        cut_back.as_secs_f64(),
         outcome["submitToStatusMs"]
     );
 }

@@ -106,6 +106,7 @@ impl Scratch {
                 hostname: "pod".into(),
                 log_dir: self.root.join("logs"),
                 inherit_fd: None,
+                cgroup_procs: None,
             },
             init_containers: init,
             containers: main,
@@ -1045,4 +1046,144 @@ async fn pod_processes_hold_the_sandbox_descriptor_and_probes_too() {
         );
     }
     pod.terminate(Duration::from_secs(1)).await;
+}
+
+/// A listener that counts the `tick` lines its connections bring.
+struct TickCounter {
+    port: u16,
+    ticks: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl TickCounter {
+    async fn start() -> TickCounter {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = ticks.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut text = String::new();
+                    if stream.read_to_string(&mut text).await.is_ok() {
+                        let n = text.lines().filter(|l| *l == "tick").count();
+                        counted.fetch_add(n as u64, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        TickCounter { port, ticks }
+    }
+
+    fn count(&self) -> u64 {
+        self.ticks.load(Ordering::SeqCst)
+    }
+
+    /// Waits (bounded) for a new tick.
+    async fn wait_tick(&self, what: &str) {
+        let before = self.count();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.count() == before {
+            assert!(Instant::now() < deadline, "no tick within 10 s {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Checks that no tick arrives during a whole second, after in-flight ones settled. An
+    /// absence can only be observed over a window; the pod ticks every 50 ms.
+    async fn assert_silent(&self, what: &str) {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let before = self.count();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(self.count(), before, "ticks arrived {what}");
+    }
+}
+
+/// A container that connects anew every 50 ms to 127.0.0.1:`port` and sends `tick`.
+fn ticker(scratch: &Scratch, port: u16) -> ContainerPlan {
+    let script = r#"
+import socket, sys, time
+port = int(sys.argv[1])
+while True:
+    try:
+        s = socket.create_connection(('127.0.0.1', port), timeout=0.3)
+        s.sendall(b'tick\n')
+        s.close()
+    except OSError:
+        pass
+    time.sleep(0.05)
+"#;
+    ContainerPlan {
+        entrypoint: Ok(PathBuf::from("/usr/bin/python3")),
+        args: vec!["-c".into(), script.into(), port.to_string()],
+        ..shell(scratch, "ticker", ContainerKind::Main, "")
+    }
+}
+
+/// The faults `paddock-kubesim pod pause|cut` inflict: every process of the pod is in the
+/// pod's cgroup, so freezing it stops them, and a rule matching it drops exactly their
+/// packets; a frozen pod can still be killed, and its cgroup goes with it.
+#[tokio::test]
+async fn a_pod_in_its_cgroup_can_be_paused_and_cut_off() {
+    let scratch = Scratch::new("faults");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mount = paddock_kubesim::faults::cgroup2_mount(&mountinfo)
+        .expect("a cgroup2 hierarchy (kubesim's pod faults need one)");
+    // Block 0 is no cluster's (they use 1..=254): nothing of a running cluster is touched.
+    let cgroups = paddock_kubesim::faults::PodCgroups {
+        mount,
+        cluster: PathBuf::from(format!("paddock-kubesim/test-{}", std::process::id())),
+        block: 0,
+    };
+    let cgroup = cgroups.pod(&format!("faults-{}", std::process::id()));
+    cgroup
+        .create()
+        .expect("creating the pod's cgroup (needs root)");
+
+    let counter = TickCounter::start().await;
+    let mut plan = scratch.plan(
+        Ipv4Addr::new(127, 0, 0, 119),
+        RestartPolicy::Always,
+        Vec::new(),
+        vec![ticker(&scratch, counter.port)],
+    );
+    plan.sandbox.cgroup_procs = Some(cgroup.procs_file());
+    let pod = start(plan);
+    counter.wait_tick("from the started pod").await;
+    let procs = std::fs::read_to_string(cgroup.procs_file()).unwrap();
+    assert!(
+        !procs.trim().is_empty(),
+        "the pod's process is not in its cgroup"
+    );
+
+    cgroup.cut(counter.port).expect("cut");
+    cgroup
+        .cut(counter.port)
+        .expect("a second cut of the same port is a no-op");
+    counter.assert_silent("while the pod was cut off").await;
+    cgroup.heal(Some(counter.port)).expect("heal");
+    counter.wait_tick("after heal").await;
+
+    cgroup.set_frozen(true).expect("pause");
+    counter.assert_silent("while the pod was paused").await;
+    cgroup.set_frozen(false).expect("resume");
+    counter.wait_tick("after resume").await;
+
+    // Frozen and cut at the end, as a test that fails midway leaves it: kill still works.
+    cgroup.cut(counter.port).expect("cut");
+    cgroup.set_frozen(true).expect("pause");
+    tokio::time::timeout(LONG, pod.kill())
+        .await
+        .expect("a paused pod is killed within 15 s");
+    cgroup.remove();
+    assert!(!cgroup.dir.exists(), "the pod's cgroup outlived it");
+    let rules = std::process::Command::new("iptables")
+        .args(["-w", "5", "-S", "OUTPUT"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&rules.stdout).contains(&cgroup.tag),
+        "the pod's rules outlived it"
+    );
+    let _ = std::fs::remove_dir(cgroups.dir());
 }

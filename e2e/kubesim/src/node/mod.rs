@@ -25,6 +25,7 @@ use tracing::{info, warn};
 
 use crate::dns::DnsHandle;
 use crate::env::ApiEndpoint;
+use crate::faults::PodCgroups;
 use crate::images::ImageMap;
 use crate::layout::Layout;
 
@@ -40,6 +41,9 @@ pub struct Shared {
     /// process inherits it, so that the block stays claimed while any of them lives.
     pub block_lock: Arc<OwnedFd>,
     pub dns: DnsHandle,
+    /// Where pods get their cgroups (for the faults of [`crate::faults`]); None when this
+    /// machine gives kubesim none.
+    pub cgroups: Option<PodCgroups>,
 }
 
 /// How many pod addresses a block has: 256 third octets times 254 fourth ones (.0 and .255

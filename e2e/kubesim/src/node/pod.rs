@@ -16,6 +16,8 @@ use tracing::{debug, info, warn};
 use super::NodeContext;
 use super::status::{Sandbox, status_patch};
 use crate::dns::PodRecord;
+use crate::faults::PodCgroup;
+use crate::layout::Layout;
 use crate::runtime::{
     self, ContainerKind, ContainerPlan, MountPlan, PodHandle, PodPlan, PodSandbox, RestartPolicy,
 };
@@ -45,21 +47,75 @@ fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
-async fn run(ctx: Arc<NodeContext>, mut pod: Pod, mut commands: mpsc::Receiver<Command>) {
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let namespace = pod
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let uid = pod.metadata.uid.clone().unwrap_or_default();
+/// What names a pod here: the API's name and namespace, and its uid (its directory's name).
+struct PodId {
+    name: String,
+    namespace: String,
+    uid: String,
+}
+
+impl PodId {
+    fn of(pod: &Pod) -> PodId {
+        PodId {
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            namespace: pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// The pod from its sandbox to its end; its cgroup (when there are cgroups) lives as long.
+async fn run(ctx: Arc<NodeContext>, pod: Pod, commands: mpsc::Receiver<Command>) {
+    let id = PodId::of(&pod);
+    let pod_dir = ctx.shared.layout.pod_dir(&id.uid);
+    if let Err(error) = std::fs::create_dir_all(pod_dir.join("logs")).and_then(|()| {
+        std::fs::write(
+            Layout::pod_name_file(&pod_dir),
+            format!("{}/{}\n", id.namespace, id.name),
+        )
+    }) {
+        warn!(pod = %id.name, %error, "cannot create the pod's directory");
+    }
+    let cgroup = ctx
+        .shared
+        .cgroups
+        .as_ref()
+        .map(|c| c.pod(&id.uid))
+        .filter(|cgroup| {
+            cgroup
+                .create()
+                .map_err(|error| warn!(pod = %id.name, %error, "the pod runs without a cgroup"))
+                .is_ok()
+        });
+    let procs = cgroup.as_ref().map(PodCgroup::procs_file);
+    let name = id.name.clone();
+    run_sandboxed(ctx, pod, id, commands, procs).await;
+    if let Some(cgroup) = cgroup
+        && let Err(error) = tokio::task::spawn_blocking(move || cgroup.remove()).await
+    {
+        warn!(pod = %name, %error, "removing the pod's cgroup");
+    }
+}
+
+async fn run_sandboxed(
+    ctx: Arc<NodeContext>,
+    mut pod: Pod,
+    PodId {
+        name,
+        namespace,
+        uid,
+    }: PodId,
+    mut commands: mpsc::Receiver<Command>,
+    cgroup_procs: Option<PathBuf>,
+) {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let pod_ip = ctx.shared.ips.next();
     let pod_dir = ctx.shared.layout.pod_dir(&uid);
     let hosts_file = pod_dir.join("etc-hosts");
-    if let Err(error) = std::fs::create_dir_all(pod_dir.join("logs")) {
-        warn!(pod = %name, %error, "cannot create the pod's directory");
-    }
     let sandbox = Sandbox {
         pod_ip,
         host_ip: ctx.ip,
@@ -96,7 +152,16 @@ async fn run(ctx: Arc<NodeContext>, mut pod: Pod, mut commands: mpsc::Receiver<C
         }
     };
 
-    let plan = build_plan(&ctx, &pod, pod_ip, &hosts_file, &pod_dir, &mounts).await;
+    let plan = build_plan(
+        &ctx,
+        &pod,
+        pod_ip,
+        &hosts_file,
+        &pod_dir,
+        &mounts,
+        cgroup_procs,
+    )
+    .await;
     let handle: PodHandle = runtime::start(plan);
     let mut status = handle.status();
     let mut refresh = tokio::time::interval(Duration::from_secs(5));
@@ -264,6 +329,7 @@ async fn build_plan(
     hosts_file: &std::path::Path,
     pod_dir: &std::path::Path,
     mounts: &[(String, PathBuf)],
+    cgroup_procs: Option<PathBuf>,
 ) -> PodPlan {
     let spec = pod.spec.clone().unwrap_or_default();
     // The pod's own IP is known now; fieldRefs to status.podIP read it from here.
@@ -309,6 +375,7 @@ async fn build_plan(
                 .unwrap_or_default(),
             log_dir: pod_dir.join("logs"),
             inherit_fd: Some(ctx.shared.block_lock.clone()),
+            cgroup_procs,
         },
         init_containers,
         containers,

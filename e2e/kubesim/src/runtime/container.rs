@@ -81,6 +81,7 @@ impl ContainerTask {
                 hosts_file: self.sandbox.hosts_file.clone(),
                 working_dir: self.plan.working_dir.clone(),
                 inherit_fd: self.sandbox.inherit_fd.clone(),
+                cgroup_procs: self.sandbox.cgroup_procs.clone(),
             },
         };
         let image_id = format!("kubesim://{}", entrypoint.display());
@@ -152,6 +153,7 @@ impl ContainerTask {
             mounts: &ctx.exec.mounts,
             hosts_file: &ctx.exec.hosts_file,
             inherit_fd: ctx.exec.inherit_fd.as_ref().map(|fd| fd.as_fd()),
+            cgroup_procs: ctx.exec.cgroup_procs.as_deref(),
             output: Output::Append(self.sandbox.log_dir.join(format!("{}.log", self.plan.name))),
         };
         let started_at = now();

@@ -80,6 +80,9 @@ pub struct PodSandbox {
     /// that the block stays claimed while any pod process lives, even one that outlived
     /// kubesim itself.
     pub inherit_fd: Option<Arc<OwnedFd>>,
+    /// The `cgroup.procs` file of the pod's cgroup, which every process of the pod joins
+    /// before exec (see [`crate::faults`]); None where kubesim has no cgroups to give.
+    pub cgroup_procs: Option<PathBuf>,
 }
 
 impl PodSandbox {
@@ -300,6 +303,7 @@ impl PodPlan {
                 hostname: "pod".into(),
                 log_dir: PathBuf::from("/tmp"),
                 inherit_fd: None,
+                cgroup_procs: None,
             },
             init_containers: Vec::new(),
             containers: Vec::new(),

@@ -27,6 +27,8 @@ pub(crate) struct ExecContext {
     pub working_dir: Option<String>,
     /// The sandbox's [`super::PodSandbox::inherit_fd`].
     pub inherit_fd: Option<Arc<OwnedFd>>,
+    /// The sandbox's [`super::PodSandbox::cgroup_procs`].
+    pub cgroup_procs: Option<PathBuf>,
 }
 
 /// Where network actions go and how named ports resolve.
@@ -174,6 +176,7 @@ async fn run_exec(command: &[String], ctx: &ExecContext, timeout: Duration) -> R
         mounts: &ctx.mounts,
         hosts_file: &ctx.hosts_file,
         inherit_fd: ctx.inherit_fd.as_ref().map(|fd| fd.as_fd()),
+        cgroup_procs: ctx.cgroup_procs.as_deref(),
         output: Output::Discard,
     };
     let mut child = spawn(&spec).map_err(|e| e.to_string())?;

@@ -43,6 +43,9 @@ pub(crate) struct ProcessSpec<'a> {
     /// Left open across exec (every other descriptor of kubesim is close-on-exec): the pod
     /// address block's lock, which the process then holds for as long as it lives.
     pub inherit_fd: Option<BorrowedFd<'a>>,
+    /// A cgroup's `cgroup.procs`: the process joins that cgroup before exec, so that its
+    /// sockets carry it (the pod faults of [`crate::faults`] select packets by it).
+    pub cgroup_procs: Option<&'a Path>,
     pub output: Output,
 }
 
@@ -236,6 +239,7 @@ struct ChildSetup {
     /// Raw, because the setup moves into a 'static closure; it stays open because the spec
     /// borrows it for the whole of `spawn`, during which the child runs the setup.
     inherit_fd: Option<RawFd>,
+    cgroup_procs: Option<CString>,
 }
 
 impl ChildSetup {
@@ -296,6 +300,7 @@ impl ChildSetup {
             steps,
             working_dir,
             inherit_fd: spec.inherit_fd.map(|fd| fd.as_raw_fd()),
+            cgroup_procs: spec.cgroup_procs.map(c_path).transpose()?,
         })
     }
 
@@ -306,6 +311,18 @@ impl ChildSetup {
         // until exec; nothing here allocates or takes a lock.
         unsafe {
             check(libc::setsid())?;
+            if let Some(procs) = &self.cgroup_procs {
+                // Writing 0 moves the writer itself; done first, so that nothing the
+                // process opens (sockets above all) is outside the pod's cgroup.
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                check(fd)?;
+                if libc::write(fd, c"0".as_ptr().cast(), 1) != 1 {
+                    let error = io::Error::last_os_error();
+                    libc::close(fd);
+                    return Err(error);
+                }
+                libc::close(fd);
+            }
             check(libc::unshare(libc::CLONE_NEWNS))?;
             // Our binds must not propagate back to the host's mount table.
             check(libc::mount(
@@ -424,6 +441,7 @@ mod tests {
             mounts: &mounts,
             hosts_file: Path::new("/etc/hosts"),
             inherit_fd: None,
+            cgroup_procs: None,
             output: Output::Discard,
         };
         let err = spawn(&spec).expect_err("must be refused");

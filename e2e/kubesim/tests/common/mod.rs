@@ -332,14 +332,28 @@ impl Cluster {
     }
 
     pub fn node(&self, verb: &str, name: &str) {
+        self.kubesim(&["node", verb, name]);
+    }
+
+    /// `paddock-kubesim pod VERB default/POD [EXTRA...]`: pause, resume, cut, heal.
+    pub fn pod_fault(&self, verb: &str, pod: &str, extra: &[&str]) {
+        let pod = format!("default/{pod}");
+        let mut args = vec!["pod", verb, pod.as_str()];
+        args.extend_from_slice(extra);
+        self.kubesim(&args);
+    }
+
+    fn kubesim(&self, args: &[&str]) {
         let output = Command::new(env!("CARGO_BIN_EXE_paddock-kubesim"))
-            .args(["node", verb, name, "--dir"])
+            .args(args)
+            .arg("--dir")
             .arg(&self.dir)
             .output()
-            .expect("run paddock-kubesim node");
+            .expect("run paddock-kubesim");
         assert!(
             output.status.success(),
-            "node {verb} {name}: {}",
+            "paddock-kubesim {}: {}",
+            args.join(" "),
             String::from_utf8_lossy(&output.stderr)
         );
     }
