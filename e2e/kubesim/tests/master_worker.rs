@@ -1,17 +1,20 @@
 //! The seeds' master–worker system (examples/master-worker) on the test cluster, as its
 //! README deploys it: a ZkEnsemble, then examples/master-worker/kubernetes.yaml (the sink,
-//! two masters, three Rust workers, and the Python worker beside its native-sidecar
+//! two masters, four Rust workers, and the Python worker beside its native-sidecar
 //! paddock-sidecar). Tasks are submitted from outside while, one after the other:
 //! 1. the active master's pod and a Rust worker's pod are deleted at once (grace 0: a
 //!    crash): a backup master takes over and the worker's tasks are reassigned;
 //! 2. another Rust worker's pod is paused (`paddock-kubesim pod pause`, the cgroup freezer,
 //!    as `docker pause`) until its registration expires, then resumed: it wakes holding
 //!    tasks that were reassigned meanwhile, and hands in results under stale tokens;
-//! 3. the Python worker's pod (its worker and its sidecar) is cut off from the ensemble's
-//!    port 2181 (`paddock-kubesim pod cut`, an egress rule on its cgroup), while it can
-//!    still reach the sink, until its registration expires; then the cut heals.
+//! 3. a worker's pod (the Python worker with its sidecar in even rounds, a Rust worker in
+//!    odd ones) is cut off from the ensemble's port 2181 (`paddock-kubesim pod cut`, an
+//!    egress rule on its cgroup), while it can still reach the sink, until its
+//!    registration expires; then the cut heals.
 //!
-//! Every task must get its status and none may be recorded twice.
+//! Every task must get its status and none may be recorded twice. One round of 300 tasks
+//! in the test command; PADDOCK_MW_TASKS, PADDOCK_MW_RATE and PADDOCK_MW_ROUNDS make it
+//! larger (`bash examples/master-worker/chaos.sh --kube`).
 //!
 //! The manifest runs with the one change kubesim needs (as in common/app.rs): the
 //! sidecar's API on `$(POD_IP):4040` instead of 127.0.0.1:4040, since pods here share the
@@ -28,7 +31,39 @@ use common::operator::{Operator, ensemble_yaml, install_crd, wait_available};
 use common::{Cluster, repo_root, wait_for};
 use serde_json::Value;
 
-const TASKS: u64 = 300;
+/// The manifest's four Rust workers and the Python one.
+const WORKERS: usize = 5;
+
+/// How much the run does: PADDOCK_MW_TASKS (300), PADDOCK_MW_RATE (tasks/s, 12) and
+/// PADDOCK_MW_ROUNDS (1; each round crashes the master and a worker, pauses a worker and
+/// cuts one off). The test command runs the default; `chaos.sh --kube` takes larger sizes.
+struct Size {
+    tasks: u64,
+    rate: u64,
+    rounds: usize,
+}
+
+impl Size {
+    fn from_env() -> Size {
+        let var = |name: &str, default: u64| match std::env::var(name) {
+            Ok(v) => v
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}={v} is not a whole number")),
+            Err(_) => default,
+        };
+        Size {
+            tasks: var("PADDOCK_MW_TASKS", 300),
+            rate: var("PADDOCK_MW_RATE", 12).max(1),
+            rounds: var("PADDOCK_MW_ROUNDS", 1) as usize,
+        }
+    }
+
+    /// How long the submitter may wait for the last status: the submission itself, and
+    /// two minutes for each round's faults and the drain.
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.tasks / self.rate + 120 * (self.rounds as u64 + 1))
+    }
+}
 
 /// Polls `mw status` until `member` is (or is no longer) a registered worker; returns how
 /// long that took.
@@ -131,21 +166,21 @@ fn master_worker_survives_a_master_and_a_worker_crash_on_kubernetes() {
         .collect::<Vec<_>>()
         .join(",");
     assert!(!servers.is_empty(), "no member pod IPs");
-    let ready = wait_for(
-        "4 workers registered and a master active",
-        Duration::from_secs(180),
-        || {
+    let steady = |what: &str| {
+        wait_for(what, Duration::from_secs(180), || {
             let s = status(&bin, &servers)?;
             let workers = s["workers"].as_array().map_or(0, Vec::len);
-            if workers == 4 && s["master"].is_string() && s["backups"] == 1 {
+            if workers == WORKERS && s["master"].is_string() && s["backups"] == 1 {
                 Ok(s)
             } else {
                 Err(s.to_string())
             }
-        },
-    );
+        })
+    };
+    let ready = steady("5 workers registered, a master active and one backup");
     eprintln!("master–worker up: {ready}");
 
+    let size = Size::from_env();
     let report = c.dir.join("mw-submit.json");
     let mut submit = Command::new(&bin)
         .args([
@@ -153,82 +188,121 @@ fn master_worker_survives_a_master_and_a_worker_crash_on_kubernetes() {
             "--servers",
             &servers,
             "--count",
-            &TASKS.to_string(),
+            &size.tasks.to_string(),
             "--rate",
-            "12",
+            &size.rate.to_string(),
             "--work-ms",
             "300",
             "--timeout-s",
-            "240",
+            &size.timeout().as_secs().to_string(),
             "--report",
         ])
         .arg(&report)
         .spawn()
         .expect("start mw submit");
-    std::thread::sleep(Duration::from_secs(3));
+    wait_for("tasks in flight", Duration::from_secs(60), || {
+        let s = status(&bin, &servers)?;
+        match s["tasks"].as_u64() {
+            Some(n) if n >= 10 => Ok(()),
+            _ => Err(s.to_string()),
+        }
+    });
 
-    // The active master and a Rust worker crash at once.
-    let master = ready["master"].as_str().expect("a master").to_string();
-    let workers: Vec<String> = ready["workers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect();
-    let rust_workers: Vec<&String> = workers
-        .iter()
-        .filter(|w| w.starts_with("mw-worker-"))
-        .collect();
-    assert_eq!(rust_workers.len(), 3, "{workers:?}");
-    let (worker, paused) = (rust_workers[0].clone(), rust_workers[1].clone());
-    let python = workers
-        .iter()
-        .find(|w| w.starts_with("mw-pyworker-"))
-        .expect("the Python worker")
-        .clone();
-    let crashed = Instant::now();
-    c.kubectl(&[
-        "delete",
-        "pod",
-        &master,
-        &worker,
-        "--grace-period=0",
-        "--force",
-        "--wait=false",
-    ]);
-    let takeover = wait_for(
-        "a backup master takes over",
-        Duration::from_secs(60),
-        || {
-            let s = status(&bin, &servers)?;
-            match s["master"].as_str() {
-                Some(m) if m != master => Ok(crashed.elapsed()),
-                other => Err(format!("master {other:?}")),
-            }
-        },
-    );
+    let mut figures = Vec::new();
+    for round in 0..size.rounds {
+        let before = if round == 0 {
+            ready.clone()
+        } else {
+            steady(&format!(
+                "round {round}: back to 5 workers, a master and a backup"
+            ))
+        };
+        let master = before["master"].as_str().expect("a master").to_string();
+        let workers: Vec<String> = before["workers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
+        let rust_workers: Vec<&String> = workers
+            .iter()
+            .filter(|w| w.starts_with("mw-worker-"))
+            .collect();
+        assert_eq!(rust_workers.len(), WORKERS - 1, "{workers:?}");
+        let python = workers
+            .iter()
+            .find(|w| w.starts_with("mw-pyworker-"))
+            .expect("the Python worker")
+            .clone();
+        let (worker, paused) = (rust_workers[0].clone(), rust_workers[1].clone());
+        // The Python worker (with its sidecar) in even rounds, a Rust worker in odd ones.
+        let cut = if round % 2 == 0 {
+            python
+        } else {
+            rust_workers[2].clone()
+        };
 
-    // A Rust worker freezes until its session is gone, then thaws.
-    c.pod_fault("pause", &paused, &[]);
-    let pause_noticed = wait_worker(&bin, &servers, &paused, false);
-    c.pod_fault("resume", &paused, &[]);
-    let pause_back = wait_worker(&bin, &servers, &paused, true);
+        // 1. The active master and a Rust worker crash at once.
+        let crashed = Instant::now();
+        c.kubectl(&[
+            "delete",
+            "pod",
+            &master,
+            &worker,
+            "--grace-period=0",
+            "--force",
+            "--wait=false",
+        ]);
+        let takeover = wait_for(
+            "a backup master takes over",
+            Duration::from_secs(60),
+            || {
+                let s = status(&bin, &servers)?;
+                match s["master"].as_str() {
+                    Some(m) if m != master => Ok(crashed.elapsed()),
+                    other => Err(format!("master {other:?}")),
+                }
+            },
+        );
 
-    // The Python worker's pod loses the ensemble (not the sink) until its session is gone.
-    c.pod_fault("cut", &python, &["--port", "2181"]);
-    let cut_noticed = wait_worker(&bin, &servers, &python, false);
-    c.pod_fault("heal", &python, &[]);
-    let cut_back = wait_worker(&bin, &servers, &python, true);
+        // 2. A Rust worker freezes until its session is gone, then thaws.
+        c.pod_fault("pause", &paused, &[]);
+        let pause_noticed = wait_worker(&bin, &servers, &paused, false);
+        c.pod_fault("resume", &paused, &[]);
+        let pause_back = wait_worker(&bin, &servers, &paused, true);
 
-    let deadline = Instant::now() + Duration::from_secs(300);
+        // 3. A worker's pod loses the ensemble (not the sink) until its session is gone.
+        c.pod_fault("cut", &cut, &["--port", "2181"]);
+        let cut_noticed = wait_worker(&bin, &servers, &cut, false);
+        c.pod_fault("heal", &cut, &[]);
+        let cut_back = wait_worker(&bin, &servers, &cut, true);
+        let line = format!(
+            "round {round}: master {master} and worker {worker} crashed: backup active after {:.1} s; \
+             {paused} paused: gone after {:.1} s, back {:.1} s after resume; \
+             {cut} cut off: gone after {:.1} s, back {:.1} s after heal",
+            takeover.as_secs_f64(),
+            pause_noticed.as_secs_f64(),
+            pause_back.as_secs_f64(),
+            cut_noticed.as_secs_f64(),
+            cut_back.as_secs_f64(),
+        );
+        eprintln!("{line}");
+        figures.push(line);
+        if submit.try_wait().expect("wait for mw submit").is_some() {
+            eprintln!("the submission ended after {} rounds", round + 1);
+            break;
+        }
+    }
+
+    let deadline = Instant::now() + size.timeout() + Duration::from_secs(60);
     let exit = loop {
         if let Some(exit) = submit.try_wait().expect("wait for mw submit") {
             break exit;
         }
         if Instant::now() > deadline {
             let _ = submit.kill();
-            panic!("mw submit did not finish within 300 s");
+            panic!("mw submit did not finish in time");
         }
         std::thread::sleep(Duration::from_millis(200));
     };
@@ -237,7 +311,7 @@ fn master_worker_survives_a_master_and_a_worker_crash_on_kubernetes() {
             .expect("submit report JSON");
     assert!(exit.success(), "mw submit: {exit}; {outcome}");
     assert_eq!(outcome["lost"], 0, "{outcome}");
-    assert_eq!(outcome["completed"], TASKS, "{outcome}");
+    assert_eq!(outcome["completed"], size.tasks, "{outcome}");
 
     // The sink: every task recorded once.
     let sink_ip = c.jsonpath(
@@ -249,38 +323,29 @@ fn master_worker_survives_a_master_and_a_worker_crash_on_kubernetes() {
     assert_eq!(code, 200, "{body}");
     let counts: Value = serde_json::from_str(&body).expect("sink JSON");
     assert_eq!(counts["recordedTwice"], 0, "{counts}");
-    assert_eq!(counts["tasksRecorded"], TASKS, "{counts}");
-    // The faults happened while tasks were in flight: the master reassigned work away
-    // from each worker it lost.
-    let active = status(&bin, &servers).expect("mw status");
-    let active = active["master"].as_str().expect("an active master");
-    let log = c.container_log("default", active, "master");
-    let reassigned_from = |w: &str| {
-        log.lines()
-            .filter(|l| {
-                l.contains("\"kind\":\"reassigned\"") && l.contains(&format!("\"from\":\"{w}\""))
-            })
-            .count()
-    };
-    let moved: Vec<(String, usize)> = [&worker, &paused, &python]
-        .iter()
-        .map(|w| (w.to_string(), reassigned_from(w)))
-        .collect();
-    assert!(
-        reassigned_from(&worker) > 0,
-        "no task of the crashed worker {worker} was reassigned: {moved:?}"
-    );
+    assert_eq!(counts["tasksRecorded"], size.tasks, "{counts}");
+    // How much work the masters moved (those alive at the end; a crashed master's log
+    // is under the cluster's logs/pods/): informational, since a worker may crash idle.
+    let reassigned: usize = c
+        .jsonpath(
+            &["get", "pods", "-l", "app=mw-master"],
+            "{.items[*].metadata.name}",
+        )
+        .split_whitespace()
+        .map(|m| {
+            c.container_log("default", m, "master")
+                .lines()
+                .filter(|l| l.contains("\"kind\":\"reassigned\""))
+                .count()
+        })
+        .sum();
     eprintln!(
-        "{TASKS} tasks; master {master} and worker {worker} crashed: backup active after {:.1} s; \
-         {paused} paused: gone after {:.1} s, back {:.1} s after resume; \
-         {python} cut off: gone after {:.1} s, back {:.1} s after heal; \
-         tasks reassigned away (by the master active at the end): {moved:?}; \
+        "{} tasks at {}/s, {} round(s): {}; tasks reassigned by the masters alive at the end: {reassigned}; \
          submit to status {}; sink {counts}",
-        takeover.as_secs_f64(),
-        pause_noticed.as_secs_f64(),
-        pause_back.as_secs_f64(),
-        cut_noticed.as_secs_f64(),
-        cut_back.as_secs_f64(),
+        size.tasks,
+        size.rate,
+        figures.len(),
+        figures.join("; "),
         outcome["submitToStatusMs"]
     );
 }
