@@ -411,7 +411,7 @@ mod tests {
         for (reply, xid) in got.iter().zip(&xids) {
             assert_eq!(reply.header.xid, *xid);
             match reply.decode(OpCode::GetData.code()).unwrap() {
-                Response::GetData(d) => assert_eq!(d.data.0, xid.to_be_bytes()),
+                Response::GetData(d) => assert_eq!(*d.data, xid.to_be_bytes()),
                 other => panic!("{other:?}"),
             }
         }

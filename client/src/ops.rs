@@ -313,7 +313,7 @@ impl Client {
         });
         let reply = self.call(request, Some(path), watch).await?;
         match reply.response {
-            Response::GetData(r) => Ok((r.data.0, r.stat)),
+            Response::GetData(r) => Ok((r.data.into_vec(), r.stat)),
             other => Err(unexpected("getData", &other)),
         }
     }
@@ -507,7 +507,10 @@ impl Client {
             .into_iter()
             .zip(ops)
             .map(|(result, op)| match result {
-                paddock_proto::MultiResult::GetData(data, stat) => ReadResult::Data { data, stat },
+                paddock_proto::MultiResult::GetData(data, stat) => ReadResult::Data {
+                    data: data.into_vec(),
+                    stat,
+                },
                 paddock_proto::MultiResult::GetChildren(children) => {
                     ReadResult::Children { children }
                 }
@@ -592,7 +595,7 @@ impl Client {
         });
         let reply = self.call(request, Some(CONFIG_NODE), None).await?;
         match reply.response {
-            Response::GetData(r) => Ok((r.data.0, r.stat)),
+            Response::GetData(r) => Ok((r.data.into_vec(), r.stat)),
             other => Err(unexpected("getConfig", &other)),
         }
     }
@@ -615,7 +618,7 @@ impl Client {
         });
         let reply = self.call(request, Some(CONFIG_NODE), None).await?;
         match reply.response {
-            Response::GetData(r) => Ok((r.data.0, r.stat)),
+            Response::GetData(r) => Ok((r.data.into_vec(), r.stat)),
             other => Err(unexpected("reconfig", &other)),
         }
     }

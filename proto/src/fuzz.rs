@@ -5,7 +5,7 @@ use proptest::prelude::*;
 
 use crate::consts::OpCode;
 use crate::jute::sample::{Rng, Sample};
-use crate::jute::{Buffer, Jute};
+use crate::jute::{Buffer, Data, Jute};
 use crate::records::*;
 use crate::request::{MultiResult, Request};
 use crate::response::Response;
@@ -140,7 +140,7 @@ fn sample_multi_result(rng: &mut Rng) -> MultiResult {
         2 => MultiResult::Delete,
         3 => MultiResult::SetData(Sample::sample(rng)),
         4 => MultiResult::Check,
-        5 => MultiResult::GetData(Buffer::sample(rng).0, Sample::sample(rng)),
+        5 => MultiResult::GetData(Data::sample(rng), Sample::sample(rng)),
         6 => MultiResult::GetChildren(Sample::sample(rng)),
         _ => MultiResult::Error(Sample::sample(rng)),
     }
@@ -310,7 +310,7 @@ fn known_encoding_of_a_create_request() {
     // create "/a" data "x" world:anyone ALL, persistent — as the Java client encodes it.
     let req = Request::Create(CreateRequest {
         path: "/a".into(),
-        data: Buffer(b"x".to_vec()),
+        data: b"x".to_vec().into(),
         acl: vec![Acl {
             perms: 31,
             id: Id {
@@ -332,4 +332,72 @@ fn known_encoding_of_a_create_request() {
     ]
     .concat();
     assert_eq!(bytes, expected);
+}
+
+#[test]
+fn null_data_is_length_minus_one_in_requests_responses_and_multi() {
+    const NULL: [u8; 4] = [0xff, 0xff, 0xff, 0xff];
+    let create = Request::Create(CreateRequest {
+        path: "/n".into(),
+        data: Data::NULL,
+        acl: vec![],
+        flags: 0,
+    });
+    let body = create.encode(1)[8..].to_vec();
+    assert_eq!(&body[6..10], NULL, "create: path /n, then the null data");
+    assert_eq!(Request::decode(OpCode::Create.code(), &body), Ok(create));
+
+    let set = Request::SetData(SetDataRequest {
+        path: "/n".into(),
+        data: Data::NULL,
+        version: -1,
+    });
+    let body = set.encode(1)[8..].to_vec();
+    assert_eq!(
+        body,
+        [&[0, 0, 0, 2, b'/', b'n'][..], &NULL, &[0xff; 4]].concat()
+    );
+    assert_eq!(Request::decode(OpCode::SetData.code(), &body), Ok(set));
+
+    // An empty buffer stays empty (length 0), distinct from null.
+    let empty = Request::SetData(SetDataRequest {
+        path: "/n".into(),
+        data: Vec::new().into(),
+        version: -1,
+    });
+    let decoded = Request::decode(OpCode::SetData.code(), &empty.encode(1)[8..]);
+    assert!(matches!(decoded, Ok(Request::SetData(r)) if !r.data.is_null() && r.data.is_empty()));
+
+    let reply = Response::GetData(GetDataResponse {
+        data: Data::NULL,
+        stat: Stat::default(),
+    });
+    let mut body = Vec::new();
+    reply.write_body(&mut body);
+    assert_eq!(&body[..4], NULL);
+    assert_eq!(Response::decode(OpCode::GetData.code(), &body), Ok(reply));
+
+    let multi = Request::Multi(vec![
+        Request::Create(CreateRequest {
+            path: "/m".into(),
+            data: Data::NULL,
+            acl: vec![],
+            flags: 0,
+        }),
+        Request::SetData(SetDataRequest {
+            path: "/m".into(),
+            data: Data::NULL,
+            version: 0,
+        }),
+    ]);
+    let mut body = Vec::new();
+    multi.write_body(&mut body);
+    assert_eq!(Request::decode(OpCode::Multi.code(), &body), Ok(multi));
+    let read = Response::Multi(vec![
+        MultiResult::GetData(Data::NULL, Stat::default()),
+        MultiResult::GetData(Vec::new().into(), Stat::default()),
+    ]);
+    let mut body = Vec::new();
+    read.write_body(&mut body);
+    assert_eq!(Response::decode(OpCode::MultiRead.code(), &body), Ok(read));
 }

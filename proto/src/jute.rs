@@ -132,6 +132,15 @@ impl<'a> Reader<'a> {
         Ok(self.take(len, "buffer")?.to_vec())
     }
 
+    /// Reads a buffer that may be null: length -1 is `None`, distinct from an empty one.
+    pub fn read_nullable_buffer(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
+        if self.buf.get(self.pos..self.pos + 4) == Some(&NULL_LEN[..]) {
+            self.pos += 4;
+            return Ok(None);
+        }
+        self.read_buffer().map(Some)
+    }
+
     pub fn read_ustring(&mut self) -> Result<String, DecodeError> {
         let len = self.read_len("string", 1)?;
         let offset = self.pos;
@@ -149,12 +158,17 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The length prefix of a null buffer, string or vector.
+const NULL_LEN: [u8; 4] = (-1i32).to_be_bytes();
+
 /// Appends jute primitives to a byte vector.
 pub trait JuteWrite {
     fn put_i32(&mut self, v: i32);
     fn put_i64(&mut self, v: i64);
     fn put_bool(&mut self, v: bool);
     fn put_buffer(&mut self, v: &[u8]);
+    /// A buffer that may be null: `None` is written as length -1.
+    fn put_nullable_buffer(&mut self, v: Option<&[u8]>);
     fn put_ustring(&mut self, v: &str);
     fn put_vec<T: Jute>(&mut self, v: &[T]);
 }
@@ -172,6 +186,12 @@ impl JuteWrite for Vec<u8> {
     fn put_buffer(&mut self, v: &[u8]) {
         self.put_i32(len_i32(v.len()));
         self.extend_from_slice(v);
+    }
+    fn put_nullable_buffer(&mut self, v: Option<&[u8]>) {
+        match v {
+            Some(bytes) => self.put_buffer(bytes),
+            None => self.extend_from_slice(&NULL_LEN),
+        }
     }
     fn put_ustring(&mut self, v: &str) {
         self.put_buffer(v.as_bytes());
@@ -304,6 +324,99 @@ impl Jute for Buffer {
     }
 }
 
+/// Znode data: a jute `buffer` that may be null (length -1). ZooKeeper keeps a null
+/// buffer distinct from an empty one end to end (a node created or set with null data
+/// reads back as null), so the fields that carry znode data use this type instead of
+/// [`Buffer`], which reads a null as empty.
+///
+/// It derefs to the bytes, which are empty for a null; [`Data::is_null`] tells the two
+/// apart. The default is empty, not null.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Data(pub Option<Vec<u8>>);
+
+impl Data {
+    /// The null buffer.
+    pub const NULL: Data = Data(None);
+
+    pub fn is_null(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The bytes, or `None` for a null.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        self.0.as_deref()
+    }
+
+    /// The bytes, or `None` for a null.
+    pub fn into_option(self) -> Option<Vec<u8>> {
+        self.0
+    }
+
+    /// The bytes, empty for a null.
+    pub fn into_vec(self) -> Vec<u8> {
+        self.0.unwrap_or_default()
+    }
+}
+
+impl Default for Data {
+    fn default() -> Self {
+        Data(Some(Vec::new()))
+    }
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            None => f.write_str("null"),
+            Some(bytes) => match std::str::from_utf8(bytes) {
+                Ok(s) if s.len() <= 64 => write!(f, "{s:?}"),
+                _ => write!(f, "<{} bytes>", bytes.len()),
+            },
+        }
+    }
+}
+
+impl From<Vec<u8>> for Data {
+    fn from(v: Vec<u8>) -> Self {
+        Data(Some(v))
+    }
+}
+
+impl From<&[u8]> for Data {
+    fn from(v: &[u8]) -> Self {
+        Data(Some(v.to_vec()))
+    }
+}
+
+impl From<Option<Vec<u8>>> for Data {
+    fn from(v: Option<Vec<u8>>) -> Self {
+        Data(v)
+    }
+}
+
+impl From<Option<&[u8]>> for Data {
+    fn from(v: Option<&[u8]>) -> Self {
+        Data(v.map(<[u8]>::to_vec))
+    }
+}
+
+impl std::ops::Deref for Data {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or_default()
+    }
+}
+
+impl Jute for Data {
+    const MIN_ENCODED_LEN: usize = 4;
+    fn write(&self, out: &mut Vec<u8>) {
+        out.put_nullable_buffer(self.as_bytes())
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.read_nullable_buffer().map(Data)
+    }
+}
+
 /// Declares a jute record: a struct whose encoding is its fields in order.
 macro_rules! jute_record {
     ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty),* $(,)? }) => {
@@ -392,6 +505,15 @@ pub mod sample {
             Buffer((0..len).map(|_| rng.next_u64() as u8).collect())
         }
     }
+    impl Sample for super::Data {
+        fn sample(rng: &mut Rng) -> Self {
+            if rng.below(4) == 0 {
+                super::Data::NULL
+            } else {
+                super::Data(Some(Buffer::sample(rng).0))
+            }
+        }
+    }
     impl<T: Sample> Sample for Vec<T> {
         fn sample(rng: &mut Rng) -> Self {
             let len = rng.below(4);
@@ -410,6 +532,21 @@ mod tests {
         assert_eq!(r.read_buffer().unwrap(), Vec::<u8>::new());
         let mut r = Reader::new(&[0xff, 0xff, 0xff, 0xff]);
         assert_eq!(r.read_vec::<String>().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn data_keeps_null_distinct_from_empty() {
+        assert_eq!(Data::NULL.to_bytes(), [0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(Data::default().to_bytes(), [0, 0, 0, 0]);
+        assert_eq!(Data::from_bytes(&[0xff, 0xff, 0xff, 0xff]), Ok(Data::NULL));
+        assert_eq!(Data::from_bytes(&[0, 0, 0, 0]), Ok(Data(Some(Vec::new()))));
+        assert_eq!(Data::from_bytes(&[0, 0, 0, 1, 7]), Ok(Data::from(vec![7])));
+        // Other negative lengths stay errors; a truncated prefix is not taken for null.
+        assert!(Data::from_bytes(&[0xff, 0xff, 0xff, 0xfe]).is_err());
+        assert!(Data::from_bytes(&[0xff, 0xff, 0xff]).is_err());
+        assert!(Data::NULL.is_empty() && Data::NULL.is_null());
+        assert!(!Data::default().is_null());
+        assert_eq!(format!("{:?}", Data::NULL), "null");
     }
 
     #[test]

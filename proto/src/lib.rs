@@ -14,7 +14,7 @@ pub mod response;
 pub use consts::{
     AddWatchMode, CreateMode, ErrorCode, EventType, KeeperState, OpCode, WatcherType, perms, xid,
 };
-pub use jute::{Buffer, DecodeError, Jute, JuteWrite, Reader};
+pub use jute::{Buffer, Data, DecodeError, Jute, JuteWrite, Reader};
 pub use records::*;
 pub use request::{MULTI_END, MultiResult, Request};
 pub use response::{Response, encode_notification, encode_reply};

@@ -1,7 +1,7 @@
 //! Every record of zookeeper.jute that crosses the client wire or lands in the
 //! transaction log, field for field in ZooKeeper's order.
 
-use crate::jute::{Buffer, DecodeError, Jute, JuteWrite, Reader};
+use crate::jute::{Buffer, Data, DecodeError, Jute, JuteWrite, Reader};
 
 // ---- org.apache.zookeeper.data ----
 
@@ -97,12 +97,12 @@ jute_record!(GetDataRequest {
     watch: bool
 });
 jute_record!(GetDataResponse {
-    data: Buffer,
+    data: Data,
     stat: Stat
 });
 jute_record!(SetDataRequest {
     path: String,
-    data: Buffer,
+    data: Data,
     version: i32
 });
 jute_record!(SetDataResponse { stat: Stat });
@@ -116,13 +116,13 @@ jute_record!(GetSaslRequest { token: Buffer });
 jute_record!(SetSaslResponse { token: Buffer });
 jute_record!(CreateRequest {
     path: String,
-    data: Buffer,
+    data: Data,
     acl: Vec<Acl>,
     flags: i32,
 });
 jute_record!(CreateTtlRequest {
     path: String,
-    data: Buffer,
+    data: Data,
     acl: Vec<Acl>,
     flags: i32,
     ttl: i64,
@@ -192,28 +192,28 @@ jute_record!(TxnDigest {
 });
 jute_record!(CreateTxn {
     path: String,
-    data: Buffer,
+    data: Data,
     acl: Vec<Acl>,
     ephemeral: bool,
     parent_cversion: i32,
 });
 jute_record!(CreateTtlTxn {
     path: String,
-    data: Buffer,
+    data: Data,
     acl: Vec<Acl>,
     parent_cversion: i32,
     ttl: i64,
 });
 jute_record!(CreateContainerTxn {
     path: String,
-    data: Buffer,
+    data: Data,
     acl: Vec<Acl>,
     parent_cversion: i32,
 });
 jute_record!(DeleteTxn { path: String });
 jute_record!(SetDataTxn {
     path: String,
-    data: Buffer,
+    data: Data,
     version: i32
 });
 jute_record!(CheckVersionTxn {

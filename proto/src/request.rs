@@ -2,7 +2,7 @@
 //! typed by its opcode.
 
 use crate::consts::{ErrorCode, OpCode};
-use crate::jute::{DecodeError, Jute, JuteWrite, Reader};
+use crate::jute::{Data, DecodeError, Jute, JuteWrite, Reader};
 use crate::records::*;
 
 /// A decoded client request.
@@ -263,7 +263,8 @@ pub enum MultiResult {
     Delete,
     SetData(Stat),
     Check,
-    GetData(Vec<u8>, Stat),
+    /// The data may be null (see [`Data`]).
+    GetData(Data, Stat),
     GetChildren(Vec<String>),
     /// A failed op; also `Ok` for ops rolled back because a later op failed.
     Error(i32),
@@ -303,7 +304,7 @@ impl MultiResult {
             MultiResult::Delete | MultiResult::Check => {}
             MultiResult::SetData(stat) => stat.write(out),
             MultiResult::GetData(data, stat) => {
-                out.put_buffer(data);
+                data.write(out);
                 stat.write(out);
             }
             MultiResult::GetChildren(children) => out.put_vec(children),
@@ -327,7 +328,7 @@ impl MultiResult {
                 OpCode::Delete => MultiResult::Delete,
                 OpCode::Check => MultiResult::Check,
                 OpCode::SetData => MultiResult::SetData(Stat::read(r)?),
-                OpCode::GetData => MultiResult::GetData(r.read_buffer()?, Stat::read(r)?),
+                OpCode::GetData => MultiResult::GetData(Data::read(r)?, Stat::read(r)?),
                 OpCode::GetChildren => MultiResult::GetChildren(r.read_vec()?),
                 OpCode::Error => MultiResult::Error(r.read_i32()?),
                 _ => return Err(DecodeError::OpcodeNotAllowed(header.op, "multi response")),

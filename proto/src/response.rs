@@ -2,7 +2,7 @@
 //! (A failed request carries only the header, as in ZooKeeper.)
 
 use crate::consts::OpCode;
-use crate::jute::{Buffer, DecodeError, Jute, Reader};
+use crate::jute::{Data, DecodeError, Jute, Reader};
 use crate::records::*;
 use crate::request::{MULTI_END, MultiResult};
 
@@ -124,10 +124,10 @@ pub fn encode_notification(event: &WatcherEvent) -> Vec<u8> {
     out
 }
 
-/// Convenience for building GetData responses.
+/// Convenience for building GetData responses (with non-null data).
 pub fn get_data_response(data: &[u8], stat: Stat) -> Response {
     Response::GetData(GetDataResponse {
-        data: Buffer(data.to_vec()),
+        data: Data::from(data),
         stat,
     })
 }

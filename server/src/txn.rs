@@ -2,6 +2,12 @@
 //! validation becomes a `Txn`; the txn is logged, (later) replicated, and applied to the
 //! tree in zxid order. The log encoding is ZooKeeper's own: a TxnHeader followed by the
 //! txn record of its type.
+//!
+//! Znode data may be null, as in ZooKeeper: a create or setData whose data is null
+//! logs the buffer with length -1 (jute's null), and reads back as `None`. Builds before
+//! null data was kept never wrote -1 there (an empty buffer is length 0), so their logs
+//! read back unchanged; they read a -1 as empty, so a log or proposal from this build
+//! still loads on them, with null turned into empty.
 
 use paddock_proto::{
     Acl, Buffer, CheckVersionTxn, CloseSessionTxn, CreateContainerTxn, CreateSessionTxn,
@@ -35,7 +41,8 @@ pub enum TxnOp {
         /// create, create2, createContainer or createTTL: decides the reply's shape.
         op: OpCode,
         path: String,
-        data: Vec<u8>,
+        /// `None`: null data, kept distinct from empty.
+        data: Option<Vec<u8>>,
         acl: Vec<Acl>,
         kind: NodeKind,
         /// The parent's cversion after this create.
@@ -48,7 +55,8 @@ pub enum TxnOp {
     },
     SetData {
         path: String,
-        data: Vec<u8>,
+        /// `None`: null data, kept distinct from empty.
+        data: Option<Vec<u8>>,
         /// The node's version after this write.
         version: i32,
     },
@@ -108,14 +116,14 @@ impl TxnOp {
             } => match kind {
                 NodeKind::Container => CreateContainerTxn {
                     path: path.clone(),
-                    data: Buffer(data.clone()),
+                    data: data.clone().into(),
                     acl: acl.clone(),
                     parent_cversion: *parent_cversion,
                 }
                 .write(out),
                 NodeKind::Ttl(ttl) => CreateTtlTxn {
                     path: path.clone(),
-                    data: Buffer(data.clone()),
+                    data: data.clone().into(),
                     acl: acl.clone(),
                     parent_cversion: *parent_cversion,
                     ttl: *ttl,
@@ -123,7 +131,7 @@ impl TxnOp {
                 .write(out),
                 NodeKind::Persistent | NodeKind::Ephemeral(_) => CreateTxn {
                     path: path.clone(),
-                    data: Buffer(data.clone()),
+                    data: data.clone().into(),
                     acl: acl.clone(),
                     ephemeral: matches!(kind, NodeKind::Ephemeral(_)),
                     parent_cversion: *parent_cversion,
@@ -137,7 +145,7 @@ impl TxnOp {
                 version,
             } => SetDataTxn {
                 path: path.clone(),
-                data: Buffer(data.clone()),
+                data: data.clone().into(),
                 version: *version,
             }
             .write(out),
@@ -154,7 +162,7 @@ impl TxnOp {
             .write(out),
             TxnOp::Reconfig { data } => SetDataTxn {
                 path: crate::tree::CONFIG_NODE.to_string(),
-                data: Buffer(data.clone()),
+                data: data.clone().into(),
                 version: -1,
             }
             .write(out),
@@ -190,7 +198,7 @@ impl TxnOp {
                 TxnOp::Create {
                     op,
                     path: t.path,
-                    data: t.data.0,
+                    data: t.data.into_option(),
                     acl: t.acl,
                     kind: if t.ephemeral {
                         NodeKind::Ephemeral(session)
@@ -205,7 +213,7 @@ impl TxnOp {
                 TxnOp::Create {
                     op,
                     path: t.path,
-                    data: t.data.0,
+                    data: t.data.into_option(),
                     acl: t.acl,
                     kind: NodeKind::Container,
                     parent_cversion: t.parent_cversion,
@@ -216,7 +224,7 @@ impl TxnOp {
                 TxnOp::Create {
                     op,
                     path: t.path,
-                    data: t.data.0,
+                    data: t.data.into_option(),
                     acl: t.acl,
                     kind: NodeKind::Ttl(t.ttl),
                     parent_cversion: t.parent_cversion,
@@ -230,7 +238,7 @@ impl TxnOp {
                 let t = SetDataTxn::read(r)?;
                 TxnOp::SetData {
                     path: t.path,
-                    data: t.data.0,
+                    data: t.data.into_option(),
                     version: t.version,
                 }
             }
@@ -250,7 +258,7 @@ impl TxnOp {
                 }
             }
             OpCode::Reconfig => TxnOp::Reconfig {
-                data: SetDataTxn::read(r)?.data.0,
+                data: SetDataTxn::read(r)?.data.into_vec(),
             },
             OpCode::Multi => {
                 let multi = MultiTxn::read(r)?;
@@ -314,7 +322,7 @@ mod tests {
             TxnOp::Create {
                 op: OpCode::Create2,
                 path: "/a".into(),
-                data: b"x".to_vec(),
+                data: Some(b"x".to_vec()),
                 acl: acl.clone(),
                 kind: NodeKind::Ephemeral(7),
                 parent_cversion: 3,
@@ -322,7 +330,7 @@ mod tests {
             TxnOp::Create {
                 op: OpCode::CreateContainer,
                 path: "/c".into(),
-                data: vec![],
+                data: None,
                 acl: acl.clone(),
                 kind: NodeKind::Container,
                 parent_cversion: 1,
@@ -330,7 +338,7 @@ mod tests {
             TxnOp::Create {
                 op: OpCode::CreateTtl,
                 path: "/t".into(),
-                data: vec![1],
+                data: Some(vec![1]),
                 acl: acl.clone(),
                 kind: NodeKind::Ttl(5000),
                 parent_cversion: 2,
@@ -341,8 +349,21 @@ mod tests {
             },
             TxnOp::SetData {
                 path: "/a".into(),
-                data: vec![0; 10],
+                data: Some(vec![0; 10]),
                 version: 4,
+            },
+            TxnOp::Create {
+                op: OpCode::Create,
+                path: "/e".into(),
+                data: Some(vec![]),
+                acl: acl.clone(),
+                kind: NodeKind::Persistent,
+                parent_cversion: 4,
+            },
+            TxnOp::SetData {
+                path: "/e".into(),
+                data: None,
+                version: 1,
             },
             TxnOp::SetAcl {
                 path: "/a".into(),
@@ -373,6 +394,53 @@ mod tests {
             };
             assert_eq!(Txn::decode(&txn.encode()), Ok(txn));
         }
+    }
+
+    #[test]
+    fn null_data_is_logged_as_length_minus_one() {
+        let txn = |data| Txn {
+            session: 9,
+            cxid: 3,
+            zxid: 0x1_0000_0005,
+            time: 1_700_000_000_000,
+            op: TxnOp::SetData {
+                path: "/n".into(),
+                data,
+                version: 2,
+            },
+        };
+        let null = txn(None).encode();
+        let empty = txn(Some(vec![])).encode();
+        // TxnHeader (8 + 4 + 8 + 8 + 4), path "/n" (4 + 2), then the data's length.
+        assert_eq!(null[38..42], [0xff; 4]);
+        assert_eq!(empty[38..42], [0; 4]);
+        assert_eq!(Txn::decode(&null), Ok(txn(None)));
+        assert_eq!(Txn::decode(&empty), Ok(txn(Some(vec![]))));
+    }
+
+    /// A create of "/e" with empty data as the build before null data was kept logged
+    /// it (session 9, cxid 3, zxid 0x100000005): it still reads as empty, not null.
+    const OLD_EMPTY_CREATE: &str = "00000000000000090000000300000001000000050000018bcfe568000000000f000000022f6500000000000000010000001f00000005776f726c6400000006616e796f6e650000000002";
+
+    #[test]
+    fn a_record_logged_before_null_data_was_kept_still_reads() {
+        let bytes: Vec<u8> = (0..OLD_EMPTY_CREATE.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&OLD_EMPTY_CREATE[i..i + 2], 16).unwrap())
+            .collect();
+        let txn = Txn::decode(&bytes).unwrap();
+        assert_eq!(
+            txn.op,
+            TxnOp::Create {
+                op: OpCode::Create2,
+                path: "/e".into(),
+                data: Some(vec![]),
+                acl: crate::tree::acl::open_acl(),
+                kind: NodeKind::Persistent,
+                parent_cversion: 2,
+            }
+        );
+        assert_eq!(txn.encode(), bytes, "and is written the same way today");
     }
 
     proptest! {

@@ -208,7 +208,7 @@ fn oversized_and_negative_frames_are_closed() {
         let Response::GetData(data) = reply.decode(OpCode::GetData.code()) else {
             panic!()
         };
-        assert_eq!(data.data.0, b"d", "the oversized write was not applied");
+        assert_eq!(*data.data, *b"d", "the oversized write was not applied");
 
         // Negative length after the handshake.
         let mut c = RawConn::session(tg.addr).await;

@@ -187,7 +187,7 @@ async fn verify(server: &Server, writers: &mut [Writer]) {
             set_data(version)
         };
         assert_eq!(
-            d.data.0, expected,
+            *d.data, *expected,
             "writer {w}: data matches version {version}"
         );
 
@@ -242,7 +242,7 @@ async fn verify(server: &Server, writers: &mut [Writer]) {
                 let Response::GetData(d) = reply.decode(OpCode::GetData.code()) else {
                     panic!()
                 };
-                assert_eq!(d.data.0, node_data(w, i));
+                assert_eq!(*d.data, *node_data(w, i));
                 assert_eq!(d.stat.version, 0);
             }
         }

@@ -115,7 +115,7 @@ async fn assert_read_served(conn: &mut RawConn, xid: i32, path: &str, expect_len
     let Response::GetData(data) = reply.decode(OpCode::GetData.code()) else {
         panic!("getData reply")
     };
-    assert_eq!(data.data.0.len(), expect_len);
+    assert_eq!(data.data.len(), expect_len);
     eprintln!("bystander getData answered in {:?}", started.elapsed());
 }
 

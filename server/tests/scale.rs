@@ -139,7 +139,7 @@ fn thousands_of_concurrent_connections() {
                 let Response::GetData(d) = data.decode(OpCode::GetData.code()) else {
                     panic!()
                 };
-                assert_eq!(d.data.0, b"shared");
+                assert_eq!(*d.data, *b"shared");
                 c
             });
         }
@@ -290,7 +290,7 @@ fn pipelined_requests_are_answered_in_order() {
                         panic!()
                     };
                     assert_eq!(d.stat.version, v, "a read sees the writes sent before it");
-                    assert_eq!(d.data.0, format!("v{v}").into_bytes());
+                    assert_eq!(*d.data, *format!("v{v}").into_bytes());
                 }
                 Expect::Seq(s) => {
                     let Response::Create(r) =

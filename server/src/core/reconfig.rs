@@ -174,7 +174,7 @@ impl Core {
         let Some(node) = self.tree.get(CONFIG_NODE) else {
             return;
         };
-        let text = String::from_utf8_lossy(&node.data).into_owned();
+        let text = String::from_utf8_lossy(node.bytes()).into_owned();
         let parsed = match DynamicConfig::parse(&text, CONFIG_NODE) {
             Ok(c) => c,
             Err(e) => {

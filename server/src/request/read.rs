@@ -4,8 +4,8 @@
 
 use paddock_proto::{
     AddWatchMode, ClientInfo, ErrorCode, EventType, GetAclResponse, GetAllChildrenNumberResponse,
-    GetChildren2Response, GetChildrenResponse, GetEphemeralsResponse, MultiResult, Request,
-    Response, SetWatches2, SyncResponse, WatcherType, WhoAmIResponse, perms,
+    GetChildren2Response, GetChildrenResponse, GetDataResponse, GetEphemeralsResponse, MultiResult,
+    Request, Response, SetWatches2, SyncResponse, WatcherType, WhoAmIResponse, perms,
 };
 
 use crate::path;
@@ -64,10 +64,11 @@ pub fn answer(
             if r.watch {
                 watches.add(ctx.conn, WatchKind::Data, &r.path);
             }
-            Ok(paddock_proto::response::get_data_response(
-                &node.data,
-                node.stat(),
-            ))
+            // Null data answers null (length -1), as ZooKeeper does.
+            Ok(Response::GetData(GetDataResponse {
+                data: node.data.as_deref().into(),
+                stat: node.stat(),
+            }))
         }
         Request::GetChildren(r) | Request::GetChildren2(r) => {
             let node = readable(tree, ctx, &r.path, perms::READ)?;
@@ -130,7 +131,7 @@ pub fn answer(
             let results = ops
                 .iter()
                 .map(|op| match answer(tree, watches, ctx, op, events) {
-                    Ok(Response::GetData(d)) => MultiResult::GetData(d.data.0, d.stat),
+                    Ok(Response::GetData(d)) => MultiResult::GetData(d.data, d.stat),
                     Ok(Response::GetChildren(c)) => MultiResult::GetChildren(c.children),
                     Ok(_) => MultiResult::Error(ErrorCode::BadArguments.code()),
                     Err(code) => MultiResult::Error(code.code()),

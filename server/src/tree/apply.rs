@@ -86,7 +86,15 @@ impl DataTree {
                 acl,
                 kind,
                 parent_cversion,
-            } => match self.create_node(txn, path, data, acl, *kind, *parent_cversion, triggers) {
+            } => match self.create_node(
+                txn,
+                path,
+                data.as_deref(),
+                acl,
+                *kind,
+                *parent_cversion,
+                triggers,
+            ) {
                 Ok(stat) => ApplyResult::Created {
                     op: *op,
                     path: path.clone(),
@@ -106,13 +114,13 @@ impl DataTree {
                 let Some(node) = self.nodes.get_mut(path.as_str()) else {
                     return ApplyResult::Failed(ErrorCode::NoNode);
                 };
-                let old_len = node.data.len() as u64;
-                node.data = Arc::from(&data[..]);
+                let old_len = node.bytes().len() as u64;
+                node.data = data.as_deref().map(Arc::from);
                 node.stat.version = *version;
                 node.stat.mzxid = txn.zxid;
                 node.stat.mtime = txn.time;
                 let stat = node.stat();
-                self.data_size = self.data_size - old_len + data.len() as u64;
+                self.data_size = self.data_size - old_len + node.bytes().len() as u64;
                 triggers.push(WatchTrigger {
                     path: path.clone(),
                     event: EventType::NodeDataChanged,
@@ -132,8 +140,8 @@ impl DataTree {
                 let Some(node) = self.nodes.get_mut(super::CONFIG_NODE) else {
                     return ApplyResult::Failed(ErrorCode::NoNode);
                 };
-                let old_len = node.data.len() as u64;
-                node.data = Arc::from(&data[..]);
+                let old_len = node.bytes().len() as u64;
+                node.data = Some(Arc::from(&data[..]));
                 node.stat.version = node.stat.version.wrapping_add(1);
                 node.stat.mzxid = txn.zxid;
                 node.stat.mtime = txn.time;
@@ -188,7 +196,7 @@ impl DataTree {
         &mut self,
         txn: &Txn,
         p: &str,
-        data: &[u8],
+        data: Option<&[u8]>,
         acl: &[paddock_proto::Acl],
         kind: NodeKind,
         parent_cversion: i32,
@@ -219,13 +227,13 @@ impl DataTree {
             pzxid: txn.zxid,
         };
         let node = Node {
-            data: Arc::from(data),
+            data: data.map(Arc::from),
             acl,
             stat,
             children: OrdSet::new(),
         };
         let client_stat = node.stat();
-        self.data_size += (p.len() + data.len()) as u64;
+        self.data_size += (p.len() + node.bytes().len()) as u64;
         self.index(p, kind);
         self.nodes.insert(Arc::from(p), node);
         triggers.push(WatchTrigger {
@@ -250,7 +258,7 @@ impl DataTree {
         };
         self.data_size = self
             .data_size
-            .saturating_sub((p.len() + node.data.len()) as u64);
+            .saturating_sub((p.len() + node.bytes().len()) as u64);
         self.unindex(p, node.kind());
         let parent_path = path::parent(p);
         if let Some(parent) = self.nodes.get_mut(parent_path) {

@@ -63,7 +63,9 @@ impl NodeKind {
 /// One znode.
 #[derive(Debug, Clone)]
 pub struct Node {
-    pub data: Arc<[u8]>,
+    /// `None` when the node was created or last set with null data: ZooKeeper keeps
+    /// that distinct from empty data (getData answers null, dataLength is 0).
+    pub data: Option<Arc<[u8]>>,
     pub acl: Arc<Vec<Acl>>,
     pub stat: StatPersisted,
     pub children: OrdSet<Arc<str>>,
@@ -76,7 +78,7 @@ impl Node {
     /// Container and TTL nodes report ephemeralOwner 0; their marker stays internal.
     pub fn stat(&self) -> Stat {
         let num_children = self.children.len() as i32;
-        let mut stat = Stat::from_persisted(&self.stat, self.data.len() as i32, num_children);
+        let mut stat = Stat::from_persisted(&self.stat, self.bytes().len() as i32, num_children);
         stat.cversion = self
             .stat
             .cversion
@@ -90,6 +92,11 @@ impl Node {
 
     pub fn kind(&self) -> NodeKind {
         NodeKind::from_owner(self.stat.ephemeral_owner)
+    }
+
+    /// The data's bytes; empty for null data.
+    pub fn bytes(&self) -> &[u8] {
+        self.data.as_deref().unwrap_or_default()
     }
 }
 
@@ -153,21 +160,27 @@ impl DataTree {
             (QUOTA_ROOT, open),
             (CONFIG_NODE, read_only),
         ] {
-            tree.insert_raw(p, Arc::from(&b""[..]), acl, StatPersisted::default());
+            tree.insert_raw(p, Some(Arc::from(&b""[..])), acl, StatPersisted::default());
         }
         tree
     }
 
     /// Inserts a node and links it to its parent, without touching any Stat
     /// (used to build system nodes and to load snapshots).
-    fn insert_raw(&mut self, p: &str, data: Arc<[u8]>, acl: Arc<Vec<Acl>>, stat: StatPersisted) {
+    fn insert_raw(
+        &mut self,
+        p: &str,
+        data: Option<Arc<[u8]>>,
+        acl: Arc<Vec<Acl>>,
+        stat: StatPersisted,
+    ) {
         if p != "/" {
             let name: Arc<str> = Arc::from(path::basename(p));
             if let Some(parent) = self.nodes.get_mut(path::parent(p)) {
                 parent.children.insert(name);
             }
         }
-        self.data_size += (p.len() + data.len()) as u64;
+        self.data_size += (p.len() + data.as_deref().map_or(0, <[u8]>::len)) as u64;
         self.index(p, NodeKind::from_owner(stat.ephemeral_owner));
         self.nodes.insert(
             Arc::from(p),
@@ -222,9 +235,9 @@ impl DataTree {
     /// an ensemble, identical on every member (they start from the same static config).
     pub fn seed_config(&mut self, data: &[u8]) {
         if let Some(node) = self.nodes.get_mut(CONFIG_NODE)
-            && node.data.is_empty()
+            && node.bytes().is_empty()
         {
-            node.data = Arc::from(data);
+            node.data = Some(Arc::from(data));
             self.data_size += data.len() as u64;
         }
     }

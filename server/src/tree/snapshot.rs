@@ -5,6 +5,16 @@
 //! Payload layout (jute primitives): format version, last zxid, session count, then
 //! (id, timeout) per session, node count, then per node in pre-order (parents first):
 //! path, data, ACL list, StatPersisted. The storage layer adds the header and checksum.
+//!
+//! Format versions:
+//! * 1: data is a buffer; a null node's data would be written as empty.
+//! * 2: the same layout, but data may be null (length -1), as in ZooKeeper's own
+//!   snapshots, and loads as null.
+//!
+//! A snapshot is written as version 2 only when some node's data is null; otherwise it
+//! is version 1, byte for byte what builds from before null data was kept wrote and
+//! read, so they can still load it (after a downgrade, or as a SNAP sync from a newer
+//! leader in a mixed ensemble during a rolling upgrade). Both versions load here.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +26,10 @@ use thiserror::Error;
 use super::{DataTree, Node, SessionEntry};
 use crate::path;
 
-const FORMAT_VERSION: i32 = 1;
+/// Data is a plain buffer (null is never written).
+const FORMAT_V1: i32 = 1;
+/// Data may be null (length -1).
+const FORMAT_V2_NULL_DATA: i32 = 2;
 
 #[derive(Debug, Error)]
 pub enum SnapshotError {
@@ -50,7 +63,7 @@ impl DataTree {
     pub fn from_snapshot(bytes: &[u8]) -> Result<DataTree, SnapshotError> {
         let mut r = Reader::new(bytes);
         let version = r.read_i32()?;
-        if version != FORMAT_VERSION {
+        if version != FORMAT_V1 && version != FORMAT_V2_NULL_DATA {
             return Err(SnapshotError::Version(version));
         }
         let mut tree = DataTree::new();
@@ -67,14 +80,18 @@ impl DataTree {
         let count = r.read_i64()?;
         for _ in 0..count.max(0) {
             let p = r.read_ustring()?;
-            let data = r.read_buffer()?;
+            let data = if version == FORMAT_V1 {
+                Some(r.read_buffer()?)
+            } else {
+                r.read_nullable_buffer()?
+            };
             let acl: Vec<Acl> = r.read_vec()?;
             let stat = StatPersisted::read(&mut r)?;
             if p != "/" && !tree.nodes.contains_key(path::parent(&p)) {
                 return Err(SnapshotError::Orphan(p));
             }
             let acl = tree.acl_cache.intern(acl);
-            tree.insert_raw(&p, Arc::from(data), acl, stat);
+            tree.insert_raw(&p, data.map(Arc::from), acl, stat);
         }
         r.finish()?;
         Ok(tree)
@@ -89,7 +106,9 @@ impl SnapshotView {
     /// Serializes the frozen tree.
     pub fn serialize(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.nodes.len() * 96);
-        out.put_i32(FORMAT_VERSION);
+        // Patched to version 2 below if a node's data turns out to be null.
+        out.put_i32(FORMAT_V1);
+        let mut null_data = false;
         out.put_i64(self.last_zxid);
         out.put_i32(self.sessions.len() as i32);
         for (id, entry) in &self.sessions {
@@ -104,10 +123,14 @@ impl SnapshotView {
                 continue;
             };
             out.put_ustring(&p);
-            out.put_buffer(&node.data);
+            out.put_nullable_buffer(node.data.as_deref());
+            null_data |= node.data.is_none();
             out.put_vec(&node.acl[..]);
             node.stat.write(&mut out);
             stack.extend(node.children.iter().rev().map(|c| path::join(&p, c)));
+        }
+        if null_data {
+            out[..4].copy_from_slice(&FORMAT_V2_NULL_DATA.to_be_bytes());
         }
         out
     }

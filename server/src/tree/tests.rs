@@ -2,7 +2,7 @@
 //! validation against pending changes, and snapshot round trips.
 
 use paddock_proto::{
-    Buffer, CreateRequest, DeleteRequest, ErrorCode, EventType, MultiResult, OpCode, Request,
+    CreateRequest, Data, DeleteRequest, ErrorCode, EventType, MultiResult, OpCode, Request,
     SetDataRequest,
 };
 
@@ -77,7 +77,7 @@ use paddock_proto::CreateMode;
 fn create(path: &str, mode: CreateMode) -> Request {
     Request::Create2(CreateRequest {
         path: path.into(),
-        data: Buffer(b"d".to_vec()),
+        data: b"d".to_vec().into(),
         acl: acl::open_acl(),
         flags: mode.code(),
     })
@@ -97,7 +97,7 @@ fn stat_fields_follow_zookeeper() {
         1,
         Request::SetData(SetDataRequest {
             path: "/a".into(),
-            data: Buffer(b"xyz".to_vec()),
+            data: b"xyz".to_vec().into(),
             version: 0,
         }),
     )
@@ -286,7 +286,7 @@ fn containers_and_ttls_are_reaped_only_when_due() {
     let mut h = Harness::new();
     let container = Request::CreateContainer(CreateRequest {
         path: "/c".into(),
-        data: Buffer::default(),
+        data: Data::default(),
         acl: acl::open_acl(),
         flags: CreateMode::Container.code(),
     });
@@ -313,7 +313,7 @@ fn containers_and_ttls_are_reaped_only_when_due() {
 
     let ttl = Request::CreateTtl(paddock_proto::CreateTtlRequest {
         path: "/t".into(),
-        data: Buffer::default(),
+        data: Data::default(),
         acl: acl::open_acl(),
         flags: CreateMode::PersistentWithTtl.code(),
         ttl: 100,
@@ -332,7 +332,7 @@ fn ttl_needs_extended_types_and_a_sane_ttl() {
     let ttl = |ttl| {
         Request::CreateTtl(paddock_proto::CreateTtlRequest {
             path: "/t".into(),
-            data: Buffer::default(),
+            data: Data::default(),
             acl: acl::open_acl(),
             flags: CreateMode::PersistentWithTtl.code(),
             ttl,
@@ -402,7 +402,7 @@ fn descendant_count_and_create_ops_shape_replies() {
     assert_eq!(h.tree.descendant_count("/d"), Some(2));
     let plain = Request::Create(CreateRequest {
         path: "/plain".into(),
-        data: Buffer::default(),
+        data: Data::default(),
         acl: acl::open_acl(),
         flags: 0,
     });
@@ -413,4 +413,103 @@ fn descendant_count_and_create_ops_shape_replies() {
             ..
         })
     ));
+}
+
+fn set_data(path: &str, data: Data) -> Request {
+    Request::SetData(SetDataRequest {
+        path: path.into(),
+        data,
+        version: -1,
+    })
+}
+
+fn create_with(path: &str, data: Data) -> Request {
+    Request::Create2(CreateRequest {
+        path: path.into(),
+        data,
+        acl: acl::open_acl(),
+        flags: 0,
+    })
+}
+
+#[test]
+fn null_data_stays_distinct_from_empty() {
+    let mut h = Harness::new();
+    h.run(1, create_with("/n", Data::NULL)).unwrap();
+    h.run(1, create_with("/e", Data::default())).unwrap();
+    let (n, e) = (h.tree.get("/n").unwrap(), h.tree.get("/e").unwrap());
+    assert!(n.data.is_none());
+    assert_eq!(n.stat().data_length, 0);
+    assert_eq!(e.data.as_deref(), Some(&b""[..]));
+    // setData with null makes data null; with bytes, not null again.
+    h.run(1, set_data("/e", Data::NULL)).unwrap();
+    assert!(h.tree.get("/e").unwrap().data.is_none());
+    h.run(1, set_data("/n", b"xy".to_vec().into())).unwrap();
+    let n = h.tree.get("/n").unwrap();
+    assert_eq!((n.bytes(), n.stat().data_length), (&b"xy"[..], 2));
+    // Inside a multi too.
+    let multi = Request::Multi(vec![
+        create_with("/m", Data::NULL),
+        set_data("/n", Data::NULL),
+    ]);
+    assert!(matches!(h.run(1, multi), Ok(ApplyResult::Multi(_))));
+    assert!(h.tree.get("/m").unwrap().data.is_none());
+    assert!(h.tree.get("/n").unwrap().data.is_none());
+}
+
+#[test]
+fn snapshots_keep_null_data_as_version_2_and_stay_version_1_without_it() {
+    let mut h = Harness::new();
+    h.create(1, "/a", CreateMode::Persistent).unwrap();
+    h.run(1, create_with("/e", Data::default())).unwrap();
+    let v1 = h.tree.snapshot_view().serialize();
+    assert_eq!(v1[..4], 1i32.to_be_bytes(), "no null data: version 1");
+    h.run(1, create_with("/n", Data::NULL)).unwrap();
+    let v2 = h.tree.snapshot_view().serialize();
+    assert_eq!(v2[..4], 2i32.to_be_bytes(), "null data: version 2");
+    let loaded = DataTree::from_snapshot(&v2).unwrap();
+    assert!(loaded.get("/n").unwrap().data.is_none());
+    assert_eq!(loaded.get("/e").unwrap().data.as_deref(), Some(&b""[..]));
+    assert_eq!(loaded.get("/a").unwrap().bytes(), b"d");
+    assert_eq!(
+        loaded.get("/n").unwrap().stat(),
+        h.tree.get("/n").unwrap().stat()
+    );
+    // Once the null is gone, the next snapshot is version 1 again.
+    h.run(1, set_data("/n", Data::default())).unwrap();
+    assert_eq!(h.tree.snapshot_view().serialize()[..4], 1i32.to_be_bytes());
+    let mut bad = v2.clone();
+    bad[..4].copy_from_slice(&3i32.to_be_bytes());
+    assert!(matches!(
+        DataTree::from_snapshot(&bad),
+        Err(SnapshotError::Version(3))
+    ));
+}
+
+/// The payload of a snapshot written by the build before null data was kept (format
+/// version 1), in hex: session 9, "/a" with data "d", "/e" with empty data, at zxid 3.
+/// `server/tests/null_data.rs` starts a server on it too.
+const OLD_SNAPSHOT_V1: &str = include_str!("../../tests/fixtures/snapshot-v1.hex");
+
+#[test]
+fn a_snapshot_written_before_null_data_was_kept_still_loads() {
+    let hex: String = OLD_SNAPSHOT_V1.split_whitespace().collect();
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let tree = DataTree::from_snapshot(&bytes).unwrap();
+    assert_eq!(tree.last_zxid(), 3);
+    assert_eq!(tree.sessions().len(), 1);
+    assert_eq!(tree.get("/a").unwrap().bytes(), b"d");
+    let e = tree.get("/e").unwrap();
+    assert_eq!(
+        e.data.as_deref(),
+        Some(&b""[..]),
+        "empty stays empty, not null"
+    );
+    assert_eq!((e.stat().czxid, e.stat().data_length), (3, 0));
+    assert!(tree.get("/zookeeper/config").is_some());
+    // Without null data, today's build writes the very same bytes.
+    assert_eq!(tree.snapshot_view().serialize(), bytes);
 }

@@ -1158,7 +1158,12 @@ pub async fn verify_acks(addr: SocketAddr, acks: &[Ack]) -> BTreeSet<String> {
             let Response::GetData(d) = r.decode(OpCode::GetData.code()) else {
                 panic!("getData answer")
             };
-            assert_eq!(d.data.0, a.data, "{addr}: data of {}", a.path);
+            assert_eq!(
+                d.data.as_bytes(),
+                Some(&a.data[..]),
+                "{addr}: data of {}",
+                a.path
+            );
         }
     }
     close_session(&mut conn).await;

@@ -969,7 +969,7 @@ pub async fn reconfig(
     }
     match reply.decode(OpCode::Reconfig.code()) {
         Response::GetData(d) => Ok((
-            ConfigText::parse(std::str::from_utf8(&d.data.0).expect("utf-8 config")),
+            ConfigText::parse(std::str::from_utf8(&d.data).expect("utf-8 config")),
             d.stat,
         )),
         other => panic!("reconfig answered {other:?}"),
@@ -1022,7 +1022,7 @@ pub async fn read_config(addr: SocketAddr) -> ConfigText {
         panic!("getData answer")
     };
     close_session(&mut conn).await;
-    ConfigText::parse(std::str::from_utf8(&d.data.0).expect("utf-8 config"))
+    ConfigText::parse(std::str::from_utf8(&d.data).expect("utf-8 config"))
 }
 
 // ---------------------------------------------------------------------------------------
