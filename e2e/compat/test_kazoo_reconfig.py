@@ -19,8 +19,11 @@ and version=<hex>, with the config node's Stat); refuse a stale fromConfig
 (BadVersionError); remove the joiner; a second reconfig while one is in flight
 (ReconfigInProcessError); refuse a config without a synced quorum
 (NewConfigNoQuorumError), a client that is not the super user (NoAuthError) and a
-malformed server line (BadArgumentsError); a change that changes nothing (accepted, a
-new version); a non-incremental change; and last, the
+malformed server line (BadArgumentsError); the order of the checks, as ZooKeeper's
+PrepRequestProcessor makes them (no reconfig in flight, fromConfig, server strings and
+membership, a synced quorum, and last WRITE on /zookeeper/config), with every pair of
+failing checks sent by a client without auth and by the super user; a change that
+changes nothing (accepted, a new version); a non-incremental change; and last, the
 leader leaves, asked first through a follower, then through the new leader itself.
 Every wait is bounded.
 """
@@ -32,6 +35,7 @@ import time
 
 import pytest
 from kazoo.client import KazooClient
+from kazoo.security import make_acl, make_digest_acl
 from kazoo.exceptions import (
     BadArgumentsError,
     BadVersionError,
@@ -280,14 +284,9 @@ def test_non_super_client_is_refused(zk):
     try:
         with pytest.raises(NoAuthError):
             c.reconfig(joining=None, leaving="3", new_members=None, from_config=version)
-        # Which check comes first for a client that is not allowed and is also stale
-        # (ZooKeeper checks the ACL last): recorded, not asserted.
-        try:
+        # Not allowed and also stale: ZooKeeper checks the ACL last.
+        with pytest.raises(BadVersionError):
             c.reconfig(joining=None, leaving="3", new_members=None, from_config=version + 1)
-            outcome = "accepted"
-        except Exception as e:  # noqa: BLE001 - recorded only
-            outcome = type(e).__name__
-        note("not the super user and a stale fromConfig: %s" % outcome)
     finally:
         close(c)
     assert current_config(zk)[:2] == (servers, version)
@@ -299,6 +298,179 @@ def test_bad_arguments(zk):
         zk.reconfig(joining="server.7=no-ports", leaving=None, new_members=None,
                     from_config=version)
     assert current_config(zk)[:2] == (servers, version)
+
+
+def outcome_of(c, **kwargs):
+    """The name of what a reconfig raised, or "accepted"."""
+    try:
+        c.reconfig(**kwargs)
+        return "accepted"
+    except Exception as e:  # noqa: BLE001 - compared by name
+        return type(e).__name__
+
+
+def fake_participants(host, n, first=100):
+    """Server lines of n participants that do not run (ports nobody listens on)."""
+    return [
+        "server.%d=%s:%d:%d:participant;%s:%d" % (first + k, host, 1 + k, 11 + k, host, 21 + k)
+        for k in range(n)
+    ]
+
+
+def test_checks_come_in_zookeepers_order(zk):
+    """ZooKeeper checks a reconfig in this order: reconfig enabled, no reconfig in
+    flight, fromConfig, the server strings and membership (BadArguments), a synced
+    quorum of the new config (NewConfigNoQuorum), and only then WRITE on
+    /zookeeper/config (NoAuth). Every pair of failing checks is sent here, by a client
+    that is not allowed (no auth) and by the super user; the first failing check in
+    that order decides the code. (Reconfig disabled and the in-flight pairs are in
+    tests of their own / the server's unit tests.)"""
+    servers, version, _ = current_config(zk)
+    host = servers[1].split(":", 1)[0]
+    addr1 = servers[1].split(";")[0].rsplit(":", 1)[0]  # host:quorum:election of server 1
+    fake = fake_participants(host, 3)
+    malformed = "server.7=no-ports"
+    cases = [
+        # (what, reconfig arguments, code for the client without auth, for the super user)
+        ("valid, nothing else wrong",
+         dict(leaving="99"), "NoAuthError", None),
+        ("stale fromConfig",
+         dict(leaving="3", from_config=version + 1), "BadVersionError", "BadVersionError"),
+        ("stale fromConfig and a malformed server string",
+         dict(joining=malformed, from_config=version - 1), "BadVersionError", "BadVersionError"),
+        ("stale fromConfig and no quorum",
+         dict(joining=",".join(fake), from_config=version + 1),
+         "BadVersionError", "BadVersionError"),
+        ("malformed server string",
+         dict(joining=malformed), "BadArgumentsError", "BadArgumentsError"),
+        ("a joiner without '='",
+         dict(joining="server.7"), "BadArgumentsError", "BadArgumentsError"),
+        ("a joiner without a client address",
+         dict(joining="server.7=%s:1:2:participant" % host),
+         "BadArgumentsError", "BadArgumentsError"),
+        ("a malformed server string and no quorum",
+         dict(joining=",".join(fake + [malformed])), "BadArgumentsError", "BadArgumentsError"),
+        ("every voter leaves",
+         dict(leaving="1,2,3"), "BadArgumentsError", "BadArgumentsError"),
+        # standaloneEnabled=false: ZooKeeper's config parser throws a plain
+        # IllegalArgumentException here, which it answers as MarshallingError.
+        ("new members without a participant",
+         dict(new_members="server.1=%s:observer;%s:29" % (addr1, host)),
+         "MarshallingError", "MarshallingError"),
+        ("a port that is no number",
+         dict(joining="server.7=%s:abc:2:participant;%s:29" % (host, host)),
+         "BadArgumentsError", "BadArgumentsError"),
+        # The joiner's id is what follows the last '.' of the key: "7=" is server 7.
+        # Valid (an observer), so only the client without auth sends it.
+        ("a joiner key without 'server.'",
+         dict(joining="7=%s:1:2:observer;%s:29" % (host, host)), "NoAuthError", None),
+        ("an unknown key among new members",
+         dict(new_members="server.1=%s;%s:29,foo=bar" % (servers[1].split(";")[0], host)),
+         "BadArgumentsError", "BadArgumentsError"),
+        ("a new member id that is no number",
+         dict(new_members="server.x=%s" % servers[1]), "MarshallingError", "MarshallingError"),
+        ("no synced quorum (incremental)",
+         dict(joining=",".join(fake)), "NewConfigNoQuorumError", "NewConfigNoQuorumError"),
+        ("no synced quorum (new members)",
+         dict(new_members=",".join(["server.1=%s" % servers[1]] + fake[:2])),
+         "NewConfigNoQuorumError", "NewConfigNoQuorumError"),
+        ("a leaving id that is no number",
+         dict(leaving="three"), "MarshallingError", "MarshallingError"),
+        ("a joiner id that is no number",
+         dict(joining="server.x=%s:1:2:participant;%s:29" % (host, host)),
+         "MarshallingError", "MarshallingError"),
+    ]
+    anonymous = client(super_user=False)
+    got = []
+    try:
+        for what, args, anon_code, super_code in cases:
+            kwargs = dict(joining=None, leaving=None, new_members=None, from_config=version)
+            kwargs.update(args)
+            got.append((what, "no auth", outcome_of(anonymous, **kwargs), anon_code))
+            if super_code is not None:
+                got.append((what, "super", outcome_of(zk, **kwargs), super_code))
+    finally:
+        close(anonymous)
+    wrong = ["%s (%s): got %s, ZooKeeper's order gives %s" % (w, who, g, e)
+             for w, who, g, e in got if g != e]
+    assert not wrong, "\n".join(wrong)
+    assert current_config(zk)[:2] == (servers, version)
+
+
+def set_config_acl(zk, acl):
+    zk.set_acls("/zookeeper/config", acl)
+
+
+OP_USER, OP_PASSWORD = "op", "op-secret"
+
+
+def op_acl(**perms):
+    """world:anyone:r plus digest op with the given permissions."""
+    return [make_acl("world", "anyone", read=True), make_digest_acl(OP_USER, OP_PASSWORD, **perms)]
+
+
+@pytest.fixture
+def config_acl(zk):
+    """Restores /zookeeper/config's ACL after a test that changes it."""
+    acl, _ = zk.get_acls("/zookeeper/config")
+    yield
+    set_config_acl(zk, acl)
+
+
+def test_reconfig_needs_write_on_the_config_node(zk, config_acl):
+    """A client that is not the super user may reconfig when /zookeeper/config's ACL
+    grants it WRITE; every other permission without WRITE is not enough."""
+    servers, version, _ = current_config(zk)
+    op = client(super_user=False)
+    try:
+        op.add_auth("digest", "%s:%s" % (OP_USER, OP_PASSWORD))
+        set_config_acl(zk, op_acl(write=True))
+        data, stat = op.reconfig(joining=None, leaving="99", new_members=None,
+                                 from_config=version)
+        got, v1 = parse_config(data)
+        assert got == servers and v1 > version
+        set_config_acl(zk, op_acl(read=True, create=True, delete=True, admin=True))
+        with pytest.raises(NoAuthError):
+            op.reconfig(joining=None, leaving="99", new_members=None, from_config=v1)
+        # Stale and not allowed: the version is checked first.
+        with pytest.raises(BadVersionError):
+            op.reconfig(joining=None, leaving="99", new_members=None, from_config=version)
+    finally:
+        close(op)
+    assert current_config(zk)[:2] == (servers, v1)
+
+
+def test_in_flight_is_checked_before_version_and_acl(zk, config_acl):
+    """One connection pipelines: a reconfig it may make, a setACL that takes its WRITE
+    away, then reconfigs that are not allowed (one also with a stale fromConfig) while
+    the first is still in flight: ReconfigInProcess, the first check, decides. Once the
+    first committed, the ACL refuses."""
+    servers, version, _ = current_config(zk)
+    set_config_acl(zk, op_acl(write=True, admin=True))
+    op = client(hosts=find_leader(), super_user=False)
+    try:
+        op.add_auth("digest", "%s:%s" % (OP_USER, OP_PASSWORD))
+        first = op.reconfig_async(None, "99", None, version)
+        revoke = op.set_acls_async("/zookeeper/config", op_acl(admin=True))
+        second = op.reconfig_async(None, "99", None, version)
+        stale = op.reconfig_async(None, "99", None, version - 1)
+        data, _ = first.get(timeout=WAIT)
+        got, v1 = parse_config(data)
+        assert got == servers and v1 > version
+        revoke.get(timeout=WAIT)
+        outcomes = []
+        for a in (second, stale):
+            try:
+                a.get(timeout=WAIT)
+                outcomes.append("accepted")
+            except Exception as e:  # noqa: BLE001 - compared by name
+                outcomes.append(type(e).__name__)
+        assert outcomes == ["ReconfigInProcessError", "ReconfigInProcessError"]
+        with pytest.raises(NoAuthError):
+            op.reconfig(joining=None, leaving="99", new_members=None, from_config=v1)
+    finally:
+        close(op)
+    assert current_config(zk)[:2] == (servers, v1)
 
 
 def test_change_that_changes_nothing(zk):

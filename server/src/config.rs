@@ -2095,6 +2095,15 @@ impl DynamicConfig {
         })
     }
 
+    /// The keys of a dynamic config text, in order, for checks that come before
+    /// [`DynamicConfig::parse`] (reconfig's new member list).
+    pub fn keys(text: &str, source: &str) -> Result<Vec<String>, ConfigError> {
+        Ok(parse_properties(text, source)?
+            .into_iter()
+            .map(|p| p.key)
+            .collect())
+    }
+
     /// One `server.N=...` value, as reconfig's joining list and new member list give it.
     pub fn parse_server(id: u64, spec: &str) -> Result<ServerEntry, String> {
         parse_server_spec(id, spec)

@@ -138,6 +138,7 @@ pub fn core_config(cfg: &ServerConfig, ensemble: &DynamicConfig) -> CoreConfig {
         autopurge: cfg.autopurge_purge_interval_hours > 0,
         extended_types: cfg.extended_types_enabled,
         reconfig_enabled: cfg.reconfig_enabled,
+        standalone_enabled: cfg.standalone_enabled,
         super_digest: cfg
             .super_digest
             .as_ref()

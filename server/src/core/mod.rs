@@ -126,6 +126,8 @@ pub struct CoreConfig {
     pub autopurge: bool,
     pub extended_types: bool,
     pub reconfig_enabled: bool,
+    /// `standaloneEnabled`: a reconfig must leave at least two voters (ZooKeeper's rule).
+    pub standalone_enabled: bool,
     /// `super:<digest id>` from superDigest: this identity bypasses every ACL.
     pub super_digest: Option<String>,
     pub container_check_ms: u64,

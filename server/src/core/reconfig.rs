@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::Core;
 use super::forward::AppMsg;
-use crate::config::{DynamicConfig, QuorumKind};
+use crate::config::{DynamicConfig, QuorumKind, ServerEntry};
 use crate::tree::CONFIG_NODE;
 use crate::tree::acl::Credentials;
 use crate::txn::{Txn, TxnOp};
@@ -20,7 +20,11 @@ use crate::zab::{Membership, Message, ReconfigError, Sid};
 const CONFIG_QUERY_EVERY_MS: u64 = 1_000;
 
 impl Core {
-    /// Checks a reconfig request and computes the config it asks for.
+    /// Checks a reconfig request and computes the config it asks for, in ZooKeeper's
+    /// order (PrepRequestProcessor): reconfig enabled, no reconfig in flight, fromConfig,
+    /// the server strings and the membership they make, a synced quorum of the new
+    /// config, and only then WRITE on /zookeeper/config (the super user passes). The
+    /// first check that fails gives the code.
     pub(super) fn plan_reconfig(
         &self,
         creds: &Credentials,
@@ -29,72 +33,35 @@ impl Core {
         if !self.cfg.reconfig_enabled {
             return Err(ErrorCode::ReconfigDisabled);
         }
-        // Only the super user, or ADMIN on /zookeeper/config, may change membership.
-        let allowed = creds.is_super
-            || self
-                .tree
-                .get(CONFIG_NODE)
-                .is_some_and(|node| creds.allows(&node.acl, perms::ADMIN));
-        if !allowed {
-            return Err(ErrorCode::NoAuth);
-        }
         // While the active config's members and addresses are not known here yet (a
         // config learned from a vote, before its text arrived), the ensemble we hold is
         // an older one: an incremental change computed from it would undo reconfigs
         // that committed since. The caller retries, as after any reconfig in flight.
-        if self.awaited_config.is_some() {
+        if self.awaited_config.is_some() || self.zab.reconfig_in_flight() {
             return Err(ErrorCode::ReconfigInProgress);
         }
         let current = &self.ensemble;
         if r.cur_config_id != -1 && r.cur_config_id as u64 != current.version {
             return Err(ErrorCode::BadVersion);
         }
-        let next = if !r.new_members.trim().is_empty() {
-            // Non-incremental: the new member list replaces the old one.
-            let text = r.new_members.replace(',', "\n");
-            let mut next = DynamicConfig::parse(&text, "reconfig newMembers").map_err(|e| {
-                warn!(error = %e, "reconfig refused");
-                ErrorCode::BadArguments
-            })?;
-            next.version = current.version;
-            next
-        } else {
-            if current.quorum_kind() != QuorumKind::Majority {
-                // As ZooKeeper: incremental changes only under the majority rule.
-                return Err(ErrorCode::BadArguments);
+        let next = next_config(current, r, self.cfg.standalone_enabled)?;
+        match self.zab.check_reconfig(&next.membership()) {
+            Ok(()) => {}
+            Err(ReconfigError::InProgress) => return Err(ErrorCode::ReconfigInProgress),
+            Err(ReconfigError::NoQuorum) => return Err(ErrorCode::NewConfigNoQuorum),
+            Err(ReconfigError::NotLeader) | Err(ReconfigError::Propose(_)) => {
+                return Err(ErrorCode::ConnectionLoss);
             }
-            let mut next = current.clone();
-            for id in r
-                .leaving_servers
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-            {
-                let id: u64 = id.parse().map_err(|_| ErrorCode::BadArguments)?;
-                next.servers.remove(&id);
-            }
-            for line in r
-                .joining_servers
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-            {
-                let (key, spec) = line.split_once('=').ok_or(ErrorCode::BadArguments)?;
-                let id: u64 = key
-                    .trim()
-                    .strip_prefix("server.")
-                    .and_then(|id| id.parse().ok())
-                    .ok_or(ErrorCode::BadArguments)?;
-                let entry = DynamicConfig::parse_server(id, spec.trim()).map_err(|e| {
-                    warn!(error = %e, "reconfig refused");
-                    ErrorCode::BadArguments
-                })?;
-                next.servers.insert(id, entry);
-            }
-            next
-        };
-        if next.participants().next().is_none() {
-            return Err(ErrorCode::BadArguments);
+        }
+        // The config node as validation sees it: a setACL proposed before this request
+        // counts, as in ZooKeeper's outstanding changes.
+        let allowed = creds.is_super
+            || self
+                .pending
+                .view(&self.tree, CONFIG_NODE)
+                .is_some_and(|node| creds.allows(&node.acl, perms::WRITE));
+        if !allowed {
+            return Err(ErrorCode::NoAuth);
         }
         // A change that changes nothing (e.g. leaving a server that is no member) is no
         // error: as ZooKeeper does, it commits the same members as a new version.
@@ -261,4 +228,158 @@ impl Core {
         }
         self.ensemble = parsed;
     }
+}
+
+/// The config a reconfig request asks for, from the active one, or the code ZooKeeper
+/// answers for a request it cannot parse or whose membership it refuses: BadArguments
+/// for a malformed server string or membership, MarshallingError where ZooKeeper's
+/// parser fails with a plain runtime exception (an id that is no number; a new member
+/// list whose participants do not fit `standaloneEnabled`).
+pub(super) fn next_config(
+    current: &DynamicConfig,
+    r: &ReconfigRequest,
+    standalone_enabled: bool,
+) -> Result<DynamicConfig, ErrorCode> {
+    let next = if !r.new_members.trim().is_empty() {
+        non_incremental(current, &r.new_members, standalone_enabled)?
+    } else {
+        incremental(current, &r.leaving_servers, &r.joining_servers)?
+    };
+    let voters = next.participants().count();
+    if (standalone_enabled && voters < 2) || voters < 1 {
+        return Err(refused("the new config needs more voters"));
+    }
+    Ok(next)
+}
+
+fn refused(why: impl std::fmt::Display) -> ErrorCode {
+    warn!(reason = %why, "reconfig refused");
+    ErrorCode::BadArguments
+}
+
+/// ZooKeeper parses ids with `Long.parseLong`; what it cannot parse fails the request
+/// with MarshallingError.
+fn parse_id(text: &str) -> Result<i64, ErrorCode> {
+    text.parse::<i64>().map_err(|_| {
+        warn!(id = text, "reconfig refused: a server id that is no number");
+        ErrorCode::MarshallingError
+    })
+}
+
+/// ZooKeeper's `StringUtils.split`: trimmed pieces, empty ones left out.
+fn pieces(text: &str, sep: char) -> impl Iterator<Item = &str> {
+    text.split(sep).map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The new member list replaces the members (commas stand for line breaks).
+fn non_incremental(
+    current: &DynamicConfig,
+    members: &str,
+    standalone_enabled: bool,
+) -> Result<DynamicConfig, ErrorCode> {
+    let text = members.replace(',', "\n");
+    const SOURCE: &str = "reconfig newMembers";
+    let keys = DynamicConfig::keys(&text, SOURCE).map_err(refused)?;
+    // ZooKeeper first refuses keys that have no place in a dynamic config, then parses
+    // the server ids.
+    if let Some(key) = keys.iter().find(|k| {
+        !(k.starts_with("server.")
+            || k.starts_with("group")
+            || k.starts_with("weight")
+            || *k == "version")
+    }) {
+        return Err(refused(format_args!("unknown key {key:?}")));
+    }
+    for key in &keys {
+        if let Some(id) = key.strip_prefix("server.") {
+            parse_id(id)?;
+        }
+    }
+    let mut next = DynamicConfig::parse(&text, SOURCE).map_err(refused)?;
+    next.version = current.version;
+    let participants = next.participants().count();
+    let observers = next.servers.len() - participants;
+    let plain_error = match participants {
+        0 => !standalone_enabled || observers > 0,
+        1 => standalone_enabled && observers > 0,
+        _ => false,
+    };
+    if plain_error {
+        warn!(
+            participants,
+            observers, "reconfig refused: the new members cannot form an ensemble"
+        );
+        return Err(ErrorCode::MarshallingError);
+    }
+    Ok(next)
+}
+
+/// Servers leave, then join (a joiner replaces a member of the same id); only under the
+/// majority rule, as in ZooKeeper.
+fn incremental(
+    current: &DynamicConfig,
+    leaving: &str,
+    joining: &str,
+) -> Result<DynamicConfig, ErrorCode> {
+    if current.quorum_kind() != QuorumKind::Majority {
+        return Err(refused("incremental reconfig needs a majority quorum"));
+    }
+    let mut next = current.clone();
+    for id in pieces(leaving, ',') {
+        if let Ok(id) = u64::try_from(parse_id(id)?) {
+            next.servers.remove(&id);
+        }
+    }
+    for line in pieces(joining, ',') {
+        let parts: Vec<&str> = pieces(line, '=').collect();
+        let [key, spec] = parts[..] else {
+            return Err(refused(format_args!("{line:?} is no server.N=spec")));
+        };
+        // The id is what follows the key's last '.'.
+        let id = parse_id(key.rsplit('.').next().unwrap_or(key))?;
+        let id = u64::try_from(id).map_err(|_| refused(format_args!("server id {id}")))?;
+        let entry = DynamicConfig::parse_server(id, spec).map_err(refused)?;
+        if entry.client.is_none() {
+            return Err(refused(format_args!("server.{id} names no client address")));
+        }
+        if let Some(other) = next
+            .servers
+            .values()
+            .find(|other| other.id != id && shares_an_address(&entry, other))
+        {
+            return Err(refused(format_args!(
+                "an address of server.{id} is one of server.{}",
+                other.id
+            )));
+        }
+        next.servers.insert(id, entry);
+    }
+    Ok(next)
+}
+
+/// Whether two servers name the same quorum, election or client address. As in
+/// ZooKeeper, wildcard and loopback addresses are never counted as shared (servers on
+/// one host may all name 0.0.0.0 or 127.0.0.1 on different ports); a host name is
+/// compared as written.
+fn shares_an_address(a: &ServerEntry, b: &ServerEntry) -> bool {
+    fn addresses(e: &ServerEntry) -> Vec<(String, u16)> {
+        let mut out: Vec<(String, u16)> = Vec::new();
+        for a in &e.addresses {
+            out.push((a.host.to_ascii_lowercase(), a.quorum_port));
+            out.push((a.host.to_ascii_lowercase(), a.election_port));
+        }
+        if let Some(c) = &e.client {
+            out.push((c.host.to_ascii_lowercase(), c.port));
+        }
+        out.retain(|(host, _)| !is_special(host));
+        out
+    }
+    fn is_special(host: &str) -> bool {
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_loopback() || ip.is_unspecified(),
+            Err(_) => host == "localhost",
+        }
+    }
+    let theirs = addresses(b);
+    addresses(a).iter().any(|x| theirs.contains(x))
 }

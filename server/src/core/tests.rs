@@ -7,11 +7,12 @@ use std::path::Path;
 use paddock_proto::{ErrorCode, ReconfigRequest};
 
 use super::forward::AppMsg;
+use super::reconfig::next_config;
 use super::{Core, CoreConfig, CoreMsg};
 use crate::config::DynamicConfig;
 use crate::net::peer::PeerNet;
-use crate::tree::DataTree;
 use crate::tree::acl::Credentials;
+use crate::tree::{CONFIG_NODE, DataTree};
 use crate::zab::{Membership, Message, Notification, PeerState, Role, Timing, Vote, make_zxid};
 
 /// The config text of `ids`, all voters on loopback, at `version`.
@@ -44,6 +45,7 @@ fn open(dir: &Path, ensemble: DynamicConfig) -> Core {
         autopurge: false,
         extended_types: false,
         reconfig_enabled: true,
+        standalone_enabled: false,
         super_digest: None,
         container_check_ms: 1000,
         fsync_warning_ms: 1000,
@@ -200,10 +202,316 @@ fn a_config_learned_from_a_vote_is_adopted_from_a_peers_text() {
     assert_eq!(persisted.version, new_version);
     // Not a voter of the new config: it may only learn.
     assert!(!core.zab().membership().is_member(3));
-    let planned = core.plan_reconfig(&creds, &leave).expect("planned");
+    // (Planned as the leader would: this server follows, so only the config is computed.)
+    let planned = next_config(core.ensemble(), &leave, false).expect("planned");
     assert_eq!(
         planned.servers.keys().copied().collect::<Vec<_>>(),
         [1, 4, 5],
         "from the newest config"
     );
+}
+
+// ---- reconfig checks, in ZooKeeper's order ----
+
+/// Server 3 alone in the config {3}: it elects itself and leads.
+fn leader_alone(dir: &Path) -> Core {
+    let mut core = open(dir, config(&[3], 0x1_0000_0000));
+    for _ in 0..200 {
+        if core.role() == Role::Leader {
+            return core;
+        }
+        assert!(core.handle(CoreMsg::Tick));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("server 3 did not lead itself: {:?}", core.role());
+}
+
+fn request(joining: &str, leaving: &str, new_members: &str, from: i64) -> ReconfigRequest {
+    ReconfigRequest {
+        joining_servers: joining.into(),
+        leaving_servers: leaving.into(),
+        new_members: new_members.into(),
+        cur_config_id: from,
+    }
+}
+
+fn anonymous() -> Credentials {
+    Credentials::default()
+}
+
+fn super_user() -> Credentials {
+    Credentials {
+        ids: vec![],
+        is_super: true,
+    }
+}
+
+const OBSERVER_4: &str = "server.4=127.0.0.4:2888:3888:observer;127.0.0.4:2181";
+const PARTICIPANT_4: &str = "server.4=127.0.0.4:2888:3888:participant;127.0.0.4:2181";
+const MALFORMED: &str = "server.7=no-ports";
+
+/// Each pair of failing checks (and more) against a leader of {3}: the first failing
+/// check in ZooKeeper's order gives the code, for a client without auth and for the
+/// super user alike; ACLs come last. (e2e/compat/test_kazoo_reconfig.py sends the same
+/// pairs to Apache ZooKeeper and to paddock-server.)
+#[test]
+fn reconfig_checks_come_in_zookeepers_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = leader_alone(dir.path());
+    let v = core.ensemble().version as i64;
+    let stale = v + 1;
+    let fake4_and_malformed = format!("{PARTICIPANT_4},{MALFORMED}");
+    let observer_only = "server.3=127.0.0.3:2888:3888:observer;127.0.0.3:2181";
+    use ErrorCode::*;
+    // (what, request, code without auth, code for the super user: None = planned)
+    type Case = (&'static str, ReconfigRequest, ErrorCode, Option<ErrorCode>);
+    // Refused for both with the same code.
+    let both = |what, r, code| -> Case { (what, r, code, Some(code)) };
+    // Passes every check: NoAuth without auth, planned for the super user.
+    let valid = |what, r| -> Case { (what, r, NoAuth, None) };
+    let with_4 = format!("{PARTICIPANT_4},{}", config_text(&[3], 0));
+    let unknown_key = format!("{},foo=bar", config_text(&[3], 0));
+    let cases: Vec<Case> = vec![
+        valid("valid", request(OBSERVER_4, "", "", v)),
+        valid("valid, any version", request(OBSERVER_4, "", "", -1)),
+        both(
+            "stale, malformed",
+            request(MALFORMED, "", "", stale),
+            BadVersion,
+        ),
+        both(
+            "stale, no quorum",
+            request(PARTICIPANT_4, "", "", stale),
+            BadVersion,
+        ),
+        both(
+            "stale, not a number",
+            request("", "three", "", stale),
+            BadVersion,
+        ),
+        both(
+            "malformed, no quorum",
+            request(&fake4_and_malformed, "", "", v),
+            BadArguments,
+        ),
+        both(
+            "no quorum",
+            request(PARTICIPANT_4, "", "", v),
+            NewConfigNoQuorum,
+        ),
+        both(
+            "no quorum (new members)",
+            request("", "", &with_4, v),
+            NewConfigNoQuorum,
+        ),
+        both("every voter leaves", request("", "3", "", v), BadArguments),
+        both(
+            "a joiner without '='",
+            request("server.7", "", "", v),
+            BadArguments,
+        ),
+        both(
+            "no client address",
+            request("server.7=h:1:2", "", "", v),
+            BadArguments,
+        ),
+        both(
+            "port no number",
+            request("server.7=h:abc:2;h:29", "", "", v),
+            BadArguments,
+        ),
+        both(
+            "leaving id no number",
+            request("", "three", "", v),
+            MarshallingError,
+        ),
+        both(
+            "joiner id no number",
+            request("server.x=h:1:2;h:29", "", "", v),
+            MarshallingError,
+        ),
+        valid(
+            "joiner key without 'server.'",
+            request("4=h:1:2:observer;h:29", "", "", v),
+        ),
+        both(
+            "new members, no participant",
+            request("", "", observer_only, v),
+            MarshallingError,
+        ),
+        both(
+            "new members, unknown key",
+            request("", "", &unknown_key, v),
+            BadArguments,
+        ),
+        both(
+            "new member id no number",
+            request("", "", "server.x=h:1:2;h:3", v),
+            MarshallingError,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (what, r, anon, sup) in &cases {
+        let got = core.plan_reconfig(&anonymous(), r).err();
+        if got != Some(*anon) {
+            wrong.push(format!("{what} (no auth): {got:?}, expected {anon:?}"));
+        }
+        let got = core.plan_reconfig(&super_user(), r).err();
+        if got != *sup {
+            wrong.push(format!("{what} (super): {got:?}, expected {sup:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Reconfig disabled comes before everything.
+#[test]
+fn reconfig_disabled_comes_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = leader_alone(dir.path());
+    core.cfg.reconfig_enabled = false;
+    for r in [
+        request(OBSERVER_4, "", "", -1),
+        request(MALFORMED, "", "", 12345),
+        request("", "three", "", -1),
+    ] {
+        for creds in [anonymous(), super_user()] {
+            assert_eq!(
+                core.plan_reconfig(&creds, &r).err(),
+                Some(ErrorCode::ReconfigDisabled)
+            );
+        }
+    }
+}
+
+/// While a reconfig is in flight, the next one is ReconfigInProgress whatever else is
+/// wrong with it (version, strings, ACL).
+#[test]
+fn a_reconfig_in_flight_comes_before_version_strings_and_acl() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = leader_alone(dir.path());
+    let v = core.ensemble().version as i64;
+    let next = core
+        .plan_reconfig(&super_user(), &request(OBSERVER_4, "", "", v))
+        .expect("planned");
+    core.propose_reconfig(1, 1, next, None).expect("proposed");
+    assert!(core.zab().reconfig_in_flight());
+    for r in [
+        request(OBSERVER_4, "", "", v),
+        request(OBSERVER_4, "", "", v + 1),
+        request(MALFORMED, "", "", v),
+        request("", "three", "", -1),
+        request(PARTICIPANT_4, "", "", -1),
+    ] {
+        for creds in [anonymous(), super_user()] {
+            assert_eq!(
+                core.plan_reconfig(&creds, &r).err(),
+                Some(ErrorCode::ReconfigInProgress),
+                "{r:?}"
+            );
+        }
+    }
+}
+
+/// The permission asked for is WRITE on /zookeeper/config (ADMIN and the others are not
+/// enough), seen through changes proposed but not applied yet (a pending setACL counts).
+#[test]
+fn reconfig_needs_write_on_the_config_node() {
+    use crate::request::pending::NodeView;
+    use paddock_proto::{Acl, Id, perms};
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = leader_alone(dir.path());
+    let v = core.ensemble().version as i64;
+    let op_id = crate::tree::acl::digest_id("op:secret");
+    let op = Credentials {
+        ids: vec![Id {
+            scheme: "digest".into(),
+            id: op_id.clone(),
+        }],
+        is_super: false,
+    };
+    let r = request(OBSERVER_4, "", "", v);
+    assert_eq!(core.plan_reconfig(&op, &r).err(), Some(ErrorCode::NoAuth));
+    let base = core
+        .pending
+        .view(&core.tree, CONFIG_NODE)
+        .expect("config node");
+    let with_perms = |perms: i32| {
+        let acl = vec![Acl {
+            perms,
+            id: Id {
+                scheme: "digest".into(),
+                id: op_id.clone(),
+            },
+        }];
+        let view = NodeView {
+            acl: std::sync::Arc::new(acl),
+            ..base.clone()
+        };
+        [(CONFIG_NODE.to_string(), Some(view))]
+    };
+    core.pending.record(1_000_001, with_perms(perms::WRITE));
+    assert!(core.plan_reconfig(&op, &r).is_ok());
+    core.pending
+        .record(1_000_002, with_perms(perms::ALL & !perms::WRITE));
+    assert_eq!(core.plan_reconfig(&op, &r).err(), Some(ErrorCode::NoAuth));
+    // The super user passes whatever the ACL says.
+    assert!(core.plan_reconfig(&super_user(), &r).is_ok());
+}
+
+/// `standaloneEnabled=true` (ZooKeeper's default) keeps at least two voters; false, one.
+#[test]
+fn standalone_enabled_keeps_two_voters() {
+    let current = config(&[1, 2, 3], 5);
+    let leave_two = request("", "2,3", "", -1);
+    assert_eq!(
+        next_config(&current, &leave_two, true).err(),
+        Some(ErrorCode::BadArguments)
+    );
+    let next = next_config(&current, &leave_two, false).expect("one voter");
+    assert_eq!(next.participants().collect::<Vec<_>>(), [1]);
+    // New members: one participant with an observer is refused as ZooKeeper's parser
+    // does (a runtime exception: MarshallingError) when standaloneEnabled is true.
+    let one_and_observer = format!("server.1=127.0.0.1:2888:3888;127.0.0.1:2181,{}", OBSERVER_4);
+    let r = request("", "", &one_and_observer, -1);
+    assert_eq!(
+        next_config(&current, &r, true).err(),
+        Some(ErrorCode::MarshallingError)
+    );
+    assert!(next_config(&current, &r, false).is_ok());
+}
+
+/// A joiner may not reuse a member's quorum, election or client address, except
+/// wildcard and loopback ones (servers sharing a host), as in ZooKeeper.
+#[test]
+fn a_joiner_may_not_take_a_members_address() {
+    let text = "server.1=10.0.0.1:2888:3888;10.0.0.1:2181\n\
+                server.2=10.0.0.2:2888:3888;10.0.0.2:2181\n\
+                server.3=127.0.0.1:2888:3888;0.0.0.0:2181\n";
+    let current = DynamicConfig::parse(text, "test").unwrap();
+    for joining in [
+        "server.7=10.0.0.1:2888:4000;10.0.0.7:2181",
+        "server.7=10.0.0.7:4000:3888|10.0.0.2:3888:4001;10.0.0.7:2181",
+        "server.7=10.0.0.7:2888:3888;10.0.0.2:2181",
+    ] {
+        assert_eq!(
+            next_config(&current, &request(joining, "", "", -1), false).err(),
+            Some(ErrorCode::BadArguments),
+            "{joining}"
+        );
+    }
+    for joining in [
+        // Loopback and wildcard addresses are never counted as taken.
+        "server.7=127.0.0.1:2888:3888;0.0.0.0:2181",
+        // A joiner replacing member 1 may keep its addresses.
+        "server.1=10.0.0.1:2888:3888:observer;10.0.0.1:2181",
+        // Member 2 leaves in the same request, and 7 takes its addresses.
+    ] {
+        assert!(
+            next_config(&current, &request(joining, "", "", -1), false).is_ok(),
+            "{joining}"
+        );
+    }
+    let takeover = request("server.7=10.0.0.2:2888:3888;10.0.0.2:2181", "2", "", -1);
+    assert!(next_config(&current, &takeover, false).is_ok());
 }

@@ -605,20 +605,22 @@ impl Zab {
                 .all(|(_, config)| config.verifier.contains_quorum(holders))
     }
 
-    /// Proposes a reconfig txn that activates `config` when it commits. Refused while
-    /// another is in flight, or when the new config's synced voters are no quorum.
-    pub fn propose_reconfig(
-        &mut self,
-        config: Membership,
-        make: impl FnOnce(Zxid) -> Vec<u8>,
-    ) -> Result<Zxid, ReconfigError> {
+    /// Whether a proposed config is not active yet (ZooKeeper: the last seen config is
+    /// not the active one).
+    pub fn reconfig_in_flight(&self) -> bool {
+        !self.pending_configs.is_empty()
+    }
+
+    /// Whether a reconfig to `config` could be proposed now: this server leads, no
+    /// other reconfig is in flight, and the new config's synced voters are a quorum.
+    /// Changes nothing; [`Zab::propose_reconfig`] checks the same.
+    pub fn check_reconfig(&self, config: &Membership) -> Result<(), ReconfigError> {
         if self.role != Role::Leader {
             return Err(ReconfigError::NotLeader);
         }
-        if !self.pending_configs.is_empty() {
+        if self.reconfig_in_flight() {
             return Err(ReconfigError::InProgress);
         }
-        let me = self.me;
         let State::Leading(leader) = &self.state else {
             return Err(ReconfigError::NotLeader);
         };
@@ -628,10 +630,24 @@ impl Zab {
             .filter(|(_, l)| l.stage == Stage::Synced)
             .map(|(s, _)| *s)
             .collect();
-        synced.insert(me);
+        synced.insert(self.me);
         if !config.verifier.contains_quorum(&synced) {
             return Err(ReconfigError::NoQuorum);
         }
+        Ok(())
+    }
+
+    /// Proposes a reconfig txn that activates `config` when it commits. Refused while
+    /// another is in flight, or when the new config's synced voters are no quorum.
+    pub fn propose_reconfig(
+        &mut self,
+        config: Membership,
+        make: impl FnOnce(Zxid) -> Vec<u8>,
+    ) -> Result<Zxid, ReconfigError> {
+        self.check_reconfig(&config)?;
+        let State::Leading(leader) = &self.state else {
+            return Err(ReconfigError::NotLeader);
+        };
         let receivers: Vec<Sid> = leader
             .learners
             .iter()
