@@ -13,16 +13,19 @@ use crate::path::{self, Chroot};
 /// One write of a multi.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
+    /// `data: None` creates the node with null data (see
+    /// [`Client::create_nullable`](crate::Client::create_nullable)).
     Create {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         options: CreateOptions,
     },
     /// `version: None` deletes whatever the version.
     Delete { path: String, version: Option<i32> },
+    /// `data: None` sets null data.
     SetData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: Option<i32>,
     },
     /// Fails the multi unless the node is at `version`.
@@ -35,9 +38,18 @@ impl Op {
         data: impl Into<Vec<u8>>,
         options: impl Into<CreateOptions>,
     ) -> Op {
+        Op::create_nullable(path, Some(data.into()), options)
+    }
+
+    /// A create whose data may be null (`None`).
+    pub fn create_nullable(
+        path: impl Into<String>,
+        data: Option<Vec<u8>>,
+        options: impl Into<CreateOptions>,
+    ) -> Op {
         Op::Create {
             path: path.into(),
-            data: data.into(),
+            data,
             options: options.into(),
         }
     }
@@ -50,9 +62,18 @@ impl Op {
     }
 
     pub fn set_data(path: impl Into<String>, data: impl Into<Vec<u8>>, version: Option<i32>) -> Op {
+        Op::set_data_nullable(path, Some(data.into()), version)
+    }
+
+    /// A setData whose data may be null (`None`).
+    pub fn set_data_nullable(
+        path: impl Into<String>,
+        data: Option<Vec<u8>>,
+        version: Option<i32>,
+    ) -> Op {
         Op::SetData {
             path: path.into(),
-            data: data.into(),
+            data,
             version,
         }
     }
@@ -81,7 +102,7 @@ impl Op {
                 options,
             } => {
                 path::check(path, options.mode.is_sequential())?;
-                create_request(&chroot.to_server(path), data, options, path)?
+                create_request(&chroot.to_server(path), data.as_deref(), options, path)?
             }
             Op::Delete { path, version } => {
                 path::check(path, false)?;
@@ -213,7 +234,13 @@ impl ReadOp {
 /// The outcome of one read of a multiRead; each read succeeds or fails on its own.
 #[derive(Debug, Clone)]
 pub enum ReadResult {
-    Data { data: Vec<u8>, stat: Stat },
-    Children { children: Vec<String> },
+    /// `data: None` when the node's data is null (ZooKeeper keeps it apart from empty).
+    Data {
+        data: Option<Vec<u8>>,
+        stat: Stat,
+    },
+    Children {
+        children: Vec<String>,
+    },
     Error(Error),
 }

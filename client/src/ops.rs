@@ -69,7 +69,7 @@ impl From<CreateMode> for CreateOptions {
 /// or createTTL.
 pub(crate) fn create_request(
     server_path: &str,
-    data: &[u8],
+    data: Option<&[u8]>,
     options: &CreateOptions,
     client_path: &str,
 ) -> Result<Request, Error> {
@@ -81,7 +81,7 @@ pub(crate) fn create_request(
     }
     let plain = CreateRequest {
         path: server_path.to_string(),
-        data: data.to_vec().into(),
+        data: data.into(),
         acl: options.acl.clone(),
         flags: options.mode.code(),
     };
@@ -152,6 +152,18 @@ impl Client {
         &self,
         path: &str,
         data: &[u8],
+        options: impl Into<CreateOptions>,
+    ) -> Result<(String, Stat), Error> {
+        self.create_nullable(path, Some(data), options).await
+    }
+
+    /// [`create`](Self::create) whose data may be null (`None`): as in ZooKeeper, a
+    /// node created with null data reads back as null, not as empty (see
+    /// [`get_data_nullable`](Self::get_data_nullable)); its dataLength is 0.
+    pub async fn create_nullable(
+        &self,
+        path: &str,
+        data: Option<&[u8]>,
         options: impl Into<CreateOptions>,
     ) -> Result<(String, Stat), Error> {
         let options = options.into();
@@ -287,14 +299,33 @@ impl Client {
         }
     }
 
-    /// The node's data and Stat.
+    /// The node's data and Stat. Null data (written by a client that sent none, such as
+    /// zkCli's `create` without data) reads as empty here; use
+    /// [`get_data_nullable`](Self::get_data_nullable) to tell the two apart.
     pub async fn get_data(&self, path: &str) -> Result<(Vec<u8>, Stat), Error> {
+        let (data, stat) = self.get_data_inner(path, None).await?;
+        Ok((data.unwrap_or_default(), stat))
+    }
+
+    /// The node's data (`None` when it is null, as ZooKeeper keeps it apart from empty)
+    /// and Stat.
+    pub async fn get_data_nullable(&self, path: &str) -> Result<(Option<Vec<u8>>, Stat), Error> {
         self.get_data_inner(path, None).await
     }
 
     /// Like [`get_data`](Self::get_data), plus a one-shot watch for NodeDataChanged or
     /// NodeDeleted.
     pub async fn get_data_watch(&self, path: &str) -> Result<(Vec<u8>, Stat, WatchStream), Error> {
+        let (data, stat, stream) = self.get_data_watch_nullable(path).await?;
+        Ok((data.unwrap_or_default(), stat, stream))
+    }
+
+    /// Like [`get_data_nullable`](Self::get_data_nullable), plus a one-shot watch for
+    /// NodeDataChanged or NodeDeleted.
+    pub async fn get_data_watch_nullable(
+        &self,
+        path: &str,
+    ) -> Result<(Option<Vec<u8>>, Stat, WatchStream), Error> {
         path::check(path, false)?;
         let (watch, stream) = self.pending_watch(PendingKind::Data, path);
         let (data, stat) = self.get_data_inner(path, Some(watch)).await?;
@@ -305,7 +336,7 @@ impl Client {
         &self,
         path: &str,
         watch: Option<PendingWatch>,
-    ) -> Result<(Vec<u8>, Stat), Error> {
+    ) -> Result<(Option<Vec<u8>>, Stat), Error> {
         path::check(path, false)?;
         let request = Request::GetData(GetDataRequest {
             path: self.server_path(path),
@@ -313,7 +344,7 @@ impl Client {
         });
         let reply = self.call(request, Some(path), watch).await?;
         match reply.response {
-            Response::GetData(r) => Ok((r.data.into_vec(), r.stat)),
+            Response::GetData(r) => Ok((r.data.into_option(), r.stat)),
             other => Err(unexpected("getData", &other)),
         }
     }
@@ -432,10 +463,21 @@ impl Client {
         data: &[u8],
         version: Option<i32>,
     ) -> Result<Stat, Error> {
+        self.set_data_nullable(path, Some(data), version).await
+    }
+
+    /// [`set_data`](Self::set_data) whose data may be null (`None`), which the node
+    /// then reads back as (see [`get_data_nullable`](Self::get_data_nullable)).
+    pub async fn set_data_nullable(
+        &self,
+        path: &str,
+        data: Option<&[u8]>,
+        version: Option<i32>,
+    ) -> Result<Stat, Error> {
         path::check(path, false)?;
         let request = Request::SetData(SetDataRequest {
             path: self.server_path(path),
-            data: data.to_vec().into(),
+            data: data.into(),
             version: version_or_any(version),
         });
         let reply = self.call(request, Some(path), None).await?;
@@ -508,7 +550,7 @@ impl Client {
             .zip(ops)
             .map(|(result, op)| match result {
                 paddock_proto::MultiResult::GetData(data, stat) => ReadResult::Data {
-                    data: data.into_vec(),
+                    data: data.into_option(),
                     stat,
                 },
                 paddock_proto::MultiResult::GetChildren(children) => {

@@ -179,6 +179,25 @@ async fn crud_text_and_exit_codes(env: Env) {
     run(&env, &["get", "/a"]).await.fails(3, "NoNode: /a");
 }
 
+async fn null_data_prints_as_null(env: Env) {
+    let c = env.client().await;
+    c.create_nullable("/n", None, CreateMode::Persistent)
+        .await
+        .unwrap();
+    c.create("/e", b"", CreateMode::Persistent).await.unwrap();
+    // zkCli prints null data as "null"; empty data prints nothing.
+    assert_eq!(run(&env, &["get", "/n"]).await.ok().stdout, "null\n");
+    assert_eq!(run(&env, &["get", "/e"]).await.ok().stdout, "");
+    let got = run(&env, &["get", "-s", "/n"]).await.ok().stdout;
+    assert!(got.starts_with("null\ncZxid = 0x"), "{got}");
+    assert!(got.contains("dataLength = 0\n"), "{got}");
+    let null = run(&env, &["--json", "get", "/n"]).await.ok().json();
+    assert_eq!(null["data"], Value::Null, "{null}");
+    assert!(null.get("dataBase64").is_none(), "{null}");
+    let empty = run(&env, &["--json", "get", "/e"]).await.ok().json();
+    assert_eq!(empty["data"], "", "{empty}");
+}
+
 async fn json_forms(env: Env) {
     let created = run(&env, &["--json", "create", "/j", "text"])
         .await
@@ -617,6 +636,7 @@ async fn cannot_connect_and_bad_input(env: Env) {
 
 backend_tests!(
     crud_text_and_exit_codes,
+    null_data_prints_as_null,
     json_forms,
     create_modes_and_stdin,
     acls_and_auth,

@@ -326,9 +326,66 @@ async fn multi_is_atomic(env: Env) {
         ])
         .await
         .unwrap();
-    assert!(matches!(&reads[0], ReadResult::Data { data, .. } if data == b"1"));
+    assert!(
+        matches!(&reads[0], ReadResult::Data { data, .. } if data.as_deref() == Some(&b"1"[..]))
+    );
     assert!(matches!(&reads[1], ReadResult::Children { children } if children.len() == 2));
     assert!(matches!(&reads[2], ReadResult::Error(e) if e.to_string() == "NoNode: /m/none"));
+}
+
+async fn null_data_is_not_empty_data(env: Env) {
+    let c = env.client().await;
+    let (_, stat) = c
+        .create_nullable("/n", None, CreateMode::Persistent)
+        .await
+        .unwrap();
+    assert_eq!(stat.data_length, 0);
+    c.create("/e", b"", CreateMode::Persistent).await.unwrap();
+    assert_eq!(c.get_data_nullable("/n").await.unwrap().0, None);
+    assert_eq!(c.get_data_nullable("/e").await.unwrap().0, Some(vec![]));
+    // The plain API reads null as empty, as it always did.
+    assert_eq!(c.get_data("/n").await.unwrap().0, b"");
+
+    // setData with null, and back to bytes; a watch sees both as data changes.
+    let (data, _, mut watch) = c.get_data_watch_nullable("/e").await.unwrap();
+    assert_eq!(data, Some(vec![]));
+    let stat = c.set_data_nullable("/e", None, Some(0)).await.unwrap();
+    assert_eq!((stat.version, stat.data_length), (1, 0));
+    assert_eq!(
+        next_event(&mut watch).await.event_type,
+        EventType::NodeDataChanged
+    );
+    assert_eq!(c.get_data_nullable("/e").await.unwrap().0, None);
+    c.set_data_nullable("/n", Some(b"x"), None).await.unwrap();
+    assert_eq!(
+        c.get_data_nullable("/n").await.unwrap().0,
+        Some(b"x".to_vec())
+    );
+
+    // In a multi, and read back by multiRead.
+    c.multi(&[
+        Op::create_nullable("/m", None, CreateMode::Persistent),
+        Op::set_data_nullable("/n", None, None),
+    ])
+    .await
+    .unwrap();
+    let reads = c
+        .multi_read(&[
+            ReadOp::GetData("/m".into()),
+            ReadOp::GetData("/n".into()),
+            ReadOp::GetData("/e".into()),
+            ReadOp::GetData("/".into()),
+        ])
+        .await
+        .unwrap();
+    let data: Vec<Option<Vec<u8>>> = reads
+        .into_iter()
+        .map(|r| match r {
+            ReadResult::Data { data, .. } => data,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(data, [None, None, None, Some(vec![])]);
 }
 
 async fn sync_and_config(env: Env) {
@@ -888,6 +945,7 @@ backend_tests!(
     acls_and_auth,
     auth_failure_ends_the_session,
     multi_is_atomic,
+    null_data_is_not_empty_data,
     sync_and_config,
     one_shot_watches,
     persistent_watches,

@@ -89,13 +89,22 @@ async fn execute(client: &Client, global: &Global, command: Command) -> Result<(
             }
         }
         Command::Get { path, stat } => {
-            let (data, st) = client.get_data(&path).await?;
+            let (data, st) = client.get_data_nullable(&path).await?;
             if json {
-                let (key, value) = data_json(&data);
+                // Null data (not the same as empty) is `"data": null`.
+                let (key, value) = match &data {
+                    Some(bytes) => data_json(bytes),
+                    None => ("data", Value::Null),
+                };
                 let mut out = json!({ "path": path, "stat": stat_json(&st) });
                 out[key] = value;
                 print_json(&out);
             } else {
+                // zkCli prints null data as the line "null".
+                let data = match data {
+                    Some(bytes) => bytes,
+                    None => b"null\n".to_vec(),
+                };
                 write_data(&data).map_err(io_failure)?;
                 if stat {
                     if !data.is_empty() && !data.ends_with(b"\n") {

@@ -89,7 +89,8 @@ pub enum Command {
         #[arg(short = 'R', long)]
         recursive: bool,
     },
-    /// Print a node's data.
+    /// Print a node's data (null data, which ZooKeeper keeps apart from empty, prints
+    /// as `null` as zkCli does; in JSON, `"data": null`).
     Get {
         path: String,
         /// Also print the node's Stat.
