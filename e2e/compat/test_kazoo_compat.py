@@ -96,6 +96,26 @@ def test_empty_and_binary_data(zk, root):
     assert data == blob and st.dataLength == 1024
 
 
+def test_null_data_is_not_empty_data(zk, root):
+    # kazoo sends value=None as a null buffer (length -1) and reads one back as
+    # None; ZooKeeper keeps null data apart from b"".
+    n, e = root + "/null", root + "/empty"
+    _, st = zk.create(n, None, include_data=True)
+    assert st.dataLength == 0
+    zk.create(e, b"")
+    assert zk.get(n) == (None, zk.exists(n))
+    assert zk.get(e)[0] == b""
+    st = zk.set(e, None)
+    assert st.version == 1 and st.dataLength == 0
+    assert zk.get(e)[0] is None
+    zk.set(n, b"x")
+    assert zk.get(n)[0] == b"x"
+    zk.set(n, None)
+    assert zk.get(n)[0] is None
+    kids, parent = zk.get_children(root, include_data=True)
+    assert sorted(kids) == ["empty", "null"] and parent.numChildren == 2
+
+
 def test_large_value_roundtrip(zk, root):
     value = b"v" * 1000000  # just under jute.maxbuffer (0xfffff) with framing
     zk.create(root + "/big", value)

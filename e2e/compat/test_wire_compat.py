@@ -416,6 +416,30 @@ def test_multi_read(conns, wroot):
     assert res[2] == ("error", -101), "a failed read does not abort a multiRead"
 
 
+def test_null_data_on_the_wire(conns, wroot):
+    # A null buffer (length -1) stays null: getData answers -1, an empty node 0,
+    # in plain replies, in multi and in multiRead.
+    c = conns()
+    assert c.call(CREATE, create_body(wroot + "/n", None))[2] == 0
+    assert c.call(CREATE, create_body(wroot + "/e", b""))[2] == 0
+    xid, zxid, err, body = c.call(GET_DATA, ustr(wroot + "/n") + b"\0")
+    assert err == 0 and body[:4] == b"\xff\xff\xff\xff" and len(body) == 4 + STAT.size
+    assert STAT.unpack_from(body, 4)[8] == 0, "dataLength of null data is 0"
+    xid, zxid, err, body = c.call(GET_DATA, ustr(wroot + "/e") + b"\0")
+    assert err == 0 and body[:4] == b"\0\0\0\0"
+    body = (multi_header(CREATE) + create_body(wroot + "/m", None)
+            + multi_header(SET_DATA) + ustr(wroot + "/e") + buf(None) + struct.pack("!i", -1)
+            + multi_header(-1, done=True))
+    xid, zxid, err, rbody = c.call(MULTI, body)
+    assert err == 0 and [r[0] for r in parse_multi(rbody)] == ["create", "setData"]
+    body = b"".join(multi_header(GET_DATA) + ustr(wroot + p) + b"\0" for p in ("/m", "/e", "/n"))
+    xid, zxid, err, rbody = c.call(MULTI_READ, body + multi_header(-1, done=True))
+    assert err == 0
+    assert [(r[0], r[1]) for r in parse_multi(rbody)] == [("getData", None)] * 3
+    assert c.call(SET_DATA, ustr(wroot + "/n") + buf(b"") + struct.pack("!i", -1))[2] == 0
+    assert c.call(GET_DATA, ustr(wroot + "/n") + b"\0")[3][:4] == b"\0\0\0\0"
+
+
 # --------------------------------------------------------------- watches ---
 def test_notification_format(conns, wroot):
     a = conns()

@@ -65,6 +65,9 @@ run create "$R/a/b" bb
 expect_rc 1; expect_line "Node does not exist: $R/a/b"; ok "create without parent -> NoNode"
 run create "$R/a"
 expect_rc 0; expect_line "Created $R/a"
+# zkCli sends null data when none is given; get prints null data as "null".
+run get -s "$R/a"
+expect_rc 0; expect_line "null"; expect_line "dataLength = 0"; ok "create without data -> null data"
 run create "$R/a/b" bb
 expect_rc 0; expect_line "Created $R/a/b"
 run create "$R/a" again
