@@ -19,8 +19,16 @@ use crate::value::{self, Encoding};
 /// A node's data and Stat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
-    pub data: Vec<u8>,
+    /// `None`: null data, which ZooKeeper keeps apart from empty data.
+    pub data: Option<Vec<u8>>,
     pub stat: Stat,
+}
+
+impl Node {
+    /// The data's bytes; empty for null data.
+    pub fn bytes(&self) -> &[u8] {
+        self.data.as_deref().unwrap_or_default()
+    }
 }
 
 /// A subtree by config path (relative to the config root, `""` for the root itself).
@@ -51,7 +59,7 @@ async fn ancestor_index(client: &Client, znode: &str) -> Result<i64, ApiError> {
 
 /// One node, or `None` if it does not exist.
 pub async fn read(client: &Client, znode: &str) -> Result<(Option<Node>, i64), ApiError> {
-    match client.get_data(znode).await {
+    match client.get_data_nullable(znode).await {
         Ok((data, stat)) => {
             let index = stat.mzxid;
             Ok((Some(Node { data, stat }), index))
@@ -73,7 +81,7 @@ pub async fn read_tree(
     let mut level = vec![root.clone()];
     while !level.is_empty() {
         let reads = level.iter().map(|znode| async move {
-            let data = client.get_data(znode).await;
+            let data = client.get_data_nullable(znode).await;
             let children = match &data {
                 Ok((_, stat)) if stat.num_children > 0 => Some(client.get_children(znode).await),
                 _ => None,
@@ -117,7 +125,7 @@ pub fn node_json(rel: &str, node: &Node, encoding: Encoding) -> Value {
 fn node_doc(rel: &str, node: &Node, encoding: Encoding) -> ConfigNode {
     ConfigNode {
         path: rel.to_string(),
-        value: value::encoded(&node.data, encoding),
+        value: value::encoded(node.data.as_deref(), encoding),
         version: node.stat.version,
         created: node.stat.czxid,
         modified: node.stat.mzxid,
@@ -179,12 +187,12 @@ pub struct Written {
     pub created: bool,
 }
 
-/// Writes `data` to the config node `znode`, creating it (and its parents) if needed,
-/// under the preconditions given.
+/// Writes `data` (`None`: null data) to the config node `znode`, creating it (and its
+/// parents) if needed, under the preconditions given.
 pub async fn put(
     client: &Client,
     znode: &str,
-    data: &[u8],
+    data: Option<&[u8]>,
     if_match: Option<Precondition>,
     if_none_match: Option<Precondition>,
 ) -> Result<Written, ApiError> {
@@ -197,7 +205,7 @@ pub async fn put(
                 Precondition::Any => None,
                 Precondition::Version(v) => Some(v),
             };
-            match client.set_data(znode, data, version).await {
+            match client.set_data_nullable(znode, data, version).await {
                 Ok(stat) => Ok(Written {
                     stat,
                     created: false,
@@ -226,7 +234,7 @@ pub async fn put(
         (None, None) => {
             // Upsert: write, or create if missing (and write if created meanwhile).
             for _ in 0..3 {
-                match client.set_data(znode, data, None).await {
+                match client.set_data_nullable(znode, data, None).await {
                     Ok(stat) => {
                         return Ok(Written {
                             stat,
@@ -259,9 +267,12 @@ async fn conflict(client: &Client, znode: &str) -> ApiError {
 }
 
 /// Creates `znode` with its missing parents; 409 if it exists.
-async fn create(client: &Client, znode: &str, data: &[u8]) -> Result<Written, ApiError> {
+async fn create(client: &Client, znode: &str, data: Option<&[u8]>) -> Result<Written, ApiError> {
     for _ in 0..3 {
-        match client.create(znode, data, CreateMode::Persistent).await {
+        match client
+            .create_nullable(znode, data, CreateMode::Persistent)
+            .await
+        {
             Ok((_, stat)) => {
                 return Ok(Written {
                     stat,

@@ -455,7 +455,7 @@ pub fn state_json(
     let leader = view.and_then(|view| {
         view.leader.as_ref().map(|l| Leader {
             id: l.id.clone(),
-            value: value::encoded(&l.value, encoding),
+            value: value::encoded(Some(&l.value), encoding),
             fencing_token: l.token,
         })
     });

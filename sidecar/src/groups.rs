@@ -150,7 +150,8 @@ async fn leave_member(member: &Member) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberInfo {
     pub id: String,
-    pub value: Vec<u8>,
+    /// `None`: the member node's data is null (written so by another client).
+    pub value: Option<Vec<u8>>,
     pub stat: Stat,
 }
 
@@ -179,7 +180,7 @@ pub async fn load(
     children.sort();
     let reads = children.iter().map(|id| {
         let node = format!("{dir}/{id}");
-        async move { (id, client.get_data(&node).await) }
+        async move { (id, client.get_data_nullable(&node).await) }
     });
     let mut index = stat.pzxid;
     let mut members = Vec::with_capacity(children.len());
@@ -217,7 +218,7 @@ pub fn members_json(
             .iter()
             .map(|m| types::Member {
                 id: m.id.clone(),
-                value: value::encoded(&m.value, encoding),
+                value: value::encoded(m.value.as_deref(), encoding),
                 since: m.stat.czxid,
             })
             .collect(),

@@ -7,8 +7,8 @@
 //! Format: a node without children renders as its value, byte for byte (a config file
 //! kept in one node). A subtree renders as a JSON object mapping each node's path,
 //! relative to PATH, to its value (leaves and nodes with data; values that are not
-//! UTF-8 in base64). While PATH does not exist, or the session is down, the file is
-//! left as it was.
+//! UTF-8 in base64; null data, as ZooKeeper clients can write it, as null). While PATH
+//! does not exist, or the session is down, the file is left as it was.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -52,7 +52,7 @@ impl RenderSpec {
 pub fn content(rel: &str, tree: &Tree) -> Option<Vec<u8>> {
     let root = tree.get(rel)?;
     if tree.len() == 1 {
-        return Some(root.data.clone());
+        return Some(root.bytes().to_vec());
     }
     let prefix = if rel.is_empty() {
         String::new()
@@ -61,7 +61,7 @@ pub fn content(rel: &str, tree: &Tree) -> Option<Vec<u8>> {
     };
     let mut obj = Map::new();
     for (path, node) in tree {
-        if node.data.is_empty() && node.stat.num_children > 0 {
+        if node.bytes().is_empty() && node.stat.num_children > 0 {
             continue;
         }
         let key = if path == rel {
@@ -69,7 +69,8 @@ pub fn content(rel: &str, tree: &Tree) -> Option<Vec<u8>> {
         } else {
             path.strip_prefix(&prefix).unwrap_or(path).to_string()
         };
-        obj.insert(key, Value::String(value::text_or_base64(&node.data)));
+        let text = node.data.as_deref().map(value::text_or_base64);
+        obj.insert(key, text.map_or(Value::Null, Value::String));
     }
     let mut out = serde_json::to_vec_pretty(&Value::Object(obj)).unwrap_or_default();
     out.push(b'\n');
@@ -203,7 +204,7 @@ mod tests {
 
     fn node(data: &str, children: i32) -> Node {
         Node {
-            data: data.as_bytes().to_vec(),
+            data: Some(data.as_bytes().to_vec()),
             stat: Stat {
                 num_children: children,
                 ..Stat::default()
@@ -233,6 +234,27 @@ mod tests {
         t.insert("app/mode".into(), node("fast", 0));
         let v: Value = serde_json::from_slice(&content("app", &t).unwrap()).unwrap();
         assert_eq!(v, serde_json::json!({"db/url": "pg://x", "mode": "fast"}));
+        // Null data: null in a tree (a leaf left empty stays ""), nothing as a leaf file.
+        t.insert(
+            "app/none".into(),
+            Node {
+                data: None,
+                ..node("", 0)
+            },
+        );
+        t.insert("app/blank".into(), node("", 0));
+        let v: Value = serde_json::from_slice(&content("app", &t).unwrap()).unwrap();
+        assert_eq!(v["none"], Value::Null);
+        assert_eq!(v["blank"], "");
+        let mut leaf = Tree::new();
+        leaf.insert(
+            "x".into(),
+            Node {
+                data: None,
+                ..node("", 0)
+            },
+        );
+        assert_eq!(content("x", &leaf).unwrap(), b"");
     }
 
     #[test]

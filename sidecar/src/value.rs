@@ -44,15 +44,22 @@ pub fn decode(what: &str, text: &str, encoding: Encoding) -> Result<Vec<u8>, Api
     Ok(bytes)
 }
 
-/// A value for an answer: as text when asked and possible, else base64 saying so.
-pub fn encoded(bytes: &[u8], requested: Encoding) -> EncodedValue {
+/// A value for an answer: as text when asked and possible, else base64 saying so;
+/// null data (`None`) answers `"value": null`.
+pub fn encoded(bytes: Option<&[u8]>, requested: Encoding) -> EncodedValue {
+    let Some(bytes) = bytes else {
+        return EncodedValue {
+            value: None,
+            encoding: None,
+        };
+    };
     match (requested, std::str::from_utf8(bytes)) {
         (Encoding::Utf8, Ok(text)) => EncodedValue {
-            value: text.to_string(),
+            value: Some(text.to_string()),
             encoding: None,
         },
         _ => EncodedValue {
-            value: STANDARD.encode(bytes),
+            value: Some(STANDARD.encode(bytes)),
             encoding: Some(ValueEncoding::Base64),
         },
     }
@@ -60,8 +67,8 @@ pub fn encoded(bytes: &[u8], requested: Encoding) -> EncodedValue {
 
 /// Puts `"value"` (and `"encoding": "base64"` when needed) into `obj`.
 pub fn insert(obj: &mut Map<String, Value>, bytes: &[u8], requested: Encoding) {
-    let e = encoded(bytes, requested);
-    obj.insert("value".into(), Value::String(e.value));
+    let e = encoded(Some(bytes), requested);
+    obj.insert("value".into(), e.value.map_or(Value::Null, Value::String));
     if e.encoding.is_some() {
         obj.insert("encoding".into(), Value::String("base64".into()));
     }
@@ -95,6 +102,13 @@ mod tests {
         let mut m = Map::new();
         insert(&mut m, b"hi", Encoding::Base64);
         assert_eq!(m["value"], "aGk=");
+        // Null data is null, whatever the encoding; empty data is "".
+        for requested in [Encoding::Utf8, Encoding::Base64] {
+            let null = serde_json::to_value(encoded(None, requested)).unwrap();
+            assert_eq!(null, serde_json::json!({ "value": null }));
+            let empty = serde_json::to_value(encoded(Some(b""), requested)).unwrap();
+            assert_eq!(empty["value"], "");
+        }
         assert!(Encoding::from_param(Some("hex")).is_err());
     }
 }

@@ -444,3 +444,80 @@ fn rendered_file_always_holds_a_complete_document() {
         eprintln!("RENDER {reads} reads of the rendered file, all complete");
     });
 }
+
+/// Creates a persistent node with null data, as a ZooKeeper client can.
+async fn create_null(zk: &paddock_client::Client, path: &str) {
+    zk.create_nullable(path, None, paddock_client::CreateMode::Persistent)
+        .await
+        .unwrap_or_else(|e| panic!("create {path}: {e}"));
+}
+
+/// Null data, which ZooKeeper keeps apart from empty data: `"value": null` writes it,
+/// and a node written with null data by any client reads as `"value": null` in config
+/// (one node, a subtree, either encoding) and in group members.
+#[test]
+fn null_data_is_json_null_not_an_empty_string() {
+    run("null_data_is_json_null_not_an_empty_string", || async {
+        let server = Server::start();
+        let servers = server.addr.to_string();
+        let a = Sidecar::ready(&servers, "a", &[]).await;
+        let null = serde_json::json!({ "value": null }).to_string();
+        let r = put(a.addr, "/v1/config/app/n", &null).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let r = put(a.addr, "/v1/config/app/e", &body("")).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+
+        let zk = paddock_client::Client::connect(&servers)
+            .await
+            .expect("client");
+        let (data, _) = zk
+            .get_data_nullable("/paddock/config/app/n")
+            .await
+            .expect("read");
+        assert_eq!(data, None, "the sidecar wrote null data");
+        create_null(&zk, "/paddock/config/app/z").await;
+
+        for path in [
+            "/v1/config/app/n",
+            "/v1/config/app/z",
+            "/v1/config/app/n?encoding=base64",
+        ] {
+            let doc = get(a.addr, path).await.json();
+            assert_eq!(doc["value"], Value::Null, "{path}: {doc}");
+            assert!(doc.get("encoding").is_none(), "{path}: {doc}");
+        }
+        assert_eq!(get(a.addr, "/v1/config/app/e").await.json()["value"], "");
+        let tree = get(a.addr, "/v1/config/app?recursive=true").await.json();
+        assert_eq!(tree["nodes"]["app/n"]["value"], Value::Null, "{tree}");
+        assert_eq!(tree["nodes"]["app/e"]["value"], "", "{tree}");
+
+        // Null back to text, and the other way, with If-Match.
+        let r = put_if(a.addr, "/v1/config/app/n", "x", ("if-match", "\"0\"")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(get(a.addr, "/v1/config/app/n").await.json()["value"], "x");
+        let r = request(
+            a.addr,
+            "PUT",
+            "/v1/config/app/e",
+            &[("if-match", "\"0\"")],
+            Some(&null),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(
+            get(a.addr, "/v1/config/app/e").await.json()["value"],
+            Value::Null
+        );
+        // Still required: a body without it is refused.
+        assert_eq!(put(a.addr, "/v1/config/app/q", "{}").await.status, 400);
+
+        // A group member written with null data by another client.
+        zk.ensure_path("/paddock/groups/g", paddock_client::CreateMode::Persistent)
+            .await
+            .expect("group dir");
+        create_null(&zk, "/paddock/groups/g/m1").await;
+        let members = get(a.addr, "/v1/groups/g/members").await.json();
+        assert_eq!(members["members"][0]["id"], "m1", "{members}");
+        assert_eq!(members["members"][0]["value"], Value::Null, "{members}");
+    });
+}

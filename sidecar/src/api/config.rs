@@ -225,14 +225,17 @@ pub async fn put(
         ApiError::bad_request("the body must be {\"value\": \"...\"}")
             .with_detail(json!({ "field": "value" }))
     })?;
-    let data = value::decode("value", &raw, encoding)?;
+    // `"value": null` writes null data.
+    let data = raw
+        .map(|raw| value::decode("value", &raw, encoding))
+        .transpose()?;
     let if_match = precondition(&headers, header::IF_MATCH)?;
     let if_none_match = precondition(&headers, header::IF_NONE_MATCH)?;
     let client = app.sessions.client()?;
     let written = config::put(
         &client,
         &app.layout.config(&rel),
-        &data,
+        data.as_deref(),
         if_match,
         if_none_match,
     )

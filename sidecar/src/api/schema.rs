@@ -270,6 +270,17 @@ mod tests {
         assert!(message::<ValueBody>(r#"{"value": 5}"#).contains("not an integer"));
         assert!(message::<ValueBody>(r#"{"vlaue": "x"}"#).contains("unknown field \"vlaue\""));
         assert!(message::<ConfigValueBody>("{}").contains("needs the field \"value\""));
+        // A config value may be null (null data), but must be given.
+        let null: Value = serde_json::from_str(r#"{"value": null}"#).unwrap();
+        assert!(check::<ConfigValueBody>(&null).is_ok());
+        let body: ConfigValueBody = serde_json::from_value(null).unwrap();
+        assert_eq!(body.value, None);
+        assert!(serde_json::from_str::<ConfigValueBody>("{}").is_err());
+        let m = message::<ConfigValueBody>(r#"{"value": 1}"#);
+        assert!(
+            m.contains("\"value\" must be a string or null, not an integer"),
+            "{m}"
+        );
         assert!(message::<LockBody>(r#"{"owner": ""}"#).contains("must not be empty"));
         let long = format!(r#"{{"owner": "{}"}}"#, "x".repeat(300));
         assert!(message::<LockBody>(&long).contains("the limit is 255"));

@@ -28,8 +28,22 @@ pub struct ValueBody {
 #[serde(deny_unknown_fields)]
 pub struct ConfigValueBody {
     /// The node's data: UTF-8 text, or base64 with `?encoding=base64`; at most
-    /// 1,000,000 bytes once decoded.
-    pub value: String,
+    /// 1,000,000 bytes once decoded. `null` writes null data, which ZooKeeper keeps
+    /// apart from empty data ("").
+    #[serde(deserialize_with = "required_nullable")]
+    #[schemars(schema_with = "nullable_string")]
+    pub value: Option<String>,
+}
+
+/// A field that must be present but may be null (serde reads a missing `Option`
+/// field as `None` unless told otherwise).
+fn required_nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d)
+}
+
+/// A string or null, as a required property (schemars makes `Option` fields optional).
+fn nullable_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": ["string", "null"] })
 }
 
 /// `{"owner": "..."}` to acquire a lock; without it the owner is the sidecar's id.
@@ -78,10 +92,11 @@ pub enum ValueEncoding {
     Base64,
 }
 
-/// A value in an answer: UTF-8 text, or base64 (then `encoding` says so).
+/// A value in an answer: UTF-8 text, or base64 (then `encoding` says so); null for a
+/// znode whose data is null (written so by a ZooKeeper client; not the same as "").
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct EncodedValue {
-    pub value: String,
+    pub value: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encoding: Option<ValueEncoding>,
 }
