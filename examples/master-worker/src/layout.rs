@@ -2,14 +2,19 @@
 //! (default `/mw`):
 //!
 //! ```text
-//! /mw/master/_c_<uuid>-latch-<seq>  masters' candidacies (the election recipe): the lowest
-//!                                   is the active master; its czxid is its fencing token
-//! /mw/workers/<worker>              ephemeral: a live worker (the group recipe, or a
-//!                                   sidecar's group membership)
-//! /mw/tasks/task-<seq>              persistent-sequential: a task and its record
-//! /mw/assign/<worker>/<task>-<tok>  persistent: an assignment; `tok` is its fencing token
-//! /mw/status/<task>                 persistent: the task's result, recorded once by the sink
+//! /mw/master/_c_<uuid>-latch-<seq>     masters' candidacies (the election recipe): the
+//!                                      lowest is the active master; its czxid is its
+//!                                      fencing token
+//! /mw/workers/<worker>                 ephemeral: a live worker (the group recipe, or a
+//!                                      sidecar's group membership)
+//! /mw/tasks/task-<submitter>-<n>-<seq> persistent-sequential: a task and its record
+//! /mw/assign/<worker>/<task>-<tok>     persistent: an assignment; `tok` is its fencing token
+//! /mw/status/<task>                    persistent: the task's result, recorded once by the sink
 //! ```
+//!
+//! A task's name before the sequence number is its submitter's own (`c` and hex digits of
+//! the submitting process, then a six-digit counter; see `submit`), so that a create whose
+//! reply was lost is found again instead of being made twice.
 //!
 //! **Fencing.** A task's assignment token is the version of its `/tasks` node right after
 //! the master's assigning `setData`: every (re)assignment moves it on, so a later

@@ -1,5 +1,6 @@
-//! The client side: submit tasks (`/tasks/task-<seq>`, persistent-sequential) and wait
-//! for their status (`/status/<task>`), as the seeds' client does.
+//! The client side: submit tasks (`/tasks/task-<submitter>-<n>-<seq>`,
+//! persistent-sequential) and wait for their status (`/status/<task>`), as the seeds'
+//! client does.
 //!
 //! A create whose reply is lost may or may not have happened; a sequential name cannot
 //! be guessed, so every submission carries a name of its own before the sequence number
