@@ -10,6 +10,10 @@
 #    start the real paddock-server binary);
 # 4. the compatibility suites (kazoo, raw wire, zkCli, Curator) against paddock-server
 #    and, as the control that proves the suites themselves, against Apache ZooKeeper 3.8;
+# 4a. kazoo's own packaged test suite, unchanged, on a 3-server Apache ZooKeeper 3.8 (the
+#    control) and a 3-server paddock-server ensemble at once (e2e/compat/kazoo_suite, ~8 min):
+#    fails when a test passes on ZooKeeper but not on Paddock, except the ones listed in
+#    e2e/compat/kazoo_suite/expected_failures.txt, and when a listed one passes;
 # 5. paddock-bench once at a tiny size (proves the benchmark still runs; judges no timing);
 # 5a. the master–worker example's chaos run on a local ensemble (examples/master-worker:
 #    masters and workers killed, paused and cut off; no task lost or recorded twice);
@@ -53,6 +57,9 @@ step "cargo test" cargo test --workspace --quiet
 step "compat: paddock-server" bash e2e/compat/run_ours.sh
 step "kazoo recipes across leader kills (3-node ensemble)" bash e2e/zab/run_ensemble.sh
 step "kazoo reconfig: Apache ZooKeeper 3.8 then paddock (3 servers + a joiner)" bash e2e/compat/run_reconfig.sh
+step "kazoo's own test suite (kazoo 2.11.0, 493 tests): Apache ZooKeeper 3.8 and paddock, 3 servers each, compared" \
+  bash e2e/compat/kazoo_suite/run.sh
+step "kazoo read-only mode: Apache ZooKeeper 3.8 then paddock (3 servers, 2 stopped and started)" bash e2e/compat/run_readonly.sh
 step "bench smoke (tiny run, no timing judged)" bash e2e/bench-smoke.sh
 step "master–worker chaos run (local ensemble, 300 tasks, one round)" bash examples/master-worker/chaos.sh
 step "container images: built on a local debootstrap base, each run once (e2e/images/test.sh)" bash e2e/images/test.sh

@@ -15,13 +15,14 @@ import select
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
 from kazoo.client import KazooClient
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import ensemble_helpers  # noqa: E402 - found through the path above
 
 ZK_HOSTS = os.environ.get("ZK_HOSTS", "127.0.0.1:2181")
 # Bound for every single wait in the suite.
@@ -33,14 +34,7 @@ SUPER_AUTH = os.environ.get("ZK_SUPER_AUTH", "super:secret")
 
 def wait_until(predicate, timeout=WAIT, interval=0.02, what="condition"):
     """Poll predicate() until it returns a truthy value; fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
-        time.sleep(interval)
+    return ensemble_helpers.wait_until(predicate, timeout, interval, what)
 
 
 def new_client(**kwargs):

@@ -21,7 +21,6 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 VENV="$ROOT/e2e/.venv"
-ZK_JAR=/usr/share/java/zookeeper.jar
 START_TIMEOUT="${RECONFIG_START_TIMEOUT:-60}"
 T0=$SECONDS
 exec </dev/null
@@ -35,37 +34,9 @@ fi
 
 DIGEST="super:$(python3 -c 'import base64,hashlib;print(base64.b64encode(hashlib.sha1(b"super:secret").digest()).decode())')"
 
-# Four-letter word with a 2 s bound; prints the answer (empty on failure).
-fourlw() { # ADDR PORT WORD
-  timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1" && printf %s "$2" >&3 && cat <&3' "$1" "$2" "$3" 2>/dev/null || true
-}
-mode_of() { # ADDR PORT -> leader|follower|observer|standalone|"" (srvr's Mode line)
-  fourlw "$1" "$2" srvr | sed -n 's/^Mode: //p' | tr -d '\r'
-}
-port_busy() { timeout 1 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null; }
-
-check_loopback() {
-  local ip
-  for ip in "$@"; do
-    [[ "$ip" =~ ^127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || { log "refusing non-loopback address $ip"; exit 2; }
-  done
-}
-
-# Picks BASE so that BASE..BASE+3 (client, admin, quorum, election) are free on every
-# address given.
-pick_ports() {
-  local b ip off free
-  for b in $(seq 24100 10 24990); do
-    free=1
-    for ip in "$@"; do
-      for off in 0 1 2 3; do
-        if port_busy "$ip" $((b + off)); then free=0; break 2; fi
-      done
-    done
-    if [ "$free" = 1 ]; then echo "$b"; return 0; fi
-  done
-  return 1
-}
+# fourlw, mode_of, port_busy, check_loopback, pick_ports, zk_classpath
+# shellcheck source=e2e/compat/lib_ensemble.sh
+source "$HERE/lib_ensemble.sh"
 
 # ---- per-run state (one run at a time) -------------------------------------------------
 DIR=""
@@ -97,20 +68,14 @@ start_zookeeper() { # I  (4 = the joiner: the ensemble plus itself as observer)
   : >"$d/zoo.cfg.dynamic"
   for j in 1 2 3; do server_line "$j" participant >>"$d/zoo.cfg.dynamic"; done
   if [ "$i" = 4 ]; then server_line 4 observer >>"$d/zoo.cfg.dynamic"; fi
-  cat >"$d/zoo.cfg" <<CFG
-tickTime=500
-initLimit=10
-syncLimit=5
-dataDir=$d/data
-maxClientCnxns=0
-4lw.commands.whitelist=*
-admin.enableServer=false
+  {
+    zookeeper_base_cfg "$d/data" "$d/zoo.cfg.dynamic"
+    cat <<CFG
 reconfigEnabled=true
-standaloneEnabled=false
-dynamicConfigFile=$d/zoo.cfg.dynamic
 CFG
-  local cp="$ZK_JAR"
-  [ -r /usr/share/java/slf4j-simple.jar ] && cp="$cp:/usr/share/java/slf4j-simple.jar"
+  } >"$d/zoo.cfg"
+  local cp
+  cp=$(zk_classpath)
   ( cd "$d" && exec java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
       -Dzookeeper.DigestAuthenticationProvider.superDigest="$DIGEST" \
       -Dzookeeper.admin.enableServer=false \
@@ -126,16 +91,8 @@ start_paddock() { # I  (4 = the joiner: its own observer line plus --join)
   mkdir -p "$d/data"
   echo "$i" >"$d/data/myid"
   {
+    paddock_base_cfg "$d/data" "$ip" "$CLIENT" "$ADMIN"
     cat <<CFG
-tickTime=500
-initLimit=10
-syncLimit=5
-dataDir=$d/data
-clientPort=$CLIENT
-clientPortAddress=$ip
-admin.serverPort=$ADMIN
-admin.serverAddress=$ip
-4lw.commands.whitelist=*
 reconfigEnabled=true
 standaloneEnabled=false
 superDigest=$DIGEST
@@ -200,7 +157,7 @@ run_one() { # TARGET
   [ "${#IPS[@]}" = 4 ] || { log "$target: four addresses needed"; return 2; }
   check_loopback "${IPS[@]}"
   local base
-  base=$(pick_ports "${IPS[@]}") || { log "no free ports in 24100-24993"; return 2; }
+  base=$(pick_ports 24100 24990 "${IPS[@]}") || { log "no free ports in 24100-24993"; return 2; }
   CLIENT=$base; ADMIN=$((base + 1)); QUORUM=$((base + 2)); ELECTION=$((base + 3))
   DIR="$(mktemp -d "${TMPDIR:-/tmp}/paddock-reconfig-$target.XXXXXX")"
   local t=$SECONDS
@@ -217,51 +174,14 @@ run_one() { # TARGET
   RECONFIG_JOINER_SPEC="${IPS[3]}:$QUORUM:$ELECTION:participant;${IPS[3]}:$CLIENT" \
   RECONFIG_JOINER_HOST="${IPS[3]}:$CLIENT" PYTHONDONTWRITEBYTECODE=1 \
     timeout 300 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$HERE/test_kazoo_reconfig.py" "${PYTEST_ARGS[@]}"
+  finish_run "$target" $?
   rc=$?
-  stop_all
-  if grep -l "panicked" "$DIR"/s*/server.log >/dev/null 2>&1; then
-    log "$target: a server panicked:"
-    grep -h -A5 panicked "$DIR"/s*/server.log >&2
-    rc=1
-  fi
-  if [ "$rc" -eq 0 ] && [ "${KEEP:-0}" != 1 ]; then
-    rm -rf "$DIR"
-  else
-    log "$target: rc=$rc; configs, data and logs kept in $DIR"
-  fi
   return "$rc"
 }
 
 PYTEST_ARGS=("$@")
-PD_BIN=""
 # Behaviours the tests observed (and accept either way), printed at the end.
 NOTES="$(mktemp "${TMPDIR:-/tmp}/paddock-reconfig-notes.XXXXXX")"
 TARGETS="${RECONFIG_TARGETS:-zookeeper paddock}"
-if [[ " $TARGETS " == *" zookeeper "* ]]; then
-  [ -r "$ZK_JAR" ] || { log "$ZK_JAR missing; run e2e/install-deps.sh"; exit 2; }
-fi
-if [[ " $TARGETS " == *" paddock "* ]]; then
-  cargo build --quiet -p paddock-server --manifest-path "$ROOT/Cargo.toml" || exit 2
-  PD_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/paddock-server"
-  [ -x "$PD_BIN" ] || { log "no binary at $PD_BIN"; exit 2; }
-fi
-
-FAILED=()
-for target in $TARGETS; do
-  t=$SECONDS
-  if run_one "$target"; then
-    log "PASSED against $target ($((SECONDS - t))s)"
-  else
-    log "FAILED against $target ($((SECONDS - t))s)"
-    FAILED+=("$target")
-  fi
-done
-if [ -s "$NOTES" ]; then
-  log "observed:"
-  sed 's/^/  /' "$NOTES" >&2
-fi
-if [ "${#FAILED[@]}" -gt 0 ]; then
-  log "FAILURES: ${FAILED[*]} ($((SECONDS - T0))s total)"
-  exit 1
-fi
-log "ALL PASSED: $TARGETS ($((SECONDS - T0))s total)"
+prepare_targets "$TARGETS" || exit 2
+run_targets "$TARGETS" "$NOTES" "observed:"

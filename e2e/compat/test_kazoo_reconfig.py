@@ -30,12 +30,14 @@ Every wait is bounded.
 
 import os
 import re
-import socket
 import time
 
+import ensemble_helpers
 import pytest
 from kazoo.client import KazooClient
 from kazoo.security import make_acl, make_digest_acl
+
+from ensemble_helpers import fourlw, notes
 from kazoo.exceptions import (
     BadArgumentsError,
     BadVersionError,
@@ -60,22 +62,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def note(text):
-    """Records an observed behaviour for the runner to print (RECONFIG_NOTES)."""
-    if NOTES:
-        with open(NOTES, "a") as f:
-            f.write("%s: %s\n" % (TARGET, text))
+note = notes(NOTES, TARGET)
 
 
 def wait_until(predicate, timeout=WAIT, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
-        time.sleep(interval)
+    return ensemble_helpers.wait_until(predicate, timeout, interval, what)
 
 
 def client(hosts=ZK_HOSTS, super_user=True):
@@ -116,26 +107,10 @@ def current_config(c):
     return servers, version, stat
 
 
-def fourlw(hostport, word):
-    host, port = hostport.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=3) as s:
-        s.settimeout(3)
-        s.sendall(word.encode())
-        out = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                return out.decode(errors="replace")
-            out += chunk
-
-
 def mode(hostport):
-    try:
-        for line in fourlw(hostport, "srvr").splitlines():
-            if line.startswith("Mode: "):
-                return line[len("Mode: "):].strip()
-    except OSError:
-        pass
+    for line in fourlw(hostport, "srvr").splitlines():
+        if line.startswith("Mode: "):
+            return line[len("Mode: "):].strip()
     return None
 
 

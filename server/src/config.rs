@@ -165,6 +165,19 @@ pub struct Cli {
     /// carrying `Authorization: Bearer <token>` pass the admin checks.
     #[arg(long, value_name = "FILE", env = "PADDOCK_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Serve clients that ask for read-only while cut off from the quorum (zoo.cfg
+    /// `readonlymode.enabled`, ZooKeeper's `-Dreadonlymode.enabled`). `--read-only-mode`
+    /// alone means true.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        env = "PADDOCK_READ_ONLY_MODE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub read_only_mode: Option<bool>,
 }
 
 /// A value that must never appear in logs or debug output (a credential).
@@ -1531,6 +1544,9 @@ impl Raw {
                 })?);
         }
         self.apply_super_digest(cli)?;
+        if let Some(enabled) = cli.read_only_mode {
+            self.read_only_mode = Some(enabled);
+        }
         if let Some(path) = &cli.admin_token_file {
             self.admin_token_file = Some(path.clone());
         }
@@ -2236,7 +2252,7 @@ impl DynamicConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use clap::{CommandFactory, Parser};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -2543,6 +2559,36 @@ myCustomThing=42
         let c = parse("dataDir=/d\nreadonlymode.enabled=true\n").unwrap();
         assert!(c.four_letter_words.allows("isro"));
         assert!(c.read_only_mode_enabled);
+    }
+
+    #[test]
+    fn read_only_mode_from_zoo_cfg_flag_and_env() {
+        let dir = temp_dir();
+        let cfg = dir.join("zoo.cfg");
+        std::fs::write(&cfg, "dataDir=/d\nreadonlymode.enabled=true\n").unwrap();
+        let load = |args: &[&str]| {
+            let mut argv = vec!["paddock-server"];
+            argv.extend_from_slice(args);
+            ServerConfig::load(&Cli::try_parse_from(argv).unwrap()).unwrap()
+        };
+        let path = cfg.to_str().unwrap();
+        assert!(load(&["--config", path]).read_only_mode_enabled);
+        // The flag overrides zoo.cfg; alone it means true.
+        assert!(!load(&["--config", path, "--read-only-mode=false"]).read_only_mode_enabled);
+        let c = load(&["--read-only-mode"]);
+        assert!(c.read_only_mode_enabled && c.four_letter_words.allows("isro"));
+        assert!(!load(&[]).read_only_mode_enabled);
+        // PADDOCK_READ_ONLY_MODE is the flag's variable (clap reads it; "1"/"yes" too).
+        let arg = Cli::command()
+            .get_arguments()
+            .find(|a| a.get_id() == "read_only_mode")
+            .and_then(|a| a.get_env().map(|e| e.to_os_string()));
+        assert_eq!(
+            arg.as_deref(),
+            Some(std::ffi::OsStr::new("PADDOCK_READ_ONLY_MODE"))
+        );
+        let parsed = Cli::try_parse_from(["paddock-server", "--read-only-mode=yes"]).unwrap();
+        assert_eq!(parsed.read_only_mode, Some(true));
     }
 
     #[test]

@@ -139,6 +139,7 @@ pub fn core_config(cfg: &ServerConfig, ensemble: &DynamicConfig) -> CoreConfig {
         extended_types: cfg.extended_types_enabled,
         reconfig_enabled: cfg.reconfig_enabled,
         standalone_enabled: cfg.standalone_enabled,
+        read_only_mode: cfg.read_only_mode_enabled && cfg.is_distributed(),
         super_digest: cfg
             .super_digest
             .as_ref()

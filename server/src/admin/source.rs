@@ -93,7 +93,7 @@ impl AdminSource for CoreAdmin {
         let mut snap = self
             .ask(|core| {
                 let s = core.stats();
-                let mode = mode_of(&core.role(), core.is_distributed());
+                let mode = mode_of(core);
                 let quorum_size = core
                     .is_distributed()
                     .then(|| core.zab().membership().verifier.voters().len() as u64);
@@ -113,7 +113,8 @@ impl AdminSource for CoreAdmin {
                     }
                 });
                 let mut snap = ServerSnapshot {
-                    serving: core.role().is_serving(),
+                    // Read-only mode serves (isro says ro); /readyz stays not ready.
+                    serving: core.role().is_serving() || core.is_read_only(),
                     mode,
                     quorum_size,
                     leader,
@@ -274,7 +275,7 @@ impl AdminSource for CoreAdmin {
             StatusReport {
                 myid,
                 role,
-                mode: mode_of(&core.role(), core.is_distributed()),
+                mode: mode_of(core),
                 epoch: zab.current_epoch() as u64,
                 zxid,
                 last_committed: zab.last_committed() as u64,
@@ -304,9 +305,14 @@ impl FourLetterWords for CoreAdmin {
     }
 }
 
-/// What `srvr` says as `Mode:` (and `/status` as `mode`) for a replication role.
-fn mode_of(role: &ZabRole, distributed: bool) -> ServerMode {
-    match role {
+/// What `srvr` says as `Mode:` (and `/status` as `mode`): the replication role, or
+/// read-only while the server serves read-only clients (ZAB is looking meanwhile).
+fn mode_of(core: &Core) -> ServerMode {
+    if core.is_read_only() {
+        return ServerMode::ReadOnly;
+    }
+    let distributed = core.is_distributed();
+    match core.role() {
         ZabRole::Leader if !distributed => ServerMode::Standalone,
         ZabRole::Leader => ServerMode::Leader,
         ZabRole::Follower { .. } => ServerMode::Follower,

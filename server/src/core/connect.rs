@@ -12,6 +12,44 @@ use crate::session::session_password;
 use crate::tree::acl::{Credentials, digest_id};
 use crate::watch::ConnId;
 
+/// The answer to a session that is expired or unknown here (ZooKeeper's: timeout 0).
+pub(super) fn expired(read_only: Option<bool>) -> ConnectResponse {
+    ConnectResponse {
+        protocol_version: 0,
+        time_out: 0,
+        session_id: 0,
+        passwd: vec![0u8; 16].into(),
+        read_only,
+    }
+}
+
+/// The answer granting (or resuming) `session` with `timeout_ms`.
+pub(super) fn granted(session: i64, timeout_ms: i32, read_only: Option<bool>) -> ConnectResponse {
+    ConnectResponse {
+        protocol_version: 0,
+        time_out: timeout_ms,
+        session_id: session,
+        passwd: session_password(session).into(),
+        read_only,
+    }
+}
+
+impl Conn {
+    /// Tells the client its session expired (or is unknown here), and closes.
+    pub(super) fn expire(&self, read_only: Option<bool>) {
+        let _ = self.tx.send(Outgoing::Connected(expired(read_only)));
+        let _ = self.tx.send(Outgoing::Close);
+    }
+
+    /// Gives the connection `session`, and tells the client.
+    pub(super) fn grant(&mut self, session: i64, timeout_ms: i32, read_only: Option<bool>) {
+        self.session = Some(session);
+        let _ = self
+            .tx
+            .send(Outgoing::Connected(granted(session, timeout_ms, read_only)));
+    }
+}
+
 impl Core {
     pub(super) fn on_connect(
         &mut self,
@@ -44,6 +82,11 @@ impl Core {
             total_latency_ms: 0,
             completed: 0,
         };
+        if self.read_only.is_serving() && req.last_zxid_seen <= self.tree.last_zxid() {
+            self.conns.insert(conn_id, conn);
+            self.connect_read_only(conn_id, &req);
+            return;
+        }
         if !self.role.is_serving() {
             info!(client = %addr, role = ?self.role, "not serving (no quorum or still syncing); closing the connection");
             let _ = conn.tx.send(Outgoing::Close);
@@ -98,32 +141,11 @@ impl Core {
                 reason = if known { "wrong password" } else { "expired or unknown session" },
                 "invalid session; telling the client it expired"
             );
-            let _ = conn.tx.send(Outgoing::Connected(ConnectResponse {
-                protocol_version: 0,
-                time_out: 0,
-                session_id: 0,
-                passwd: vec![0u8; 16].into(),
-                read_only: read_only_byte.then_some(false),
-            }));
-            let _ = conn.tx.send(Outgoing::Close);
+            conn.expire(read_only_byte.then_some(false));
             return;
         }
-        conn.session = Some(session);
-        let _ = conn.tx.send(Outgoing::Connected(ConnectResponse {
-            protocol_version: 0,
-            time_out: timeout_ms,
-            session_id: session,
-            passwd: session_password(session).into(),
-            read_only: read_only_byte.then_some(false),
-        }));
-        // The session moves here; the connection that had it is closed, as ZooKeeper does.
-        if let Some(previous) = self.session_owner.insert(session, conn_id)
-            && previous != conn_id
-            && let Some(old) = self.conns.get_mut(&previous)
-        {
-            old.session = None;
-            let _ = old.tx.send(Outgoing::Close);
-        }
+        conn.grant(session, timeout_ms, read_only_byte.then_some(false));
+        self.move_session_here(session, conn_id);
         if self.is_leader() {
             let now = self.now_ms();
             self.sessions.touch(session, timeout_ms, now);
@@ -131,6 +153,18 @@ impl Core {
             self.touched.insert(session);
         }
         info!(session = format_args!("{session:#x}"), client = %addr, timeout_ms, "session resumed");
+    }
+
+    /// The session moves to `conn_id`; the connection that had it is closed, as
+    /// ZooKeeper does.
+    pub(super) fn move_session_here(&mut self, session: i64, conn_id: ConnId) {
+        if let Some(previous) = self.session_owner.insert(session, conn_id)
+            && previous != conn_id
+            && let Some(old) = self.conns.get_mut(&previous)
+        {
+            old.session = None;
+            let _ = old.tx.send(Outgoing::Close);
+        }
     }
 
     pub(super) fn on_closed(&mut self, conn_id: ConnId) {

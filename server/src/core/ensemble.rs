@@ -137,6 +137,7 @@ impl Core {
         let previous = self.role;
         self.role = role;
         info!(me = self.zab.me(), ?previous, ?role, "role changed");
+        self.read_only_role(role);
         let same_leader = previous.leader(self.zab.me()) == role.leader(self.zab.me());
         if !role.is_serving() || !same_leader {
             // Clients cannot be served consistently across a change of leader: like

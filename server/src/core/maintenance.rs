@@ -14,6 +14,7 @@ impl Core {
         let now = self.now_ms();
         self.zab.on_tick(now);
         self.drive();
+        self.read_only_tick(now);
         self.persist_commit_index();
         self.retry_config_query();
         if !self.is_leader() {

@@ -10,6 +10,7 @@ mod ensemble;
 pub mod forward;
 mod maintenance;
 mod pipeline;
+pub mod readonly;
 pub mod reconfig;
 mod recovery;
 pub mod stats;
@@ -128,6 +129,8 @@ pub struct CoreConfig {
     pub reconfig_enabled: bool,
     /// `standaloneEnabled`: a reconfig must leave at least two voters (ZooKeeper's rule).
     pub standalone_enabled: bool,
+    /// `readonlymode.enabled`: serve read-only clients while cut off from the quorum.
+    pub read_only_mode: bool,
     /// `super:<digest id>` from superDigest: this identity bypasses every ACL.
     pub super_digest: Option<String>,
     pub container_check_ms: u64,
@@ -227,6 +230,8 @@ pub struct Core {
     config_asked_ms: u64,
     zab: Zab,
     role: Role,
+    /// Read-only mode, a role beside looking that the shell decides (see `readonly`).
+    read_only: readonly::ReadOnly,
     peers: PeerNet,
     disk: Option<DiskWriter>,
     internal_tx: InternalTx,

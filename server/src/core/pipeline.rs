@@ -7,8 +7,8 @@
 use std::time::Instant;
 
 use paddock_proto::{
-    ConnectResponse, Create2Response, CreateResponse, ErrorCode, KeeperState, OpCode, Request,
-    Response, SyncResponse, WatcherEvent,
+    Create2Response, CreateResponse, ErrorCode, KeeperState, OpCode, Request, Response,
+    SyncResponse, WatcherEvent,
 };
 use tracing::{debug, warn};
 
@@ -17,7 +17,6 @@ use super::{Conn, Core, Outgoing, Queued, ReplyTo};
 use crate::config::DynamicConfig;
 use crate::request::prep::{self, Prepared, WriteContext};
 use crate::request::read::{self, ReadContext};
-use crate::session::session_password;
 use crate::storage::DiskEvent;
 use crate::tree::acl::Credentials;
 use crate::tree::{ApplyResult, WatchTrigger};
@@ -55,6 +54,7 @@ impl Core {
         self.stats.packets_received += 1;
         let now = self.now_ms();
         let leader = self.is_leader();
+        let read_only = self.read_only.is_serving();
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
         };
@@ -73,7 +73,9 @@ impl Core {
             let _ = conn.tx.send(Outgoing::Close);
             return;
         }
-        if leader {
+        if read_only {
+            self.read_only.touch(session, now);
+        } else if leader {
             if let Some(entry) = self.tree.sessions().get(&session) {
                 self.sessions.touch(session, entry.timeout_ms, now);
             }
@@ -89,6 +91,14 @@ impl Core {
             Request::Sasl(_) => {
                 debug!(conn = conn_id, "SASL requested but not enabled");
                 self.enqueue_ready(conn_id, xid, Err(ErrorCode::AuthFailed), received);
+            }
+            // Read-only mode (ZooKeeper's ReadOnlyRequestProcessor): a local session
+            // closes here; writes, sync, check and reconfig are refused.
+            Request::CloseSession if read_only => {
+                self.close_read_only_session(conn_id, session, xid, received)
+            }
+            req if read_only && goes_to_leader(&req) => {
+                self.enqueue_ready(conn_id, xid, Err(ErrorCode::NotReadOnly), received);
             }
             Request::Reconfig(_) if !self.cfg.reconfig_enabled => {
                 self.enqueue_ready(conn_id, xid, Err(ErrorCode::ReconfigDisabled), received);
@@ -398,12 +408,11 @@ impl Core {
                 return;
             };
             let session = conn.session.unwrap_or(0);
-            let _ = conn.tx.send(Outgoing::Connected(ConnectResponse {
-                protocol_version: 0,
-                time_out: if ok { timeout_ms } else { 0 },
-                session_id: if ok { session } else { 0 },
-                passwd: session_password(if ok { session } else { 0 }).into(),
-                read_only: read_only_byte.then_some(false),
+            let read_only = read_only_byte.then_some(false);
+            let _ = conn.tx.send(Outgoing::Connected(if ok {
+                super::connect::granted(session, timeout_ms, read_only)
+            } else {
+                super::connect::expired(read_only)
             }));
             if !ok {
                 let _ = conn.tx.send(Outgoing::Close);

@@ -186,6 +186,7 @@ impl Core {
             config_asked_ms: 0,
             zab,
             role: Role::Looking,
+            read_only: super::readonly::ReadOnly::new(cfg.read_only_mode, cfg.tick_ms, 0),
             peers,
             disk: Some(disk),
             internal_tx,

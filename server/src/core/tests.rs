@@ -46,6 +46,7 @@ fn open(dir: &Path, ensemble: DynamicConfig) -> Core {
         extended_types: false,
         reconfig_enabled: true,
         standalone_enabled: false,
+        read_only_mode: false,
         super_digest: None,
         container_check_ms: 1000,
         fsync_warning_ms: 1000,
