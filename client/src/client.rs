@@ -37,6 +37,7 @@ pub struct ClientBuilder {
     auth: Vec<(String, Vec<u8>)>,
     shuffle: bool,
     give_up_when_refused: bool,
+    read_only: bool,
 }
 
 impl ClientBuilder {
@@ -94,6 +95,17 @@ impl ClientBuilder {
         self
     }
 
+    /// Accepts a server that has lost its quorum and serves reads only (ZooKeeper's
+    /// `canBeReadOnly`; the server needs `readonlymode.enabled`). While connected to
+    /// one the state is [`SessionState::ConnectedReadOnly`]: reads work, writes fail
+    /// with NotReadOnly. A session a read-only server made is local to it, so on its
+    /// first read-write server the client asks for a new session (as ZooKeeper's Java
+    /// client does) and the state becomes [`SessionState::Connected`].
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
     /// Establishes the session. Fails with [`Error::CannotConnect`] if no server could
     /// be reached within the connect timeout, [`Error::SessionExpired`] when resuming a
     /// session the servers no longer know.
@@ -114,6 +126,7 @@ impl ClientBuilder {
             resume: self.resume,
             auth: self.auth,
             give_up_when_refused: self.give_up_when_refused,
+            read_only: self.read_only,
         });
         match ready.await {
             Ok(Ok(())) => {}
@@ -173,6 +186,7 @@ impl Client {
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             give_up_when_refused: false,
+            read_only: false,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_request_size: DEFAULT_MAX_BUFFER,
             resume: None,

@@ -18,6 +18,8 @@ const WAIT: Duration = Duration::from_secs(30);
 
 struct Ensemble {
     members: Vec<PaddockProcess>,
+    /// (directory, zoo.cfg, address) of each member, to start it again.
+    specs: Vec<(std::path::PathBuf, String, std::net::Ipv4Addr)>,
     _dir: tempfile::TempDir,
 }
 
@@ -33,6 +35,11 @@ impl Ensemble {
     /// `n` voters on their own loopback addresses, all started at once (none can serve
     /// before a quorum is up).
     fn start(n: u64) -> Ensemble {
+        Ensemble::start_with(n, "")
+    }
+
+    /// Like [`Ensemble::start`], with `extra` zoo.cfg lines on every member.
+    fn start_with(n: u64, extra: &str) -> Ensemble {
         let dir = tempfile::Builder::new()
             .prefix("paddock-client-ensemble-")
             .tempdir()
@@ -50,16 +57,23 @@ impl Ensemble {
                 )
             })
             .collect();
-        let starting: Vec<_> = ips
+        let specs: Vec<_> = ips
             .iter()
             .enumerate()
             .map(|(i, ip)| {
                 let home = dir.path().join(format!("s{}", i + 1));
                 let config = format!(
-                    "{}initLimit=10\nsyncLimit=5\n{servers}",
+                    "{}initLimit=10\nsyncLimit=5\n{extra}{servers}",
                     base_config(&home.join("data"))
                 );
-                let ip = *ip;
+                (home, config, *ip)
+            })
+            .collect();
+        let starting: Vec<_> = specs
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, (home, config, ip))| {
                 std::thread::spawn(move || {
                     PaddockProcess::start(&home, &config, ip, Some(i as u64 + 1))
                 })
@@ -69,7 +83,17 @@ impl Ensemble {
             .into_iter()
             .map(|t| t.join().expect("server start"))
             .collect();
-        Ensemble { members, _dir: dir }
+        Ensemble {
+            members,
+            specs,
+            _dir: dir,
+        }
+    }
+
+    /// Starts member `i` (0-based) again on its data directory (a new client port).
+    fn restart(&mut self, i: usize) {
+        let (home, config, ip) = &self.specs[i];
+        self.members[i] = PaddockProcess::start(home, config, *ip, Some(i as u64 + 1));
     }
 
     /// Every member's log, for failure reports.
@@ -81,19 +105,30 @@ impl Ensemble {
             .collect()
     }
 
+    fn assert_no_panic(&self) {
+        for m in &self.members {
+            let log = m.log();
+            assert!(!log.contains("panicked"), "server panicked:\n{log}");
+        }
+    }
+
     fn connect_string(&self) -> String {
         let hosts: Vec<String> = self.members.iter().map(|m| m.addr.to_string()).collect();
         hosts.join(",")
     }
 }
 
-#[test]
-fn sessions_move_to_another_server_when_theirs_dies() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("runtime");
+        .expect("runtime")
+}
+
+#[test]
+fn sessions_move_to_another_server_when_theirs_dies() {
+    let rt = runtime();
     let mut ensemble = Ensemble::start(3);
     let cs = ensemble.connect_string();
     rt.block_on(within(Duration::from_secs(90), "ensemble test", async {
@@ -192,8 +227,73 @@ fn sessions_move_to_another_server_when_theirs_dies() {
         .await;
     }));
     drop(rt);
-    for m in &ensemble.members {
-        let log = m.log();
-        assert!(!log.contains("panicked"), "server panicked:\n{log}");
-    }
+    ensemble.assert_no_panic();
+}
+
+/// A client that asks for read-only reads from a server cut off from its quorum
+/// (ConnectedReadOnly; writes fail with NotReadOnly), and when the quorum returns it is
+/// dropped by that server, gets a new read-write session there (its read-only session
+/// was local to the server) and writes.
+#[test]
+fn a_read_only_client_reads_while_partitioned_and_writes_once_the_quorum_returns() {
+    let rt = runtime();
+    let mut ensemble = Ensemble::start_with(3, "readonlymode.enabled=true\n");
+    let first = ensemble.members[0].addr.to_string();
+    rt.block_on(within(Duration::from_secs(120), "read-only test", async {
+        let setup = Client::builder(&first)
+            .connect_timeout(WAIT)
+            .connect()
+            .await
+            .unwrap();
+        eventually(WAIT, "the ensemble accepts writes", || async {
+            match setup.create("/ro", b"before", CreateMode::Persistent).await {
+                Ok(_) => true,
+                Err(e) => e.code() == ErrorCode::NodeExists,
+            }
+        })
+        .await;
+        setup.close().await;
+
+        ensemble.members[1].kill9();
+        ensemble.members[2].kill9();
+        // Refused until server 1 turns read-only (2 s of looking), then connected.
+        let ro = Client::builder(&first)
+            .read_only()
+            .session_timeout(Duration::from_secs(6))
+            .connect_timeout(WAIT)
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(ro.state(), SessionState::ConnectedReadOnly);
+        let local = ro.session();
+        assert!(local.read_only);
+        assert_eq!(ro.get_data("/ro").await.unwrap().0, b"before");
+        let err = ro
+            .create("/ro/new", b"", CreateMode::Persistent)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::NotReadOnly, "{err}");
+        let err = ro.set_data("/ro", b"x", None).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::NotReadOnly, "{err}");
+
+        let mut states = ro.state_changes();
+        ensemble.restart(1);
+        ensemble.restart(2);
+        assert_eq!(
+            within(WAIT, "dropped", states.next()).await,
+            Some(SessionState::Suspended)
+        );
+        assert_eq!(
+            within(WAIT, "read-write", states.next()).await,
+            Some(SessionState::Connected)
+        );
+        let now = ro.session();
+        assert!(!now.read_only);
+        assert_ne!(now.id, local.id, "a new session");
+        ro.set_data("/ro", b"after", None).await.unwrap();
+        assert_eq!(ro.get_data("/ro").await.unwrap().0, b"after");
+        ro.close().await;
+    }));
+    drop(rt);
+    ensemble.assert_no_panic();
 }

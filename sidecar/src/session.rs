@@ -48,7 +48,9 @@ impl Link {
         match state {
             SessionState::Connecting => Link::Connecting,
             SessionState::Connected => Link::Connected,
-            SessionState::Suspended => Link::Suspended,
+            // The sidecar does not ask for read-only servers; one could not take its
+            // writes, so it would be as good as disconnected.
+            SessionState::Suspended | SessionState::ConnectedReadOnly => Link::Suspended,
             SessionState::Expired => Link::Expired,
             SessionState::Closed | SessionState::AuthFailed => Link::Closed,
         }

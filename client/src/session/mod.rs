@@ -51,6 +51,10 @@ pub enum SessionState {
     Connecting,
     /// Connected to a server; requests flow.
     Connected,
+    /// Connected to a server that has lost its quorum and serves reads only (asked
+    /// for with [`ClientBuilder::read_only`](crate::ClientBuilder::read_only)); writes
+    /// fail with NotReadOnly. ZooKeeper's `ConnectedReadOnly`.
+    ConnectedReadOnly,
     /// Disconnected, reconnecting; the session may still be alive on the servers (its
     /// ephemeral nodes exist until it expires). Do not act as a lock holder or leader.
     Suspended,
@@ -95,6 +99,8 @@ pub struct SessionInfo {
     pub timeout: Duration,
     /// The server we are connected to (or were, last).
     pub server: Option<SocketAddr>,
+    /// Whether that server serves reads only (its session is local to it).
+    pub read_only: bool,
 }
 
 /// What the client handles ask of the session task.
@@ -153,6 +159,8 @@ pub(crate) struct Options {
     pub auth: Vec<(String, Vec<u8>)>,
     /// Give up the first connection as soon as every host refused it in one round.
     pub give_up_when_refused: bool,
+    /// Accept read-only servers (ConnectRequest's readOnly byte).
+    pub read_only: bool,
 }
 
 /// The channels a [`Client`](crate::Client) keeps to talk to its session task.
@@ -177,6 +185,7 @@ pub(crate) fn spawn(opts: Options) -> (Handles, oneshot::Receiver<Result<(), Err
     let last_zxid = Arc::new(AtomicI64::new(0));
     let (ready_tx, ready) = oneshot::channel();
     let (id, password) = opts.resume.clone().unwrap_or((0, vec![0u8; 16]));
+    let seen_read_write = opts.resume.is_some();
     let auths = opts
         .auth
         .iter()
@@ -194,6 +203,7 @@ pub(crate) fn spawn(opts: Options) -> (Handles, oneshot::Receiver<Result<(), Err
         shared_zxid: last_zxid.clone(),
         id,
         password,
+        seen_read_write,
         timeout: opts.session_timeout,
         last_zxid: 0,
         next_xid: 1,
@@ -239,6 +249,10 @@ struct Session {
     shared_zxid: Arc<AtomicI64>,
     id: i64,
     password: Vec<u8>,
+    /// Whether the session was ever established on a read-write server. Until then its
+    /// id, if any, is a read-only server's local session: a read-only client asks for a
+    /// new session on each connection (ZooKeeper's `seenRwServerBefore`).
+    seen_read_write: bool,
     /// The negotiated session timeout (the requested one until the first connect).
     timeout: Duration,
     /// The highest zxid seen in a reply; sent on reconnect so that no server with an
@@ -399,18 +413,23 @@ impl Session {
                     }
                 };
                 for addr in addrs {
+                    let session_id = if self.opts.read_only && !self.seen_read_write {
+                        0
+                    } else {
+                        self.id
+                    };
                     let request = ConnectRequest {
                         protocol_version: 0,
                         last_zxid_seen: self.last_zxid,
                         time_out: millis_i32(self.opts.session_timeout),
-                        session_id: self.id,
+                        session_id,
                         passwd: Buffer(self.password.clone()),
-                        read_only: Some(false),
+                        read_only: Some(self.opts.read_only),
                     };
                     let attempt = connection::handshake(addr, request, limit);
                     match self.while_waiting(attempt).await? {
                         Ok((stream, response)) => {
-                            if self.id != 0 && response.session_id != self.id {
+                            if session_id != 0 && response.session_id != session_id {
                                 // A server that hands us another session has forgotten ours.
                                 return Err(Ended::Expired);
                             }
@@ -485,6 +504,17 @@ impl Session {
         stream: tokio::net::TcpStream,
         response: paddock_proto::ConnectResponse,
     ) -> Live {
+        let read_only = response.read_only == Some(true);
+        if self.id != 0 && response.session_id != self.id {
+            tracing::info!(
+                previous = %hex(self.id),
+                session = %hex(response.session_id),
+                "the read-only session was local to its server; this is a new session"
+            );
+        }
+        if !read_only {
+            self.seen_read_write = true;
+        }
         self.id = response.session_id;
         self.password = response.passwd.0;
         self.timeout = Duration::from_millis(response.time_out.max(1) as u64);
@@ -494,6 +524,7 @@ impl Session {
                 password: self.password.clone(),
                 timeout: self.timeout,
                 server: Some(addr),
+                read_only,
             };
         }
         let (read_half, write_half) = stream.into_split();
@@ -524,9 +555,14 @@ impl Session {
             session = %hex(self.id),
             server = %addr,
             timeout = ?self.timeout,
+            read_only,
             "session connected"
         );
-        self.publish(SessionState::Connected);
+        self.publish(if read_only {
+            SessionState::ConnectedReadOnly
+        } else {
+            SessionState::Connected
+        });
         live
     }
 
