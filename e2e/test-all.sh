@@ -10,8 +10,8 @@
 #    start the real paddock-server binary);
 # 4. the compatibility suites (kazoo, raw wire, zkCli, Curator) against paddock-server
 #    and, as the control that proves the suites themselves, against Apache ZooKeeper 3.8;
-# 4a. kazoo's own packaged test suite, unchanged, on a 3-server Apache ZooKeeper 3.8 (the
-#    control) and a 3-server paddock-server ensemble at once (e2e/compat/kazoo_suite, ~8 min):
+# 4a. kazoo's own packaged test suite, unchanged, on 3-server Apache ZooKeeper 3.8 (the
+#    control) and 3-server paddock-server ensembles (e2e/compat/kazoo_suite, ~9 min):
 #    fails when a test passes on ZooKeeper but not on Paddock, except the ones listed in
 #    e2e/compat/kazoo_suite/expected_failures.txt, and when a listed one passes;
 # 5. paddock-bench once at a tiny size (proves the benchmark still runs; judges no timing);
