@@ -634,7 +634,52 @@ async fn cannot_connect_and_bad_input(env: Env) {
     assert_eq!(out.code, 3, "{out:?}");
 }
 
+/// `paddock ls ... | head -1`: the reader goes away early; the CLI ends quietly (killed by
+/// SIGPIPE, as ls or cat are) instead of panicking on the closed pipe.
+async fn a_closed_stdout_pipe_ends_the_cli_quietly(env: Env) {
+    let c = env.client().await;
+    c.create("/many", b"", CreateMode::Persistent)
+        .await
+        .unwrap();
+    for i in 0..2000 {
+        c.create(
+            &format!(
+                "/many/child-with-a-long-name-so-that-the-listing-outgrows-a-pipe-buffer-{i:05}"
+            ),
+            b"",
+            CreateMode::Persistent,
+        )
+        .await
+        .unwrap();
+    }
+    let mut cmd = paddock(&env);
+    cmd.args(["ls", "/many"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn paddock");
+    let stdout = child.stdout.take().expect("stdout pipe");
+    let mut first = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut first)
+        .await
+        .expect("the first line");
+    assert!(first.starts_with("child-with-a-long-name-"), "{first:?}");
+    // The read end closes here, with most of the listing unread.
+    let out = within(WAIT, "paddock ls", child.wait_with_output())
+        .await
+        .expect("paddock output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+        "{:?}: {stderr}",
+        out.status
+    );
+}
+
 backend_tests!(
+    a_closed_stdout_pipe_ends_the_cli_quietly,
     crud_text_and_exit_codes,
     null_data_prints_as_null,
     json_forms,

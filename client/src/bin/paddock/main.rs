@@ -232,6 +232,7 @@ pub(crate) fn parse_nested(words: &[String]) -> Result<Command, Failure> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse(); // exits with 2 on a usage error
+    restore_sigpipe();
     init_tracing();
     let json = cli.global.json;
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -250,6 +251,15 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => exit::report(&failure, json),
+    }
+}
+
+/// Rust ignores SIGPIPE, so `paddock ls ... | head` made println! panic on the closed
+/// pipe; as a Unix filter, the CLI should just end quietly there, as ls or cat do.
+fn restore_sigpipe() {
+    // SAFETY: resets one signal's disposition at start, before any thread is spawned.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
