@@ -10,6 +10,7 @@ pub mod frame;
 pub mod records;
 pub mod request;
 pub mod response;
+pub mod sasl;
 
 pub use consts::{
     AddWatchMode, CreateMode, ErrorCode, EventType, KeeperState, OpCode, WatcherType, perms, xid,

@@ -30,7 +30,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+mod sasl_keys;
 mod zk_keys;
+pub use sasl_keys::{QuorumSasl, SaslConfig, SaslUsers, ServerLogin};
 
 pub const DEFAULT_TICK_TIME_MS: u32 = 2000;
 pub const DEFAULT_INIT_LIMIT: u32 = 10;
@@ -178,6 +180,11 @@ pub struct Cli {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub read_only_mode: Option<bool>,
+    /// The JAAS login configuration file (ZooKeeper's `java.security.auth.login.config`
+    /// system property; also a zoo.cfg key): the `Server` section's DIGEST-MD5 users,
+    /// and the QuorumServer/QuorumLearner sections for SASL between servers.
+    #[arg(long, value_name = "FILE", env = "PADDOCK_JAAS_CONFIG")]
+    pub jaas_config: Option<PathBuf>,
 }
 
 /// A value that must never appear in logs or debug output (a credential).
@@ -498,6 +505,8 @@ pub struct ServerConfig {
     pub join_timeout_ms: u64,
     /// `--peer-address`: this server's quorum address when no config lists it.
     pub peer_address: Option<PeerAddress>,
+    /// SASL: the JAAS logins, `enforce.auth.*` and SASL between servers.
+    pub sasl: SaslConfig,
     /// Keys Paddock does not know, kept as given.
     pub extra: BTreeMap<String, String>,
 }
@@ -551,6 +560,7 @@ impl ServerConfig {
             join: Vec::new(),
             join_timeout_ms: DEFAULT_JOIN_TIMEOUT_MS,
             peer_address: None,
+            sasl: SaslConfig::default(),
             extra: BTreeMap::new(),
         }
     }
@@ -1181,6 +1191,7 @@ struct Raw {
     peer_address: Option<PeerAddress>,
     quorum_listen_on_all_ips: Option<bool>,
     admin_token_file: Option<PathBuf>,
+    sasl: SaslConfig,
     /// ZooKeeper keys without effect here, with why (logged once, at info).
     no_effect: Vec<(String, &'static str)>,
     extra: BTreeMap<String, String>,
@@ -1461,6 +1472,7 @@ impl Raw {
                 }
                 self.admin_token_file = Some(PathBuf::from(value));
             }
+            k if self.sasl.accept(k, value, loc)? => {}
             k if let Some(verdict) = zk_keys::classify(k, value) => match verdict {
                 zk_keys::Verdict::Refuse(what) => return Err(loc.err(key, what)),
                 zk_keys::Verdict::NoEffect(why) => self.no_effect.push((key.to_string(), why)),
@@ -1544,6 +1556,9 @@ impl Raw {
                 })?);
         }
         self.apply_super_digest(cli)?;
+        if let Some(path) = &cli.jaas_config {
+            self.sasl.set_jaas_file(path);
+        }
         if let Some(enabled) = cli.read_only_mode {
             self.read_only_mode = Some(enabled);
         }
@@ -1811,6 +1826,11 @@ impl Raw {
             join: self.join.clone(),
             join_timeout_ms: self.join_timeout_ms.unwrap_or(DEFAULT_JOIN_TIMEOUT_MS),
             peer_address: self.peer_address.clone(),
+            sasl: {
+                let mut sasl = self.sasl.clone();
+                sasl.finish(&self.file)?;
+                sasl
+            },
             extra: self.extra.clone(),
         };
 
@@ -2304,11 +2324,6 @@ mod tests {
             (
                 "ssl.keyStore.location=/etc/zk/ks.jks",
                 "ssl.keyStore.location",
-            ),
-            ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl"),
-            (
-                "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
-                "authProvider.1",
             ),
             ("skipACL=yes", "skipACL"),
             ("enforceQuota=true", "enforceQuota"),

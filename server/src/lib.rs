@@ -16,6 +16,7 @@ pub mod net;
 pub mod path;
 pub mod request;
 pub mod run;
+pub mod sasl;
 pub mod session;
 pub mod stop;
 pub mod storage;

@@ -144,6 +144,7 @@ pub fn core_config(cfg: &ServerConfig, ensemble: &DynamicConfig) -> CoreConfig {
             .super_digest
             .as_ref()
             .map(|d| format!("{}:{}", d.user, d.digest)),
+        sasl: std::sync::Arc::new(crate::sasl::ClientSasl::from_config(&cfg.sasl)),
         container_check_ms: cfg
             .extra
             .get("znode.container.checkIntervalMs")

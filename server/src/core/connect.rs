@@ -70,6 +70,7 @@ impl Core {
                 }],
                 is_super: false,
             },
+            sasl: None,
             queue: VecDeque::new(),
             connected_at: SystemTime::now(),
             packets_received: 1,

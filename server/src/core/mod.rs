@@ -13,6 +13,7 @@ mod pipeline;
 pub mod readonly;
 pub mod reconfig;
 mod recovery;
+mod sasl;
 pub mod stats;
 #[cfg(test)]
 mod tests;
@@ -133,6 +134,8 @@ pub struct CoreConfig {
     pub read_only_mode: bool,
     /// `super:<digest id>` from superDigest: this identity bypasses every ACL.
     pub super_digest: Option<String>,
+    /// SASL logins on the client port and `enforce.auth`.
+    pub sasl: std::sync::Arc<crate::sasl::ClientSasl>,
     pub container_check_ms: u64,
     /// A txn log group commit slower than this is logged and counted
     /// (`fsync.warningthresholdms`).
@@ -153,6 +156,8 @@ struct Conn {
     addr: IpAddr,
     session: Option<i64>,
     creds: Credentials,
+    /// The SASL exchange in progress or done on this connection.
+    sasl: Option<Box<paddock_proto::sasl::Server>>,
     /// Requests answered in arrival order: writes wait for their txn, and whatever came
     /// after a write waits behind it.
     queue: VecDeque<Queued>,

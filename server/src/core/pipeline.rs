@@ -13,6 +13,7 @@ use paddock_proto::{
 use tracing::{debug, warn};
 
 use super::forward::AppMsg;
+use super::sasl;
 use super::{Conn, Core, Outgoing, Queued, ReplyTo};
 use crate::config::DynamicConfig;
 use crate::request::prep::{self, Prepared, WriteContext};
@@ -82,16 +83,17 @@ impl Core {
         } else {
             self.touched.insert(session);
         }
+        if sasl::refuses(&self.cfg.sasl, &conn.creds, &req) {
+            self.refuse_unauthenticated(conn_id, xid, received);
+            return;
+        }
         match req {
             Request::Ping => {
                 let zxid = self.tree.last_zxid();
                 self.send(conn_id, xid, zxid, Ok(Response::Empty), received);
             }
             Request::Auth(auth) => self.on_auth(conn_id, xid, auth, received),
-            Request::Sasl(_) => {
-                debug!(conn = conn_id, "SASL requested but not enabled");
-                self.enqueue_ready(conn_id, xid, Err(ErrorCode::AuthFailed), received);
-            }
+            Request::Sasl(r) => self.on_sasl(conn_id, xid, &r.token.0, received),
             // Read-only mode (ZooKeeper's ReadOnlyRequestProcessor): a local session
             // closes here; writes, sync, check and reconfig are refused.
             Request::CloseSession if read_only => {

@@ -48,6 +48,7 @@ fn open(dir: &Path, ensemble: DynamicConfig) -> Core {
         standalone_enabled: false,
         read_only_mode: false,
         super_digest: None,
+        sasl: Default::default(),
         container_check_ms: 1000,
         fsync_warning_ms: 1000,
         membership: ensemble.membership(),

@@ -137,6 +137,8 @@ pub fn fix_up(acl: &[Acl], creds: &Credentials) -> Result<Vec<Acl>, &'static str
                 }
                 fixed.push(entry.clone());
             }
+            "sasl" if crate::sasl::valid_acl_id(&entry.id.id) => fixed.push(entry.clone()),
+            "sasl" => return Err("sasl ids are user names (a Kerberos name has one '@')"),
             "super" => fixed.push(entry.clone()),
             _ => return Err("unknown ACL scheme"),
         }
