@@ -38,6 +38,7 @@ pub struct ClientBuilder {
     shuffle: bool,
     give_up_when_refused: bool,
     read_only: bool,
+    sasl: Option<crate::SaslLogin>,
 }
 
 impl ClientBuilder {
@@ -106,6 +107,18 @@ impl ClientBuilder {
         self
     }
 
+    /// Logs in with SASL DIGEST-MD5 as `user` (a `user_<name>` of the servers' JAAS
+    /// `Server` section) on every connection, before any request; the session's id is
+    /// then `sasl:<user>`. A refused login ends the session
+    /// ([`SessionState::AuthFailed`](crate::SessionState::AuthFailed)).
+    pub fn sasl_digest(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.sasl = Some(crate::SaslLogin {
+            user: user.into(),
+            password: password.into(),
+        });
+        self
+    }
+
     /// Establishes the session. Fails with [`Error::CannotConnect`] if no server could
     /// be reached within the connect timeout, [`Error::SessionExpired`] when resuming a
     /// session the servers no longer know.
@@ -127,6 +140,7 @@ impl ClientBuilder {
             auth: self.auth,
             give_up_when_refused: self.give_up_when_refused,
             read_only: self.read_only,
+            sasl: self.sasl,
         });
         match ready.await {
             Ok(Ok(())) => {}
@@ -187,6 +201,7 @@ impl Client {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             give_up_when_refused: false,
             read_only: false,
+            sasl: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_request_size: DEFAULT_MAX_BUFFER,
             resume: None,

@@ -41,6 +41,7 @@ pub use connect_string::{ConnectString, HostPort};
 pub use error::Error;
 pub use multi::{Op, OpResult, ReadOp, ReadResult};
 pub use ops::{CONFIG_NODE, CreateOptions};
+pub use session::sasl::SaslLogin;
 pub use session::{SessionInfo, SessionState};
 pub use watch::{WatchStream, WatchedEvent};
 

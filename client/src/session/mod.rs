@@ -23,6 +23,7 @@
 //! watch stream ends.
 
 mod connection;
+pub(crate) mod sasl;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -161,6 +162,8 @@ pub(crate) struct Options {
     pub give_up_when_refused: bool,
     /// Accept read-only servers (ConnectRequest's readOnly byte).
     pub read_only: bool,
+    /// A SASL DIGEST-MD5 login on every connection, before anything else.
+    pub sasl: Option<sasl::SaslLogin>,
 }
 
 /// The channels a [`Client`](crate::Client) keeps to talk to its session task.
@@ -428,10 +431,26 @@ impl Session {
                     };
                     let attempt = connection::handshake(addr, request, limit);
                     match self.while_waiting(attempt).await? {
-                        Ok((stream, response)) => {
+                        Ok((mut stream, response)) => {
                             if session_id != 0 && response.session_id != session_id {
                                 // A server that hands us another session has forgotten ours.
                                 return Err(Ended::Expired);
+                            }
+                            if let Some(creds) = self.opts.sasl.clone() {
+                                let login = sasl::login(&mut stream, &creds, limit);
+                                match self.while_waiting(login).await? {
+                                    Ok(()) => {}
+                                    Err(sasl::LoginError::Refused(reason)) => {
+                                        tracing::warn!(%addr, %reason, "SASL login refused");
+                                        return Err(Ended::AuthFailed("sasl".into()));
+                                    }
+                                    Err(sasl::LoginError::Io(reason)) => {
+                                        tracing::debug!(%reason, "SASL login failed");
+                                        last_error = reason;
+                                        all_refused = false;
+                                        continue;
+                                    }
+                                }
                             }
                             return Ok(self.established(addr, stream, response));
                         }
@@ -712,6 +731,11 @@ impl Session {
                     self.shared_zxid.store(self.last_zxid, Ordering::Relaxed);
                 }
                 self.complete(call, &header, body);
+                if header.err == ErrorCode::SessionClosedRequireSaslAuth.code() {
+                    // enforce.auth: the server wants credentials this session does not
+                    // have, and closes the connection; as ZooKeeper's client: AuthFailed.
+                    return Err(Ended::AuthFailed("sasl".into()));
+                }
             }
         }
         Ok(())

@@ -59,6 +59,26 @@ async fn connect(global: &Global) -> Result<Client, Failure> {
         })?;
         builder = builder.auth(scheme, auth.as_bytes().to_vec());
     }
+    if let Some(user) = &global.sasl_user {
+        let password = match (
+            &global.sasl_password_file,
+            std::env::var("PADDOCK_SASL_PASSWORD"),
+        ) {
+            (Some(path), _) => std::fs::read_to_string(path)
+                .map(|p| p.trim_end_matches(['\r', '\n']).to_string())
+                .map_err(|e| {
+                    Failure::Usage(format!("--sasl-password-file {}: {e}", path.display()))
+                })?,
+            (None, Ok(password)) => password,
+            (None, Err(_)) => {
+                return Err(Failure::Usage(
+                    "--sasl-user needs a password: PADDOCK_SASL_PASSWORD or --sasl-password-file"
+                        .into(),
+                ));
+            }
+        };
+        builder = builder.sasl_digest(user, password);
+    }
     Ok(builder.connect().await?)
 }
 

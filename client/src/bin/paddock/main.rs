@@ -78,6 +78,19 @@ pub struct Global {
     /// digest:alice:secret). Repeatable.
     #[arg(long, global = true, value_name = "SCHEME:AUTH")]
     pub auth: Vec<String>,
+    /// Log in with SASL DIGEST-MD5 as USER (a `user_<name>` of the servers' JAAS
+    /// `Server` section); the password comes from PADDOCK_SASL_PASSWORD or
+    /// --sasl-password-file.
+    #[arg(long, global = true, value_name = "USER", env = "PADDOCK_SASL_USER")]
+    pub sasl_user: Option<String>,
+    /// A file holding the --sasl-user's password (one line).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "PADDOCK_SASL_PASSWORD_FILE"
+    )]
+    pub sasl_password_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
