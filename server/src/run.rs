@@ -224,6 +224,7 @@ async fn start_peers(
         peers,
         internal.clone(),
         cfg.limits.quorum_max_frame as usize,
+        crate::sasl::quorum::QuorumAuth::from_config(&cfg.sasl.quorum),
     )
     .map_err(|source| StartError::Bind {
         addr: format!("server.{me} quorum port"),

@@ -44,6 +44,16 @@ impl SaslUsers {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    #[cfg(test)]
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> SaslUsers {
+        SaslUsers(
+            pairs
+                .iter()
+                .map(|(u, p)| (u.to_string(), Secret(p.to_string())))
+                .collect(),
+        )
+    }
 }
 
 impl std::fmt::Debug for SaslUsers {

@@ -35,6 +35,7 @@ use crate::config::HostPort;
 use crate::core::{CoreMsg, InternalTx};
 use crate::net::frame::FrameBuf;
 use crate::net::resolve::{self, LogEvery};
+use crate::sasl::quorum::{LOGIN_FOLLOWS, QuorumAuth};
 use crate::tree::SnapshotView;
 use crate::zab::{Message, Sid, Zxid};
 
@@ -63,6 +64,8 @@ pub struct PeerNet {
     links: Links,
     /// When a guest introduction was last refused (to log it at a bounded rate).
     refused_log: LogEvery,
+    /// SASL between servers (`quorum.auth.*`).
+    auth: QuorumAuth,
 }
 
 /// Our end of one outbound link.
@@ -109,6 +112,7 @@ impl PeerNet {
             outbound: BTreeMap::new(),
             links: Links::default(),
             refused_log: LogEvery::new(resolve::WAIT_LOG_EVERY),
+            auth: QuorumAuth::default(),
         }
     }
 
@@ -177,6 +181,7 @@ impl PeerNet {
             local_ip: local.ip(),
             hello: self.hello.clone(),
             member: handle.member,
+            auth: self.auth.clone(),
         };
         runtime.spawn(link.run(rx, internal));
     }
@@ -209,7 +214,8 @@ impl PeerNet {
 }
 
 /// Starts accepting on `listener` and connecting to every peer. `own` is this server's
-/// quorum address as its `server.N` line names it.
+/// quorum address as its `server.N` line names it; `auth` says whether links log in
+/// with SASL and whether peers must.
 pub fn start(
     me: Sid,
     listener: TcpListener,
@@ -217,6 +223,7 @@ pub fn start(
     peers: BTreeMap<Sid, HostPort>,
     internal: InternalTx,
     max_frame: usize,
+    auth: QuorumAuth,
 ) -> std::io::Result<PeerNet> {
     let local = listener.local_addr()?;
     info!(me, %local, address = %own, "quorum port listening");
@@ -227,6 +234,7 @@ pub fn start(
         links.clone(),
         local.ip(),
         max_frame,
+        auth.clone(),
     ));
     let mut net = PeerNet {
         me,
@@ -237,6 +245,7 @@ pub fn start(
         outbound: BTreeMap::new(),
         links,
         refused_log: LogEvery::new(resolve::WAIT_LOG_EVERY),
+        auth,
     };
     for (sid, target) in peers {
         net.link_to(sid, target, true);
@@ -250,6 +259,7 @@ async fn accept_loop(
     links: Links,
     local_ip: IpAddr,
     max_frame: usize,
+    auth: QuorumAuth,
 ) {
     loop {
         match listener.accept().await {
@@ -257,9 +267,12 @@ async fn accept_loop(
                 let _ = stream.set_nodelay(true);
                 let internal = internal.clone();
                 let links = links.clone();
+                let auth = auth.clone();
                 tokio::spawn(async move {
                     let mut from = None;
-                    if let Err(reason) = read_peer(stream, internal, max_frame, &mut from).await {
+                    if let Err(reason) =
+                        read_peer(stream, internal, max_frame, &mut from, &auth).await
+                    {
                         debug!(%addr, %reason, "peer connection closed");
                     }
                     if let Some(peer) = from {
@@ -343,8 +356,21 @@ async fn read_peer(
     internal: InternalTx,
     max_frame: usize,
     who: &mut Option<Sid>,
+    auth: &QuorumAuth,
 ) -> Result<(), String> {
-    let (from, addr) = tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut stream))
+    let handshake = async {
+        let (from, addr, login_follows) = read_hello(&mut stream).await?;
+        match auth.check(&mut stream, login_follows).await {
+            Ok(Some(user)) => auth.logged(from, &user),
+            Ok(None) => {}
+            Err(cause) => {
+                auth.refused(from, "server", &cause);
+                return Err(format!("peer {from}: quorum SASL: {cause}"));
+            }
+        }
+        Ok((from, addr))
+    };
+    let (from, addr) = tokio::time::timeout(HELLO_TIMEOUT, handshake)
         .await
         .map_err(|_| "no handshake in time".to_string())??;
     *who = Some(from);
@@ -378,16 +404,19 @@ async fn read_peer(
 }
 
 /// The handshake: the sender's id, then its quorum address as its config names it
-/// (host:port), so we can answer a server we do not know yet.
-async fn read_hello(stream: &mut tokio::net::TcpStream) -> Result<(Sid, Vec<u8>), String> {
+/// (host:port), so we can answer a server we do not know yet. The length's top bit says
+/// that a SASL login follows ([`QuorumAuth`]).
+async fn read_hello(stream: &mut tokio::net::TcpStream) -> Result<(Sid, Vec<u8>, bool), String> {
     let from = stream
         .read_u64()
         .await
         .map_err(|e| format!("handshake: {e}"))?;
-    let len = stream
+    let raw = stream
         .read_u16()
         .await
-        .map_err(|e| format!("handshake: {e}"))? as usize;
+        .map_err(|e| format!("handshake: {e}"))?;
+    let login_follows = raw & LOGIN_FOLLOWS != 0;
+    let len = (raw & !LOGIN_FOLLOWS) as usize;
     if len > MAX_HELLO_ADDRESS {
         return Err(format!("handshake: a {len}-byte address"));
     }
@@ -396,7 +425,7 @@ async fn read_hello(stream: &mut tokio::net::TcpStream) -> Result<(Sid, Vec<u8>)
         .read_exact(&mut addr)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
-    Ok((from, addr))
+    Ok((from, addr, login_follows))
 }
 
 /// Our outbound link to one peer.
@@ -411,6 +440,8 @@ struct Link {
     hello: String,
     /// False while this is a guest link (it gives up after [`GUEST_RETRY`] down).
     member: Arc<AtomicBool>,
+    /// SASL between servers: whether this link logs in, and with what.
+    auth: QuorumAuth,
 }
 
 impl Link {
@@ -481,12 +512,29 @@ impl Link {
             backoff = Duration::from_millis(50);
             failures = LogEvery::new(resolve::WAIT_LOG_EVERY);
             let mut wr = BufWriter::with_capacity(256 * 1024, stream);
+            let logs_in = self.auth.logs_in();
+            let len = self.hello.len() as u16 | if logs_in { LOGIN_FOLLOWS } else { 0 };
             if wr.write_u64(me).await.is_err()
-                || wr.write_u16(self.hello.len() as u16).await.is_err()
+                || wr.write_u16(len).await.is_err()
                 || wr.write_all(self.hello.as_bytes()).await.is_err()
                 || wr.flush().await.is_err()
             {
                 continue;
+            }
+            if logs_in {
+                let login = tokio::time::timeout(HELLO_TIMEOUT, self.auth.log_in(&mut wr));
+                let result = login
+                    .await
+                    .unwrap_or_else(|_| Err("no answer in time".into()));
+                if let Err(cause) = result {
+                    self.auth.refused(peer, "learner", &cause);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    if rx.is_closed() {
+                        return;
+                    }
+                    continue;
+                }
             }
             if internal.send(CoreMsg::PeerUp(peer)).is_err() {
                 return;
@@ -585,8 +633,26 @@ mod tests {
         let (a1, a2) = (hp(&l1), hp(&l2));
         let (tx1, mut rx1) = mpsc::unbounded_channel();
         let (tx2, mut rx2) = mpsc::unbounded_channel();
-        let net1 = start(1, l1, a1.clone(), [(2, a2.clone())].into(), tx1, 1 << 24).unwrap();
-        let _net2 = start(2, l2, a2, [(1, a1)].into(), tx2, 1 << 24).unwrap();
+        let net1 = start(
+            1,
+            l1,
+            a1.clone(),
+            [(2, a2.clone())].into(),
+            tx1,
+            1 << 24,
+            QuorumAuth::default(),
+        )
+        .unwrap();
+        let _net2 = start(
+            2,
+            l2,
+            a2,
+            [(1, a1)].into(),
+            tx2,
+            1 << 24,
+            QuorumAuth::default(),
+        )
+        .unwrap();
 
         // What is queued while a link is down is dropped: wait until it is up.
         loop {

@@ -4,6 +4,7 @@
 //! `paddock_proto::sasl`.
 
 pub mod jaas;
+pub mod quorum;
 
 use crate::config::{SaslConfig, ServerLogin};
 

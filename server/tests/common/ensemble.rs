@@ -345,6 +345,8 @@ pub struct EnsembleBuilder {
     participants: usize,
     observers: usize,
     extra: Vec<String>,
+    /// zoo.cfg lines of one member only.
+    member_extra: BTreeMap<u64, Vec<String>>,
     proxied: bool,
     sync_limit: u64,
 }
@@ -359,6 +361,15 @@ impl EnsembleBuilder {
     /// Adds a zoo.cfg line to every member's config (e.g. `weight.1=3`).
     pub fn cfg(mut self, line: &str) -> Self {
         self.extra.push(line.to_string());
+        self
+    }
+
+    /// Adds a zoo.cfg line to member `id`'s config only.
+    pub fn member_cfg(mut self, id: u64, line: &str) -> Self {
+        self.member_extra
+            .entry(id)
+            .or_default()
+            .push(line.to_string());
         self
     }
 
@@ -464,6 +475,7 @@ impl EnsembleBuilder {
                 ));
             }
             lines.extend(self.extra.iter().cloned());
+            lines.extend(self.member_extra.get(&i).into_iter().flatten().cloned());
             let mut builder = Server::builder()
                 .ip(ips[&i])
                 .client_port(client)
@@ -503,6 +515,7 @@ impl Ensemble {
             participants,
             observers: 0,
             extra: Vec::new(),
+            member_extra: BTreeMap::new(),
             proxied: true,
             sync_limit: SYNC_LIMIT,
         }
