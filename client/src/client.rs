@@ -39,6 +39,7 @@ pub struct ClientBuilder {
     give_up_when_refused: bool,
     read_only: bool,
     sasl: Option<crate::SaslLogin>,
+    tls: Option<crate::tls::TlsOptions>,
 }
 
 impl ClientBuilder {
@@ -107,6 +108,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Connects with TLS (to the servers' secure client ports): see [`TlsOptions`](crate::TlsOptions).
+    pub fn tls(mut self, options: crate::tls::TlsOptions) -> Self {
+        self.tls = Some(options);
+        self
+    }
+
     /// Logs in with SASL DIGEST-MD5 as `user` (a `user_<name>` of the servers' JAAS
     /// `Server` section) on every connection, before any request; the session's id is
     /// then `sasl:<user>`. A refused login ends the session
@@ -130,6 +137,10 @@ impl ClientBuilder {
             cs.hosts.clone()
         };
         let chroot = Chroot::new(cs.chroot.clone());
+        let tls = match &self.tls {
+            Some(options) => Some(options.build()?),
+            None => None,
+        };
         let (handles, ready) = session::spawn(Options {
             hosts,
             hosts_label: cs.hosts_string(),
@@ -141,6 +152,7 @@ impl ClientBuilder {
             give_up_when_refused: self.give_up_when_refused,
             read_only: self.read_only,
             sasl: self.sasl,
+            tls,
         });
         match ready.await {
             Ok(Ok(())) => {}
@@ -202,6 +214,7 @@ impl Client {
             give_up_when_refused: false,
             read_only: false,
             sasl: None,
+            tls: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_request_size: DEFAULT_MAX_BUFFER,
             resume: None,

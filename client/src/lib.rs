@@ -31,6 +31,7 @@ mod ops;
 pub mod path;
 pub mod recipe;
 mod session;
+mod tls;
 mod watch;
 
 pub use client::{
@@ -43,6 +44,7 @@ pub use multi::{Op, OpResult, ReadOp, ReadResult};
 pub use ops::{CONFIG_NODE, CreateOptions};
 pub use session::sasl::SaslLogin;
 pub use session::{SessionInfo, SessionState};
+pub use tls::TlsOptions;
 pub use watch::{WatchStream, WatchedEvent};
 
 pub use paddock_proto::{

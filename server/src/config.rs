@@ -31,8 +31,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 mod sasl_keys;
+mod tls_keys;
 mod zk_keys;
 pub use sasl_keys::{QuorumSasl, SaslConfig, SaslUsers, ServerLogin};
+
+pub use tls_keys::{ClientAuth, StoreSpec, StoreType, TlsConfig, TlsSide};
 
 pub const DEFAULT_TICK_TIME_MS: u32 = 2000;
 pub const DEFAULT_INIT_LIMIT: u32 = 10;
@@ -505,6 +508,8 @@ pub struct ServerConfig {
     pub join_timeout_ms: u64,
     /// `--peer-address`: this server's quorum address when no config lists it.
     pub peer_address: Option<PeerAddress>,
+    /// TLS: the secure client port, quorum TLS and the `ssl.*` keys.
+    pub tls: TlsConfig,
     /// SASL: the JAAS logins, `enforce.auth.*` and SASL between servers.
     pub sasl: SaslConfig,
     /// Keys Paddock does not know, kept as given.
@@ -560,6 +565,7 @@ impl ServerConfig {
             join: Vec::new(),
             join_timeout_ms: DEFAULT_JOIN_TIMEOUT_MS,
             peer_address: None,
+            tls: TlsConfig::default(),
             sasl: SaslConfig::default(),
             extra: BTreeMap::new(),
         }
@@ -1191,6 +1197,7 @@ struct Raw {
     peer_address: Option<PeerAddress>,
     quorum_listen_on_all_ips: Option<bool>,
     admin_token_file: Option<PathBuf>,
+    tls: TlsConfig,
     sasl: SaslConfig,
     /// ZooKeeper keys without effect here, with why (logged once, at info).
     no_effect: Vec<(String, &'static str)>,
@@ -1472,6 +1479,7 @@ impl Raw {
                 }
                 self.admin_token_file = Some(PathBuf::from(value));
             }
+            k if self.tls.accept(k, value, loc)? => {}
             k if self.sasl.accept(k, value, loc)? => {}
             k if let Some(verdict) = zk_keys::classify(k, value) => match verdict {
                 zk_keys::Verdict::Refuse(what) => return Err(loc.err(key, what)),
@@ -1826,6 +1834,11 @@ impl Raw {
             join: self.join.clone(),
             join_timeout_ms: self.join_timeout_ms.unwrap_or(DEFAULT_JOIN_TIMEOUT_MS),
             peer_address: self.peer_address.clone(),
+            tls: {
+                let mut tls = self.tls.clone();
+                tls.finish(&self.file)?;
+                tls
+            },
             sasl: {
                 let mut sasl = self.sasl.clone();
                 sasl.finish(&self.file)?;
@@ -2318,12 +2331,11 @@ mod tests {
     #[test]
     fn a_setting_that_would_weaken_security_stops_the_start() {
         for (line, key) in [
-            ("secureClientPort=2182", "secureClientPort"),
-            ("sslQuorum=true", "sslQuorum"),
-            ("zookeeper.sslQuorum=true", "zookeeper.sslQuorum"),
+            ("ssl.crl=true", "ssl.crl"),
+            ("ssl.quorum.ocsp=true", "ssl.quorum.ocsp"),
             (
-                "ssl.keyStore.location=/etc/zk/ks.jks",
-                "ssl.keyStore.location",
+                "ssl.context.supplier.class=x.Y",
+                "ssl.context.supplier.class",
             ),
             ("skipACL=yes", "skipACL"),
             ("enforceQuota=true", "enforceQuota"),
@@ -2334,6 +2346,59 @@ mod tests {
             assert!(text.starts_with(&format!("zoo.cfg:3: {key}: ")), "{text}");
             assert!(text.to_lowercase().contains("remove it"), "{text}");
         }
+    }
+
+    #[test]
+    fn tls_keys_are_read_and_what_tls_needs_is_checked() {
+        let c = parse(
+            "dataDir=/d\nsecureClientPort=2182\nsecureClientPortAddress=[::1]\n\
+             ssl.keyStore.location=/k.jks\nssl.keyStore.password=pw\n\
+             zookeeper.ssl.trustStore.location=/t.p12\nssl.trustStore.type=PKCS12\n\
+             ssl.clientAuth=want\nssl.enabledProtocols=TLSv1.3, TLSv1.2\n\
+             sslQuorum=true\nssl.quorum.keyStore.location=/q.pem\n\
+             ssl.quorum.trustStore.location=/qt.pem\nssl.quorum.hostnameVerification=false\n\
+             X509AuthenticationProvider.superUser=CN=admin\n",
+        )
+        .unwrap();
+        assert_eq!(c.tls.secure_client_port, Some(2182));
+        assert_eq!(c.tls.secure_client_address.as_deref(), Some("::1"));
+        assert_eq!(c.tls.client.key_store.password, Some(Secret("pw".into())));
+        assert_eq!(c.tls.client.trust_store.store_type, Some(StoreType::Pkcs12));
+        assert_eq!(c.tls.client.client_auth, ClientAuth::Want);
+        assert_eq!(
+            c.tls.client.enabled_protocols,
+            Some(vec!["TLSv1.3".to_string(), "TLSv1.2".to_string()])
+        );
+        assert!(c.tls.ssl_quorum && !c.tls.quorum.hostname_verification);
+        assert_eq!(c.tls.x509_super_user.as_deref(), Some("CN=admin"));
+        assert!(c.extra.is_empty(), "{:?}", c.extra);
+        // The password never shows in the serialized config (conf, envi).
+        assert!(!serde_json::to_string(&c).unwrap().contains("\"pw\""));
+
+        for (text, says) in [
+            (
+                "secureClientPort=2182\n",
+                "secureClientPort needs a key store",
+            ),
+            (
+                "secureClientPort=2182\nssl.keyStore.location=/k.pem\n",
+                "needs a trust store",
+            ),
+            (
+                "sslQuorum=true\nssl.quorum.keyStore.location=/k.pem\nssl.quorum.clientAuth=none\n",
+                "ssl.quorum.trustStore.location",
+            ),
+            ("ssl.clientAuth=maybe\n", "expected none, want or need"),
+            ("ssl.keyStore.type=BCFKS\n", "BCFKS is not implemented"),
+            ("ssl.authProvider=my.Provider\n", "only the x509 provider"),
+        ] {
+            let err = parse(&format!("dataDir=/d\n{text}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{text}: {err}");
+        }
+        // Without a TLS port the stores are not needed.
+        assert!(parse("dataDir=/d\nssl.clientAuth=none\nsecureClientPort=-1\n").is_ok());
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod sasl;
 pub mod session;
 pub mod stop;
 pub mod storage;
+pub mod tls;
 pub mod tree;
 pub mod txn;
 pub mod watch;

@@ -37,11 +37,15 @@ pub enum StartError {
     Listen(#[from] resolve::AddrError),
     #[error("cannot start the core thread: {0}")]
     Thread(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A started server.
 pub struct Running {
     pub client_addr: SocketAddr,
+    /// The TLS client port (`secureClientPort`), when there is one.
+    pub secure_client_addr: Option<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
     pub core: CoreTx,
     pub internal: InternalTx,
@@ -252,8 +256,25 @@ async fn bind(what: &str, host: &str, port: u16) -> Result<TcpListener, StartErr
     Ok(resolve::bind_when_resolvable(what, host, port, |addr| resolve::listen(addr, 4096)).await?)
 }
 
+/// The client port's TLS (`secureClientPort` or `client.portUnification`), its stores
+/// read and checked, watched for changes unless `client.certReload=false`.
+fn client_tls(cfg: &ServerConfig) -> Result<Option<client::TlsPort>, StartError> {
+    if !cfg.tls.client_tls_wanted() {
+        return Ok(None);
+    }
+    let contexts = crate::tls::start(&cfg.tls.client, "ssl.", false, cfg.tls.client_cert_reload)
+        .map_err(StartError::Tls)?;
+    Ok(Some(client::TlsPort {
+        contexts,
+        super_user: cfg.tls.x509_super_user.clone(),
+        detect_timeout: Duration::from_millis(cfg.tls.client.handshake_detection_timeout_ms),
+    }))
+}
+
 /// Recovers state and starts serving. Must be called inside a tokio runtime.
 pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
+    // TLS stores first: a wrong password or a missing file stops the start at once.
+    let client_tls = client_tls(&cfg)?;
     let (core_tx, core_rx) = mpsc::channel::<CoreMsg>(64 * 1024);
     let (internal_tx, internal_rx) = mpsc::unbounded_channel::<CoreMsg>();
     let ensemble = choose_ensemble(&cfg).await?;
@@ -285,24 +306,54 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         client_addr,
         latency.clone(),
     ));
+    let port_cfg = ClientPortConfig {
+        max_frame: cfg.jute_max_buffer as usize,
+        max_per_ip: cfg.max_client_cnxns as usize,
+        handshake_timeout: Duration::from_millis(
+            u64::from(cfg.tick_time_ms) * u64::from(cfg.init_limit.max(1)),
+        ),
+        flow: FlowLimits {
+            global_outstanding: cfg.limits.global_outstanding as usize,
+            conn_outstanding: cfg.limits.conn_outstanding as usize,
+            conn_queued_bytes: cfg.limits.conn_queued_reply_bytes as usize,
+        },
+        latency,
+        global: Arc::new(crate::net::flow::GlobalFlow::default()),
+    };
+    let plain = match &client_tls {
+        Some(tls) if cfg.tls.client_port_unification => client::Security::Unified(tls.clone()),
+        _ => client::Security::Plain,
+    };
     tokio::spawn(client::serve(
         listener,
         core_tx.clone(),
-        ClientPortConfig {
-            max_frame: cfg.jute_max_buffer as usize,
-            max_per_ip: cfg.max_client_cnxns as usize,
-            handshake_timeout: Duration::from_millis(
-                u64::from(cfg.tick_time_ms) * u64::from(cfg.init_limit.max(1)),
-            ),
-            flow: FlowLimits {
-                global_outstanding: cfg.limits.global_outstanding as usize,
-                conn_outstanding: cfg.limits.conn_outstanding as usize,
-                conn_queued_bytes: cfg.limits.conn_queued_reply_bytes as usize,
-            },
-            latency,
-        },
+        port_cfg.clone(),
         words.clone(),
+        plain,
     ));
+    let secure_client_addr = match (cfg.tls.secure_client_port, client_tls) {
+        (Some(port), Some(tls)) => {
+            let host = cfg
+                .tls
+                .secure_client_address
+                .as_deref()
+                .unwrap_or(&cfg.client_address);
+            let listener = bind("secure client port", host, port).await?;
+            let addr = listener.local_addr().map_err(|source| StartError::Bind {
+                addr: format!("{host}:{port}"),
+                source,
+            })?;
+            tokio::spawn(client::serve(
+                listener,
+                core_tx.clone(),
+                port_cfg,
+                words.clone(),
+                client::Security::Tls(tls),
+            ));
+            Some(addr)
+        }
+        _ => None,
+    };
 
     let admin_addr = if cfg.admin_enabled {
         let listener = bind("admin HTTP", &cfg.admin_address, cfg.admin_port).await?;
@@ -337,9 +388,10 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
             }
         }
     });
-    info!(client = %client_addr, admin = ?admin_addr, "paddock-server listening");
+    info!(client = %client_addr, secure_client = ?secure_client_addr, admin = ?admin_addr, "paddock-server listening");
     Ok(Running {
         client_addr,
+        secure_client_addr,
         admin_addr,
         core: core_tx,
         internal: internal_tx,

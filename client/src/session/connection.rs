@@ -9,10 +9,18 @@ use std::time::Duration;
 use paddock_proto::frame::frame;
 use paddock_proto::frame::frame_len;
 use paddock_proto::{ConnectRequest, ConnectResponse, Jute};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use std::sync::Arc;
+
+use tokio::io::{
+    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter, ReadHalf, WriteHalf,
+};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
+
+/// A connection to a server: plain TCP or TLS.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Transport for T {}
+pub(crate) type Stream = Box<dyn Transport>;
 
 /// The largest reply frame we accept. Replies can legitimately exceed the server's
 /// request limit (a getChildren of a huge directory), so this is looser than
@@ -30,14 +38,17 @@ pub(crate) enum AttemptError {
     Expired,
 }
 
-/// Connects to `addr` and performs the session handshake, all within `limit`.
+/// Connects to `addr` (TLS first with `tls`, checking the certificate names `host`) and
+/// performs the session handshake, all within `limit`.
 pub(crate) async fn handshake(
     addr: SocketAddr,
+    host: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
     request: ConnectRequest,
     limit: Duration,
-) -> Result<(TcpStream, ConnectResponse), AttemptError> {
+) -> Result<(Stream, ConnectResponse), AttemptError> {
     let attempt = async {
-        let mut stream = TcpStream::connect(addr).await.map_err(|e| {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| {
             let reason = format!("{addr}: {e}");
             if e.kind() == io::ErrorKind::ConnectionRefused {
                 AttemptError::Refused(reason)
@@ -45,7 +56,18 @@ pub(crate) async fn handshake(
                 AttemptError::Io(reason)
             }
         })?;
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let mut stream: Stream = match tls {
+            None => Box::new(tcp),
+            Some(config) => {
+                let name = crate::tls::server_name(host).map_err(AttemptError::Io)?;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| AttemptError::Io(format!("{addr}: TLS handshake: {e}")))?;
+                Box::new(tls)
+            }
+        };
         stream
             .write_all(&frame(&request.to_bytes()))
             .await
@@ -83,12 +105,12 @@ pub(crate) async fn handshake(
 /// Reads length-prefixed frames. `next` is cancel-safe: bytes read before a
 /// cancellation stay buffered for the next call.
 pub(crate) struct FrameReader {
-    half: OwnedReadHalf,
+    half: ReadHalf<Stream>,
     buf: Vec<u8>,
 }
 
 impl FrameReader {
-    pub(crate) fn new(half: OwnedReadHalf) -> FrameReader {
+    pub(crate) fn new(half: ReadHalf<Stream>) -> FrameReader {
         FrameReader {
             half,
             buf: Vec::with_capacity(64 * 1024),
@@ -132,7 +154,7 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn spawn(half: OwnedWriteHalf) -> Writer {
+    pub(crate) fn spawn(half: WriteHalf<Stream>) -> Writer {
         let (queue, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let (fail_tx, failed) = oneshot::channel();
         tokio::spawn(async move {

@@ -164,6 +164,8 @@ pub(crate) struct Options {
     pub read_only: bool,
     /// A SASL DIGEST-MD5 login on every connection, before anything else.
     pub sasl: Option<sasl::SaslLogin>,
+    /// TLS to every server (their secure client ports).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// The channels a [`Client`](crate::Client) keeps to talk to its session task.
@@ -429,7 +431,13 @@ impl Session {
                         passwd: Buffer(self.password.clone()),
                         read_only: Some(self.opts.read_only),
                     };
-                    let attempt = connection::handshake(addr, request, limit);
+                    let attempt = connection::handshake(
+                        addr,
+                        &host.host,
+                        self.opts.tls.clone(),
+                        request,
+                        limit,
+                    );
                     match self.while_waiting(attempt).await? {
                         Ok((mut stream, response)) => {
                             if session_id != 0 && response.session_id != session_id {
@@ -520,7 +528,7 @@ impl Session {
     fn established(
         &mut self,
         addr: SocketAddr,
-        stream: tokio::net::TcpStream,
+        stream: connection::Stream,
         response: paddock_proto::ConnectResponse,
     ) -> Live {
         let read_only = response.read_only == Some(true);
@@ -546,7 +554,7 @@ impl Session {
                 read_only,
             };
         }
-        let (read_half, write_half) = stream.into_split();
+        let (read_half, write_half) = tokio::io::split(stream);
         let now = Instant::now();
         let mut live = Live {
             addr,

@@ -27,24 +27,20 @@ const TUNING: &str = "tuning of ZooKeeper's internals; Paddock has its own";
 const METRICS: &str = "Paddock always serves Prometheus metrics on the admin port's /metrics";
 const GLOBAL_SESSIONS: &str = "Paddock's sessions are always global";
 const SINGLE_ADDRESS: &str = "Paddock uses one quorum address per server";
-const NO_TLS: &str = "Paddock has no TLS yet: remove it and terminate TLS in front of \
-                     Paddock (a proxy or service mesh), or keep running ZooKeeper for this \
-                     ensemble";
+const NO_TLS: &str = "Paddock has no HTTPS on the admin port yet: remove it and keep the \
+                     admin port on a private address, or terminate TLS in front of it";
 const NO_SASL: &str = "Paddock has no SASL or Kerberos yet: remove it and use digest \
                       authentication (superDigest, addauth digest) with network policies \
                       between the servers, or keep running ZooKeeper for this ensemble";
-/// Switches that turn TLS on for a port.
-const TLS_SWITCHES: [&str; 5] = [
-    "sslQuorum",
-    "portUnification",
-    "client.portUnification",
-    "admin.portUnification",
-    "admin.forceHttps",
-];
-/// The providers Paddock always has (digest and ip are built in).
-const BUILT_IN_PROVIDERS: [&str; 2] = [
+/// Switches that turn TLS on for the admin port (the client and quorum ports' TLS keys
+/// are read by `tls_keys`).
+const TLS_SWITCHES: [&str; 2] = ["admin.portUnification", "admin.forceHttps"];
+/// The providers Paddock always has (digest and ip are built in; x509 is used on TLS
+/// connections that present a client certificate).
+const BUILT_IN_PROVIDERS: [&str; 3] = [
     "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
     "org.apache.zookeeper.server.auth.IPAuthenticationProvider",
+    "org.apache.zookeeper.server.auth.X509AuthenticationProvider",
 ];
 
 /// What `key` (without a `zookeeper.` prefix) set to `value` means, or `None` when it
@@ -54,18 +50,13 @@ pub fn classify(key: &str, value: &str) -> Option<Verdict> {
     let on = is_true(value);
     let refuse = |what: &str| Some(Verdict::Refuse(format!("{what}. {}", hint_for(key))));
     match key {
-        // TLS on the client port, the quorum port or the admin port.
-        "secureClientPort" if is_port(value) => refuse("a TLS client port is not implemented"),
-        "secureClientPort" => Some(Verdict::NoEffect("no TLS client port is asked for")),
-        "secureClientPortAddress" => Some(Verdict::NoEffect(
-            "only used with secureClientPort, which Paddock refuses",
-        )),
-        k if TLS_SWITCHES.contains(&k) && on => refuse("TLS is not implemented"),
+        // HTTPS on the admin port (the client and quorum ports' TLS is in `tls_keys`).
+        k if TLS_SWITCHES.contains(&k) && on => {
+            refuse("HTTPS on the admin port is not implemented")
+        }
         k if TLS_SWITCHES.contains(&k) => Some(Verdict::NoEffect(
             "set to false, which is what Paddock does",
         )),
-        "sslQuorumReloadCertFiles" => Some(Verdict::NoEffect("only used with sslQuorum")),
-        k if k.starts_with("ssl.") => refuse("TLS settings are not implemented"),
         // SASL between servers: false is what Paddock does; anything else asks for it.
         k if k.starts_with("quorum.auth.") && is_false(value) => Some(Verdict::NoEffect(
             "set to false, which is what Paddock does",
@@ -185,12 +176,6 @@ fn is_yes(value: &str) -> bool {
     matches!(value.trim().to_ascii_lowercase().as_str(), "yes" | "true")
 }
 
-/// A secure client port is asked for by any port number above 0 (ZooKeeper's `conf`
-/// prints -1 for none, which Paddock's `conf` output repeats).
-fn is_port(value: &str) -> bool {
-    value.trim().parse::<i64>().is_ok_and(|p| p > 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,15 +198,7 @@ mod tests {
     #[test]
     fn settings_that_would_weaken_security_or_durability_are_refused() {
         for (key, value, says) in [
-            ("secureClientPort", "2182", "TLS"),
-            ("sslQuorum", "true", "TLS"),
-            ("sslQuorum", "TRUE", "TLS"),
-            ("portUnification", "true", "TLS"),
-            ("client.portUnification", "true", "TLS"),
-            ("admin.forceHttps", "true", "TLS"),
-            ("ssl.keyStore.location", "/etc/zk/keystore.jks", "TLS"),
-            ("ssl.quorum.trustStore.location", "/x", "TLS"),
-            ("ssl.clientAuth", "need", "TLS"),
+            ("admin.forceHttps", "true", "HTTPS"),
             ("quorum.auth.enableSasl", "true", "SASL"),
             ("quorum.auth.learnerRequireSasl", "true", "SASL"),
             ("quorum.auth.serverRequireSasl", "true", "SASL"),
@@ -232,15 +209,10 @@ mod tests {
                 "org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
                 "digest",
             ),
-            (
-                "authProvider.x509",
-                "org.apache.zookeeper.server.auth.X509AuthenticationProvider",
-                "digest",
-            ),
             ("skipACL", "yes", "ACL"),
             ("enforceQuota", "true", "quota"),
             ("audit.enable", "true", "audit"),
-            ("admin.portUnification", "true", "TLS"),
+            ("admin.portUnification", "true", "HTTPS"),
             ("enforce.auth.enabled", "true", "authenticate"),
             ("sessionRequireClientSASLAuth", "true", "SASL"),
         ] {
@@ -256,13 +228,11 @@ mod tests {
     #[test]
     fn settings_paddock_always_provides_or_that_only_tune_have_no_effect() {
         for (key, value) in [
-            ("secureClientPort", "-1"),
-            ("secureClientPort", "0"),
-            ("secureClientPortAddress", "0.0.0.0"),
-            ("sslQuorum", "false"),
-            ("portUnification", "false"),
             ("admin.forceHttps", "false"),
-            ("sslQuorumReloadCertFiles", "true"),
+            (
+                "authProvider.x509",
+                "org.apache.zookeeper.server.auth.X509AuthenticationProvider",
+            ),
             ("quorum.auth.enableSasl", "false"),
             ("quorum.auth.learnerRequireSasl", "false"),
             (

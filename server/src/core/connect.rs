@@ -57,19 +57,20 @@ impl Core {
         addr: IpAddr,
         req: ConnectRequest,
         tx: ConnTx,
+        tls_ids: Vec<Id>,
     ) {
         self.stats.connections_accepted += 1;
+        let is_super = tls_ids.iter().any(|id| id.scheme == "super");
+        let mut ids = vec![Id {
+            scheme: "ip".into(),
+            id: addr.to_string(),
+        }];
+        ids.extend(tls_ids);
         let conn = Conn {
             tx,
             addr,
             session: None,
-            creds: Credentials {
-                ids: vec![Id {
-                    scheme: "ip".into(),
-                    id: addr.to_string(),
-                }],
-                is_super: false,
-            },
+            creds: Credentials { ids, is_super },
             sasl: None,
             queue: VecDeque::new(),
             connected_at: SystemTime::now(),

@@ -67,6 +67,9 @@ pub enum CoreMsg {
         addr: IpAddr,
         req: ConnectRequest,
         tx: ConnTx,
+        /// Identities the transport proved: `x509:<subject DN>` (and `super`) from a
+        /// TLS client certificate.
+        tls_ids: Vec<paddock_proto::Id>,
     },
     Request {
         conn: ConnId,
@@ -307,7 +310,8 @@ impl Core {
                 addr,
                 req,
                 tx,
-            } => self.on_connect(conn, addr, req, tx),
+                tls_ids,
+            } => self.on_connect(conn, addr, req, tx, tls_ids),
             CoreMsg::Request {
                 conn,
                 xid,

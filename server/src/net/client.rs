@@ -1,7 +1,9 @@
 //! The client port: one tokio task pair per connection (reader and writer), no thread per
 //! connection. The reader decodes frames and hands requests to the core; the writer
 //! takes whatever the core queued for the connection and writes it as the socket accepts.
-//! Four-letter words arrive on the same port in place of a ConnectRequest.
+//! Four-letter words arrive on the same port in place of a ConnectRequest. A listener is
+//! plaintext, TLS (`secureClientPort`) or both, told apart by the first byte
+//! (`client.portUnification`): see [`Security`].
 //!
 //! Memory per connection is bounded: frames are buffered as their bytes arrive (never by
 //! their announced length), and the reader stops reading while the connection (or the
@@ -16,11 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use paddock_proto::{
-    ConnectRequest, DecodeError, ErrorCode, Jute, Reader, Request, RequestHeader,
+    ConnectRequest, DecodeError, ErrorCode, Id, Jute, Reader, Request, RequestHeader,
     encode_notification, encode_reply,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, warn};
@@ -49,12 +50,46 @@ pub struct ClientPortConfig {
     pub flow: FlowLimits,
     /// Where request latencies are observed (`/metrics`).
     pub latency: Arc<LatencyHistogram>,
+    /// Requests outstanding over every client listener (globalOutstandingLimit).
+    pub global: Arc<GlobalFlow>,
 }
+
+/// Connection ids, unique over every client listener of the process (the plaintext and
+/// the TLS port hand their connections to the same core).
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// TLS on a client listener.
+#[derive(Clone)]
+pub struct TlsPort {
+    /// The server config, swapped when the store files change.
+    pub contexts: crate::tls::Reloading,
+    /// `X509AuthenticationProvider.superUser`: this subject DN is the super user.
+    pub super_user: Option<String>,
+    /// How long port unification waits for a client's first byte.
+    pub detect_timeout: Duration,
+}
+
+/// How a client listener's connections begin.
+#[derive(Clone)]
+pub enum Security {
+    Plain,
+    /// TLS only (`secureClientPort`).
+    Tls(TlsPort),
+    /// TLS or plaintext, by the first byte (`client.portUnification`).
+    Unified(TlsPort),
+}
+
+/// The first byte of a TLS connection: a handshake record (ZooKeeper's port unification
+/// and Netty's SslHandler.isEncrypted look at the same header). No plaintext client
+/// starts so: its first bytes are a frame length far below 0x16000000, or a
+/// four-letter word.
+const TLS_HANDSHAKE: u8 = 0x16;
 
 /// What every connection task shares.
 struct Shared {
     cfg: ClientPortConfig,
     global: Arc<GlobalFlow>,
+    security: Security,
 }
 
 /// Counts connections per address for maxClientCnxns.
@@ -96,12 +131,13 @@ pub async fn serve(
     core: CoreTx,
     cfg: ClientPortConfig,
     words: Arc<dyn FourLetterWords>,
+    security: Security,
 ) {
-    let next_id = Arc::new(AtomicU64::new(1));
     let per_ip = Arc::new(PerIp::default());
     let shared = Arc::new(Shared {
+        global: cfg.global.clone(),
         cfg,
-        global: Arc::new(GlobalFlow::default()),
+        security,
     });
     loop {
         let (stream, addr) = match listener.accept().await {
@@ -114,7 +150,7 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let conn = next_id.fetch_add(1, Ordering::Relaxed);
+        let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
         let (core, shared, per_ip, words) =
             (core.clone(), shared.clone(), per_ip.clone(), words.clone());
         tokio::spawn(async move {
@@ -123,15 +159,102 @@ pub async fn serve(
                 warn!(client = %addr, max = max_per_ip, "too many connections from this address; closing");
                 return;
             };
-            if let Err(reason) = handle(stream, addr, conn, core, &shared, &*words).await {
+            if let Err(reason) = start(stream, addr, conn, core, &shared, &*words).await {
                 debug!(conn, client = %addr, %reason, "connection closed");
             }
         });
     }
 }
 
+/// The first byte the client sent, without taking it (None: it sent nothing in time).
+async fn first_byte(stream: &TcpStream, within: Duration) -> Result<u8, String> {
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(within, stream.peek(&mut byte)).await {
+        Err(_) => Err("sent nothing in time".into()),
+        Ok(Err(e)) => Err(format!("read: {e}")),
+        Ok(Ok(0)) => Err("read: connection closed".into()),
+        Ok(Ok(_)) => Ok(byte[0]),
+    }
+}
+
+/// Starts a connection as its listener's [`Security`] says: a TLS handshake (refusing
+/// what is not one on a TLS-only port), or plaintext.
+async fn start(
+    stream: TcpStream,
+    addr: SocketAddr,
+    conn: ConnId,
+    core: CoreTx,
+    shared: &Shared,
+    words: &dyn FourLetterWords,
+) -> Result<(), String> {
+    let (tls, unified) = match &shared.security {
+        Security::Plain => {
+            let (rd, wr) = stream.into_split();
+            return handle(rd, wr, addr, conn, core, shared, words, Vec::new()).await;
+        }
+        Security::Tls(tls) => (tls, false),
+        Security::Unified(tls) => (tls, true),
+    };
+    let within = if unified {
+        tls.detect_timeout
+    } else {
+        shared.cfg.handshake_timeout
+    };
+    let first = first_byte(&stream, within).await?;
+    if first != TLS_HANDSHAKE {
+        if unified {
+            let (rd, wr) = stream.into_split();
+            return handle(rd, wr, addr, conn, core, shared, words, Vec::new()).await;
+        }
+        warn!(client = %addr, "not a TLS handshake on the secure client port (a plaintext client?); closing");
+        return Err("plaintext on the TLS port".into());
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.contexts.server());
+    let stream =
+        match tokio::time::timeout(shared.cfg.handshake_timeout, acceptor.accept(stream)).await {
+            Err(_) => {
+                warn!(client = %addr, "TLS handshake not finished in time; closing");
+                return Err("TLS handshake timed out".into());
+            }
+            Ok(Err(e)) => {
+                warn!(client = %addr, error = %e, "TLS handshake failed; closing");
+                return Err(format!("TLS handshake: {e}"));
+            }
+            Ok(Ok(stream)) => stream,
+        };
+    let ids = x509_ids(stream.get_ref().1, tls.super_user.as_deref());
+    if let Some(id) = ids.first() {
+        debug!(client = %addr, x509 = %id.id, "TLS client authenticated by its certificate");
+    }
+    let (rd, wr) = tokio::io::split(stream);
+    handle(rd, wr, addr, conn, core, shared, words, ids).await
+}
+
+/// The identities a verified client certificate gives, as ZooKeeper's
+/// X509AuthenticationProvider: `x509:<subject DN>`, and `super` for the super user.
+fn x509_ids(tls: &rustls::ServerConnection, super_user: Option<&str>) -> Vec<Id> {
+    let Some(subject) = crate::tls::x509_id(tls) else {
+        return Vec::new();
+    };
+    let mut ids = Vec::new();
+    if super_user == Some(subject.as_str()) {
+        ids.push(Id {
+            scheme: "super".into(),
+            id: String::new(),
+        });
+    }
+    ids.insert(
+        0,
+        Id {
+            scheme: "x509".into(),
+            id: subject,
+        },
+    );
+    ids
+}
+
 /// Reads into `frames` once; EOF and errors end the connection.
-async fn fill(rd: &mut OwnedReadHalf, frames: &mut FrameBuf) -> Result<(), String> {
+async fn fill<R: AsyncRead + Unpin>(rd: &mut R, frames: &mut FrameBuf) -> Result<(), String> {
     match frames.fill(rd).await {
         Ok(0) => Err("read: connection closed".into()),
         Ok(_) => Ok(()),
@@ -145,21 +268,33 @@ fn refuse_frame(addr: SocketAddr, e: DecodeError) -> String {
     e.to_string()
 }
 
-async fn handle(
-    stream: TcpStream,
+/// Serves one connection (plaintext or TLS): the ConnectRequest (or a four-letter word),
+/// then requests. `ids` are the identities the transport proved (x509).
+#[allow(clippy::too_many_arguments)]
+async fn handle<R, W>(
+    mut rd: R,
+    mut wr: W,
     addr: SocketAddr,
     conn: ConnId,
     core: CoreTx,
     shared: &Shared,
     words: &dyn FourLetterWords,
-) -> Result<(), String> {
+    ids: Vec<Id>,
+) -> Result<(), String>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let cfg = &shared.cfg;
-    let (mut rd, mut wr) = stream.into_split();
     let mut prefix = [0u8; 4];
     tokio::time::timeout(cfg.handshake_timeout, rd.read_exact(&mut prefix))
         .await
         .map_err(|_| "no ConnectRequest in time".to_string())?
         .map_err(|e| format!("read: {e}"))?;
+    if prefix[0] == TLS_HANDSHAKE && prefix[1] == 3 {
+        warn!(client = %addr, "a TLS handshake on a plaintext client port (use secureClientPort, or set client.portUnification=true); closing");
+        return Err("TLS on the plaintext port".into());
+    }
 
     if let Some(word) = crate::admin::FourLetterWord::from_prefix(&prefix).map(|w| w.as_str()) {
         let text = words.answer(word).await;
@@ -202,6 +337,7 @@ async fn handle(
         addr: addr.ip(),
         req: connect,
         tx,
+        tls_ids: ids,
     })
     .await
     .map_err(|_| "server stopping".to_string())?;
@@ -271,8 +407,8 @@ struct ConnEnds<'a> {
 
 /// Hands requests to the core as they arrive, holding off (not reading) while the
 /// connection or the server has too much outstanding (see `flow`).
-async fn read_loop(
-    rd: &mut OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin>(
+    rd: &mut R,
     frames: &mut FrameBuf,
     ends: &ConnEnds<'_>,
 ) -> Result<(), String> {
@@ -361,8 +497,8 @@ fn enqueue(msg: Outgoing, out: &mut Vec<u8>, flow: &ConnFlow, clock: &ReplyClock
 /// queue as they come (so the reader's flow counters see their size) and written as
 /// the socket accepts them. `answered` fires once the first message (the answer to the
 /// ConnectRequest) is taken.
-async fn write_loop(
-    mut wr: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     closed: Arc<Notify>,
     answered: oneshot::Sender<()>,

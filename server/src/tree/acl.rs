@@ -139,6 +139,9 @@ pub fn fix_up(acl: &[Acl], creds: &Credentials) -> Result<Vec<Acl>, &'static str
             }
             "sasl" if crate::sasl::valid_acl_id(&entry.id.id) => fixed.push(entry.clone()),
             "sasl" => return Err("sasl ids are user names (a Kerberos name has one '@')"),
+            // ZooKeeper's X509AuthenticationProvider: a subject DN, compared as written.
+            "x509" if !entry.id.id.is_empty() => fixed.push(entry.clone()),
+            "x509" => return Err("x509 ids are a certificate subject DN"),
             "super" => fixed.push(entry.clone()),
             _ => return Err("unknown ACL scheme"),
         }

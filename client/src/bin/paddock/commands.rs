@@ -59,6 +59,16 @@ async fn connect(global: &Global) -> Result<Client, Failure> {
         })?;
         builder = builder.auth(scheme, auth.as_bytes().to_vec());
     }
+    if let Some(ca) = &global.tls_ca {
+        let mut tls = paddock_client::TlsOptions::new(ca)
+            .hostname_verification(!global.tls_no_hostname_check);
+        if let (Some(cert), Some(key)) = (&global.tls_cert, &global.tls_key) {
+            tls = tls.client_cert(cert, key);
+        }
+        builder = builder.tls(tls);
+    } else if global.tls_cert.is_some() {
+        return Err(Failure::Usage("--tls-cert needs --tls-ca".into()));
+    }
     if let Some(user) = &global.sasl_user {
         let password = match (
             &global.sasl_password_file,

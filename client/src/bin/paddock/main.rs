@@ -91,6 +91,33 @@ pub struct Global {
         env = "PADDOCK_SASL_PASSWORD_FILE"
     )]
     pub sasl_password_file: Option<std::path::PathBuf>,
+    /// Connect with TLS (to the servers' secureClientPort), trusting the CA
+    /// certificates in FILE (PEM).
+    #[arg(long, global = true, value_name = "FILE", env = "PADDOCK_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// With --tls-ca: present this certificate (PEM); its subject is the session's
+    /// x509 id. Needs --tls-key.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "PADDOCK_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "PADDOCK_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// With --tls-ca: accept a server certificate that does not name the host dialed
+    /// (it must still be signed by the CA).
+    #[arg(long, global = true)]
+    pub tls_no_hostname_check: bool,
 }
 
 #[derive(Debug, Clone, Subcommand)]
