@@ -46,12 +46,10 @@ BACKEND = os.environ.get("KAZOO_SUITE_BACKEND", "")
 LOOPBACK = "127.0.0.1"
 
 # zoo.cfg keys paddock-server refuses to start with (server/src/config/zk_keys.rs) and
-# that kazoo's harness always writes: dropped for the paddock run, each with the reason.
-# The tests that need them (TLS client port, SASL) then fail on Paddock, as they should.
-PADDOCK_DROPPED = [
-    (re.compile(r"^secureClientPort$"), "TLS client port: not implemented in Paddock"),
-    (re.compile(r"^ssl\."), "TLS key/trust stores: not implemented in Paddock"),
-]
+# that kazoo's harness writes: dropped for the paddock run, each with the reason. None
+# today: the TLS keys (secureClientPort, ssl.* with kazoo's JKS stores) and the SASL
+# provider are passed through as they are.
+PADDOCK_DROPPED = []
 # Java system properties kazoo's harness passes that are ZooKeeper settings, and the
 # zoo.cfg key paddock-server reads for each. Every other -D is JVM or logging.
 PADDOCK_SYSPROPS = {

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{RootCertStore, SupportedProtocolVersion};
 use tracing::{info, warn};
 
@@ -150,12 +151,12 @@ pub fn build(side: &TlsSide, prefix: &str, dials: bool) -> Result<Contexts, Stri
             })
         }
     };
+    let certified = certified_key(identity, &provider, prefix)?;
     let server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| format!("{prefix}protocol/ciphersuites: {e}"))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(identity.chain.clone(), identity.key.clone_key())
-        .map_err(|e| format!("{prefix}keyStore.location: the private key does not fit its certificate or is not usable: {e}"))?;
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified.clone())));
 
     let client = if dials {
         let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
@@ -175,8 +176,7 @@ pub fn build(side: &TlsSide, prefix: &str, dials: bool) -> Result<Contexts, Stri
             .map_err(|e| format!("{prefix}protocol/ciphersuites: {e}"))?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
-            .with_client_auth_cert(identity.chain, identity.key)
-            .map_err(|e| format!("{prefix}keyStore.location: {e}"))?
+            .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)))
     } else {
         // Never used to dial: an empty client config.
         rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -191,6 +191,39 @@ pub fn build(side: &TlsSide, prefix: &str, dials: bool) -> Result<Contexts, Stri
         server: Arc::new(server),
         client: Arc::new(client),
     })
+}
+
+/// The key store's key and chain as rustls serves them, after checking that the key is
+/// the certificate's (rustls's own check parses the certificate with webpki, which
+/// refuses X.509 v1 certificates; for those the public keys are compared here).
+fn certified_key(
+    identity: store::Identity,
+    provider: &CryptoProvider,
+    prefix: &str,
+) -> Result<Arc<CertifiedKey>, String> {
+    let unusable =
+        |e: String| format!("{prefix}keyStore.location: the private key is not usable: {e}");
+    let key = provider
+        .key_provider
+        .load_private_key(identity.key)
+        .map_err(|e| unusable(e.to_string()))?;
+    let certified = CertifiedKey::new(identity.chain, key);
+    let mismatch =
+        || format!("{prefix}keyStore.location: the private key is not the certificate's");
+    match certified.cert.first() {
+        Some(leaf) if verify::is_v1(leaf) => {
+            let leaf_spki = x509_parser::parse_x509_certificate(leaf)
+                .map(|(_, c)| c.public_key().raw.to_vec())
+                .map_err(|e| unusable(e.to_string()))?;
+            if let Some(spki) = certified.key.public_key()
+                && spki.as_ref() != leaf_spki.as_slice()
+            {
+                return Err(mismatch());
+            }
+        }
+        _ => certified.keys_match().map_err(|_| mismatch())?,
+    }
+    Ok(Arc::new(certified))
 }
 
 fn shown(path: &Option<PathBuf>) -> String {

@@ -17,8 +17,8 @@ use rustls::{DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 use x509_parser::prelude::{FromDer, X509Certificate, X509Version};
 use x509_parser::time::ASN1Time;
 
-/// Whether `der` is a version 1 certificate (None when it does not parse).
-fn is_v1(der: &[u8]) -> bool {
+/// Whether `der` is a version 1 certificate (false when it does not parse).
+pub(crate) fn is_v1(der: &[u8]) -> bool {
     X509Certificate::from_der(der).is_ok_and(|(_, c)| c.version() == X509Version::V1)
 }
 
