@@ -14,6 +14,9 @@
 #    control) and 3-server paddock-server ensembles (e2e/compat/kazoo_suite, ~9 min):
 #    fails when a test passes on ZooKeeper but not on Paddock, except the ones listed in
 #    e2e/compat/kazoo_suite/expected_failures.txt, and when a listed one passes;
+# 4b. SASL DIGEST-MD5 (e2e/compat/run_sasl.sh): kazoo, zkCli and Curator logging in with
+#    JAAS credentials, sasl ACLs and enforce.auth, against Apache ZooKeeper 3.8 then
+#    paddock-server;
 # 5. paddock-bench once at a tiny size (proves the benchmark still runs; judges no timing);
 # 5a. the master–worker example's chaos run on a local ensemble (examples/master-worker:
 #    masters and workers killed, paused and cut off; no task lost or recorded twice);
@@ -60,6 +63,7 @@ step "kazoo reconfig: Apache ZooKeeper 3.8 then paddock (3 servers + a joiner)" 
 step "kazoo's own test suite (kazoo 2.11.0, 493 tests): Apache ZooKeeper 3.8 and paddock, 3 servers each, compared" \
   bash e2e/compat/kazoo_suite/run.sh
 step "kazoo read-only mode: Apache ZooKeeper 3.8 then paddock (3 servers, 2 stopped and started)" bash e2e/compat/run_readonly.sh
+step "SASL DIGEST-MD5: kazoo, zkCli and Curator against Apache ZooKeeper 3.8 then paddock" bash e2e/compat/run_sasl.sh
 step "bench smoke (tiny run, no timing judged)" bash e2e/bench-smoke.sh
 step "master–worker chaos run (local ensemble, 300 tasks, one round)" bash examples/master-worker/chaos.sh
 step "container images: built on a local debootstrap base, each run once (e2e/images/test.sh)" bash e2e/images/test.sh

@@ -106,6 +106,12 @@ pub fn encode_reply(xid: i32, zxid: i64, err: i32, body: &Response) -> Vec<u8> {
     ReplyHeader { xid, zxid, err }.write(&mut out);
     if err == 0 {
         body.write_body(&mut out);
+    } else if let Response::Sasl(_) = body {
+        // ZooKeeper answers a failed SASL login with an error header *and* a
+        // SetSASLResponse whose token is null; its Java client reads that body as the next
+        // token whatever the error (and reports AuthFailed when the mechanism refuses it),
+        // so the body must be there.
+        out.extend_from_slice(&(-1i32).to_be_bytes());
     }
     out
 }

@@ -764,6 +764,20 @@ mod tests {
         }
     }
 
+    /// A refused login's reply carries ZooKeeper's SetSASLResponse(null) after the error
+    /// header (the Java client reads it as a token); other errors carry no body.
+    #[test]
+    fn a_refused_login_reply_has_a_null_token_body() {
+        use crate::{Response, SetSaslResponse, encode_reply};
+        let sasl = Response::Sasl(SetSaslResponse {
+            token: Vec::new().into(),
+        });
+        let bytes = encode_reply(3, 0, -115, &sasl);
+        assert_eq!(bytes.len(), 16 + 4);
+        assert_eq!(&bytes[16..], &[0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(encode_reply(3, 0, -115, &Response::Empty).len(), 16);
+    }
+
     #[test]
     fn directives_parse_as_rfc_2831_lists() {
         let d =

@@ -134,10 +134,18 @@ impl Core {
                     ErrorCode::AuthFailed
                 };
                 warn!(conn = conn_id, %client, %cause, ?code, "SASL login failed; closing the connection");
-                self.send(conn_id, xid, 0, Err(code), received);
-                if let Some(conn) = self.conns.get(&conn_id) {
-                    let _ = conn.tx.send(Outgoing::Close);
-                }
+                self.stats.packets_sent += 1;
+                // As ZooKeeper's processSasl: the error with a SetSASLResponse(null) body
+                // (see paddock_proto::encode_reply), then the connection closes.
+                let _ = conn.tx.send(Outgoing::Reply {
+                    xid,
+                    zxid: 0,
+                    err: code,
+                    body: Response::Sasl(SetSaslResponse {
+                        token: Vec::new().into(),
+                    }),
+                });
+                let _ = conn.tx.send(Outgoing::Close);
             }
         }
     }
