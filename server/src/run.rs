@@ -229,11 +229,33 @@ async fn start_peers(
         internal.clone(),
         cfg.limits.quorum_max_frame as usize,
         crate::sasl::quorum::QuorumAuth::from_config(&cfg.sasl.quorum),
+        quorum_tls(cfg)?,
     )
     .map_err(|source| StartError::Bind {
         addr: format!("server.{me} quorum port"),
         source,
     })
+}
+
+/// TLS between servers (`sslQuorum`, `portUnification`), its `ssl.quorum.*` stores
+/// read and checked, watched for changes unless `sslQuorumReloadCertFiles=false`.
+fn quorum_tls(cfg: &ServerConfig) -> Result<Option<crate::net::peer::QuorumTls>, StartError> {
+    if !cfg.tls.quorum_tls_wanted() {
+        return Ok(None);
+    }
+    let contexts = crate::tls::start(
+        &cfg.tls.quorum,
+        "ssl.quorum.",
+        true,
+        cfg.tls.quorum_cert_reload,
+    )
+    .map_err(StartError::Tls)?;
+    Ok(Some(crate::net::peer::QuorumTls {
+        contexts,
+        unification: cfg.tls.quorum_port_unification,
+        dial: cfg.tls.ssl_quorum,
+        verify_peer_address: cfg.tls.quorum.hostname_verification,
+    }))
 }
 
 /// With `quorumListenOnAllIPs=true`, where the quorum port listens: every address of

@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::ensemble::{Ensemble, ensure_node};
-use common::{eventually, run};
+use common::ensemble::{Ensemble, ensure_node, member_3_stays_out};
+use common::run;
 
 const JAAS: &str = r#"
 QuorumServer {
@@ -103,28 +103,4 @@ fn a_member_that_does_not_log_in_is_refused_when_logins_are_required() {
         log.contains("the peer did not log in"),
         "the refusal names the cause"
     );
-}
-
-/// Members 1 and 2 form a quorum and serve writes; member 3 never syncs.
-fn member_3_stays_out(ens: &Ensemble) {
-    run(async {
-        let formed = eventually(Duration::from_secs(60), || async {
-            let s1 = ens.status(1).await;
-            let s2 = ens.status(2).await;
-            matches!((s1, s2), (Some(a), Some(b))
-                if a.synced && b.synced && (a.is_leader() || b.is_leader()))
-        })
-        .await;
-        assert!(formed, "members 1 and 2 form a quorum");
-        let one_leads = ens.status(1).await.is_some_and(|s| s.is_leader());
-        let leader = if one_leads { 1 } else { 2 };
-        ensure_node(ens.member(leader).client(), "/ok", Duration::from_secs(20)).await;
-        // Member 3 cannot get its messages in: it never syncs with the leader.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let s3 = ens.status(3).await;
-        assert!(
-            !s3.as_ref().is_some_and(|s| s.synced),
-            "member 3 stays out: {s3:?}"
-        );
-    });
 }

@@ -15,7 +15,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Reply, Server, free_port, new_session_request, next_loopback, run, within};
+use common::ensemble::{Ensemble, ensure_node, member_3_stays_out};
+use common::{
+    Reply, Server, eventually, free_port, new_session_request, next_loopback, run, within,
+};
 use paddock_proto::{
     Acl, ConnectResponse, CreateRequest, ErrorCode, GetDataRequest, Id, Jute, Reader, ReplyHeader,
     Request, perms,
@@ -78,6 +81,31 @@ impl Pki {
             cert_der: cert.der().to_vec(),
             key_pem: key.serialize_pem(),
             key_der: key.serialize_der(),
+        }
+    }
+
+    /// A server certificate for every loopback address a test member may get
+    /// (127.0.0.2-254, as `next_loopback` hands them out), and localhost.
+    fn member_leaf(&self, cn: &str) -> Leaf {
+        let leaf = self.leaf(cn, IpAddr::from([127, 0, 0, 1]), false);
+        let key = KeyPair::from_der_and_sign_algo(
+            &rustls::pki_types::PrivatePkcs8KeyDer::from(leaf.key_der.clone()).into(),
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+        )
+        .unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        for x in 1..=254u8 {
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress(IpAddr::from([127, 0, 0, x])));
+        }
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        Leaf {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            ..leaf
         }
     }
 
@@ -726,4 +754,108 @@ fn stores_are_read_again_when_their_files_change() {
                 .is_ok()
         );
     });
+}
+
+/// A 3-server ensemble with quorum TLS: the ssl.quorum.* stores of `kind` from `pki`
+/// for every member, member 3's replaced by `member_3` lines.
+fn tls_ensemble(pki: &Pki, kind: &str, member_3: &[String]) -> Ensemble {
+    let (ks, ts) = stores(pki, &pki.member_leaf("member"), "quorum", kind);
+    let mut b = Ensemble::builder(3)
+        .direct()
+        .cfg("sslQuorum=true")
+        .cfg(&format!("ssl.quorum.keyStore.location={}", ks.display()))
+        .cfg(&format!("ssl.quorum.keyStore.password={PASSWORD}"))
+        .cfg(&format!("ssl.quorum.trustStore.location={}", ts.display()))
+        .cfg(&format!("ssl.quorum.trustStore.password={PASSWORD}"));
+    for line in member_3 {
+        b = b.member_cfg(3, line);
+    }
+    b.start()
+}
+
+#[test]
+fn a_quorum_tls_ensemble_elects_and_replicates() {
+    let pki = Pki::new("quorum-ca");
+    let ens = tls_ensemble(&pki, "p12", &[]);
+    run(async {
+        ens.wait_stable(Duration::from_secs(60)).await;
+        // Written through every member (followers forward to the leader), read on each.
+        for id in ens.ids() {
+            ensure_node(
+                ens.member(id).client(),
+                &format!("/tls-{id}"),
+                Duration::from_secs(20),
+            )
+            .await;
+        }
+        for id in ens.ids() {
+            let mut s = plain_session(ens.member(id).client())
+                .await
+                .expect("session");
+            for path in ["/tls-1", "/tls-2", "/tls-3"] {
+                let seen = eventually(Duration::from_secs(10), || {
+                    let addr = ens.member(id).client();
+                    async move {
+                        match plain_session(addr).await {
+                            Some(mut s) => s.get(path).await == 0,
+                            None => false,
+                        }
+                    }
+                })
+                .await;
+                assert!(seen, "member {id} has {path}");
+            }
+            assert_eq!(s.get("/tls-1").await, 0);
+        }
+        // A peer that does not speak TLS is refused on the quorum port, with the reason.
+        let mut raw = TcpStream::connect(ens.member(1).quorum).await.unwrap();
+        raw.write_all(&7u64.to_be_bytes()).await.unwrap();
+        let mut buf = [0u8; 1];
+        let closed = tokio::time::timeout(Duration::from_secs(10), raw.read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "closed: {closed:?}"
+        );
+        assert!(
+            ens.member(1)
+                .server
+                .wait_for_log(
+                    &["refusing a quorum connection", "not a TLS handshake"],
+                    Duration::from_secs(5)
+                )
+                .await
+        );
+    });
+    for id in ens.ids() {
+        assert!(
+            ens.member(id).server.log().contains("tls=true"),
+            "member {id} listens with TLS"
+        );
+    }
+    ens.assert_no_fatal_log();
+}
+
+#[test]
+fn a_member_whose_certificate_is_not_trusted_stays_out_and_the_others_serve() {
+    let pki = Pki::new("quorum-ca");
+    let other = Pki::new("another-ca");
+    let (ks, _) = stores(&other, &other.member_leaf("intruder"), "intruder", "pem");
+    let ens = tls_ensemble(
+        &pki,
+        "jks",
+        &[
+            format!("ssl.quorum.keyStore.location={}", ks.display()),
+            "ssl.quorum.keyStore.type=PEM".to_string(),
+        ],
+    );
+    member_3_stays_out(&ens);
+    let log = ens.member(1).server.log() + &ens.member(2).server.log();
+    assert!(
+        log.contains("TLS handshake failed"),
+        "the refusal names the cause"
+    );
+    assert!(
+        ens.member(3).server.log().contains("TLS handshake"),
+        "member 3 says why it cannot reach the others"
+    );
 }

@@ -19,6 +19,13 @@
 //! in our config (a joiner, until a reconfig adds it) gets a *guest* link back, at most
 //! [`MAX_GUESTS`] at a time, which gives up after [`GUEST_RETRY`] unreachable, unless the
 //! committed config comes to name it.
+//!
+//! With `sslQuorum=true` every link is TLS ([`QuorumTls`]): the dialling side checks the
+//! peer's certificate against the `ssl.quorum.*` trust store (and, with
+//! `ssl.quorum.hostnameVerification`, that it names the host dialled), the accepting
+//! side requires a certificate the same way (and that it names the address the peer
+//! connects from). `portUnification=true` also accepts plaintext peers, told apart by
+//! the first byte, for a rolling switch to TLS.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -26,8 +33,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -49,6 +56,29 @@ const MAX_HELLO_ADDRESS: usize = 512;
 /// How long a new connection may take to send its handshake.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A connection to or from a peer: plain TCP or TLS.
+pub trait PeerIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> PeerIo for T {}
+type PeerStream = Box<dyn PeerIo>;
+
+/// TLS between servers (`sslQuorum`, `portUnification`).
+#[derive(Clone)]
+pub struct QuorumTls {
+    /// The `ssl.quorum.*` contexts, swapped when the store files change.
+    pub contexts: crate::tls::Reloading,
+    /// `portUnification`: also accept plaintext peers.
+    pub unification: bool,
+    /// `sslQuorum`: dial peers with TLS (false: only accept it, as a rolling switch's
+    /// first step with portUnification).
+    pub dial: bool,
+    /// `ssl.quorum.hostnameVerification`: an accepted peer's certificate must name the
+    /// address it connects from.
+    pub verify_peer_address: bool,
+}
+
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
 /// Handles to the outbound links.
 pub struct PeerNet {
     me: Sid,
@@ -66,6 +96,8 @@ pub struct PeerNet {
     refused_log: LogEvery,
     /// SASL between servers (`quorum.auth.*`).
     auth: QuorumAuth,
+    /// TLS between servers (`sslQuorum`).
+    tls: Option<QuorumTls>,
 }
 
 /// Our end of one outbound link.
@@ -113,6 +145,7 @@ impl PeerNet {
             links: Links::default(),
             refused_log: LogEvery::new(resolve::WAIT_LOG_EVERY),
             auth: QuorumAuth::default(),
+            tls: None,
         }
     }
 
@@ -182,6 +215,7 @@ impl PeerNet {
             hello: self.hello.clone(),
             member: handle.member,
             auth: self.auth.clone(),
+            tls: self.tls.clone().filter(|t| t.dial),
         };
         runtime.spawn(link.run(rx, internal));
     }
@@ -216,6 +250,7 @@ impl PeerNet {
 /// Starts accepting on `listener` and connecting to every peer. `own` is this server's
 /// quorum address as its `server.N` line names it; `auth` says whether links log in
 /// with SASL and whether peers must.
+#[allow(clippy::too_many_arguments)] // each is a separate part of the config
 pub fn start(
     me: Sid,
     listener: TcpListener,
@@ -224,9 +259,10 @@ pub fn start(
     internal: InternalTx,
     max_frame: usize,
     auth: QuorumAuth,
+    tls: Option<QuorumTls>,
 ) -> std::io::Result<PeerNet> {
     let local = listener.local_addr()?;
-    info!(me, %local, address = %own, "quorum port listening");
+    info!(me, %local, address = %own, tls = tls.is_some(), "quorum port listening");
     let links = Links::default();
     tokio::spawn(accept_loop(
         listener,
@@ -235,6 +271,7 @@ pub fn start(
         local.ip(),
         max_frame,
         auth.clone(),
+        tls.clone(),
     ));
     let mut net = PeerNet {
         me,
@@ -246,6 +283,7 @@ pub fn start(
         links,
         refused_log: LogEvery::new(resolve::WAIT_LOG_EVERY),
         auth,
+        tls,
     };
     for (sid, target) in peers {
         net.link_to(sid, target, true);
@@ -260,6 +298,7 @@ async fn accept_loop(
     local_ip: IpAddr,
     max_frame: usize,
     auth: QuorumAuth,
+    tls: Option<QuorumTls>,
 ) {
     loop {
         match listener.accept().await {
@@ -268,10 +307,18 @@ async fn accept_loop(
                 let internal = internal.clone();
                 let links = links.clone();
                 let auth = auth.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let mut from = None;
+                    let (stream, check) = match accept_tls(stream, addr, tls.as_ref()).await {
+                        Ok(accepted) => accepted,
+                        Err(reason) => {
+                            warn!(%addr, %reason, "refusing a quorum connection");
+                            return;
+                        }
+                    };
                     if let Err(reason) =
-                        read_peer(stream, internal, max_frame, &mut from, &auth).await
+                        read_peer(stream, check, internal, max_frame, &mut from, &auth).await
                     {
                         debug!(%addr, %reason, "peer connection closed");
                     }
@@ -286,6 +333,79 @@ async fn accept_loop(
             }
         }
     }
+}
+
+/// With hostname verification, the certificate an accepted peer presented and the
+/// address it connected from: checked once its handshake names its host.
+struct NameCheck {
+    leaf: rustls::pki_types::CertificateDer<'static>,
+    ip: IpAddr,
+}
+
+impl NameCheck {
+    /// The certificate must name the address the peer connects from, or the host its
+    /// handshake gives (its server.N host), which must resolve to that address.
+    async fn check(&self, hello: &HostPort) -> Result<(), String> {
+        if crate::tls::names(&self.leaf, &self.ip.to_string()).is_ok() {
+            return Ok(());
+        }
+        crate::tls::names(&self.leaf, &hello.host).map_err(|e| {
+            format!(
+                "its certificate names neither {} nor {} ({e}; ssl.quorum.hostnameVerification)",
+                self.ip, hello.host
+            )
+        })?;
+        match resolve::lookup(&hello.host, hello.port).await {
+            Ok(resolved) if resolved.ip() == self.ip => Ok(()),
+            Ok(resolved) => Err(format!(
+                "{} resolves to {}, not to {} it connects from",
+                hello.host,
+                resolved.ip(),
+                self.ip
+            )),
+            Err(e) => Err(format!("{}: {e}", hello.host)),
+        }
+    }
+}
+
+/// An accepted quorum connection as `tls` wants it: a TLS handshake, plaintext only
+/// with portUnification.
+async fn accept_tls(
+    stream: TcpStream,
+    addr: SocketAddr,
+    tls: Option<&QuorumTls>,
+) -> Result<(PeerStream, Option<NameCheck>), String> {
+    let Some(tls) = tls else {
+        return Ok((Box::new(stream), None));
+    };
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout(HELLO_TIMEOUT, stream.peek(&mut first)).await;
+    if !matches!(peeked, Ok(Ok(1))) {
+        return Err("nothing received in time".into());
+    }
+    if first[0] != TLS_HANDSHAKE {
+        if tls.unification {
+            return Ok((Box::new(stream), None));
+        }
+        return Err(
+            "not a TLS handshake on the quorum port (sslQuorum=true; a peer \
+                    without TLS?)"
+                .into(),
+        );
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.contexts.server());
+    let stream = tokio::time::timeout(HELLO_TIMEOUT, acceptor.accept(stream))
+        .await
+        .map_err(|_| "TLS handshake not finished in time".to_string())?
+        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    let check = match crate::tls::peer_leaf(stream.get_ref().1) {
+        Some(leaf) if tls.verify_peer_address => Some(NameCheck {
+            leaf,
+            ip: addr.ip(),
+        }),
+        _ => None,
+    };
+    Ok((Box::new(stream), check))
 }
 
 /// The connection a peer opened to us ended. If its quorum port refuses a new connection,
@@ -352,7 +472,8 @@ async fn check_peer(peer: Sid, links: &Links, local_ip: IpAddr) {
 /// Reads a peer's messages until the connection ends; `who` is set once the handshake
 /// names the peer.
 async fn read_peer(
-    mut stream: tokio::net::TcpStream,
+    mut stream: PeerStream,
+    check: Option<NameCheck>,
     internal: InternalTx,
     max_frame: usize,
     who: &mut Option<Sid>,
@@ -360,6 +481,18 @@ async fn read_peer(
 ) -> Result<(), String> {
     let handshake = async {
         let (from, addr, login_follows) = read_hello(&mut stream).await?;
+        if let Some(check) = &check {
+            let hello = std::str::from_utf8(&addr)
+                .ok()
+                .and_then(HostPort::parse)
+                .ok_or_else(|| {
+                    format!("peer {from}: no quorum address to check its certificate against")
+                })?;
+            check.check(&hello).await.map_err(|e| {
+                warn!(peer = from, reason = %e, "refusing a quorum connection over TLS");
+                format!("peer {from}: {e}")
+            })?;
+        }
         match auth.check(&mut stream, login_follows).await {
             Ok(Some(user)) => auth.logged(from, &user),
             Ok(None) => {}
@@ -406,7 +539,7 @@ async fn read_peer(
 /// The handshake: the sender's id, then its quorum address as its config names it
 /// (host:port), so we can answer a server we do not know yet. The length's top bit says
 /// that a SASL login follows ([`QuorumAuth`]).
-async fn read_hello(stream: &mut tokio::net::TcpStream) -> Result<(Sid, Vec<u8>, bool), String> {
+async fn read_hello(stream: &mut PeerStream) -> Result<(Sid, Vec<u8>, bool), String> {
     let from = stream
         .read_u64()
         .await
@@ -442,14 +575,13 @@ struct Link {
     member: Arc<AtomicBool>,
     /// SASL between servers: whether this link logs in, and with what.
     auth: QuorumAuth,
+    /// TLS to the peer (`sslQuorum`).
+    tls: Option<QuorumTls>,
 }
 
 impl Link {
     /// Resolves the peer's name now and connects to where it points.
-    async fn connect(
-        &self,
-        last: &mut Option<SocketAddr>,
-    ) -> Result<tokio::net::TcpStream, String> {
+    async fn connect(&self, last: &mut Option<SocketAddr>) -> Result<PeerStream, String> {
         let addr = resolve::lookup(&self.target.host, self.target.port)
             .await
             .map_err(|e| e.to_string())?;
@@ -473,7 +605,24 @@ impl Link {
             .map_err(|_| format!("{addr}: connect timed out"))?
             .map_err(|e| format!("{addr}: {e}"))?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        Ok(stream)
+        let Some(tls) = &self.tls else {
+            return Ok(Box::new(stream));
+        };
+        // The name checked against the peer's certificate: the host its server.N line
+        // names (a DNS name or an IP address).
+        let name = rustls::pki_types::ServerName::try_from(
+            self.target
+                .host
+                .trim_matches(|c| c == '[' || c == ']')
+                .to_string(),
+        )
+        .map_err(|e| format!("{}: not a TLS server name: {e}", self.target.host))?;
+        let connector = tokio_rustls::TlsConnector::from(tls.contexts.client());
+        let stream = tokio::time::timeout(HELLO_TIMEOUT, connector.connect(name, stream))
+            .await
+            .map_err(|_| format!("{addr}: TLS handshake timed out"))?
+            .map_err(|e| format!("{addr}: TLS handshake: {e}"))?;
+        Ok(Box::new(stream))
     }
 
     async fn run(self, mut rx: mpsc::UnboundedReceiver<Outgoing>, internal: InternalTx) {
@@ -564,11 +713,7 @@ impl Link {
 }
 
 /// Writes one queued item; false when the link must be dropped.
-async fn write_outgoing(
-    wr: &mut BufWriter<tokio::net::TcpStream>,
-    item: Outgoing,
-    peer: Sid,
-) -> bool {
+async fn write_outgoing(wr: &mut BufWriter<PeerStream>, item: Outgoing, peer: Sid) -> bool {
     let bytes = match item {
         Outgoing::Frame(bytes) => bytes,
         Outgoing::Break => return false,
@@ -594,10 +739,7 @@ async fn write_outgoing(
     write_frame(wr, &bytes).await.is_ok()
 }
 
-async fn write_frame(
-    wr: &mut BufWriter<tokio::net::TcpStream>,
-    bytes: &[u8],
-) -> std::io::Result<()> {
+async fn write_frame(wr: &mut BufWriter<PeerStream>, bytes: &[u8]) -> std::io::Result<()> {
     wr.write_u32(bytes.len() as u32).await?;
     wr.write_all(bytes).await
 }
@@ -641,6 +783,7 @@ mod tests {
             tx1,
             1 << 24,
             QuorumAuth::default(),
+            None,
         )
         .unwrap();
         let _net2 = start(
@@ -651,6 +794,7 @@ mod tests {
             tx2,
             1 << 24,
             QuorumAuth::default(),
+            None,
         )
         .unwrap();
 

@@ -333,6 +333,25 @@ pub fn start(
     Ok(reloading)
 }
 
+/// The leaf certificate a TLS peer presented (verified by the handshake).
+pub fn peer_leaf(
+    conn: &rustls::ServerConnection,
+) -> Option<rustls::pki_types::CertificateDer<'static>> {
+    conn.peer_certificates()?
+        .first()
+        .map(|c| c.clone().into_owned())
+}
+
+/// Whether `leaf` names `host` (a DNS name or an IP address) in its subjectAltName, as
+/// a TLS client checks a server's; for quorum hostname verification on the accepting
+/// side (ZooKeeper's ZKTrustManager checks the connecting server's name too).
+pub fn names(leaf: &rustls::pki_types::CertificateDer<'_>, host: &str) -> Result<(), String> {
+    let parsed = rustls::server::ParsedCertificate::try_from(leaf).map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from(host.trim_matches(|c| c == '[' || c == ']'))
+        .map_err(|e| e.to_string())?;
+    rustls::client::verify_server_name(&parsed, &name).map_err(|e| e.to_string())
+}
+
 /// The `x509` id of a verified peer certificate chain: the leaf's subject DN.
 pub fn x509_id(conn: &rustls::ServerConnection) -> Option<String> {
     let leaf = conn.peer_certificates()?.first()?;

@@ -1208,3 +1208,27 @@ pub async fn verify_all(ens: &Ensemble, acks: &[Ack]) {
     }
     ens.wait_converged(Duration::from_secs(20)).await;
 }
+
+/// Members 1 and 2 form a quorum and serve writes; member 3 never syncs.
+pub fn member_3_stays_out(ens: &Ensemble) {
+    super::run(async {
+        let formed = super::eventually(Duration::from_secs(60), || async {
+            let s1 = ens.status(1).await;
+            let s2 = ens.status(2).await;
+            matches!((s1, s2), (Some(a), Some(b))
+                if a.synced && b.synced && (a.is_leader() || b.is_leader()))
+        })
+        .await;
+        assert!(formed, "members 1 and 2 form a quorum");
+        let one_leads = ens.status(1).await.is_some_and(|s| s.is_leader());
+        let leader = if one_leads { 1 } else { 2 };
+        ensure_node(ens.member(leader).client(), "/ok", Duration::from_secs(20)).await;
+        // Member 3 cannot get its messages in: it never syncs with the leader.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let s3 = ens.status(3).await;
+        assert!(
+            !s3.as_ref().is_some_and(|s| s.synced),
+            "member 3 stays out: {s3:?}"
+        );
+    });
+}
