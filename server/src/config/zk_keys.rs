@@ -4,7 +4,7 @@
 //! Ignoring one silently is fine when Paddock always gives its effect anyway (it always
 //! fsyncs, always checks ACLs, always serves metrics) or when it only tunes ZooKeeper's
 //! internals; those are listed once at info level. It is not fine when ignoring it would
-//! leave the server less secure or less durable than the file asks for (TLS, SASL,
+//! leave the server less secure or less durable than the file asks for (TLS,
 //! authentication providers, quotas, an audit log): such a key stops the start with a
 //! message naming it and saying what to do, until Paddock implements it.
 //!
@@ -29,9 +29,6 @@ const GLOBAL_SESSIONS: &str = "Paddock's sessions are always global";
 const SINGLE_ADDRESS: &str = "Paddock uses one quorum address per server";
 const NO_TLS: &str = "Paddock has no HTTPS on the admin port yet: remove it and keep the \
                      admin port on a private address, or terminate TLS in front of it";
-const NO_SASL: &str = "Paddock has no SASL or Kerberos yet: remove it and use digest \
-                      authentication (superDigest, addauth digest) with network policies \
-                      between the servers, or keep running ZooKeeper for this ensemble";
 /// Switches that turn TLS on for the admin port (the client and quorum ports' TLS keys
 /// are read by `tls_keys`).
 const TLS_SWITCHES: [&str; 2] = ["admin.portUnification", "admin.forceHttps"];
@@ -57,35 +54,12 @@ pub fn classify(key: &str, value: &str) -> Option<Verdict> {
         k if TLS_SWITCHES.contains(&k) => Some(Verdict::NoEffect(
             "set to false, which is what Paddock does",
         )),
-        // SASL between servers: false is what Paddock does; anything else asks for it.
-        k if k.starts_with("quorum.auth.") && is_false(value) => Some(Verdict::NoEffect(
-            "set to false, which is what Paddock does",
-        )),
-        k if k.starts_with("quorum.auth.") || k.starts_with("kerberos.") => {
-            refuse("SASL authentication between servers is not implemented")
-        }
         k if k.starts_with("authProvider.") && BUILT_IN_PROVIDERS.contains(&value) => Some(
             Verdict::NoEffect("a provider Paddock always has (digest and ip are built in)"),
         ),
         k if k.starts_with("authProvider.") => {
-            refuse("only the digest and ip authentication providers are implemented")
+            refuse("only the digest, ip, x509 and SASL authentication providers are implemented")
         }
-        // Clients that must authenticate before any request.
-        "enforce.auth.enabled" if on => {
-            refuse("requiring every client to authenticate is not implemented")
-        }
-        "enforce.auth.enabled" => Some(Verdict::NoEffect(
-            "set to false, which is what Paddock does",
-        )),
-        "enforce.auth.schemes" => Some(Verdict::NoEffect(
-            "only used with enforce.auth.enabled, which Paddock refuses",
-        )),
-        "sessionRequireClientSASLAuth" if on => {
-            refuse("requiring SASL from every client is not implemented")
-        }
-        "sessionRequireClientSASLAuth" => Some(Verdict::NoEffect(
-            "set to false, which is what Paddock does",
-        )),
         "skipACL" if is_yes(value) => refuse("ACL checks cannot be turned off"),
         "skipACL" => Some(Verdict::NoEffect(ALWAYS_ACL)),
         "enforceQuota" if on => refuse("quotas are not enforced"),
@@ -139,17 +113,9 @@ pub fn classify(key: &str, value: &str) -> Option<Verdict> {
 
 /// What to do about a refused key.
 fn hint_for(key: &str) -> &'static str {
-    if key.starts_with("quorum.auth.")
-        || key.starts_with("kerberos.")
-        || key == "sessionRequireClientSASLAuth"
-    {
-        NO_SASL
-    } else if key == "enforce.auth.enabled" {
-        "Remove it (or set enforce.auth.enabled=false) and protect the data with ACLs \
-         (digest or ip) instead: Paddock lets unauthenticated clients connect"
-    } else if key.starts_with("authProvider.") {
-        "Remove it and use digest authentication (superDigest, addauth digest), or keep \
-         running ZooKeeper for this ensemble"
+    if key.starts_with("authProvider.") {
+        "Remove it and use digest or SASL DIGEST-MD5 authentication, or keep running \
+         ZooKeeper for this ensemble"
     } else if key == "skipACL" {
         "Remove it (or set skipACL=no): Paddock always checks ACLs; open a node to everyone \
          with the world:anyone ACL instead"
@@ -165,10 +131,6 @@ fn hint_for(key: &str) -> &'static str {
 
 fn is_true(value: &str) -> bool {
     value.trim().eq_ignore_ascii_case("true")
-}
-
-fn is_false(value: &str) -> bool {
-    value.trim().eq_ignore_ascii_case("false")
 }
 
 /// ZooKeeper reads skipACL as "yes" or not.
@@ -199,22 +161,15 @@ mod tests {
     fn settings_that_would_weaken_security_or_durability_are_refused() {
         for (key, value, says) in [
             ("admin.forceHttps", "true", "HTTPS"),
-            ("quorum.auth.enableSasl", "true", "SASL"),
-            ("quorum.auth.learnerRequireSasl", "true", "SASL"),
-            ("quorum.auth.serverRequireSasl", "true", "SASL"),
-            ("quorum.auth.kerberos.servicePrincipal", "zk/_HOST", "SASL"),
-            ("kerberos.removeHostFromPrincipal", "true", "SASL"),
             (
                 "authProvider.1",
-                "org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+                "com.example.MyAuthenticationProvider",
                 "digest",
             ),
             ("skipACL", "yes", "ACL"),
             ("enforceQuota", "true", "quota"),
             ("audit.enable", "true", "audit"),
             ("admin.portUnification", "true", "HTTPS"),
-            ("enforce.auth.enabled", "true", "authenticate"),
-            ("sessionRequireClientSASLAuth", "true", "SASL"),
         ] {
             let what = refused(key, value);
             assert!(what.contains(says), "{key}: {what}");
@@ -233,8 +188,6 @@ mod tests {
                 "authProvider.x509",
                 "org.apache.zookeeper.server.auth.X509AuthenticationProvider",
             ),
-            ("quorum.auth.enableSasl", "false"),
-            ("quorum.auth.learnerRequireSasl", "false"),
             (
                 "authProvider.1",
                 "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
@@ -242,9 +195,6 @@ mod tests {
             ("skipACL", "no"),
             ("enforceQuota", "false"),
             ("audit.enable", "false"),
-            ("enforce.auth.enabled", "false"),
-            ("enforce.auth.schemes", "digest"),
-            ("sessionRequireClientSASLAuth", "false"),
             ("forceSync", "no"),
             ("forceSync", "yes"),
             ("syncEnabled", "true"),
