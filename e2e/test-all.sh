@@ -17,6 +17,9 @@
 # 4b. SASL DIGEST-MD5 (e2e/compat/run_sasl.sh): kazoo, zkCli and Curator logging in with
 #    JAAS credentials, sasl ACLs and enforce.auth, against Apache ZooKeeper 3.8 then
 #    paddock-server;
+# 4c. TLS on the client port (e2e/compat/run_tls.sh): kazoo, zkCli and Curator over
+#    secureClientPort with JKS stores, x509 ACLs, the x509 super user, port unification
+#    and refused bad clients, against Apache ZooKeeper 3.8 then paddock-server;
 # 5. paddock-bench once at a tiny size (proves the benchmark still runs; judges no timing);
 # 5a. the master–worker example's chaos run on a local ensemble (examples/master-worker:
 #    masters and workers killed, paused and cut off; no task lost or recorded twice);
@@ -64,6 +67,7 @@ step "kazoo's own test suite (kazoo 2.11.0, 493 tests): Apache ZooKeeper 3.8 and
   bash e2e/compat/kazoo_suite/run.sh
 step "kazoo read-only mode: Apache ZooKeeper 3.8 then paddock (3 servers, 2 stopped and started)" bash e2e/compat/run_readonly.sh
 step "SASL DIGEST-MD5: kazoo, zkCli and Curator against Apache ZooKeeper 3.8 then paddock" bash e2e/compat/run_sasl.sh
+step "TLS client port: kazoo, zkCli and Curator against Apache ZooKeeper 3.8 then paddock" bash e2e/compat/run_tls.sh
 step "bench smoke (tiny run, no timing judged)" bash e2e/bench-smoke.sh
 step "master–worker chaos run (local ensemble, 300 tasks, one round)" bash examples/master-worker/chaos.sh
 step "container images: built on a local debootstrap base, each run once (e2e/images/test.sh)" bash e2e/images/test.sh

@@ -60,12 +60,13 @@ impl Core {
         tls_ids: Vec<Id>,
     ) {
         self.stats.connections_accepted += 1;
+        // The transport's ids first, then ip: the order ZooKeeper's whoAmI lists them in.
         let is_super = tls_ids.iter().any(|id| id.scheme == "super");
-        let mut ids = vec![Id {
+        let mut ids = tls_ids;
+        ids.push(Id {
             scheme: "ip".into(),
             id: addr.to_string(),
-        }];
-        ids.extend(tls_ids);
+        });
         let conn = Conn {
             tx,
             addr,
