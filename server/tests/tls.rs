@@ -859,3 +859,31 @@ fn a_member_whose_certificate_is_not_trusted_stays_out_and_the_others_serve() {
         "member 3 says why it cannot reach the others"
     );
 }
+
+#[test]
+fn port_unification_on_the_quorum_port_lets_a_rolling_switch_to_tls_keep_its_quorum() {
+    // Halfway through ZooKeeper's rolling switch: every member accepts both
+    // (portUnification), member 1 already dials with TLS, 2 and 3 still in plaintext.
+    let pki = Pki::new("quorum-ca");
+    let (ks, ts) = stores(&pki, &pki.member_leaf("member"), "quorum", "pem");
+    let ens = Ensemble::builder(3)
+        .direct()
+        .cfg("portUnification=true")
+        .cfg(&format!("ssl.quorum.keyStore.location={}", ks.display()))
+        .cfg(&format!("ssl.quorum.trustStore.location={}", ts.display()))
+        .member_cfg(1, "sslQuorum=true")
+        .start();
+    run(async {
+        ens.wait_stable(Duration::from_secs(60)).await;
+        for id in ens.ids() {
+            ensure_node(
+                ens.member(id).client(),
+                &format!("/rolling-{id}"),
+                Duration::from_secs(20),
+            )
+            .await;
+        }
+        ens.wait_converged(Duration::from_secs(20)).await;
+    });
+    ens.assert_no_fatal_log();
+}
