@@ -1837,6 +1837,9 @@ impl Raw {
             tls: {
                 let mut tls = self.tls.clone();
                 tls.finish(&self.file)?;
+                tls.secure_only = tls.secure_client_port.is_some()
+                    && self.client_port.is_none()
+                    && my_client.is_none();
                 tls
             },
             sasl: {
@@ -2361,6 +2364,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.tls.secure_client_port, Some(2182));
+        assert!(c.tls.secure_only, "no clientPort: the TLS port is the only one");
+        let both = parse(
+            "dataDir=/d\nclientPort=2181\nsecureClientPort=2182\nssl.clientAuth=none\n\
+             ssl.keyStore.location=/k.pem\n",
+        )
+        .unwrap();
+        assert!(!both.tls.secure_only);
         assert_eq!(c.tls.secure_client_address.as_deref(), Some("::1"));
         assert_eq!(c.tls.client.key_store.password, Some(Secret("pw".into())));
         assert_eq!(c.tls.client.trust_store.store_type, Some(StoreType::Pkcs12));

@@ -316,7 +316,17 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         .spawn(move || core.run(core_rx, internal_rx))
         .map_err(StartError::Thread)?;
 
-    let listener = bind("client port", &cfg.client_address, cfg.client_port).await?;
+    // With only secureClientPort in zoo.cfg (no clientPort), the TLS port is the client
+    // port, as in ZooKeeper: no plaintext port is opened.
+    let secure_host = cfg
+        .tls
+        .secure_client_address
+        .clone()
+        .unwrap_or_else(|| cfg.client_address.clone());
+    let listener = match (cfg.tls.secure_only, cfg.tls.secure_client_port) {
+        (true, Some(port)) => bind("secure client port", &secure_host, port).await?,
+        _ => bind("client port", &cfg.client_address, cfg.client_port).await?,
+    };
     let client_addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: cfg.client_listen_address(),
         source,
@@ -343,6 +353,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         global: Arc::new(crate::net::flow::GlobalFlow::default()),
     };
     let plain = match &client_tls {
+        Some(tls) if cfg.tls.secure_only => client::Security::Tls(tls.clone()),
         Some(tls) if cfg.tls.client_port_unification => client::Security::Unified(tls.clone()),
         _ => client::Security::Plain,
     };
@@ -354,12 +365,9 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         plain,
     ));
     let secure_client_addr = match (cfg.tls.secure_client_port, client_tls) {
+        (Some(_), Some(_)) if cfg.tls.secure_only => Some(client_addr),
         (Some(port), Some(tls)) => {
-            let host = cfg
-                .tls
-                .secure_client_address
-                .as_deref()
-                .unwrap_or(&cfg.client_address);
+            let host = secure_host.as_str();
             let listener = bind("secure client port", host, port).await?;
             let addr = listener.local_addr().map_err(|source| StartError::Bind {
                 addr: format!("{host}:{port}"),

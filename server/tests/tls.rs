@@ -887,3 +887,58 @@ fn port_unification_on_the_quorum_port_lets_a_rolling_switch_to_tls_keep_its_quo
     });
     ens.assert_no_fatal_log();
 }
+
+#[test]
+fn with_only_a_secure_client_port_no_plaintext_port_is_opened() {
+    use std::io::BufRead;
+    run(async {
+        let ip = next_loopback();
+        let pki = Pki::new("test-ca");
+        let (ks, ts) = stores(&pki, &pki.leaf("server", ip.into(), false), "server", "pem");
+        let port = free_port(ip);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("zoo.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "dataDir={}\nclientPortAddress={ip}\nsecureClientPort={port}\n\
+                 admin.enableServer=false\nssl.keyStore.location={}\n\
+                 ssl.trustStore.location={}\n",
+                dir.path().join("data").display(),
+                ks.display(),
+                ts.display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(common::SERVER_BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("paddock-server listening") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).expect("listening");
+        let secure = SocketAddr::new(ip.into(), port);
+        let client = pki.leaf("client", ip.into(), false);
+        let served = tls_session(secure, client_config(&pki, Some(&client))).await;
+        let plain = TcpStream::connect(SocketAddr::new(ip.into(), 2181)).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(line.contains(&format!("client={secure}")), "{line}");
+        assert!(served.is_ok(), "the TLS port serves");
+        assert!(plain.is_err(), "no plaintext port on {ip}:2181");
+    });
+}

@@ -119,6 +119,9 @@ pub struct TlsConfig {
     pub secure_client_port: Option<u16>,
     /// `secureClientPortAddress` (defaults to clientPortAddress).
     pub secure_client_address: Option<String>,
+    /// secureClientPort without clientPort (nor a `server.N` client port): the TLS port
+    /// is the only client port, as in ZooKeeper.
+    pub secure_only: bool,
     /// `client.portUnification`: the plaintext client port also accepts TLS, told apart
     /// by the first byte (a TLS handshake record starts with 0x16).
     pub client_port_unification: bool,
@@ -143,6 +146,7 @@ impl Default for TlsConfig {
         TlsConfig {
             secure_client_port: None,
             secure_client_address: None,
+            secure_only: false,
             client_port_unification: false,
             ssl_quorum: false,
             quorum_port_unification: false,
