@@ -135,3 +135,21 @@ finish_run() { # TARGET RC
   fi
   return "$rc"
 }
+
+# Stops one server this script started: SIGTERM, up to 5 s, then SIGKILL.
+stop_pid() { # PID
+  [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
+  kill "$1" 2>/dev/null
+  for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null
+  wait "$1" 2>/dev/null
+  return 0
+}
+
+# Builds paddock-server (debug) when TARGETS names paddock; sets PD_BIN.
+build_paddock_if_needed() { # ROOT TARGETS
+  PD_BIN=""
+  [[ " $2 " == *" paddock "* ]] || return 0
+  cargo build --quiet -p paddock-server --manifest-path "$1/Cargo.toml" || return 1
+  PD_BIN="${CARGO_TARGET_DIR:-$1/target}/debug/paddock-server"
+}

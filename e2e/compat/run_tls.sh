@@ -23,6 +23,8 @@ T0=$SECONDS
 exec </dev/null
 
 log() { echo "run_tls: $*" >&2; }
+# fourlw, port_busy, check_loopback, stop_pid, build_paddock_if_needed
+. "$HERE/lib_ensemble.sh"
 
 if [ "${E2E_SKIP_INSTALL:-0}" != "1" ]; then
   CI=true bash "$ROOT/e2e/install-deps.sh" || { log "install-deps failed"; exit 2; }
@@ -35,31 +37,17 @@ done
 TARGETS="${TLS_TARGETS:-zookeeper paddock}"
 ZK_IP="${ZK_IP:-127.0.0.73}"
 PD_IP="${PD_IP:-127.0.0.74}"
-for ip in "$ZK_IP" "$PD_IP"; do
-  [[ "$ip" =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || { log "refusing non-loopback address $ip"; exit 2; }
-done
+check_loopback "$ZK_IP" "$PD_IP"
 # Debian's zookeeper.jar names netty-handler in its manifest but not the codec, resolver
 # and native-unix jars that its Netty client and server need.
 NETTY=/usr/share/java/netty-codec.jar:/usr/share/java/netty-resolver.jar:/usr/share/java/netty-transport-native-unix-common.jar
 ZK_CP=/usr/share/java/zookeeper.jar:$NETTY:/usr/share/java/slf4j-simple.jar
 
-PD_BIN=""
-if [[ " $TARGETS " == *" paddock "* ]]; then
-  cargo build --quiet -p paddock-server --manifest-path "$ROOT/Cargo.toml" || exit 2
-  PD_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/paddock-server"
-fi
+build_paddock_if_needed "$ROOT" "$TARGETS" || exit 2
 
 DIR="$(mktemp -d "${TMPDIR:-/tmp}/paddock-tls.XXXXXX")"
 PID=""
-stop_server() {
-  if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-    kill "$PID" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$PID" 2>/dev/null
-    wait "$PID" 2>/dev/null
-  fi
-  PID=""
-}
+stop_server() { stop_pid "$PID"; PID=""; }
 RC=0
 trap 'stop_server; [ "${KEEP:-0}" = 1 ] || [ "$RC" != 0 ] || rm -rf "$DIR"' EXIT
 trap 'exit 130' INT TERM
@@ -90,8 +78,6 @@ mkdir -p "$T"
   q keytool -importcert -noprompt -alias ca -file ca.pem -keystore trust.jks -storetype JKS -storepass "$PW"
 ) || { log "making certificates failed"; exit 2; }
 
-fourlw() { timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1" && printf %s "$2" >&3 && cat <&3' "$1" "$2" "$3" 2>/dev/null; }
-port_busy() { timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null; }
 free_port() { # IP FROM: the first free port from FROM
   local p
   for p in $(seq "$2" $(($2 + 80))); do
