@@ -357,3 +357,80 @@ pub fn x509_id(conn: &rustls::ServerConnection) -> Option<String> {
     let leaf = conn.peer_certificates()?.first()?;
     dn::subject_of(leaf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(protocol: Option<&str>, enabled: Option<&[&str]>, suites: Option<&[&str]>) -> TlsSide {
+        let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
+        TlsSide {
+            protocol: protocol.map(str::to_string),
+            enabled_protocols: enabled.map(list),
+            cipher_suites: suites.map(list),
+            ..TlsSide::default()
+        }
+    }
+
+    #[test]
+    fn protocols_follow_zookeepers_keys() {
+        let v = |s: &TlsSide| -> Vec<u16> {
+            versions(s, "ssl.")
+                .unwrap()
+                .iter()
+                .map(|v| u16::from(v.version))
+                .collect()
+        };
+        // TLSv1.3 (the default) allows 1.2 too; TLSv1.2 alone is 1.2 only.
+        assert_eq!(v(&side(None, None, None)), [0x0304, 0x0303]);
+        assert_eq!(v(&side(Some("TLSv1.2"), None, None)), [0x0303]);
+        assert_eq!(v(&side(None, Some(&["TLSv1.3"]), None)), [0x0304]);
+        // Older names are skipped; none left, or an unknown name, is an error.
+        assert_eq!(
+            v(&side(None, Some(&["TLSv1.1", "TLSv1.2"]), None)),
+            [0x0303]
+        );
+        assert!(versions(&side(None, Some(&["TLSv1"]), None), "ssl.").is_err());
+        let err = versions(&side(Some("SSLv2"), None, None), "ssl.quorum.").unwrap_err();
+        assert!(err.contains("ssl.quorum.protocol"), "{err}");
+    }
+
+    #[test]
+    fn cipher_suites_are_named_as_iana_and_java_name_them() {
+        let p = provider(
+            &side(
+                None,
+                None,
+                Some(&[
+                    "TLS_AES_256_GCM_SHA384",
+                    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                    "TLS_RSA_WITH_RC4_128_MD5",
+                ]),
+            ),
+            "ssl.",
+        )
+        .unwrap();
+        let names: Vec<_> = p.cipher_suites.iter().map(|s| s.suite()).collect();
+        assert_eq!(
+            names,
+            [
+                rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+                rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+            ]
+        );
+        assert!(
+            provider(
+                &side(None, None, Some(&["TLS_RSA_WITH_RC4_128_MD5"])),
+                "ssl."
+            )
+            .is_err()
+        );
+        assert!(
+            provider(&side(None, None, None), "ssl.")
+                .unwrap()
+                .cipher_suites
+                .len()
+                > 3
+        );
+    }
+}
