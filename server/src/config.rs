@@ -2364,7 +2364,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.tls.secure_client_port, Some(2182));
-        assert!(c.tls.secure_only, "no clientPort: the TLS port is the only one");
+        assert!(
+            c.tls.secure_only,
+            "no clientPort: the TLS port is the only one"
+        );
         let both = parse(
             "dataDir=/d\nclientPort=2181\nsecureClientPort=2182\nssl.clientAuth=none\n\
              ssl.keyStore.location=/k.pem\n",
