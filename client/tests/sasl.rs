@@ -1,7 +1,9 @@
 //! SASL DIGEST-MD5 logins through `ClientBuilder::sasl_digest` against a paddock-server
-//! with a JAAS `Server` section: the session gets `sasl:<user>` (sasl ACLs), a wrong
-//! password ends it in AuthFailed, and a reconnect logs in again. (The same exchange
-//! against Apache ZooKeeper runs in e2e/compat through kazoo, zkCli and Curator.)
+//! with a JAAS `Server` section and enforce.auth: the session gets `sasl:<user>` (sasl
+//! ACLs), a wrong password or unknown user ends it in AuthFailed, and so does a request
+//! of a client that did not log in; the CLI logs in too. (The same exchange
+//! against Apache ZooKeeper runs in e2e/compat/run_sasl.sh through kazoo, zkCli, Curator
+//! and the paddock CLI.)
 
 mod common;
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SASL DIGEST-MD5 through kazoo (test_kazoo_sasl.py), Apache's zkCli.sh (a JAAS Client
-# section through -Djava.security.auth.login.config) and Curator (curator/CuratorSasl.java),
+# section through -Djava.security.auth.login.config), Curator (curator/CuratorSasl.java)
+# and the paddock CLI (paddock-client's login: --sasl-user),
 # against a standalone server of each backend, in two phases:
 #   sasl     a JAAS Server section (user_bob, user_super), the SASL authentication
 #            provider and zookeeper.superUser=super;
@@ -40,11 +41,9 @@ done
 ZK_CP=/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar
 ZKCLI=/usr/share/zookeeper/bin/zkCli.sh
 
-PD_BIN=""
-if [[ " $TARGETS " == *" paddock "* ]]; then
-  cargo build --quiet -p paddock-server --manifest-path "$ROOT/Cargo.toml" || exit 2
-  PD_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/paddock-server"
-fi
+cargo build --quiet -p paddock-server -p paddock-client --manifest-path "$ROOT/Cargo.toml" || exit 2
+PD_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/paddock-server"
+PADDOCK_CLI="${CARGO_TARGET_DIR:-$ROOT/target}/debug/paddock"
 
 DIR="$(mktemp -d "${TMPDIR:-/tmp}/paddock-sasl.XXXXXX")"
 PID=""
@@ -173,6 +172,34 @@ zkcli_checks() {
   log "zkCli: ok ($TARGET, $PHASE)"
 }
 
+# paddock CLI logins (paddock-client's SASL against either server).
+cli() { # PASSWORD|none ARGS...: OUT, RC
+  local pw=$1; shift
+  if [ "$pw" = none ]; then
+    OUT="$(env -u PADDOCK_SASL_PASSWORD timeout 60 "$PADDOCK_CLI" --server "$SERVER" "$@" 2>&1)"
+  else
+    OUT="$(PADDOCK_SASL_PASSWORD="$pw" timeout 60 "$PADDOCK_CLI" --server "$SERVER" --sasl-user bob "$@" 2>&1)"
+  fi
+  RC=$?
+}
+
+cli_checks() {
+  local p="/cli-sasl-$RANDOM$RANDOM"
+  cli bob_secret whoami
+  [ "$RC" = 0 ] && grep -q sasl <<<"$OUT" || { fail "paddock --sasl-user bob whoami"; return 1; }
+  cli bob_secret create "$p" v
+  [ "$RC" = 0 ] || { fail "paddock --sasl-user bob create"; return 1; }
+  cli not_bobs get "$p"
+  [ "$RC" != 0 ] || { fail "paddock with a wrong password must fail"; return 1; }
+  if [ "$PHASE" = enforce ]; then
+    cli none get "$p"
+    [ "$RC" != 0 ] || { fail "paddock without SASL must fail under enforce.auth"; return 1; }
+  fi
+  cli bob_secret delete "$p"
+  [ "$RC" = 0 ] || { fail "paddock --sasl-user bob delete"; return 1; }
+  log "paddock CLI: ok ($TARGET, $PHASE)"
+}
+
 curator_checks() {
   local src="$HERE/curator/CuratorSasl.java" out="$ROOT/e2e/.build/curator-sasl" cp="" j
   for j in curator-recipes curator-framework curator-client zookeeper zookeeper-jute guava slf4j-api; do
@@ -196,6 +223,7 @@ for TARGET in $TARGETS; do
       timeout 300 "$VENV/bin/python" -m pytest "$HERE/test_kazoo_sasl.py" -q -p no:cacheprovider -rs ||
       { log "FAIL: kazoo ($TARGET, $PHASE)"; RC=1; }
     zkcli_checks || RC=1
+    cli_checks || RC=1
     curator_checks || { log "FAIL: Curator ($TARGET, $PHASE)"; RC=1; }
     if [ "$TARGET" = paddock ] && grep -q panicked "$DIR/$TARGET-$PHASE/server.log"; then
       log "FAIL: paddock-server panicked"; RC=1
