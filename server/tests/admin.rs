@@ -129,11 +129,10 @@ fn start_with(line: &str) -> (Option<i32>, String) {
 }
 
 #[test]
-fn a_tls_or_sasl_zoo_cfg_stops_the_start_naming_the_key() {
+fn an_unimplemented_security_setting_stops_the_start_naming_the_key() {
     for (line, key) in [
-        ("sslQuorum=true", "sslQuorum"),
-        ("secureClientPort=2281", "secureClientPort"),
-        ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl"),
+        ("ssl.crl=true", "ssl.crl"),
+        ("admin.forceHttps=true", "admin.forceHttps"),
         ("skipACL=yes", "skipACL"),
     ] {
         let (code, err) = start_with(line);
