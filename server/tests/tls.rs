@@ -942,3 +942,29 @@ fn with_only_a_secure_client_port_no_plaintext_port_is_opened() {
         assert!(plain.is_err(), "no plaintext port on {ip}:2181");
     });
 }
+
+#[test]
+fn a_member_whose_certificate_does_not_name_its_address_stays_out() {
+    // ssl.quorum.hostnameVerification (the default): member 3's certificate comes from
+    // the right CA but names another address than its own.
+    let pki = Pki::new("quorum-ca");
+    let elsewhere = pki.leaf("member-3", IpAddr::from([10, 1, 2, 3]), false);
+    let ks = pki.write(
+        "elsewhere.pem",
+        format!("{}{}", elsewhere.key_pem, elsewhere.cert_pem).as_bytes(),
+    );
+    let ens = tls_ensemble(
+        &pki,
+        "pem",
+        &[
+            format!("ssl.quorum.keyStore.location={}", ks.display()),
+            "ssl.quorum.keyStore.type=PEM".to_string(),
+        ],
+    );
+    member_3_stays_out(&ens);
+    let log = ens.member(1).server.log() + &ens.member(2).server.log();
+    assert!(
+        log.contains("names neither") || log.contains("NotValidForName"),
+        "the refusal names the cause:\n{log}"
+    );
+}
