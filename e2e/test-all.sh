@@ -36,6 +36,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 exec </dev/null
 
+# Incremental compilation state is as large as the build itself (20+ GiB for this
+# workspace) and buys nothing on a clean clone; the runner's disk is shared and finite.
+export CARGO_INCREMENTAL=0
+disk_free() { df -h --output=avail "$ROOT" | tail -1 | tr -d ' '; }
+echo "test-all: $(disk_free) free on the disk holding $ROOT" >&2
+
 declare -a SUMMARY=()
 FAILED=0
 step() { # NAME CMD...
@@ -79,6 +85,7 @@ fi
 echo
 echo "=============== summary"
 printf '%s\n' "${SUMMARY[@]}"
+echo "test-all: $(disk_free) free on the disk at the end"
 passed=$(( ${#SUMMARY[@]} - FAILED ))
 echo "test-all: ${passed} passed, ${FAILED} failed"
 [ "$FAILED" -eq 0 ]

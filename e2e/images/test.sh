@@ -134,6 +134,9 @@ cleanup() {
   for c in "${CONTAINERS[@]}"; do "$DOCKER" rm -f "$c" >/dev/null 2>&1; done
   if [ "${IMAGES_TEST_KEEP:-0}" != 1 ]; then
     for i in "${IMAGES[@]}"; do "$DOCKER" rmi "$i" >/dev/null 2>&1; done
+    # Each run leaves its build layers (the binaries, ~300 MiB per run) in the build
+    # cache; on a shared runner they add up to gigabytes within a day.
+    "$DOCKER" builder prune -af >/dev/null 2>&1
   fi
   if [ -n "$DOCKERD_PID" ]; then
     log "stopping the dockerd this test started (pid $DOCKERD_PID)"
