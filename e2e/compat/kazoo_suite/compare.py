@@ -1,7 +1,9 @@
 """Compare kazoo's own test suite on Apache ZooKeeper (control) and on Paddock.
 
 Reads OUT/zookeeper/results.jsonl and OUT/paddock/results.jsonl (written by
-kazoo_backend.py), and expected_failures.txt; writes OUT/comparison.json and
+kazoo_backend.py), their reruns OUT/<backend>/rerun/results.jsonl when run.sh made
+them (a test that failed and then passed on its one rerun counts as passed, and the
+report lists it under its side), and expected_failures.txt; writes OUT/comparison.json and
 OUT/report.txt, prints the report, and exits:
 
   0  every test that passes on ZooKeeper passes on Paddock, except the listed ones,
@@ -57,6 +59,17 @@ def load_expected(path):
     return entries
 
 
+def with_reruns(results, rerun):
+    """Merges a side's rerun into its first run; returns the ids that passed only then."""
+    recovered = []
+    for nodeid, r in (rerun or {}).items():
+        first = results.get(nodeid)
+        if first and first["outcome"] in ("failed", "error") and r["outcome"] == PASS:
+            results[nodeid] = dict(r, first_run=first)
+            recovered.append(nodeid)
+    return sorted(recovered)
+
+
 def outcome(results, nodeid):
     r = results.get(nodeid)
     return r["outcome"] if r else "not run"
@@ -85,6 +98,10 @@ def main():
         print("compare: a run left no results (zookeeper: %s, paddock: %s)"
               % (len(zk or {}), len(pd or {})))
         return 2
+    recovered = {
+        "zookeeper": with_reruns(zk, load(os.path.join(a.out, "zookeeper", "rerun", "results.jsonl"))),
+        "paddock": with_reruns(pd, load(os.path.join(a.out, "paddock", "rerun", "results.jsonl"))),
+    }
     expected = load_expected(a.expected)
 
     def secs(b):
@@ -128,6 +145,12 @@ def main():
         w("  %-9s %4d tests: %d passed, %d failed, %d errors, %d skipped (%ss)" % (
             name, len(res), count(res, "passed"), count(res, "failed"),
             count(res, "error"), count(res, "skipped"), secs(name)))
+    for name, res in (("zookeeper", zk), ("paddock", pd)):
+        if recovered[name]:
+            w("  %s: %d failed on the first run and passed on their rerun:"
+              % (name, len(recovered[name])))
+            for t in recovered[name]:
+                w("    %s  (first run: %s)" % (t, first_line(res[t]["first_run"])))
     w("")
     w("Pass on ZooKeeper, not on Paddock: %d (%d listed in expected_failures.txt, %d not)"
       % (len(defects), len(listed), len(unlisted)))
@@ -200,13 +223,16 @@ def main():
     with open(os.path.join(a.out, "comparison.json"), "w") as f:
         json.dump({
             "kazoo": a.kazoo,
-            "seconds": {"zookeeper": secs("zookeeper"), "paddock": secs("paddock")},
+            "seconds": {"zookeeper": secs("zookeeper"), "paddock": secs("paddock"),
+                        "zookeeper_rerun": secs("zookeeper/rerun"),
+                        "paddock_rerun": secs("paddock/rerun")},
             "defects": [r["nodeid"] for r in defects],
             "unlisted_defects": [r["nodeid"] for r in unlisted],
             "listed_now_passing": [r["nodeid"] for r in now_pass],
             "listed_may_pass_passed": [r["nodeid"] for r in lucky],
             "listed_not_in_suite": stale,
             "control_failures": [r["nodeid"] for r in control_fail],
+            "passed_on_rerun": recovered,
             "tests": rows,
         }, f, indent=1, sort_keys=True)
     sys.stdout.write(report)

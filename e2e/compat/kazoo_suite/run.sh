@@ -9,6 +9,14 @@
 # Paddock fails this script unless expected_failures.txt lists it, and a listed test that
 # passes on Paddock fails it too (the list can only shrink).
 #
+# Reruns: on a loaded 2-core machine some of kazoo's tests time out on either server
+# (they wait 5-10 s for events while three JVMs or servers start and stop around them).
+# So each backend's failed tests are run once more, by themselves, on a fresh ensemble;
+# the same rule for both sides. A test that passes on its rerun counts as passed and is
+# reported as such, per side; a test that fails twice counts as failed. With more than
+# KAZOO_SUITE_MAX_RERUN failures (default 25) a side is not rerun: that is a broken
+# server, not a slow machine.
+#
 #   bash e2e/compat/kazoo_suite/run.sh [pytest args...]   # e.g. -k TestReadOnlyMode
 #
 # Environment:
@@ -18,6 +26,7 @@
 #                             three JVMs per test class then compete with Paddock's run)
 #   KAZOO_SUITE_TEST_TIMEOUT  per-test bound in seconds (pytest-timeout; default 180)
 #   KAZOO_SUITE_RUN_TIMEOUT   bound for one backend's whole run in seconds (default 1200)
+#   KAZOO_SUITE_MAX_RERUN     most failed tests a side may rerun (default 25; 0: none)
 #   KAZOO_SUITE_OUT           where results go (default target/kazoo-suite)
 #   KAZOO_SUITE_ZK_BASE / KAZOO_SUITE_PD_BASE  port bases (defaults 26100 / 26200):
 #                             kazoo's harness uses BASE..BASE+24 on 127.0.0.1 (server i:
@@ -25,7 +34,8 @@
 #                             4 TLS client)
 #   E2E_SKIP_INSTALL=1        skip the e2e/install-deps.sh check
 #
-# Results, per backend: OUT/<backend>/results.jsonl (one line a test: outcome, skip
+# Results, per backend: OUT/<backend>/results.jsonl (and OUT/<backend>/rerun/ for the
+# rerun, laid out the same way) (one line a test: outcome, skip
 # reason, error), junit.xml, pytest.log, server-logs/NNN-serverI/ (each server's log and
 # zoo.cfg and, for Paddock, the translated paddock.cfg and the keys it dropped, copied when
 # kazoo's harness ends that cluster); OUT/comparison.json and
@@ -44,6 +54,7 @@ BACKENDS="${KAZOO_SUITE_BACKENDS:-zookeeper paddock}"
 PARALLEL="${KAZOO_SUITE_PARALLEL:-0}"
 TEST_TIMEOUT="${KAZOO_SUITE_TEST_TIMEOUT:-180}"
 RUN_TIMEOUT="${KAZOO_SUITE_RUN_TIMEOUT:-1200}"
+MAX_RERUN="${KAZOO_SUITE_MAX_RERUN:-25}"
 OUT="${KAZOO_SUITE_OUT:-${CARGO_TARGET_DIR:-$ROOT/target}/kazoo-suite}"
 ZK_CP=/usr/share/java/zookeeper.jar:/usr/share/java/netty-codec.jar:/usr/share/java/netty-resolver.jar:/usr/share/java/netty-transport-native-unix-common.jar:/usr/share/java/servlet-api.jar:/usr/share/java/slf4j-simple.jar
 PYTEST_ARGS=("$@")
@@ -106,9 +117,9 @@ RUN_PIDS=()
 # any server they left.
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
-  local p b pid deadline
-  for b in $BACKENDS; do
-    pid="$(cat "$OUT/$b/pytest.pid" 2>/dev/null)" || continue
+  local p d pid deadline
+  for d in "${RUN_DIRS[@]}"; do
+    pid="$(cat "$d/pytest.pid" 2>/dev/null)" || continue
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q pytest || continue
     kill -TERM "$pid" 2>/dev/null || continue
     deadline=$((SECONDS + 30))
@@ -119,14 +130,17 @@ cleanup() {
     fi
   done
   for p in "${RUN_PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  for b in $BACKENDS; do kill_recorded "$OUT/$b/pids"; done
+  for d in "${RUN_DIRS[@]}"; do kill_recorded "$d/pids"; done
 }
-for b in $BACKENDS; do rm -f "$OUT/$b/pytest.pid"; done
+RUN_DIRS=() # each backend's run and its rerun
+for b in $BACKENDS; do RUN_DIRS+=("$OUT/$b" "$OUT/$b/rerun"); done
+for d in "${RUN_DIRS[@]}"; do rm -f "$d/pytest.pid"; done
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-run_backend() { # BACKEND BASE VERSION CLASSPATH
-  local b=$1 base=$2 version=$3 cp=$4 dir="$OUT/$1" rc t=$SECONDS pid
+run_backend() { # BACKEND BASE VERSION CLASSPATH DIR [PYTEST ARGS...]
+  local b=$1 base=$2 version=$3 cp=$4 dir=$5 rc t=$SECONDS pid
+  shift 5
   rm -rf "$dir"
   mkdir -p "$dir/servers"
   : >"$dir/pids"
@@ -148,7 +162,7 @@ run_backend() { # BACKEND BASE VERSION CLASSPATH
       timeout -k 60 "$RUN_TIMEOUT" "$VENV/bin/python" -m pytest kazoo/tests \
         -c "$HERE/pytest.ini" --rootdir "$SITE" -p kazoo_backend -p no:cacheprovider \
         -o timeout="$TEST_TIMEOUT" --junitxml "$dir/junit.xml" -q -rfEs \
-        "${PYTEST_ARGS[@]}"
+        "$@"
   ) >"$dir/pytest.log" 2>&1 &
   pid=$!
   echo "$pid" >"$dir/pytest.pid"
@@ -162,6 +176,33 @@ run_backend() { # BACKEND BASE VERSION CLASSPATH
   return 0
 }
 
+# The node ids of RESULTS that failed or errored, one a line.
+failed_ids() { # RESULTS_JSONL
+  "$VENV/bin/python" -c '
+import json, sys
+for line in open(sys.argv[1]):
+    if line.strip():
+        r = json.loads(line)
+        if r["outcome"] in ("failed", "error") and r.get("phase") != "collect":
+            print(r["nodeid"])
+' "$1" 2>/dev/null
+}
+
+# Runs BACKEND's full suite, then once more the tests that failed (see "Reruns" above).
+run_side() { # BACKEND BASE VERSION CLASSPATH
+  local b=$1 dir="$OUT/$1" ids
+  run_backend "$@" "$dir" "${PYTEST_ARGS[@]}"
+  mapfile -t ids < <(failed_ids "$dir/results.jsonl")
+  if [ "${#ids[@]}" -eq 0 ]; then
+    return 0
+  elif [ "${#ids[@]}" -gt "$MAX_RERUN" ]; then
+    log "$b: ${#ids[@]} tests failed, more than KAZOO_SUITE_MAX_RERUN=$MAX_RERUN: no rerun"
+    return 0
+  fi
+  log "$b: rerunning the ${#ids[@]} failed tests once: ${ids[*]}"
+  run_backend "$@" "$dir/rerun" "${ids[@]}"
+}
+
 mkdir -p "$OUT"
 for b in $BACKENDS; do
   case "$b" in
@@ -170,10 +211,10 @@ for b in $BACKENDS; do
   esac
   ports_free "$base" || { log "$b: ports $base-$((base + 24)) are not free"; exit 2; }
   if [ "$PARALLEL" = 1 ]; then
-    run_backend "$b" "$base" "$version" "$cp" &
+    run_side "$b" "$base" "$version" "$cp" &
     RUN_PIDS+=($!)
   else
-    run_backend "$b" "$base" "$version" "$cp"
+    run_side "$b" "$base" "$version" "$cp"
   fi
 done
 for p in "${RUN_PIDS[@]}"; do wait "$p"; done
