@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{Loc, Secret, parse_bool};
+use super::Secret;
+use super::properties::Loc;
+use super::zoo_cfg::parse_bool;
 use crate::config::ConfigError;
 use crate::sasl::jaas;
 

@@ -13,7 +13,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{Loc, Secret};
+use super::Secret;
+use super::properties::Loc;
+use super::zoo_cfg::{parse_bool, parse_int};
 use crate::config::ConfigError;
 
 /// How a key or trust store file is encoded (`ssl.keyStore.type`).
@@ -178,10 +180,10 @@ impl TlsConfig {
         value: &str,
         loc: &Loc,
     ) -> Result<bool, ConfigError> {
-        let flag = |v: &str| super::parse_bool(loc, key, v);
+        let flag = |v: &str| parse_bool(loc, key, v);
         match key {
             "secureClientPort" => {
-                let port = super::parse_int(loc, key, value, -1, 65535)?;
+                let port = parse_int(loc, key, value, -1, 65535)?;
                 // ZooKeeper's `conf` prints -1 for none; 0 asks the OS for a port.
                 self.secure_client_port = (port >= 0).then_some(port as u16);
             }
@@ -321,16 +323,14 @@ impl TlsSide {
             "protocol" => self.protocol = non_empty(value).map(str::to_string),
             "enabledProtocols" => self.enabled_protocols = Some(list(value)),
             "ciphersuites" => self.cipher_suites = Some(list(value)),
-            "hostnameVerification" => {
-                self.hostname_verification = super::parse_bool(loc, key, value)?
-            }
+            "hostnameVerification" => self.hostname_verification = parse_bool(loc, key, value)?,
             "handshakeDetectionTimeoutMillis" => {
                 self.handshake_detection_timeout_ms =
-                    super::parse_int(loc, key, value, 1, i64::from(i32::MAX))? as u64
+                    parse_int(loc, key, value, 1, i64::from(i32::MAX))? as u64
             }
             // The JDK's or OpenSSL's engine: Paddock has rustls.
             "sslProvider" => {}
-            "crl" | "ocsp" if super::parse_bool(loc, key, value)? => {
+            "crl" | "ocsp" if parse_bool(loc, key, value)? => {
                 return Err(loc.err(
                     key,
                     "certificate revocation checks are not implemented. Remove it (or set it to \
