@@ -1,12 +1,20 @@
-//! ZooKeeper's numbers: opcodes, error codes, create modes, watch event types, keeper
-//! states, permissions and special xids (ZooDefs.java, KeeperException.java,
-//! Watcher.java, CreateMode.java).
+//! ZooKeeper's numbers: error codes, create modes, watch event types, keeper states,
+//! permissions and special xids (ZooDefs.java, KeeperException.java, Watcher.java,
+//! CreateMode.java). Opcodes and what the server does with each are in [`crate::opcode`].
 
 use crate::jute::DecodeError;
 
 /// Declares a fieldless enum with fixed wire values and a checked conversion from i32.
+/// The conversion is the one place an unknown number is refused: with `BadValue` naming
+/// `$what`, or with `$unknown(code)` when the enum names its own error.
 macro_rules! wire_enum {
-    ($(#[$meta:meta])* $name:ident : $what:literal { $($(#[$vmeta:meta])* $variant:ident = $value:expr),* $(,)? }) => {
+    (@unknown $code:ident, $what:literal) => {
+        DecodeError::BadValue { what: $what, value: $code as i64 }
+    };
+    (@unknown $code:ident, $what:literal, $unknown:path) => {
+        $unknown($code)
+    };
+    ($(#[$meta:meta])* $name:ident : $what:literal $(=> $unknown:path)? { $($(#[$vmeta:meta])* $variant:ident = $value:expr),* $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[repr(i32)]
@@ -34,7 +42,7 @@ macro_rules! wire_enum {
         impl TryFrom<i32> for $name {
             type Error = DecodeError;
             fn try_from(code: i32) -> Result<Self, DecodeError> {
-                $name::from_code(code).ok_or(DecodeError::BadValue { what: $what, value: code as i64 })
+                $name::from_code(code).ok_or(wire_enum!(@unknown code, $what $(, $unknown)?))
             }
         }
 
@@ -44,67 +52,6 @@ macro_rules! wire_enum {
             }
         }
     };
-}
-
-wire_enum! {
-    /// Request types (ZooDefs.OpCode).
-    OpCode: "opcode" {
-        Notification = 0,
-        Create = 1,
-        Delete = 2,
-        Exists = 3,
-        GetData = 4,
-        SetData = 5,
-        GetAcl = 6,
-        SetAcl = 7,
-        GetChildren = 8,
-        Sync = 9,
-        Ping = 11,
-        GetChildren2 = 12,
-        Check = 13,
-        Multi = 14,
-        Create2 = 15,
-        Reconfig = 16,
-        CheckWatches = 17,
-        RemoveWatches = 18,
-        CreateContainer = 19,
-        DeleteContainer = 20,
-        CreateTtl = 21,
-        MultiRead = 22,
-        Auth = 100,
-        SetWatches = 101,
-        Sasl = 102,
-        GetEphemerals = 103,
-        GetAllChildrenNumber = 104,
-        SetWatches2 = 105,
-        AddWatch = 106,
-        WhoAmI = 107,
-        CreateSession = -10,
-        CloseSession = -11,
-        Error = -1,
-    }
-}
-
-impl OpCode {
-    /// Whether the request changes state (and so becomes a transaction).
-    pub fn is_write(self) -> bool {
-        matches!(
-            self,
-            OpCode::Create
-                | OpCode::Create2
-                | OpCode::CreateContainer
-                | OpCode::CreateTtl
-                | OpCode::Delete
-                | OpCode::DeleteContainer
-                | OpCode::SetData
-                | OpCode::SetAcl
-                | OpCode::Check
-                | OpCode::Multi
-                | OpCode::Reconfig
-                | OpCode::CreateSession
-                | OpCode::CloseSession
-        )
-    }
 }
 
 wire_enum! {
@@ -265,16 +212,11 @@ mod tests {
 
     #[test]
     fn codes_round_trip_and_unknowns_are_refused() {
-        for op in OpCode::ALL {
-            assert_eq!(OpCode::from_code(op.code()), Some(*op));
-        }
         for e in ErrorCode::ALL {
             assert_eq!(ErrorCode::try_from(e.code()), Ok(*e));
         }
-        assert_eq!(OpCode::from_code(10), None);
         assert!(CreateMode::try_from(7).is_err());
         assert_eq!(ErrorCode::NoNode.code(), -101);
-        assert_eq!(OpCode::WhoAmI.code(), 107);
     }
 
     #[test]

@@ -3,9 +3,9 @@
 
 use proptest::prelude::*;
 
-use crate::consts::OpCode;
 use crate::jute::sample::{Rng, Sample};
 use crate::jute::{Buffer, Data, Jute};
+use crate::opcode::{InMulti, OpCode};
 use crate::records::*;
 use crate::request::{MultiResult, Request};
 use crate::response::Response;
@@ -75,62 +75,75 @@ macro_rules! for_each_record {
     };
 }
 
-fn sample_multi_op(rng: &mut Rng) -> Request {
-    match rng.below(7) {
-        0 => Request::Create(Sample::sample(rng)),
-        1 => Request::Create2(Sample::sample(rng)),
-        2 => Request::CreateTtl(Sample::sample(rng)),
-        3 => Request::CreateContainer(Sample::sample(rng)),
-        4 => Request::Delete(Sample::sample(rng)),
-        5 => Request::SetData(Sample::sample(rng)),
-        _ => Request::Check(Sample::sample(rng)),
+/// An opcode drawn from those `keep` accepts.
+fn sample_opcode(rng: &mut Rng, keep: impl Fn(OpCode) -> bool) -> OpCode {
+    let ops: Vec<OpCode> = OpCode::ALL.iter().copied().filter(|op| keep(*op)).collect();
+    ops[rng.below(ops.len() as u64) as usize]
+}
+
+/// One op of a multi or multiRead: an opcode the table allows in that batch.
+fn sample_batch_op(rng: &mut Rng, batch: InMulti) -> Request {
+    loop {
+        let op = sample_opcode(rng, |op| op.in_multi() == batch);
+        if let Some(req) = sample_request_of(op, rng) {
+            return req;
+        }
     }
 }
 
 fn sample_request(rng: &mut Rng) -> Request {
-    let s = &mut *rng;
-    match s.below(30) {
-        0 => Request::Create(Sample::sample(s)),
-        1 => Request::Create2(Sample::sample(s)),
-        2 => Request::CreateContainer(Sample::sample(s)),
-        3 => Request::CreateTtl(Sample::sample(s)),
-        4 => Request::Delete(Sample::sample(s)),
-        5 => Request::DeleteContainer(Sample::sample(s)),
-        6 => Request::Exists(Sample::sample(s)),
-        7 => Request::GetData(Sample::sample(s)),
-        8 => Request::SetData(Sample::sample(s)),
-        9 => Request::GetAcl(Sample::sample(s)),
-        10 => Request::SetAcl(Sample::sample(s)),
-        11 => Request::GetChildren(Sample::sample(s)),
-        12 => Request::GetChildren2(Sample::sample(s)),
-        13 => Request::Sync(Sample::sample(s)),
-        14 => Request::Ping,
-        15 => Request::Check(Sample::sample(s)),
-        16 => Request::Multi((0..s.below(4)).map(|_| sample_multi_op(s)).collect()),
-        17 => Request::MultiRead(
+    loop {
+        let op = sample_opcode(rng, |_| true);
+        if let Some(req) = sample_request_of(op, rng) {
+            return req;
+        }
+    }
+}
+
+/// A request of type `op` with a sampled body, `None` for the opcodes no client sends.
+/// Every opcode is matched, so a new one does not compile until the round trips cover it.
+fn sample_request_of(op: OpCode, s: &mut Rng) -> Option<Request> {
+    Some(match op {
+        OpCode::Create => Request::Create(Sample::sample(s)),
+        OpCode::Create2 => Request::Create2(Sample::sample(s)),
+        OpCode::CreateContainer => Request::CreateContainer(Sample::sample(s)),
+        OpCode::CreateTtl => Request::CreateTtl(Sample::sample(s)),
+        OpCode::Delete => Request::Delete(Sample::sample(s)),
+        OpCode::DeleteContainer => Request::DeleteContainer(Sample::sample(s)),
+        OpCode::Exists => Request::Exists(Sample::sample(s)),
+        OpCode::GetData => Request::GetData(Sample::sample(s)),
+        OpCode::SetData => Request::SetData(Sample::sample(s)),
+        OpCode::GetAcl => Request::GetAcl(Sample::sample(s)),
+        OpCode::SetAcl => Request::SetAcl(Sample::sample(s)),
+        OpCode::GetChildren => Request::GetChildren(Sample::sample(s)),
+        OpCode::GetChildren2 => Request::GetChildren2(Sample::sample(s)),
+        OpCode::Sync => Request::Sync(Sample::sample(s)),
+        OpCode::Ping => Request::Ping,
+        OpCode::Check => Request::Check(Sample::sample(s)),
+        OpCode::Multi => Request::Multi(
             (0..s.below(4))
-                .map(|i| {
-                    if i % 2 == 0 {
-                        Request::GetData(Sample::sample(s))
-                    } else {
-                        Request::GetChildren(Sample::sample(s))
-                    }
-                })
+                .map(|_| sample_batch_op(s, InMulti::Multi))
                 .collect(),
         ),
-        18 => Request::Reconfig(Sample::sample(s)),
-        19 => Request::CheckWatches(Sample::sample(s)),
-        20 => Request::RemoveWatches(Sample::sample(s)),
-        21 => Request::Auth(Sample::sample(s)),
-        22 => Request::SetWatches(Sample::sample(s)),
-        23 => Request::SetWatches2(Sample::sample(s)),
-        24 => Request::Sasl(Sample::sample(s)),
-        25 => Request::GetEphemerals(Sample::sample(s)),
-        26 => Request::GetAllChildrenNumber(Sample::sample(s)),
-        27 => Request::AddWatch(Sample::sample(s)),
-        28 => Request::WhoAmI,
-        _ => Request::CloseSession,
-    }
+        OpCode::MultiRead => Request::MultiRead(
+            (0..s.below(4))
+                .map(|_| sample_batch_op(s, InMulti::MultiRead))
+                .collect(),
+        ),
+        OpCode::Reconfig => Request::Reconfig(Sample::sample(s)),
+        OpCode::CheckWatches => Request::CheckWatches(Sample::sample(s)),
+        OpCode::RemoveWatches => Request::RemoveWatches(Sample::sample(s)),
+        OpCode::Auth => Request::Auth(Sample::sample(s)),
+        OpCode::SetWatches => Request::SetWatches(Sample::sample(s)),
+        OpCode::SetWatches2 => Request::SetWatches2(Sample::sample(s)),
+        OpCode::Sasl => Request::Sasl(Sample::sample(s)),
+        OpCode::GetEphemerals => Request::GetEphemerals(Sample::sample(s)),
+        OpCode::GetAllChildrenNumber => Request::GetAllChildrenNumber(Sample::sample(s)),
+        OpCode::AddWatch => Request::AddWatch(Sample::sample(s)),
+        OpCode::WhoAmI => Request::WhoAmI,
+        OpCode::CloseSession => Request::CloseSession,
+        OpCode::Notification | OpCode::CreateSession | OpCode::Error => return None,
+    })
 }
 
 fn sample_multi_result(rng: &mut Rng) -> MultiResult {
@@ -148,39 +161,48 @@ fn sample_multi_result(rng: &mut Rng) -> MultiResult {
 
 /// A response together with an opcode whose reply it can be.
 fn sample_response(rng: &mut Rng) -> (OpCode, Response) {
-    let s = &mut *rng;
-    match s.below(15) {
-        0 => (OpCode::Delete, Response::Empty),
-        1 => (OpCode::Create, Response::Create(Sample::sample(s))),
-        2 => (OpCode::Create2, Response::Create2(Sample::sample(s))),
-        3 => (OpCode::Exists, Response::Stat(Sample::sample(s))),
-        4 => (OpCode::GetData, Response::GetData(Sample::sample(s))),
-        5 => (OpCode::GetAcl, Response::GetAcl(Sample::sample(s))),
-        6 => (
-            OpCode::GetChildren,
-            Response::GetChildren(Sample::sample(s)),
-        ),
-        7 => (
-            OpCode::GetChildren2,
-            Response::GetChildren2(Sample::sample(s)),
-        ),
-        8 => (OpCode::Sync, Response::Sync(Sample::sample(s))),
-        9 => (
-            OpCode::Multi,
-            Response::Multi((0..s.below(5)).map(|_| sample_multi_result(s)).collect()),
-        ),
-        10 => (
-            OpCode::GetAllChildrenNumber,
-            Response::AllChildrenNumber(Sample::sample(s)),
-        ),
-        11 => (
-            OpCode::GetEphemerals,
-            Response::Ephemerals(Sample::sample(s)),
-        ),
-        12 => (OpCode::WhoAmI, Response::WhoAmI(Sample::sample(s))),
-        13 => (OpCode::AddWatch, Response::Error(Sample::sample(s))),
-        _ => (OpCode::Sasl, Response::Sasl(Sample::sample(s))),
+    loop {
+        let op = sample_opcode(rng, |_| true);
+        if let Some(resp) = sample_response_of(op, rng) {
+            return (op, resp);
+        }
     }
+}
+
+/// A reply to a request of type `op`, `None` for the opcodes no client sends. Every
+/// opcode is matched, so a new one does not compile until its reply is covered.
+fn sample_response_of(op: OpCode, s: &mut Rng) -> Option<Response> {
+    Some(match op {
+        OpCode::Create => Response::Create(Sample::sample(s)),
+        OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer => {
+            Response::Create2(Sample::sample(s))
+        }
+        OpCode::Exists | OpCode::SetData | OpCode::SetAcl => Response::Stat(Sample::sample(s)),
+        OpCode::GetData | OpCode::Reconfig => Response::GetData(Sample::sample(s)),
+        OpCode::GetAcl => Response::GetAcl(Sample::sample(s)),
+        OpCode::GetChildren => Response::GetChildren(Sample::sample(s)),
+        OpCode::GetChildren2 => Response::GetChildren2(Sample::sample(s)),
+        OpCode::Sync => Response::Sync(Sample::sample(s)),
+        OpCode::Multi | OpCode::MultiRead => {
+            Response::Multi((0..s.below(5)).map(|_| sample_multi_result(s)).collect())
+        }
+        OpCode::GetAllChildrenNumber => Response::AllChildrenNumber(Sample::sample(s)),
+        OpCode::GetEphemerals => Response::Ephemerals(Sample::sample(s)),
+        OpCode::WhoAmI => Response::WhoAmI(Sample::sample(s)),
+        OpCode::Sasl => Response::Sasl(Sample::sample(s)),
+        OpCode::AddWatch => Response::Error(Sample::sample(s)),
+        OpCode::Delete
+        | OpCode::DeleteContainer
+        | OpCode::Check
+        | OpCode::Ping
+        | OpCode::Auth
+        | OpCode::SetWatches
+        | OpCode::SetWatches2
+        | OpCode::CloseSession
+        | OpCode::RemoveWatches
+        | OpCode::CheckWatches => Response::Empty,
+        OpCode::Notification | OpCode::CreateSession | OpCode::Error => return None,
+    })
 }
 
 /// Every opcode value a decoder could meet, including unknown ones.

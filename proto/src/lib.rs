@@ -1,21 +1,24 @@
 //! paddock-proto: ZooKeeper's client wire format (jute records, opcodes, error codes,
 //! create modes, watch events and keeper states) as pure functions from bytes to typed
-//! values and back. No I/O lives here; every decoder returns an error on malformed input
-//! and never panics (see the property tests in `tests/`).
+//! values and back, and what each opcode is ([`opcode`]). No I/O lives here; every decoder returns an
+//! error on malformed input and never panics (see the property tests in `tests/`).
 
 #[macro_use]
 pub mod jute;
+#[macro_use]
 pub mod consts;
 pub mod frame;
+pub mod opcode;
 pub mod records;
 pub mod request;
 pub mod response;
 pub mod sasl;
 
 pub use consts::{
-    AddWatchMode, CreateMode, ErrorCode, EventType, KeeperState, OpCode, WatcherType, perms, xid,
+    AddWatchMode, CreateMode, ErrorCode, EventType, KeeperState, WatcherType, perms, xid,
 };
 pub use jute::{Buffer, Data, DecodeError, Jute, JuteWrite, Reader};
+pub use opcode::{InMulti, OpCode, OpInfo, OpKind, Route};
 pub use records::*;
 pub use request::{MULTI_END, MultiResult, Request};
 pub use response::{Response, encode_notification, encode_reply};

@@ -1,8 +1,9 @@
 //! Client requests: the body that follows a [`RequestHeader`](crate::RequestHeader),
 //! typed by its opcode.
 
-use crate::consts::{ErrorCode, OpCode};
+use crate::consts::ErrorCode;
 use crate::jute::{Data, DecodeError, Jute, JuteWrite, Reader};
+use crate::opcode::{InMulti, OpCode};
 use crate::records::*;
 
 /// A decoded client request.
@@ -99,7 +100,16 @@ impl Request {
             Request::GetEphemerals(r) => &r.prefix_path,
             Request::GetAllChildrenNumber(r) => &r.path,
             Request::AddWatch(r) => &r.path,
-            _ => return None,
+            Request::Ping
+            | Request::Multi(_)
+            | Request::MultiRead(_)
+            | Request::Reconfig(_)
+            | Request::Auth(_)
+            | Request::SetWatches(_)
+            | Request::SetWatches2(_)
+            | Request::Sasl(_)
+            | Request::WhoAmI
+            | Request::CloseSession => return None,
         })
     }
 
@@ -112,7 +122,7 @@ impl Request {
     }
 
     fn read_body(opcode: i32, r: &mut Reader<'_>) -> Result<Request, DecodeError> {
-        let op = OpCode::from_code(opcode).ok_or(DecodeError::UnknownOpcode(opcode))?;
+        let op = OpCode::try_from(opcode)?;
         Ok(match op {
             OpCode::Create => Request::Create(Jute::read(r)?),
             OpCode::Create2 => Request::Create2(Jute::read(r)?),
@@ -136,8 +146,10 @@ impl Request {
             OpCode::Sync => Request::Sync(Jute::read(r)?),
             OpCode::Ping => Request::Ping,
             OpCode::Check => Request::Check(Jute::read(r)?),
-            OpCode::Multi => Request::Multi(read_multi(r, "multi", is_multi_write_op)?),
-            OpCode::MultiRead => Request::MultiRead(read_multi(r, "multiRead", is_multi_read_op)?),
+            OpCode::Multi => Request::Multi(read_multi(r, "multi", InMulti::Multi)?),
+            OpCode::MultiRead => {
+                Request::MultiRead(read_multi(r, "multiRead", InMulti::MultiRead)?)
+            }
             OpCode::Reconfig => Request::Reconfig(Jute::read(r)?),
             OpCode::CheckWatches => Request::CheckWatches(Jute::read(r)?),
             OpCode::RemoveWatches => Request::RemoveWatches(Jute::read(r)?),
@@ -217,27 +229,12 @@ pub const MULTI_END: MultiHeader = MultiHeader {
     err: -1,
 };
 
-fn is_multi_write_op(op: OpCode) -> bool {
-    matches!(
-        op,
-        OpCode::Create
-            | OpCode::Create2
-            | OpCode::CreateTtl
-            | OpCode::CreateContainer
-            | OpCode::Delete
-            | OpCode::SetData
-            | OpCode::Check
-    )
-}
-
-fn is_multi_read_op(op: OpCode) -> bool {
-    matches!(op, OpCode::GetChildren | OpCode::GetData)
-}
-
+/// The ops of a multi (`batch` is [`InMulti::Multi`]) or multiRead, up to the closing
+/// header; an op the table does not allow in that batch is refused.
 fn read_multi(
     r: &mut Reader<'_>,
     kind: &'static str,
-    allowed: fn(OpCode) -> bool,
+    batch: InMulti,
 ) -> Result<Vec<Request>, DecodeError> {
     let mut ops = Vec::new();
     loop {
@@ -245,11 +242,10 @@ fn read_multi(
         if header.done {
             return Ok(ops);
         }
-        match OpCode::from_code(header.op) {
-            Some(op) if allowed(op) => ops.push(Request::read_body(header.op, r)?),
-            Some(_) => return Err(DecodeError::OpcodeNotAllowed(header.op, kind)),
-            None => return Err(DecodeError::UnknownOpcode(header.op)),
+        if OpCode::try_from(header.op)?.in_multi() != batch {
+            return Err(DecodeError::OpcodeNotAllowed(header.op, kind));
         }
+        ops.push(Request::read_body(header.op, r)?);
     }
 }
 
@@ -319,8 +315,7 @@ impl MultiResult {
             if header.done {
                 return Ok(results);
             }
-            let op = OpCode::from_code(header.op).ok_or(DecodeError::UnknownOpcode(header.op))?;
-            results.push(match op {
+            results.push(match OpCode::try_from(header.op)? {
                 OpCode::Create => MultiResult::Create(r.read_ustring()?),
                 OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer => {
                     MultiResult::Create2(r.read_ustring()?, Stat::read(r)?)
@@ -331,7 +326,31 @@ impl MultiResult {
                 OpCode::GetData => MultiResult::GetData(Data::read(r)?, Stat::read(r)?),
                 OpCode::GetChildren => MultiResult::GetChildren(r.read_vec()?),
                 OpCode::Error => MultiResult::Error(r.read_i32()?),
-                _ => return Err(DecodeError::OpcodeNotAllowed(header.op, "multi response")),
+                OpCode::Notification
+                | OpCode::Exists
+                | OpCode::GetAcl
+                | OpCode::SetAcl
+                | OpCode::Sync
+                | OpCode::Ping
+                | OpCode::GetChildren2
+                | OpCode::Multi
+                | OpCode::Reconfig
+                | OpCode::CheckWatches
+                | OpCode::RemoveWatches
+                | OpCode::DeleteContainer
+                | OpCode::MultiRead
+                | OpCode::Auth
+                | OpCode::SetWatches
+                | OpCode::Sasl
+                | OpCode::GetEphemerals
+                | OpCode::GetAllChildrenNumber
+                | OpCode::SetWatches2
+                | OpCode::AddWatch
+                | OpCode::WhoAmI
+                | OpCode::CreateSession
+                | OpCode::CloseSession => {
+                    return Err(DecodeError::OpcodeNotAllowed(header.op, "multi response"));
+                }
             });
         }
     }

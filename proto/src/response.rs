@@ -1,8 +1,8 @@
 //! Server replies: the body after a [`ReplyHeader`](crate::ReplyHeader) whose `err` is 0.
 //! (A failed request carries only the header, as in ZooKeeper.)
 
-use crate::consts::OpCode;
 use crate::jute::{Data, DecodeError, Jute, Reader};
+use crate::opcode::OpCode;
 use crate::records::*;
 use crate::request::{MULTI_END, MultiResult};
 
@@ -59,7 +59,7 @@ impl Response {
 
     /// Decodes a successful reply to a request of type `opcode`.
     pub fn decode(opcode: i32, body: &[u8]) -> Result<Response, DecodeError> {
-        let op = OpCode::from_code(opcode).ok_or(DecodeError::UnknownOpcode(opcode))?;
+        let op = OpCode::try_from(opcode)?;
         let mut r = Reader::new(body);
         let resp = match op {
             OpCode::Create => Response::Create(Jute::read(&mut r)?),

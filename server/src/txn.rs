@@ -184,7 +184,7 @@ impl TxnOp {
     }
 
     fn read_body(kind: i32, session: i64, r: &mut Reader<'_>) -> Result<TxnOp, DecodeError> {
-        let op = OpCode::from_code(kind).ok_or(DecodeError::UnknownOpcode(kind))?;
+        let op = OpCode::try_from(kind)?;
         Ok(match op {
             OpCode::CreateSession => TxnOp::CreateSession {
                 timeout_ms: CreateSessionTxn::read(r)?.time_out,
@@ -273,7 +273,28 @@ impl TxnOp {
                 }
                 TxnOp::Multi(ops)
             }
-            _ => return Err(DecodeError::OpcodeNotAllowed(kind, "txn log")),
+            // Requests that never become a txn. (ZooKeeper also logs error txns, -1,
+            // which this server never writes.)
+            OpCode::Notification
+            | OpCode::Exists
+            | OpCode::GetData
+            | OpCode::GetAcl
+            | OpCode::GetChildren
+            | OpCode::Sync
+            | OpCode::Ping
+            | OpCode::GetChildren2
+            | OpCode::CheckWatches
+            | OpCode::RemoveWatches
+            | OpCode::MultiRead
+            | OpCode::Auth
+            | OpCode::SetWatches
+            | OpCode::Sasl
+            | OpCode::GetEphemerals
+            | OpCode::GetAllChildrenNumber
+            | OpCode::SetWatches2
+            | OpCode::AddWatch
+            | OpCode::WhoAmI
+            | OpCode::Error => return Err(DecodeError::OpcodeNotAllowed(kind, "txn log")),
         })
     }
 }

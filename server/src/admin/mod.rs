@@ -251,7 +251,7 @@ pub struct ConnectionInfo {
     pub packets_sent: u64,
     /// 0 until the session is established (then the full form is not printed).
     pub session_id: u64,
-    /// Last operation, see [`last_op_name`]; `NA` initially.
+    /// Last operation, as `cons` names it ([`paddock_proto::OpCode::cons_name`]); `NA` initially.
     pub last_operation: String,
     /// When the connection was accepted, Unix ms.
     pub established: u64,
@@ -295,38 +295,6 @@ impl ConnectionInfo {
             max_latency: 0,
             expires_at: None,
         }
-    }
-}
-
-/// ZooKeeper's name of the last operation (`lop=` in `cons`) for a request opcode
-/// (`FinalRequestProcessor`); `createSession` is -10.
-pub fn last_op_name(opcode: i32) -> &'static str {
-    match opcode {
-        1 | 15 | 19 | 21 => "CREA",
-        2 | 20 => "DELE",
-        3 => "EXIS",
-        4 => "GETD",
-        5 => "SETD",
-        6 => "GETA",
-        7 => "SETA",
-        8 | 12 => "GETC",
-        9 => "SYNC",
-        11 => "PING",
-        13 => "CHEC",
-        14 => "MULT",
-        16 => "RECO",
-        17 => "CHKW",
-        18 => "REMW",
-        22 => "MLTR",
-        101 => "SETW",
-        103 => "GETE",
-        104 => "GETACN",
-        105 => "STW2",
-        106 => "ADDW",
-        107 => "HOMI",
-        -10 => "SESS",
-        -11 => "CLOS",
-        _ => "NA",
     }
 }
 

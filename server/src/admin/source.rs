@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use super::{
     AdminSource, ConfigStatus, ConnectionInfo, DumpReport, FollowerStatus, LatencyStats,
     LeaderStats, MemberStatus, Role, ServerMode, ServerSnapshot, SessionDump, StatusReport,
-    four_letter_word, last_op_name, process_fd_counts, version_string,
+    four_letter_word, process_fd_counts, version_string,
 };
 use crate::config::ServerConfig;
 use crate::core::{Core, CoreMsg, InternalTx};
@@ -174,7 +174,7 @@ impl AdminSource for CoreAdmin {
                     info.packets_received = c.received;
                     info.packets_sent = c.sent;
                     info.session_id = c.session.unwrap_or(0) as u64;
-                    info.last_operation = last_op_name(c.last_op).to_string();
+                    info.last_operation = c.last_op.cons_name().to_string();
                     info.session_timeout = c.timeout_ms.max(0) as u32;
                     info.last_zxid = c.last_zxid;
                     info.last_latency = c.last_latency_ms;

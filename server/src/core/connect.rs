@@ -78,7 +78,7 @@ impl Core {
             packets_received: 1,
             packets_sent: 0,
             last_zxid: 0,
-            last_op: paddock_proto::OpCode::CreateSession.code(),
+            last_op: paddock_proto::OpCode::CreateSession,
             last_latency_ms: 0,
             min_latency_ms: 0,
             max_latency_ms: 0,

@@ -23,7 +23,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use paddock_proto::{ConnectRequest, ConnectResponse, ErrorCode, Request, Response, WatcherEvent};
+use paddock_proto::{
+    ConnectRequest, ConnectResponse, ErrorCode, OpCode, Request, Response, WatcherEvent,
+};
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
@@ -168,7 +170,7 @@ struct Conn {
     packets_received: u64,
     packets_sent: u64,
     last_zxid: i64,
-    last_op: i32,
+    last_op: OpCode,
     last_latency_ms: u64,
     min_latency_ms: u64,
     max_latency_ms: u64,

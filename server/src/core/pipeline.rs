@@ -60,7 +60,7 @@ impl Core {
             return;
         };
         conn.packets_received += 1;
-        conn.last_op = req.opcode().code();
+        conn.last_op = req.opcode();
         let Some(session) = conn.session else {
             return;
         };
@@ -99,7 +99,7 @@ impl Core {
             Request::CloseSession if read_only => {
                 self.close_read_only_session(conn_id, session, xid, received)
             }
-            req if read_only && goes_to_leader(&req) => {
+            req if read_only && req.opcode().goes_to_leader() => {
                 self.enqueue_ready(conn_id, xid, Err(ErrorCode::NotReadOnly), received);
             }
             Request::Reconfig(_) if !self.cfg.reconfig_enabled => {
@@ -109,7 +109,7 @@ impl Core {
                 // A standalone server has no ensemble to change (as ZooKeeper answers).
                 self.enqueue_ready(conn_id, xid, Err(ErrorCode::Unimplemented), received);
             }
-            req if goes_to_leader(&req) => {
+            req if req.opcode().goes_to_leader() => {
                 let creds = conn.creds.clone();
                 if leader {
                     self.lead(
@@ -612,24 +612,4 @@ pub(super) fn reply_to(conn: ConnId, xid: i32, received: Instant) -> ReplyTo {
         received,
         connect: None,
     }
-}
-
-/// Requests the leader sequences: writes, session closes and `sync`.
-fn goes_to_leader(req: &Request) -> bool {
-    matches!(
-        req,
-        Request::Create(_)
-            | Request::Create2(_)
-            | Request::CreateContainer(_)
-            | Request::CreateTtl(_)
-            | Request::Delete(_)
-            | Request::DeleteContainer(_)
-            | Request::SetData(_)
-            | Request::SetAcl(_)
-            | Request::Check(_)
-            | Request::Multi(_)
-            | Request::CloseSession
-            | Request::Sync(_)
-            | Request::Reconfig(_)
-    )
 }

@@ -18,13 +18,13 @@ use crate::tree::acl::Credentials;
 use crate::watch::ConnId;
 
 /// Whether `enforce.auth` refuses `req` from a connection holding `creds`: every request
-/// but auth and sasl needs an id of one of the enforced schemes first.
+/// but those that authenticate (auth, sasl) needs an id of one of the enforced schemes
+/// first.
 pub(super) fn refuses(cfg: &ClientSasl, creds: &Credentials, req: &Request) -> bool {
     let Some(schemes) = &cfg.enforce_schemes else {
         return false;
     };
-    !matches!(req, Request::Auth(_) | Request::Sasl(_))
-        && !creds.ids.iter().any(|id| schemes.contains(&id.scheme))
+    !req.opcode().is_auth() && !creds.ids.iter().any(|id| schemes.contains(&id.scheme))
 }
 
 impl Core {

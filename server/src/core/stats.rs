@@ -3,6 +3,8 @@
 use std::net::IpAddr;
 use std::time::SystemTime;
 
+use paddock_proto::OpCode;
+
 use crate::watch::ConnId;
 
 /// Request counters and latency, reset by `srst`.
@@ -56,8 +58,8 @@ pub struct ConnectionReport {
     pub sent: u64,
     pub connected_at: SystemTime,
     pub last_zxid: i64,
-    /// Opcode of the last request.
-    pub last_op: i32,
+    /// The last request's type (createSession until the first request).
+    pub last_op: OpCode,
     pub last_latency_ms: u64,
     pub min_latency_ms: u64,
     pub avg_latency_ms: u64,

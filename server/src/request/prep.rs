@@ -157,9 +157,14 @@ fn prepare_op(
     req: &Request,
 ) -> Result<TxnOp, ErrorCode> {
     match req {
-        Request::Create(r) => create(scratch, ctx, OpCode::Create, r, None),
-        Request::Create2(r) => create(scratch, ctx, OpCode::Create2, r, None),
-        Request::CreateContainer(r) => create(scratch, ctx, OpCode::CreateContainer, r, None),
+        // createContainer takes only the container mode, createTTL only the TTL ones,
+        // create and create2 the rest.
+        Request::Create(r) => create(scratch, ctx, OpCode::Create, plain_mode, r, None),
+        Request::Create2(r) => create(scratch, ctx, OpCode::Create2, plain_mode, r, None),
+        Request::CreateContainer(r) => {
+            let takes = CreateMode::is_container;
+            create(scratch, ctx, OpCode::CreateContainer, takes, r, None)
+        }
         Request::CreateTtl(r) => {
             let plain = CreateRequest {
                 path: r.path.clone(),
@@ -167,7 +172,14 @@ fn prepare_op(
                 acl: r.acl.clone(),
                 flags: r.flags,
             };
-            create(scratch, ctx, OpCode::CreateTtl, &plain, Some(r.ttl))
+            create(
+                scratch,
+                ctx,
+                OpCode::CreateTtl,
+                CreateMode::is_ttl,
+                &plain,
+                Some(r.ttl),
+            )
         }
         Request::Delete(r) => {
             checked_path(&r.path)?;
@@ -242,25 +254,48 @@ fn prepare_op(
                 version: r.version,
             })
         }
-        _ => Err(ErrorCode::Unimplemented),
+        // Not a write, or (multi, reconfig, closeSession) one the leader prepares
+        // elsewhere; a new request type must be placed on one side.
+        Request::Exists(_)
+        | Request::GetData(_)
+        | Request::GetAcl(_)
+        | Request::GetChildren(_)
+        | Request::GetChildren2(_)
+        | Request::Sync(_)
+        | Request::Ping
+        | Request::Multi(_)
+        | Request::MultiRead(_)
+        | Request::Reconfig(_)
+        | Request::CheckWatches(_)
+        | Request::RemoveWatches(_)
+        | Request::Auth(_)
+        | Request::SetWatches(_)
+        | Request::SetWatches2(_)
+        | Request::Sasl(_)
+        | Request::GetEphemerals(_)
+        | Request::GetAllChildrenNumber(_)
+        | Request::AddWatch(_)
+        | Request::WhoAmI
+        | Request::CloseSession => Err(ErrorCode::Unimplemented),
     }
 }
 
+fn plain_mode(mode: CreateMode) -> bool {
+    !mode.is_container() && !mode.is_ttl()
+}
+
+/// Validates a create of opcode `op`, which `takes` the create modes it allows.
 fn create(
     scratch: &mut Scratch<'_>,
     ctx: &WriteContext<'_>,
     op: OpCode,
+    takes: fn(CreateMode) -> bool,
     r: &CreateRequest,
     ttl: Option<i64>,
 ) -> Result<TxnOp, ErrorCode> {
     let mode = CreateMode::from_code(r.flags).ok_or(ErrorCode::BadArguments)?;
-    match op {
-        OpCode::CreateContainer if !mode.is_container() => return Err(ErrorCode::BadArguments),
-        OpCode::CreateTtl if !mode.is_ttl() => return Err(ErrorCode::BadArguments),
-        OpCode::Create | OpCode::Create2 if mode.is_container() || mode.is_ttl() => {
-            return Err(ErrorCode::BadArguments);
-        }
-        _ => {}
+    if !takes(mode) {
+        return Err(ErrorCode::BadArguments);
     }
     if mode.is_container() || mode.is_ttl() {
         if !ctx.extended_types && mode.is_ttl() {

@@ -197,7 +197,23 @@ pub fn answer(
             restore_watches(tree, watches, ctx.conn, r, events);
             Ok(Response::Empty)
         }
-        _ => Err(ErrorCode::Unimplemented),
+        // What the opcode table sends to the leader, or the core answers itself (ping,
+        // auth, sasl), never reaches here; a new request type must be placed on one side.
+        Request::Create(_)
+        | Request::Create2(_)
+        | Request::CreateContainer(_)
+        | Request::CreateTtl(_)
+        | Request::Delete(_)
+        | Request::DeleteContainer(_)
+        | Request::SetData(_)
+        | Request::SetAcl(_)
+        | Request::Check(_)
+        | Request::Multi(_)
+        | Request::Reconfig(_)
+        | Request::CloseSession
+        | Request::Ping
+        | Request::Auth(_)
+        | Request::Sasl(_) => Err(ErrorCode::Unimplemented),
     }
 }
 
