@@ -1,6 +1,7 @@
 //! paddock-proto: ZooKeeper's client wire format (jute records, opcodes, error codes,
 //! create modes, watch events and keeper states) as pure functions from bytes to typed
-//! values and back, and what each opcode is ([`opcode`]). No I/O lives here; every decoder returns an
+//! values and back, and the rules both ends share: what each opcode is ([`opcode`]) and
+//! which znode paths are valid ([`path`]). No I/O lives here; every decoder returns an
 //! error on malformed input and never panics (see the property tests in `tests/`).
 
 #[macro_use]
@@ -9,6 +10,7 @@ pub mod jute;
 pub mod consts;
 pub mod frame;
 pub mod opcode;
+pub mod path;
 pub mod records;
 pub mod request;
 pub mod response;
@@ -19,6 +21,7 @@ pub use consts::{
 };
 pub use jute::{Buffer, Data, DecodeError, Jute, JuteWrite, Reader};
 pub use opcode::{InMulti, OpCode, OpInfo, OpKind, Route};
+pub use path::{PathError, validate_path};
 pub use records::*;
 pub use request::{MULTI_END, MultiResult, Request};
 pub use response::{Response, encode_notification, encode_reply};

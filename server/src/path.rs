@@ -1,66 +1,13 @@
-//! ZooKeeper path rules (PathUtils.validatePath): absolute, no empty, `.` or `..`
-//! segments, no trailing slash except for the root, and none of the characters
-//! ZooKeeper forbids.
+//! Znode path helpers. The validity rules themselves (PathUtils.validatePath) live in
+//! paddock-proto, shared with the client; [`check`] is how the server applies them.
 
-use std::fmt;
+use paddock_proto::{ErrorCode, validate_path};
 
-/// Why a path was refused; the server answers these with BadArguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidPath {
-    pub path: String,
-    pub reason: &'static str,
-}
-
-impl fmt::Display for InvalidPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid path {:?}: {}", self.path, self.reason)
-    }
-}
-
-impl std::error::Error for InvalidPath {}
-
-fn forbidden_char(c: char) -> bool {
-    matches!(c,
-        '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{e000}'..='\u{f8ff}' | '\u{fff0}'..='\u{ffff}')
-}
-
-/// Validates `path`; `sequential` allows a trailing `/` (the server appends the suffix).
-pub fn validate(path: &str, sequential: bool) -> Result<(), InvalidPath> {
-    let bad = |reason| {
-        Err(InvalidPath {
-            path: path.to_string(),
-            reason,
-        })
-    };
-    if path.is_empty() {
-        return bad("path length must be > 0");
-    }
-    if !path.starts_with('/') {
-        return bad("path must start with / character");
-    }
-    if path.len() == 1 {
-        // "/" itself; as a sequential prefix it yields "/0000000001", also valid.
-        return Ok(());
-    }
-    let checked = if sequential && path.ends_with('/') {
-        &path[..path.len() - 1]
-    } else {
-        path
-    };
-    if checked.len() > 1 && checked.ends_with('/') {
-        return bad("path must not end with / character");
-    }
-    for segment in checked[1..].split('/') {
-        match segment {
-            "" => return bad("empty node name specified"),
-            "." | ".." => return bad("relative paths not allowed"),
-            _ => {}
-        }
-    }
-    if checked.chars().any(forbidden_char) {
-        return bad("invalid character in path");
-    }
-    Ok(())
+/// Checks a path a request names; the server answers one that breaks ZooKeeper's rules
+/// with BadArguments, as ZooKeeper does. `sequential` allows the trailing `/` of a
+/// sequential create's prefix.
+pub fn check(path: &str, sequential: bool) -> Result<(), ErrorCode> {
+    validate_path(path, sequential).map_err(|_| ErrorCode::BadArguments)
 }
 
 /// The parent of a valid non-root path.
@@ -114,38 +61,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accepts_and_refuses_like_zookeeper() {
-        for ok in [
-            "/",
-            "/a",
-            "/a/b",
-            "/zookeeper/quota",
-            "/a-b_c.d",
-            "/\u{e9}t\u{e9}",
-        ] {
-            assert_eq!(validate(ok, false), Ok(()), "{ok}");
+    fn bad_paths_are_bad_arguments() {
+        assert_eq!(check("/a/b", false), Ok(()));
+        assert_eq!(check("/a/", true), Ok(()));
+        for bad in ["", "a", "/a/", "//a", "/a/..", "/a\u{0}"] {
+            assert_eq!(check(bad, false), Err(ErrorCode::BadArguments), "{bad:?}");
         }
-        for (bad, reason) in [
-            ("", "path length must be > 0"),
-            ("a", "path must start with / character"),
-            ("/a/", "path must not end with / character"),
-            ("//a", "empty node name specified"),
-            ("/a//b", "empty node name specified"),
-            ("/a/.", "relative paths not allowed"),
-            ("/../a", "relative paths not allowed"),
-            ("/a\u{0}b", "invalid character in path"),
-            ("/a\u{1}", "invalid character in path"),
-            ("/a\u{fff5}", "invalid character in path"),
-        ] {
-            assert_eq!(
-                validate(bad, false).map_err(|e| e.reason),
-                Err(reason),
-                "{bad:?}"
-            );
-        }
-        assert_eq!(validate("/a/", true), Ok(()));
-        assert_eq!(validate("/a/b-", true), Ok(()));
-        assert!(validate("/a//", true).is_err());
     }
 
     #[test]

@@ -236,10 +236,10 @@ impl Core {
                 Ok(next) => Decision::Reconfig(next),
                 Err(code) => Decision::Answer(Err(code)),
             },
-            Request::Sync(r) => match crate::path::validate(&r.path, false) {
-                Ok(()) => Decision::Answer(Ok(Response::Sync(SyncResponse { path: r.path }))),
-                Err(_) => Decision::Answer(Err(ErrorCode::BadArguments)),
-            },
+            Request::Sync(r) => Decision::Answer(
+                crate::path::check(&r.path, false)
+                    .map(|()| Response::Sync(SyncResponse { path: r.path })),
+            ),
             Request::Multi(ops) if ops.is_empty() => Decision::Answer(Ok(Response::Multi(vec![]))),
             Request::Multi(ops) => match prep::prepare_multi(&self.tree, &self.pending, &ctx, &ops)
             {

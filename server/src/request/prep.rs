@@ -114,7 +114,7 @@ pub fn prepare_reap(
 }
 
 fn checked_path(p: &str) -> Result<(), ErrorCode> {
-    path::validate(p, false).map_err(|_| ErrorCode::BadArguments)
+    path::check(p, false)
 }
 
 fn existing(scratch: &Scratch<'_>, p: &str) -> Result<NodeView, ErrorCode> {
@@ -307,7 +307,7 @@ fn create(
             return Err(ErrorCode::BadArguments);
         }
     }
-    path::validate(&r.path, mode.is_sequential()).map_err(|_| ErrorCode::BadArguments)?;
+    path::check(&r.path, mode.is_sequential())?;
     let parent_path = path::parent(&r.path).to_string();
     let mut parent = scratch.view(&parent_path).ok_or(ErrorCode::NoNode)?;
     authorize(ctx, &parent, perms::CREATE)?;

@@ -21,7 +21,7 @@ pub struct ReadContext<'a> {
 }
 
 fn checked_path(p: &str) -> Result<(), ErrorCode> {
-    path::validate(p, false).map_err(|_| ErrorCode::BadArguments)
+    path::check(p, false)
 }
 
 fn readable<'t>(
