@@ -374,6 +374,71 @@ fn partitioned_leader_steps_down_and_majority_continues() {
     ens.assert_no_fatal_log();
 }
 
+/// 5 servers under load on a "majorities ring" (a silent partition leaves each server
+/// linked only to its two neighbours, so each still hears a majority), then the leader
+/// killed and started again, as Kubernetes restarts a pod. The leader and its two
+/// neighbours hold the latest history and hear each other, so writes must resume within
+/// a bound. Before servers voted only for candidates that they hear and that hear a
+/// quorum, no leader served writes for 22-27 s here: everyone saw a quorum vote for the
+/// best id and followed a leader it could not reach. (With the leader kept down, its
+/// neighbours, the only servers with the latest txns, hear too few servers to lead, and
+/// ZAB, as ZooKeeper runs it, has no leader until it returns; the simulator checks that
+/// case, `zab::sim::non_transitive_partitions_keep_a_leader_serving_writes`.)
+#[test]
+fn a_majorities_ring_with_its_leader_restarted_serves_writes_again() {
+    let mut ens = Ensemble::builder(5).start();
+    run(async {
+        let leader = ens.wait_stable(START).await;
+        ensure_node(ens.member(leader).client(), LOAD_ROOT, SETTLE).await;
+        let load = Load::start(ens.client_targets(), 10, 2, Duration::from_secs(10));
+        assert!(load.wait_more(100, RESUME).await, "the load runs");
+
+        // The ring: the leader first, so that it keeps two neighbours and its quorum.
+        let mut ring = vec![leader];
+        ring.extend(ens.ids().into_iter().filter(|id| *id != leader));
+        for (i, a) in ring.iter().enumerate() {
+            for (j, b) in ring.iter().enumerate() {
+                let d = i.abs_diff(j);
+                if d > 1 && d < ring.len() - 1 {
+                    ens.set_link(*a, *b, Link::Pause);
+                }
+            }
+        }
+        let epoch = ens.status(leader).await.expect("leader status").epoch;
+        assert!(
+            load.wait_more(100, RESUME).await,
+            "the leader keeps its quorum on the ring {ring:?}"
+        );
+
+        let killed_at = Instant::now();
+        ens.kill9(leader);
+        ens.restart(leader);
+        let took = load.wait_resumed(killed_at, epoch, RESUME).await;
+        eprintln!(
+            "ring {ring:?}: leader {leader} killed and restarted; the first write acknowledged in a new epoch after {}",
+            ms(took)
+        );
+        // syncLimit for the neighbours to notice, then an election among servers that
+        // hear each other, with slack for a loaded machine.
+        let bound = Duration::from_millis(SYNC_LIMIT * TICK_MS) + Duration::from_secs(8);
+        assert!(
+            took < bound,
+            "writes resumed only after {took:?} (bound {bound:?})"
+        );
+
+        ens.heal();
+        ens.wait_stable(SETTLE).await;
+        assert!(
+            load.wait_more(50, RESUME).await,
+            "writes go on after healing"
+        );
+        let acks = load.stop(STOP_LOAD).await;
+        eprintln!("ring: {} writes acknowledged", acks.len());
+        verify_all(&ens, &acks).await;
+    });
+    ens.assert_no_fatal_log();
+}
+
 /// Creates `n` nodes named `{prefix}-{k}` through `server`; the acknowledged ones.
 async fn create_some(ens: &Ensemble, server: u64, prefix: &str, n: usize) -> Vec<Ack> {
     let mut conn = session_on(ens.member(server).client(), SETTLE).await;

@@ -74,6 +74,7 @@ fn notification(leader: u64, state: PeerState, config: Membership) -> Message {
         round: 1,
         state,
         config,
+        stands: true,
     })
 }
 

@@ -24,6 +24,10 @@ pub(super) struct Election {
     last_broadcast: u64,
     /// A leadership handoff: vote for this (and nothing better) until the deadline.
     forced: Option<(Vote, u64)>,
+    /// Voters whose last notification said they stand (hear a quorum).
+    standing: BTreeSet<Sid>,
+    /// Whether the last notification this server sent said it stands.
+    stood: bool,
 }
 
 impl Zab {
@@ -67,12 +71,14 @@ impl Zab {
             round: self.election.round,
             state: self.peer_state(),
             config: self.membership.clone(),
+            stands: self.stands(),
         };
         self.send(peer, Message::Vote(n));
     }
 
     fn broadcast_vote(&mut self) {
         self.election.last_broadcast = self.now;
+        self.election.stood = self.stands();
         let peers: Vec<Sid> = self.membership.peers(self.me).collect();
         for p in peers {
             self.send_vote_to(p);
@@ -127,9 +133,13 @@ impl Zab {
             }
             self.broadcast_vote();
         }
-        if self.now.saturating_sub(self.election.last_broadcast) >= self.timing.vote_resend_ms {
+        // Peers learn at once when this server starts or stops standing.
+        if self.now.saturating_sub(self.election.last_broadcast) >= self.timing.vote_resend_ms
+            || self.election.stood != self.stands()
+        {
             self.broadcast_vote();
         }
+        self.reconsider_vote();
         self.check_decision();
     }
 
@@ -155,8 +165,90 @@ impl Zab {
         }
     }
 
+    /// Whether this server may lead: a voter that hears a quorum of voters.
+    fn stands(&self) -> bool {
+        let heard: BTreeSet<Sid> = self
+            .membership
+            .verifier
+            .voters()
+            .iter()
+            .copied()
+            .filter(|v| self.reachable(*v))
+            .collect();
+        self.is_voter(self.me) && self.membership.verifier.contains_quorum(&heard)
+    }
+
+    /// A vote this server may adopt: for itself when it stands, or for a voter that
+    /// stands and that it hears itself. Adopting a vote for a server out of its own reach
+    /// (heard of only through others), or for one that cannot reach a quorum, is what
+    /// kept a "majorities ring" leaderless: each server saw a quorum for the best id and
+    /// followed a leader it could not connect to, while the servers that could have led
+    /// (each still with a majority of neighbours) never gathered a quorum.
     fn is_candidate(&self, v: &Vote) -> bool {
+        if v.leader == self.me {
+            return self.stands();
+        }
         self.is_voter(v.leader)
+            && self.reachable(v.leader)
+            && self.election.standing.contains(&v.leader)
+    }
+
+    /// The best vote this server may hold now: its own, or one of the current round's
+    /// for a candidate that stands and that it hears.
+    fn best_candidate_vote(&self) -> Option<Vote> {
+        self.election
+            .received
+            .values()
+            .copied()
+            .chain(self.own_vote())
+            .filter(|v| self.is_candidate(v))
+            .reduce(|best, v| if v.beats(&best) { v } else { best })
+    }
+
+    /// Of `a` and `b`, the vote to hold: a candidate over one that is not, then the
+    /// better one.
+    fn preferred(&self, a: Vote, b: Vote) -> Vote {
+        match (self.is_candidate(&a), self.is_candidate(&b)) {
+            (false, true) => b,
+            (true, true) if b.beats(&a) => b,
+            _ => a,
+        }
+    }
+
+    /// Moves this server's vote when its candidate stopped being one (out of reach, or
+    /// no longer standing), or a better candidate came into reach, so that support goes
+    /// where a leader can come from. With no candidate at all it votes for itself, and
+    /// says it does not stand.
+    fn reconsider_vote(&mut self) {
+        let Some(vote) = self.election.vote else {
+            return;
+        };
+        if self.forced_vote().is_some() {
+            return;
+        }
+        let best = self.best_candidate_vote();
+        let next = match best {
+            Some(best) if !self.is_candidate(&vote) || best.beats(&vote) => best,
+            Some(_) => return,
+            None if vote.leader == self.me => return,
+            None => match self.own_vote() {
+                Some(own) => own,
+                None => return,
+            },
+        };
+        if next == vote {
+            return;
+        }
+        tracing::debug!(
+            me = self.me,
+            from = vote.leader,
+            to = next.leader,
+            "moving the vote to a candidate in reach"
+        );
+        self.election.vote = Some(next);
+        self.election.quorum_since = None;
+        self.election.received.insert(self.me, next);
+        self.broadcast_vote();
     }
 
     pub(super) fn on_vote(&mut self, from: Sid, n: Notification) {
@@ -172,6 +264,13 @@ impl Zab {
             self.activate(n.config.clone());
             if matches!(self.state, State::Looking) {
                 self.begin_election();
+            }
+        }
+        if self.is_voter(from) {
+            if n.stands {
+                self.election.standing.insert(from);
+            } else {
+                self.election.standing.remove(&from);
             }
         }
         if !matches!(self.state, State::Looking) {
@@ -201,11 +300,9 @@ impl Zab {
                     let own = self.forced_vote().or_else(|| self.own_vote());
                     self.election.vote = match own {
                         Some(forced) if self.election.forced.is_some() => Some(forced),
-                        Some(own) if !(self.is_candidate(&n.vote) && n.vote.beats(&own)) => {
-                            Some(own)
-                        }
-                        _ if self.is_candidate(&n.vote) => Some(n.vote),
-                        _ => own,
+                        Some(own) => Some(self.preferred(own, n.vote)),
+                        None if self.is_candidate(&n.vote) => Some(n.vote),
+                        None => None,
                     };
                     if let Some(v) = self.election.vote {
                         self.election.received.insert(self.me, v);
@@ -220,7 +317,10 @@ impl Zab {
                     return;
                 } else if self.election.forced.is_none()
                     && self.is_candidate(&n.vote)
-                    && self.election.vote.is_none_or(|mine| n.vote.beats(&mine))
+                    && self
+                        .election
+                        .vote
+                        .is_none_or(|mine| mine != n.vote && self.preferred(mine, n.vote) == n.vote)
                 {
                     self.election.vote = Some(n.vote);
                     self.election.quorum_since = None;
@@ -248,11 +348,21 @@ impl Zab {
         let Some(vote) = self.election.vote else {
             return;
         };
+        if vote.leader != self.me && self.forced_vote().is_none() && !self.reachable(vote.leader) {
+            // A quorum agrees on a server this one cannot reach: following it would only
+            // time out. The tick moves this vote to a candidate in reach. (A handoff's
+            // target is followed all the same: it may be about to come back and find a
+            // quorum waiting for it, and the handoff's deadline bounds the wait.)
+            self.election.quorum_since = None;
+            return;
+        }
+        // Only votes of servers heard now: one from a server that went out of reach since
+        // cannot make it follow.
         let support: BTreeSet<Sid> = self
             .election
             .received
             .iter()
-            .filter(|(_, v)| **v == vote)
+            .filter(|(s, v)| **v == vote && self.reachable(**s))
             .map(|(s, _)| *s)
             .collect();
         if !self.membership.verifier.contains_quorum(&support) {
@@ -293,7 +403,7 @@ impl Zab {
         if self.is_voter(self.me) && !behind_a_follower {
             candidates.push(self.me);
         }
-        candidates.into_iter().find(|leader| {
+        let backed = candidates.into_iter().find(|leader| {
             let mut support: BTreeSet<Sid> = self
                 .election
                 .settled
@@ -304,7 +414,29 @@ impl Zab {
             // Our own vote counts once we would follow it.
             support.insert(self.me);
             self.membership.verifier.contains_quorum(&support)
-        })
+        });
+        backed.or_else(|| self.leader_in_reach())
+    }
+
+    /// A server that says it leads, that this one hears, and that is not behind it.
+    /// Its followers may be out of this server's sight (a non-transitive partition), so
+    /// no quorum of them can be seen here; joining is still safe, since a leader only
+    /// establishes with a quorum of followers that are not ahead of it (the leader
+    /// re-elects when one is), so it holds every committed txn; and it is what lets a
+    /// leader whose quorum spans servers that do not hear each other form at all.
+    fn leader_in_reach(&self) -> Option<Sid> {
+        let mine = (self.current_epoch, self.last_logged);
+        self.election
+            .settled
+            .iter()
+            .filter(|(sid, (v, s))| {
+                *s == PeerState::Leading
+                    && v.leader == **sid
+                    && (v.epoch, v.zxid) >= mine
+                    && self.reachable(**sid)
+            })
+            .map(|(sid, _)| *sid)
+            .max()
     }
 
     fn decide(&mut self, leader: Sid) {

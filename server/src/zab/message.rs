@@ -56,6 +56,11 @@ pub struct Notification {
     pub round: u64,
     pub state: PeerState,
     pub config: Membership,
+    /// The sender hears a quorum of voters, so it may lead. A server that does not
+    /// (cut off from most, e.g. at the edge of a non-transitive partition) still votes,
+    /// but nobody adopts its own candidacy: a quorum that gathers around it could never
+    /// be led by it.
+    pub stands: bool,
 }
 
 /// Everything peers say to each other.
@@ -151,6 +156,12 @@ mod code {
     pub const TRANSFER: i32 = 101;
 }
 
+/// The flags that end a VOTE (absent in servers before them).
+mod vote_flags {
+    /// [`super::Notification::stands`].
+    pub const STANDS: i32 = 1;
+}
+
 impl Message {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(32);
@@ -163,6 +174,7 @@ impl Message {
                 out.put_i64(n.round as i64);
                 out.put_i32(n.state as i32);
                 n.config.write(&mut out);
+                out.put_i32(if n.stands { vote_flags::STANDS } else { 0 });
             }
             Message::FollowerInfo {
                 accepted_epoch,
@@ -245,6 +257,8 @@ impl Message {
                 round: r.read_i64()? as u64,
                 state: PeerState::from_code(r.read_i32()?)?,
                 config: Membership::read(&mut r)?,
+                // Servers from before the flags sent none: they stood whenever they could.
+                stands: r.is_empty() || r.read_i32()? & vote_flags::STANDS != 0,
             }),
             code::FOLLOWERINFO | code::OBSERVERINFO => Message::FollowerInfo {
                 accepted_epoch: r.read_i64()?,
@@ -443,6 +457,7 @@ mod tests {
                     observers: [4].into_iter().collect(),
                     version: 5,
                 },
+                stands: false,
             }),
             Message::FollowerInfo {
                 accepted_epoch: 2,
@@ -523,6 +538,33 @@ mod tests {
             zxid: 0,
             epoch: 3
         }));
+    }
+
+    /// A VOTE as servers before the flags wrote it (no trailing flags) still decodes,
+    /// and its sender counts as standing, as it then did.
+    #[test]
+    fn a_vote_without_flags_decodes_as_standing() {
+        let n = Notification {
+            vote: Vote {
+                leader: 2,
+                zxid: 9,
+                epoch: 1,
+            },
+            round: 3,
+            state: PeerState::Looking,
+            config: Membership {
+                verifier: QuorumVerifier::majority([1, 2, 3]),
+                observers: Default::default(),
+                version: 0,
+            },
+            stands: false,
+        };
+        let mut bytes = Message::Vote(n.clone()).encode();
+        assert_eq!(bytes.split_off(bytes.len() - 4), vec![0, 0, 0, 0]);
+        assert_eq!(
+            Message::decode(&bytes),
+            Ok(Message::Vote(Notification { stands: true, ..n }))
+        );
     }
 
     proptest! {

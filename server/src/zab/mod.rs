@@ -304,7 +304,10 @@ pub struct Zab {
     election: Election,
     state: State,
     role: Role,
-    connected: BTreeSet<Sid>,
+    /// Peers with a live connection, and when a message from each last arrived since
+    /// (a connection alone proves nothing: a silent partition may accept and hold it).
+    /// Election only counts on candidates it hears (see `reachable`).
+    connected: BTreeMap<Sid, Option<u64>>,
     out: Vec<Output>,
 }
 
@@ -331,7 +334,7 @@ impl Zab {
             election: Election::default(),
             state: State::Looking,
             role: Role::Looking,
-            connected: BTreeSet::new(),
+            connected: BTreeMap::new(),
             out: Vec::new(),
         };
         zab.start_looking();
@@ -500,7 +503,7 @@ impl Zab {
 
     pub fn on_connected(&mut self, now: u64, peer: Sid) {
         self.now = now;
-        self.connected.insert(peer);
+        self.connected.insert(peer, None);
         match &self.state {
             State::Looking => self.send_vote_to(peer),
             State::Learning(l) if l.leader == peer => self.learner_hello(),
@@ -525,6 +528,9 @@ impl Zab {
 
     pub fn on_message(&mut self, now: u64, from: Sid, msg: Message) {
         self.now = now;
+        if let Some(heard) = self.connected.get_mut(&from) {
+            *heard = Some(now);
+        }
         match msg {
             Message::Vote(n) => self.on_vote(from, n),
             Message::App(payload) => self.out.push(Output::App { from, payload }),
@@ -574,6 +580,22 @@ impl Zab {
     /// Back to election (a fault the shell detected, e.g. a failed disk or a bad snapshot).
     pub fn restart_election(&mut self) {
         self.start_looking();
+    }
+
+    /// Whether this server hears `peer` now: connected, and heard from within a few
+    /// vote rounds (every looking server broadcasts its vote each `vote_resend_ms`, and
+    /// the ones that follow or lead answer it). A connection that the transport still
+    /// believes up says nothing on its own when a network silently drops packets.
+    pub(super) fn reachable(&self, peer: Sid) -> bool {
+        peer == self.me
+            || self
+                .connected
+                .get(&peer)
+                .copied()
+                .flatten()
+                .is_some_and(|heard| {
+                    self.now.saturating_sub(heard) <= 3 * self.timing.vote_resend_ms
+                })
     }
 
     fn start_looking(&mut self) {

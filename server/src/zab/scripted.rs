@@ -554,6 +554,7 @@ fn an_observers_rounds_do_not_restart_a_handoff_election() {
                 round,
                 state: super::PeerState::Looking,
                 config: s.zab(to).membership().clone(),
+                stands: true,
             };
             let now = s.now;
             s.zab(to).on_message(now, 4, Message::Vote(n));
