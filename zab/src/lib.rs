@@ -1,0 +1,1 @@
+//! ZAB as a sans-IO state machine (being moved here from `server/src/zab`).
