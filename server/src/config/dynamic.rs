@@ -487,34 +487,30 @@ impl DynamicConfig {
         s
     }
 
-    /// Writes `zoo.cfg.dynamic.<version>` durably (temp file, fsync, rename) and removes
-    /// older ones.
-    pub fn write_committed(&self, dir: &Path) -> std::io::Result<()> {
-        let config = self;
-        let name = format!("{DYNAMIC_FILE_PREFIX}{:x}", config.version);
-        let tmp = dir.join(format!("{name}.tmp"));
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            // The file carries its version in its name, as ZooKeeper's do.
-            let text = config.render();
-            let body = text
-                .lines()
-                .filter(|l| !l.starts_with("version="))
-                .collect::<Vec<_>>()
-                .join("\n");
-            writeln!(f, "{body}")?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, dir.join(&name))?;
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
+    /// Writes `zoo.cfg.dynamic.<version>` durably (through storage's one atomic write)
+    /// and removes older ones.
+    pub fn write_committed(&self, dir: &Path) -> crate::storage::Result<()> {
+        use crate::storage::{Durability, StorageError, write_atomically};
+        let name = format!("{DYNAMIC_FILE_PREFIX}{:x}", self.version);
+        // The file carries its version in its name, as ZooKeeper's do.
+        let text = self.render();
+        let mut body = text
+            .lines()
+            .filter(|l| !l.starts_with("version="))
+            .collect::<Vec<_>>()
+            .join("\n");
+        body.push('\n');
+        write_atomically(dir, &[(&name, body.as_bytes())], Durability::Durable)?;
+        let listing = std::fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))?;
+        for entry in listing.flatten() {
             let other = entry.file_name().to_string_lossy().into_owned();
             if other.starts_with(DYNAMIC_FILE_PREFIX) && other != name && !other.ends_with(".tmp") {
+                // A stale older version is harmless (the newest is read), so a failed
+                // removal is not worth failing the write for.
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        std::fs::File::open(dir)?.sync_all()
+        Ok(())
     }
 
     /// The newest committed config persisted in the data dir, if any.

@@ -13,7 +13,7 @@ use super::{Core, CoreConfig, CoreMsg, InternalTx, Stats};
 use crate::net::peer::PeerNet;
 use crate::request::pending::PendingChanges;
 use crate::session::SessionTracker;
-use crate::storage::{self, DiskWriter, StorageError, TxnLog, TxnLogOptions};
+use crate::storage::{self, DiskWriter, Durability, StorageError, TxnLog, TxnLogOptions};
 use crate::tree::{DataTree, SnapshotError};
 use crate::txn::{Txn, TxnOp};
 use crate::watch::WatchManager;
@@ -257,10 +257,9 @@ fn load_commit_index(dir: &Path) -> Result<Zxid, RecoveryError> {
 
 /// Records how far txns are known committed. Written without fsync: a stale (lower)
 /// value only means replaying less at startup and waiting for the leader's commit.
-pub(super) fn persist_commit_index(dir: &Path, zxid: Zxid) -> std::io::Result<()> {
-    let tmp = dir.join(format!("{COMMITTED_ZXID}.tmp"));
-    std::fs::write(&tmp, format!("{zxid:#x}\n"))?;
-    std::fs::rename(&tmp, dir.join(COMMITTED_ZXID))
+pub(super) fn persist_commit_index(dir: &Path, zxid: Zxid) -> crate::storage::Result<()> {
+    let text = format!("{zxid:#x}\n");
+    storage::write_atomically(dir, &[(COMMITTED_ZXID, text.as_bytes())], Durability::Lazy)
 }
 
 const ACCEPTED_EPOCH: &str = "acceptedEpoch";
@@ -288,18 +287,22 @@ fn load_epochs(dir: &Path) -> Result<(Option<i64>, Option<i64>), RecoveryError> 
     Ok((read(ACCEPTED_EPOCH)?, read(CURRENT_EPOCH)?))
 }
 
-/// Writes both epoch files durably (temp file, fsync, rename, fsync the directory), as
-/// ZooKeeper keeps acceptedEpoch and currentEpoch.
-pub(super) fn persist_epochs(dir: &Path, accepted: i64, current: i64) -> std::io::Result<()> {
-    use std::io::Write;
-    for (name, value) in [(ACCEPTED_EPOCH, accepted), (CURRENT_EPOCH, current)] {
-        let tmp = dir.join(format!("{name}.tmp"));
-        let mut f = std::fs::File::create(&tmp)?;
-        writeln!(f, "{value}")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(name))?;
-    }
-    std::fs::File::open(dir)?.sync_all()
+/// Writes both epoch files durably (each fsynced before its rename, then the
+/// directory), as ZooKeeper keeps acceptedEpoch and currentEpoch.
+pub(super) fn persist_epochs(
+    dir: &Path,
+    accepted: i64,
+    current: i64,
+) -> crate::storage::Result<()> {
+    let (accepted, current) = (format!("{accepted}\n"), format!("{current}\n"));
+    storage::write_atomically(
+        dir,
+        &[
+            (ACCEPTED_EPOCH, accepted.as_bytes()),
+            (CURRENT_EPOCH, current.as_bytes()),
+        ],
+        Durability::Durable,
+    )
 }
 
 /// Deletes snapshots newer than `zxid`: after a TRUNC or SNAP they hold state that is not

@@ -91,6 +91,54 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| StorageError::io("fsync directory", dir, e))
 }
 
+/// How far [`write_atomically`] goes to make its files survive a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync each file, rename, fsync the directory: once the call returns, a crash
+    /// leaves the new contents (epochs, the committed config).
+    Durable,
+    /// Rename only: a crash leaves the old or the new contents, never a torn file, but
+    /// possibly the old ones (the commit index, where lagging only means replaying less).
+    Lazy,
+}
+
+/// Replaces each `(name, contents)` in `dir` atomically: written to `<name>.tmp`, then
+/// renamed over `name`; with [`Durability::Durable`], each file is fsynced before its
+/// rename and the directory once after them all. The one way the small files of a data
+/// dir are written.
+pub fn write_atomically(dir: &Path, files: &[(&str, &[u8])], durability: Durability) -> Result<()> {
+    use std::io::Write;
+    for (name, contents) in files {
+        let temp = dir.join(format!("{name}{TEMP_SUFFIX}"));
+        let mut file = File::create(&temp).map_err(|e| StorageError::io("create", &temp, e))?;
+        file.write_all(contents)
+            .map_err(|e| StorageError::io("write", &temp, e))?;
+        if durability == Durability::Durable {
+            file.sync_all()
+                .map_err(|e| StorageError::io("fsync", &temp, e))?;
+        }
+        let dest = dir.join(name);
+        fs::rename(&temp, &dest).map_err(|e| StorageError::io("rename into place", &dest, e))?;
+    }
+    if durability == Durability::Durable {
+        fsync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Makes a fully written temporary file durable under its final name: fsync, rename,
+/// fsync the directory (snapshots, which are streamed rather than written at once).
+pub(crate) fn install(file: File, temp: &Path, dest: &Path) -> Result<()> {
+    file.sync_all()
+        .map_err(|e| StorageError::io("fsync", temp, e))?;
+    drop(file);
+    fs::rename(temp, dest).map_err(|e| StorageError::io("rename into place", dest, e))?;
+    match dest.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => fsync_dir(dir),
+        _ => fsync_dir(Path::new(".")),
+    }
+}
+
 /// Creates `dir` (and parents) if missing, making the new entry durable.
 pub(crate) fn ensure_dir(dir: &Path) -> Result<()> {
     if dir.is_dir() {
@@ -116,6 +164,22 @@ pub(crate) fn remove_durably(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn atomic_writes_replace_whole_files_and_leave_no_temporary_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        for durability in [Durability::Durable, Durability::Lazy] {
+            write_atomically(dir.path(), &[("a", b"one"), ("b", b"two")], durability).unwrap();
+            write_atomically(dir.path(), &[("a", b"three")], durability).unwrap();
+            assert_eq!(fs::read(dir.path().join("a")).unwrap(), b"three");
+            assert_eq!(fs::read(dir.path().join("b")).unwrap(), b"two");
+            assert!(list_temp_files(dir.path(), "").unwrap().is_empty());
+        }
+        // A directory that is not there is an error naming the file, not a panic.
+        let gone = dir.path().join("gone");
+        let err = write_atomically(&gone, &[("a", b"x")], Durability::Durable).unwrap_err();
+        assert!(err.to_string().contains("a.tmp"), "{err}");
+    }
 
     #[test]
     fn names_round_trip_and_foreign_names_are_ignored() {

@@ -95,6 +95,7 @@ mod writer;
 
 use std::path::PathBuf;
 
+pub use files::{Durability, write_atomically};
 pub use purge::{MIN_SNAPSHOTS_RETAINED, PurgeReport, purge};
 pub use reader::LogReader;
 pub use snapshot::{SnapshotWriter, load_newest_valid, read_snapshot, write_snapshot};

@@ -101,11 +101,8 @@ impl SnapshotWriter {
             .map_err(|e| io_error("write snapshot", e.into_error()))?;
         file.write_all_at(&header, 0)
             .map_err(|e| io_error("write snapshot header", e))?;
-        file.sync_all().map_err(|e| io_error("fsync snapshot", e))?;
-        drop(file);
         let path = self.dir.join(files::snapshot_file_name(self.zxid));
-        fs::rename(&temp_path, &path).map_err(|e| io_error("rename snapshot into place", e))?;
-        files::fsync_dir(&self.dir)?;
+        files::install(file, &temp_path, &path)?;
         Ok(path)
     }
 }
