@@ -29,6 +29,8 @@
 #    runs; with no daemon to be had the step fails);
 # 6. the test cluster (e2e/kube): the upstream Kubernetes control plane built from its Go
 #    modules (cached in ~/.cache/paddock; ~10 min the first time) and the tests on it.
+#    It starts right after step 3 and runs beside steps 4-5b (it mostly waits on pods and
+#    timeouts); its output is printed when it ends.
 #
 # Environment: SKIP_REFERENCE=1 skips the Apache ZooKeeper control run.
 set -uo pipefail
@@ -56,6 +58,36 @@ step() { # NAME CMD...
   fi
 }
 
+# A step run beside the others: the test cluster mostly waits (for pods, probes,
+# timeouts) and leaves most of two cores idle for 25-30 minutes, so the compatibility
+# steps run meanwhile. Its output goes to a file, printed whole when it is awaited.
+BG_PID="" BG_NAME="" BG_LOG="" BG_T0=0
+step_in_background() { # NAME CMD...
+  BG_NAME="$1"; shift
+  BG_LOG="$(mktemp "${TMPDIR:-/tmp}/paddock-test-all.XXXXXX")"
+  BG_T0=$SECONDS
+  echo "=============== $BG_NAME (in the background; its output follows when it ends)" >&2
+  "$@" >"$BG_LOG" 2>&1 &
+  BG_PID=$!
+}
+await_background() {
+  [ -n "$BG_PID" ] || return 0
+  local rc=0
+  wait "$BG_PID" || rc=$?
+  echo "=============== $BG_NAME (ended after $((SECONDS - BG_T0))s, rc $rc)" >&2
+  cat "$BG_LOG" >&2
+  rm -f "$BG_LOG"
+  if [ "$rc" -eq 0 ]; then
+    SUMMARY+=("PASS  $BG_NAME ($((SECONDS - BG_T0))s, beside the steps above)")
+  else
+    SUMMARY+=("FAIL  $BG_NAME ($((SECONDS - BG_T0))s, beside the steps above)")
+    FAILED=$((FAILED + 1))
+  fi
+  BG_PID=""
+}
+# Interrupted: end the background step too (its own traps stop what it started).
+trap '[ -n "$BG_PID" ] && kill -TERM "$BG_PID" 2>/dev/null; wait' EXIT
+
 step "install test dependencies" bash e2e/install-deps.sh || true
 if [ "$FAILED" -gt 0 ]; then
   printf '%s\n' "${SUMMARY[@]}"
@@ -66,6 +98,7 @@ fi
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "cargo test" cargo test --workspace --quiet
+step_in_background "test cluster: upstream control plane + kubesim (e2e/kube/test.sh)" bash e2e/kube/test.sh
 step "compat: paddock-server" bash e2e/compat/run_ours.sh
 step "kazoo recipes across leader kills (3-node ensemble)" bash e2e/zab/run_ensemble.sh
 step "kazoo reconfig: Apache ZooKeeper 3.8 then paddock (3 servers + a joiner)" bash e2e/compat/run_reconfig.sh
@@ -77,7 +110,7 @@ step "TLS client port: kazoo, zkCli and Curator against Apache ZooKeeper 3.8 the
 step "bench smoke (tiny run, no timing judged)" bash e2e/bench-smoke.sh
 step "master–worker chaos run (local ensemble, 300 tasks, one round)" bash examples/master-worker/chaos.sh
 step "container images: built on a local debootstrap base, each run once (e2e/images/test.sh)" bash e2e/images/test.sh
-step "test cluster: upstream control plane + kubesim (e2e/kube/test.sh)" bash e2e/kube/test.sh
+await_background
 if [ "${SKIP_REFERENCE:-0}" != 1 ]; then
   step "compat: Apache ZooKeeper 3.8 (control)" bash e2e/compat/run_reference.sh
 fi
