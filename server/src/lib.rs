@@ -4,7 +4,9 @@
 //! `session`, `watch`, `request` (validation → txn, reads), `txn` (the log records),
 //! `core` (the single thread that sequences everything), `storage` (txn log, snapshots,
 //! purge), `net` (tokio client port), `admin` (four-letter words, HTTP, metrics) and
-//! `run` (assembles a server).
+//! `run` (assembles a server). The ZAB state machine lives in its own crate,
+//! `paddock-zab`, which cannot depend on tokio or on this crate; it is re-exported as
+//! `zab` so that the core's `crate::zab::...` paths name it.
 
 pub mod admin;
 pub mod config;
@@ -24,4 +26,4 @@ pub mod tls;
 pub mod tree;
 pub mod txn;
 pub mod watch;
-pub mod zab;
+pub use paddock_zab as zab;

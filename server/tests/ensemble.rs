@@ -383,7 +383,7 @@ fn partitioned_leader_steps_down_and_majority_continues() {
 /// best id and followed a leader it could not reach. (With the leader kept down, its
 /// neighbours, the only servers with the latest txns, hear too few servers to lead, and
 /// ZAB, as ZooKeeper runs it, has no leader until it returns; the simulator checks that
-/// case, `zab::sim::non_transitive_partitions_keep_a_leader_serving_writes`.)
+/// case, `paddock-zab`'s `sim::non_transitive_partitions_keep_a_leader_serving_writes`.)
 #[test]
 fn a_majorities_ring_with_its_leader_restarted_serves_writes_again() {
     let mut ens = Ensemble::builder(5).start();

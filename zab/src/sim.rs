@@ -951,8 +951,8 @@ fn replay_command(test: &str, seed: Option<u64>) -> String {
         .map(|s| format!("PADDOCK_SIM_SEED={s} "))
         .unwrap_or_default();
     format!(
-        "{env}cargo test --release -p paddock-server --lib {}::{test} -- --exact",
-        module_path!().trim_start_matches("paddock_server::")
+        "{env}cargo test --release -p paddock-zab --lib {}::{test} -- --exact",
+        module_path!().trim_start_matches("paddock_zab::")
     )
 }
 
@@ -982,8 +982,8 @@ fn for_each_seed(test: &str, default: u64, mut scenario: impl FnMut(u64, String)
 fn a_failure_names_the_command_that_replays_it() {
     assert_eq!(
         replay_command("reconfigs_and_handoffs_mixed_with_faults", Some(21433)),
-        "PADDOCK_SIM_SEED=21433 cargo test --release -p paddock-server --lib \
-         zab::sim::reconfigs_and_handoffs_mixed_with_faults -- --exact"
+        "PADDOCK_SIM_SEED=21433 cargo test --release -p paddock-zab --lib \
+         sim::reconfigs_and_handoffs_mixed_with_faults -- --exact"
     );
     let mut sim = Sim::new(2_021_433, &[1], &[]);
     sim.replay = replay_command("standalone_commits_alone", None);
@@ -994,7 +994,7 @@ fn a_failure_names_the_command_that_replays_it() {
         .cloned()
         .unwrap_or_default();
     assert!(
-        message.ends_with("replay: cargo test --release -p paddock-server --lib zab::sim::standalone_commits_alone -- --exact"),
+        message.ends_with("replay: cargo test --release -p paddock-zab --lib sim::standalone_commits_alone -- --exact"),
         "{message}"
     );
 }
