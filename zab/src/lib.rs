@@ -213,7 +213,12 @@ pub enum Output {
         from: Sid,
         payload: Vec<u8>,
     },
-    RoleChanged(Role),
+    /// The role changed (the shell reads the current one from [`Zab::role`]; `from`
+    /// says what it leaves, e.g. whether the leader stays the same).
+    RoleChanged {
+        from: Role,
+        to: Role,
+    },
     /// A new configuration is active from now on (persist it; connect to new peers).
     ActivateConfig(Membership),
 }
@@ -392,8 +397,8 @@ impl Zab {
 
     fn set_role(&mut self, role: Role) {
         if self.role != role {
-            self.role = role;
-            self.out.push(Output::RoleChanged(role));
+            let from = std::mem::replace(&mut self.role, role);
+            self.out.push(Output::RoleChanged { from, to: role });
         }
     }
 

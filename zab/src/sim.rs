@@ -476,7 +476,7 @@ impl Sim {
                     node.config = Some(config);
                 }
             }
-            Output::RoleChanged(role) => {
+            Output::RoleChanged { to: role, .. } => {
                 if role != Role::Leader {
                     // Its clients see the connection drop: outcome unknown, never "acked".
                     self.in_flight.retain(|(leader, _), _| *leader != id);

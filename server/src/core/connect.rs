@@ -90,8 +90,8 @@ impl Core {
             self.connect_read_only(conn_id, &req);
             return;
         }
-        if !self.role.is_serving() {
-            info!(client = %addr, role = ?self.role, "not serving (no quorum or still syncing); closing the connection");
+        if !self.zab.role().is_serving() {
+            info!(client = %addr, role = ?self.zab.role(), "not serving (no quorum or still syncing); closing the connection");
             let _ = conn.tx.send(Outgoing::Close);
             return;
         }

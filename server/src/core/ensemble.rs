@@ -57,7 +57,7 @@ impl Core {
             }
             Output::InstallSnapshot { zxid, payload } => self.install_snapshot(zxid, &payload),
             Output::App { from, payload } => self.on_app(from, &payload),
-            Output::RoleChanged(role) => self.on_role(role),
+            Output::RoleChanged { from, to } => self.on_role(from, to),
             Output::ActivateConfig(config) => self.on_config_active(config),
         }
     }
@@ -133,9 +133,7 @@ impl Core {
         self.drive();
     }
 
-    fn on_role(&mut self, role: Role) {
-        let previous = self.role;
-        self.role = role;
+    fn on_role(&mut self, previous: Role, role: Role) {
         info!(me = self.zab.me(), ?previous, ?role, "role changed");
         self.read_only_role(role);
         let same_leader = previous.leader(self.zab.me()) == role.leader(self.zab.me());

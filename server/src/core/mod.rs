@@ -239,7 +239,6 @@ pub struct Core {
     /// When peers were last asked for the awaited config's text.
     config_asked_ms: u64,
     zab: Zab,
-    role: Role,
     /// Read-only mode, a role beside looking that the shell decides (see `readonly`).
     read_only: readonly::ReadOnly,
     peers: PeerNet,
@@ -396,8 +395,9 @@ impl Core {
         &self.zab
     }
 
+    /// The replication role, as the node holds it (never a copy of it).
     pub fn role(&self) -> Role {
-        self.role
+        self.zab.role()
     }
 
     pub fn is_distributed(&self) -> bool {
@@ -417,7 +417,7 @@ impl Core {
     }
 
     fn is_leader(&self) -> bool {
-        self.role == Role::Leader
+        self.zab.role() == Role::Leader
     }
 
     pub fn live_sessions(&self) -> usize {

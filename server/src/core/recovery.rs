@@ -17,7 +17,7 @@ use crate::storage::{self, DiskWriter, Durability, StorageError, TxnLog, TxnLogO
 use crate::tree::{DataTree, SnapshotError};
 use crate::txn::{Txn, TxnOp};
 use crate::watch::WatchManager;
-use crate::zab::{Durable, Role, Zab, Zxid, epoch_of};
+use crate::zab::{Durable, Zab, Zxid, epoch_of};
 
 #[derive(Debug, Error)]
 pub enum RecoveryError {
@@ -185,7 +185,6 @@ impl Core {
             awaited_config: None,
             config_asked_ms: 0,
             zab,
-            role: Role::Looking,
             read_only: super::readonly::ReadOnly::new(cfg.read_only_mode, cfg.tick_ms, 0),
             peers,
             disk: Some(disk),
