@@ -25,8 +25,7 @@ use common::ensemble::{LOAD_ROOT, ensure_node};
 use common::membership::{
     Cluster, SUPER_AUTH, load_on, pod_name, progress, read_config, verify_all,
 };
-use common::{run, zk};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use common::{admin_http, run, zk};
 
 const START: Duration = Duration::from_secs(30);
 const SETTLE: Duration = Duration::from_secs(20);
@@ -314,31 +313,9 @@ fn admin_http_asks_for_the_super_users_credentials() {
 /// One HTTP request (bounded), optionally with an Authorization header; (status code,
 /// response head).
 async fn get(addr: SocketAddr, method: &str, path: &str, auth: Option<&str>) -> (u16, String) {
-    let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\n\
-             Connection: close\r\n\r\n"
-        );
-        s.write_all(req.as_bytes()).await.expect("send");
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.expect("read");
-        buf
-    };
-    let buf = tokio::time::timeout(Duration::from_secs(5), exchange)
+    let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    let (code, head, _) = admin_http(addr, method, path, &auth, "", Duration::from_secs(5))
         .await
-        .unwrap_or_else(|_| panic!("{method} {path}: no answer within 5 s"));
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let head = text
-        .split("\r\n\r\n")
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("{method} {path}: no status line in {text:?}"));
+        .unwrap_or_else(|| panic!("{method} {path}: no answer within 5 s"));
     (code, head)
 }

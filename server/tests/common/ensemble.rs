@@ -23,6 +23,7 @@ use paddock_proto::{
     Acl, ConnectRequest, CreateRequest, GetChildrenRequest, GetDataRequest, Id, OpCode, Request,
     Response, SyncRequest, perms, xid,
 };
+use paddock_testkit::addr::reserve_ports;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -85,22 +86,9 @@ impl Status {
 /// `GET path` on an admin port with a bounded wait, as the super user `super:secret`
 /// (servers without a superDigest ignore the header); the body on 200.
 pub async fn http_get(addr: SocketAddr, path: &str, limit: Duration) -> Option<String> {
-    let exchange = async {
-        let mut s = TcpStream::connect(addr).await.ok()?;
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{}Connection: close\r\n\r\n",
-            super::SUPER_BASIC_HEADER
-        );
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        Some(buf)
-    };
-    let buf = tokio::time::timeout(limit, exchange).await.ok()??;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status_line = head.lines().next()?;
-    if !status_line.contains(" 200 ") {
+    let (code, head, body) =
+        super::admin_http(addr, "GET", path, super::SUPER_BASIC_HEADER, "", limit).await?;
+    if code != 200 {
         return None;
     }
     assert!(
@@ -109,7 +97,7 @@ pub async fn http_get(addr: SocketAddr, path: &str, limit: Duration) -> Option<S
             .contains("transfer-encoding: chunked"),
         "admin answered chunked; this client reads only Content-Length bodies"
     );
-    Some(body.to_string())
+    Some(body)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -131,32 +119,6 @@ pub enum Link {
 
 struct Proxy {
     ctl: watch::Sender<Link>,
-}
-
-/// Reserves `n` ports on `ip` by listening on them (the caller keeps the listeners until
-/// the ports are handed over). They are taken below the kernel's ephemeral range
-/// (32768 and up by default), so no outbound socket (a server's peer link, a proxy's
-/// upstream connection, a client) can be holding the port of a member that restarts.
-fn reserve_ports(ip: Ipv4Addr, n: usize) -> Vec<std::net::TcpListener> {
-    const LOW: u32 = 20_000;
-    const HIGH: u32 = 32_000;
-    let span = HIGH - LOW;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let start = (nanos ^ u32::from(ip).wrapping_mul(2_654_435_761)) % span;
-    let mut out = Vec::with_capacity(n);
-    for k in 0..span {
-        let port = (LOW + (start + k) % span) as u16;
-        if let Ok(l) = std::net::TcpListener::bind((ip, port)) {
-            out.push(l);
-            if out.len() == n {
-                return out;
-            }
-        }
-    }
-    panic!("no {n} free ports on {ip} in {LOW}..{HIGH}");
 }
 
 /// Binds a listener with SO_REUSEADDR (a reset proxy rebinds its port later).

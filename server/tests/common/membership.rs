@@ -13,17 +13,15 @@
 //! of a condition.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use paddock_proto::{
     AuthPacket, GetDataRequest, OpCode, ReconfigRequest, Request, Response, Stat, SyncRequest, xid,
 };
+use paddock_testkit::process::{Log, Process, Ready};
 use serde_json::Value;
 
 pub use super::ensemble::verify_acks;
@@ -60,9 +58,9 @@ pub struct Node {
     hosts: Option<PathBuf>,
     /// Set for a StatefulSet pod: it starts with the pods' common arguments instead.
     pod: Option<PodArgs>,
-    child: Option<Child>,
+    process: Option<Process>,
     /// stderr of every run, runs separated by a marker line.
-    log: Arc<Mutex<String>>,
+    log: Log,
     runs: u32,
 }
 
@@ -99,15 +97,12 @@ impl Node {
     }
 
     pub fn is_running(&mut self) -> bool {
-        match &mut self.child {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.process.as_ref().is_some_and(Process::is_alive)
     }
 
     /// Everything the server wrote to stderr, all runs.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.text()
     }
 
     fn command(&self) -> Command {
@@ -132,12 +127,7 @@ impl Node {
             let list: Vec<String> = self.join.iter().map(ToString::to_string).collect();
             cmd.arg("--join").arg(list.join(","));
         }
-        cmd.current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1");
+        cmd.current_dir(self.dir.path()).env("RUST_LOG", "info");
         for var in [
             "PADDOCK_CONFIG",
             "PADDOCK_DATA_DIR",
@@ -167,8 +157,13 @@ impl Node {
 
     /// Starts the process and waits (bounded) until it listens on its client port.
     pub fn launch(&mut self) {
-        let rx = self.spawn();
-        self.wait_listening(rx);
+        let ready = self.spawn();
+        let process = self.process.as_mut().expect("spawned");
+        if let Err(e) = process.wait_ready(ready, START_TIMEOUT) {
+            // Dropping the process kills it.
+            self.process = None;
+            panic!("server {} did not listen: {e}\n{}", self.id, self.log());
+        }
     }
 
     /// Starts the process without waiting for it to listen (its own address may not be
@@ -179,126 +174,52 @@ impl Node {
 
     /// Sends `sig` (e.g. `libc::SIGTERM`) to the running process.
     pub fn signal(&mut self, sig: i32) {
-        let child = self.child.as_ref().expect("server is running");
-        let rc = unsafe { libc::kill(child.id() as i32, sig) };
-        assert_eq!(rc, 0, "kill({}, {sig})", child.id());
+        self.process
+            .as_mut()
+            .expect("server is running")
+            .signal(sig);
     }
 
     /// Waits (bounded) for the process to exit by itself and reaps it; its exit status.
     pub async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            let child = self.child.as_mut().expect("server is running");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return status;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "server {} did not exit within {limit:?}\n{}",
-                    self.id,
-                    self.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let process = self.process.as_mut().expect("server is running");
+        let status = process.wait_exit(limit).await;
+        self.process = None;
+        status
     }
 
-    fn spawn(&mut self) -> std_mpsc::Receiver<()> {
-        assert!(self.child.is_none(), "server {} already running", self.id);
+    fn spawn(&mut self) -> Ready<()> {
+        assert!(self.process.is_none(), "server {} already running", self.id);
         self.runs += 1;
         self.log
-            .lock()
-            .unwrap()
-            .push_str(&format!("===== run {} =====\n", self.runs));
-        let mut child = self
-            .command()
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {SERVER_BIN}: {e}"));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = std_mpsc::channel::<()>();
-        let log = self.log.clone();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if !sent && line.contains("paddock-server listening") {
-                    let _ = tx.send(());
-                    sent = true;
-                }
-                let mut log = log.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        self.child = Some(child);
-        rx
-    }
-
-    fn wait_listening(&mut self, rx: std_mpsc::Receiver<()>) {
-        let mut child = self.child.take().expect("spawned");
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let waited = rx.recv_timeout(Duration::from_millis(50));
-            if waited.is_ok() {
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                // Let the reader thread take what the process wrote.
-                std::thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "server {} exited with {status} before listening\n{}",
-                    self.id,
-                    self.log()
-                );
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "server {} did not listen within {START_TIMEOUT:?}\n{}",
-                    self.id,
-                    self.log()
-                );
-            }
-            if waited == Err(std_mpsc::RecvTimeoutError::Disconnected) {
-                // stderr closed: the process is exiting; try_wait will say so.
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        self.child = Some(child);
+            .push_line(&format!("===== run {} =====", self.runs));
+        let (process, ready) = Process::spawn(
+            &format!("server {}", self.id),
+            self.command(),
+            &self.log,
+            |l| l.contains("paddock-server listening").then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("spawn {SERVER_BIN}: {e}"));
+        self.process = Some(process);
+        ready
     }
 
     /// SIGKILL and reap.
     pub fn kill9(&mut self) {
-        let mut child = self.child.take().expect("server is running");
-        if let Ok(Some(status)) = child.try_wait() {
+        let process = self.process.take().expect("server is running");
+        if let Some(status) = process.exited() {
             panic!(
                 "server {} had already exited ({status})\n{}",
                 self.id,
                 self.log()
             );
         }
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap the killed server");
+        process.kill9();
     }
 
     /// Log lines that show a failure of the server itself.
     pub fn fatal_lines(&self) -> Vec<String> {
-        self.log()
-            .lines()
-            .filter(|l| l.contains(" ERROR ") || l.contains("panicked") || l.contains("FATAL"))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        super::fatal_lines(&self.log())
     }
 }
 
@@ -523,8 +444,8 @@ impl Cluster {
                 name,
                 hosts,
                 pod,
-                child: None,
-                log: Arc::new(Mutex::new(String::new())),
+                process: None,
+                log: Log::new(),
                 runs: 0,
             },
         );

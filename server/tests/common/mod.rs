@@ -4,7 +4,8 @@
 //!
 //! Nothing here builds anything: the binary is `CARGO_BIN_EXE_paddock-server`.
 //! Every wait is bounded; a server that does not come up in time fails the test with
-//! its log.
+//! its log. What all the workspace's tests share (addresses, processes, waits, HTTP)
+//! is `paddock-testkit`'s, re-exported here under the names the tests use.
 
 #![allow(dead_code)]
 
@@ -13,62 +14,31 @@ pub mod hosts;
 pub mod membership;
 
 use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use paddock_proto::{
     ConnectRequest, ConnectResponse, Jute, Reader, ReplyHeader, Request, Response, WatcherEvent,
     xid,
 };
+use paddock_testkit::process::{Log, Process, logged_addr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+pub use paddock_testkit::addr::{free_port, next_loopback};
+/// One admin HTTP exchange, bounded: see [`paddock_testkit::http::raw_request`].
+pub use paddock_testkit::http::raw_request as admin_http;
+/// Polls a condition (bounded) and tells whether it held: the server's tests check
+/// the outcome themselves. See [`paddock_testkit::wait::poll_until`].
+pub use paddock_testkit::wait::poll_until as eventually;
+pub use paddock_testkit::within;
 
 pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_paddock-server");
 /// The admin HTTP credentials of the super user `super:secret` (every test server that
 /// sets a superDigest uses that user), as a request header line.
 pub const SUPER_BASIC_HEADER: &str = "Authorization: Basic c3VwZXI6c2VjcmV0\r\n";
-
-/// One admin HTTP exchange, bounded by `limit`: `method path` with `headers` (whole
-/// lines, each ending in CRLF) and `body`; (status code, head, body), or None when the
-/// server did not answer in time.
-pub async fn admin_http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &str,
-    body: &str,
-    limit: Duration,
-) -> Option<(u16, String, String)> {
-    let exchange = async {
-        let mut s = TcpStream::connect(addr).await.ok()?;
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\n\
-             Connection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        Some(buf)
-    };
-    let buf = tokio::time::timeout(limit, exchange).await.ok()??;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let code = head
-        .lines()
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some((code, head.to_string(), body.to_string()))
-}
 
 /// How long a server may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -93,80 +63,7 @@ static TOKIO_SPAWN: TokioSpawn = TokioSpawn;
 /// the zookeeper-client session tasks, runs on this thread, where the spawner is set).
 pub fn run<F: Future>(body: F) -> F::Output {
     let _scope = spawns_core::enter(&TOKIO_SPAWN);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let out = rt.block_on(body);
-    drop(rt);
-    out
-}
-
-/// Polls `cond` every 20 ms until it holds or `limit` passes; returns whether it held.
-pub async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Awaits `fut` for at most `limit`, panicking with `what` on timeout.
-pub async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out after {limit:?}: {what}"),
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Addresses
-// ---------------------------------------------------------------------------------------
-
-static NEXT_IP: AtomicU32 = AtomicU32::new(0);
-static NEXT_PORT: AtomicU32 = AtomicU32::new(0);
-
-/// A port free on `ip` right now, below Linux's ephemeral range (32768 and up): a port
-/// the kernel picked for a bind to port 0 could be handed out again to a server's own
-/// port-0 listener before the server meant to own it binds it. Successive calls return
-/// different ports, so ports picked together do not collide either.
-pub fn free_port(ip: Ipv4Addr) -> u16 {
-    const FIRST: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    let start = std::process::id().wrapping_mul(7919) % SPAN;
-    for _ in 0..SPAN {
-        let n = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
-        let port = (FIRST + start.wrapping_add(n) % SPAN) as u16;
-        if std::net::TcpListener::bind((ip, port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {FIRST}..{} on {ip}", FIRST + SPAN)
-}
-
-/// A loopback address of 127.0.0.0/8 for one server: 127.0.0.x with x varying per test
-/// (and per test binary, so binaries run one after another do not reuse the same ones
-/// right away). 127.0.0.1 is left alone.
-pub fn next_loopback() -> Ipv4Addr {
-    let exe = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_default();
-    let base: u32 = exe
-        .bytes()
-        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
-    let n = NEXT_IP.fetch_add(1, Ordering::Relaxed);
-    let x = 2 + (base.wrapping_add(n.wrapping_mul(7)) % 250) as u8;
-    Ipv4Addr::new(127, 0, 0, x)
+    paddock_testkit::rt::run(body)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -248,8 +145,8 @@ impl ServerBuilder {
             ip,
             port: self.client_port,
             admin_port: self.admin_port,
-            child: None,
-            log: Arc::new(Mutex::new(String::new())),
+            process: None,
+            log: Log::new(),
             runs: 0,
         };
         server.launch();
@@ -267,9 +164,9 @@ pub struct Server {
     port: u16,
     /// A fixed admin HTTP port, or None for any.
     admin_port: Option<u16>,
-    child: Option<Child>,
+    process: Option<Process>,
     /// stderr of every run of this server, runs separated by a marker line.
-    log: Arc<Mutex<String>>,
+    log: Log,
     runs: u32,
 }
 
@@ -325,11 +222,7 @@ impl Server {
             .arg("--admin-port")
             .arg(self.admin_port.unwrap_or(0).to_string())
             .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1");
+            .env("RUST_LOG", "info");
         for var in [
             "PADDOCK_CONFIG",
             "PADDOCK_DATA_DIR",
@@ -347,7 +240,7 @@ impl Server {
     /// Starts the process and waits until it listens and accepts a TCP connection.
     /// A restart may find its port still held for a moment; that is retried (bounded).
     fn launch(&mut self) {
-        assert!(self.child.is_none(), "server already running");
+        assert!(self.process.is_none(), "server already running");
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             match self.try_launch(deadline) {
@@ -367,58 +260,16 @@ impl Server {
 
     fn try_launch(&mut self, deadline: Instant) -> Result<(), String> {
         self.runs += 1;
-        {
-            let mut log = self.log.lock().unwrap();
-            log.push_str(&format!("===== run {} =====\n", self.runs));
-        }
-        let mut child = self
-            .command()
-            .spawn()
+        self.log
+            .push_line(&format!("===== run {} =====", self.runs));
+        let (process, ready) =
+            Process::spawn("paddock-server", self.command(), &self.log, |line| {
+                logged_addr(line, "paddock-server listening", "client=")
+            })
             .map_err(|e| format!("spawn {SERVER_BIN}: {e}"))?;
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = std_mpsc::channel::<SocketAddr>();
-        let log = self.log.clone();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let line = strip_ansi(&line);
-                if !sent && let Some(addr) = listening_addr(&line) {
-                    let _ = tx.send(addr);
-                    sent = true;
-                }
-                let mut log = log.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let addr = loop {
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(addr) => break addr,
-                Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        // Let the reader thread drain what the process wrote.
-                        std::thread::sleep(Duration::from_millis(50));
-                        return Err(format!(
-                            "exited with {status} before listening: {}",
-                            self.log()
-                        ));
-                    }
-                    if Instant::now() > deadline {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        return Err("no `paddock-server listening` line in time".into());
-                    }
-                }
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = child.wait().map_err(|e| e.to_string())?;
-                    return Err(format!(
-                        "exited with {status} before listening: {}",
-                        self.log()
-                    ));
-                }
-            }
-        };
+        let addr = process
+            .wait_ready(ready, deadline.saturating_duration_since(Instant::now()))
+            .map_err(|e| format!("{e}: {}", self.current_run_log()))?;
         assert_eq!(
             addr.ip(),
             std::net::IpAddr::V4(self.ip),
@@ -428,7 +279,7 @@ impl Server {
             assert_eq!(addr.port(), self.port, "restart listens on the same port");
         }
         self.port = addr.port();
-        self.child = Some(child);
+        self.process = Some(process);
         // Accepting connections, not just bound.
         loop {
             match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
@@ -443,30 +294,24 @@ impl Server {
 
     /// SIGKILL: the process gets no chance to flush or clean up.
     pub fn kill9(&mut self) {
-        let mut child = self.child.take().expect("server is running");
-        if let Ok(Some(status)) = child.try_wait() {
+        let process = self.process.take().expect("server is running");
+        if let Some(status) = process.exited() {
             panic!(
                 "server had already exited ({status}) before kill -9\n{}",
                 self.log()
             );
         }
-        child.kill().expect("SIGKILL");
-        let status = child.wait().expect("wait for the killed server");
+        let status = process.kill9();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(9), "server died of SIGKILL");
     }
 
     /// Sends `sig` to the running process (SIGSTOP, SIGCONT, ...).
     pub fn signal(&mut self, sig: i32) {
-        let pid = self.pid().expect("server is running") as libc::pid_t;
-        // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        let rc = unsafe { libc::kill(pid, sig) };
-        assert_eq!(
-            rc,
-            0,
-            "kill({pid}, {sig}): {}",
-            std::io::Error::last_os_error()
-        );
+        self.process
+            .as_mut()
+            .expect("server is running")
+            .signal(sig);
     }
 
     /// SIGSTOP: the process freezes (its sockets stay open, the kernel keeps accepting).
@@ -481,7 +326,7 @@ impl Server {
 
     /// Starts the server again on the same data directory, address and port.
     pub fn restart(&mut self) {
-        if self.child.is_some() {
+        if self.process.is_some() {
             self.kill9();
         }
         self.launch();
@@ -489,15 +334,12 @@ impl Server {
 
     /// The server's process id while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.as_ref().map(Process::pid)
     }
 
     /// Whether the process is still running.
     pub fn is_alive(&mut self) -> bool {
-        match &mut self.child {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.process.as_ref().is_some_and(Process::is_alive)
     }
 
     pub fn assert_alive(&mut self) {
@@ -510,7 +352,7 @@ impl Server {
 
     /// Everything the server wrote to stderr, all runs.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.text()
     }
 
     /// The log of the current (latest) run only.
@@ -526,10 +368,7 @@ impl Server {
     /// Waits (bounded) until a log line contains every one of `needles`.
     pub async fn wait_for_log(&self, needles: &[&str], limit: Duration) -> bool {
         eventually(limit, || {
-            let found = self
-                .log()
-                .lines()
-                .any(|l| needles.iter().all(|n| l.contains(n)));
+            let found = self.log.has_line_with(needles);
             async move { found }
         })
         .await
@@ -537,11 +376,7 @@ impl Server {
 
     /// Log lines that indicate a failure of the server itself.
     pub fn fatal_lines(&self) -> Vec<String> {
-        self.log()
-            .lines()
-            .filter(|l| l.contains(" ERROR ") || l.contains("panicked") || l.contains("FATAL"))
-            .map(str::to_string)
-            .collect()
+        fatal_lines(&self.log())
     }
 
     pub fn assert_no_fatal_log(&self) {
@@ -556,49 +391,18 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "--- paddock-server log ({}) ---\n{}",
-                self.addr(),
-                self.log()
-            );
-        }
+        drop(self.process.take());
+        self.log
+            .print_if_panicking(&format!("paddock-server log ({})", self.addr()));
     }
 }
 
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ params final-byte
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Parses `... paddock-server listening client=ADDR ...`.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    if !line.contains("paddock-server listening") {
-        return None;
-    }
-    let rest = &line[line.find("client=")? + "client=".len()..];
-    let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
-    rest[..end].parse().ok()
+/// The lines of a server log that indicate a failure of the server itself.
+pub fn fatal_lines(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(" ERROR ") || l.contains("panicked") || l.contains("FATAL"))
+        .map(str::to_string)
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
