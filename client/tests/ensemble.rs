@@ -118,17 +118,9 @@ impl Ensemble {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 #[test]
 fn sessions_move_to_another_server_when_theirs_dies() {
-    let rt = runtime();
+    let rt = paddock_testkit::rt::multi_thread();
     let mut ensemble = Ensemble::start(3);
     let cs = ensemble.connect_string();
     rt.block_on(within(Duration::from_secs(90), "ensemble test", async {
@@ -236,7 +228,7 @@ fn sessions_move_to_another_server_when_theirs_dies() {
 /// was local to the server) and writes.
 #[test]
 fn a_read_only_client_reads_while_partitioned_and_writes_once_the_quorum_returns() {
-    let rt = runtime();
+    let rt = paddock_testkit::rt::multi_thread();
     let mut ensemble = Ensemble::start_with(3, "readonlymode.enabled=true\n");
     let first = ensemble.members[0].addr.to_string();
     rt.block_on(within(Duration::from_secs(120), "read-only test", async {

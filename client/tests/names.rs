@@ -84,11 +84,7 @@ fn a_host_that_does_not_resolve_yet_is_skipped_then_used_once_it_resolves() {
             std::net::ToSocketAddrs::to_socket_addrs(&(NAME, 1)).is_err(),
             "{NAME} must not resolve yet"
         );
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
+        let rt = paddock_testkit::rt::multi_thread();
         rt.block_on(async move {
             // Two ways to the one server: through the name (not resolvable yet) and
             // through an address.

@@ -16,15 +16,16 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use paddock_client::{Client, CreateMode};
+use paddock_testkit::process::{Log, Process, logged_addr};
+use paddock_testkit::{watchdog, workspace};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -32,6 +33,11 @@ use tokio::sync::watch;
 pub mod proxy;
 #[allow(unused_imports)] // not every test binary uses it
 pub use proxy::Proxy;
+
+#[allow(unused_imports)] // not every test binary uses each
+pub use paddock_testkit::addr::{binary_ip, free_port};
+#[allow(unused_imports)]
+pub use paddock_testkit::{eventually, within};
 
 /// The reference server's jar; without it the ZooKeeper half of each test fails.
 pub const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";
@@ -123,17 +129,13 @@ where
 {
     init_tracing();
     let addr = server(backend);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
     let env = Env {
         backend,
         addr,
         ns: format!("/{name}"),
     };
-    rt.block_on(async move {
+    let test = format!("{name} against {backend:?}");
+    paddock_testkit::rt::run_test(&test, TEST_TIMEOUT, async move {
         let root = env.root_client().await;
         // A leftover from an earlier run of the same binary cannot exist (fresh
         // servers), but be explicit about starting empty.
@@ -142,12 +144,8 @@ where
             .await
             .expect("create the test namespace");
         root.close().await;
-        match tokio::time::timeout(TEST_TIMEOUT, body(env.clone())).await {
-            Ok(()) => {}
-            Err(_) => panic!("test {name} against {backend:?} timed out after {TEST_TIMEOUT:?}"),
-        }
+        body(env).await;
     });
-    rt.shutdown_timeout(Duration::from_secs(1));
 }
 
 /// Declares each listed `async fn(Env)` as two tests: `paddock::NAME` and
@@ -190,32 +188,6 @@ fn init_tracing() {
 // ---------------------------------------------------------------------------------------
 // Waiting
 // ---------------------------------------------------------------------------------------
-
-/// Awaits `fut` for at most `limit`, panicking with `what` on timeout.
-pub async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out after {limit:?}: {what}"),
-    }
-}
-
-/// Polls `cond` every 20 ms until it holds, panicking with `what` after `limit`.
-pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond().await {
-            return;
-        }
-        if Instant::now() >= deadline {
-            panic!("condition not reached within {limit:?}: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Waits until `client` reports `state`.
 pub async fn wait_state(client: &Client, state: paddock_client::SessionState, limit: Duration) {
@@ -277,95 +249,15 @@ pub fn server(backend: Backend) -> SocketAddr {
     }
 }
 
-/// A loopback address per test binary (127.0.0.x), so binaries never share servers'
-/// addresses; 127.0.0.1 is left to people.
-pub fn binary_ip(salt: u32) -> Ipv4Addr {
-    let exe = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_default();
-    // Strip cargo's hash suffix so the address is stable across rebuilds.
-    let stem = exe.split('-').next().unwrap_or("").to_string();
-    let h = stem
-        .bytes()
-        .fold(17u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
-    let x = 2 + (h.wrapping_add(salt.wrapping_mul(101)) % 240) as u8;
-    Ipv4Addr::new(127, 0, 0, x)
-}
-
-/// A port free on `ip` right now, drawn below Linux's ephemeral range (32768 and up):
-/// a port the kernel picked for a bind to port 0 could be handed out again to the
-/// servers' own port-0 listeners before the server meant to own it binds it.
-pub fn free_port(ip: Ipv4Addr) -> u16 {
-    for _ in 0..1000 {
-        let port = fastrand::u16(20_000..32_000);
-        if TcpListener::bind((ip, port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in 20000..32000 on {ip}")
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
 /// The `paddock-server` binary to test against: `$PADDOCK_SERVER_BIN` if set, else the
-/// one next to our own `paddock` binary in the target dir, built once per test binary
-/// with `cargo build -p paddock-server` in the same profile (a no-op when it is up to
-/// date). A failed build fails the test: an older binary left in the target dir would
-/// test code that is not the code under test.
+/// one next to our own `paddock` binary, built by cargo once per test binary (see
+/// [`workspace::built_bin`]).
 pub fn paddock_server_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("PADDOCK_SERVER_BIN") {
-            return PathBuf::from(bin);
-        }
-        let dir = Path::new(env!("CARGO_BIN_EXE_paddock"))
-            .parent()
-            .expect("target dir")
-            .to_path_buf();
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "--quiet", "-p", "paddock-server"]);
-        if dir.file_name().is_some_and(|profile| profile == "release") {
-            build.arg("--release");
-        }
-        let out = build
-            .env("CARGO_TARGET_DIR", dir.parent().expect("target root"))
-            .current_dir(workspace_root())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .output()
-            .expect("run cargo build -p paddock-server");
-        assert!(
-            out.status.success(),
-            "cargo build -p paddock-server failed; not testing an older binary:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bin = dir.join("paddock-server");
-        assert!(bin.exists(), "{} missing after the build", bin.display());
-        bin
-    })
-    .clone()
-}
-
-/// Keeps a process from outliving this test binary: a shell polls our pid and, once we are
-/// gone, runs `cleanup`.
-// The watchdog must outlive us, so nobody waits for it (init reaps it).
-#[allow(clippy::zombie_processes)]
-pub fn reap_after_exit(cleanup: &str) {
-    let me = std::process::id();
-    let script = format!("while kill -0 {me} 2>/dev/null; do sleep 0.2; done; {cleanup}");
-    Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the cleanup watchdog");
+    workspace::built_bin(
+        "paddock-server",
+        "paddock-server",
+        Path::new(env!("CARGO_BIN_EXE_paddock")),
+    )
 }
 
 /// The zoo.cfg lines every test server gets (as the compat suites configure both
@@ -394,9 +286,9 @@ fn start_paddock() -> SocketAddr {
         .expect("tempdir")
         .keep();
     let server = PaddockProcess::start(&dir, &base_config(&dir.join("data")), binary_ip(0), None);
-    reap_after_exit(&format!(
-        "kill -9 {} 2>/dev/null; rm -rf '{}'",
-        server.child.id(),
+    watchdog::after_exit(&format!(
+        "{}; rm -rf '{}'",
+        watchdog::kill_command(server.process.pid()),
         dir.display()
     ));
     let addr = server.addr;
@@ -407,8 +299,9 @@ fn start_paddock() -> SocketAddr {
 
 /// A running `paddock-server` process; dropping it kills it.
 pub struct PaddockProcess {
-    pub child: std::process::Child,
+    pub process: Process,
     pub addr: SocketAddr,
+    /// A copy of its log (stderr), in its directory.
     pub log: PathBuf,
 }
 
@@ -433,78 +326,33 @@ impl PaddockProcess {
         if let Some(id) = myid {
             cmd.args(["--myid", &id.to_string()]);
         }
-        let mut child = cmd
-            .current_dir(dir)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn paddock-server");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let log = Arc::new(Mutex::new(
-            std::fs::File::create(&log_path).expect("log file"),
-        ));
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if !sent && let Some(addr) = listening_addr(&line) {
-                    let _ = tx.send(addr);
-                    sent = true;
-                }
-                if let Ok(mut f) = log.lock() {
-                    let _ = writeln!(f, "{line}");
-                }
-            }
-        });
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => PaddockProcess {
-                child,
-                addr,
-                log: log_path,
-            },
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "paddock-server did not start; log:\n{}",
-                    std::fs::read_to_string(&log_path).unwrap_or_default()
-                )
-            }
+        cmd.current_dir(dir).env("RUST_LOG", "info");
+        let (process, addr) = Process::start(
+            "paddock-server",
+            cmd,
+            &Log::with_file(&log_path),
+            START_TIMEOUT,
+            |line| logged_addr(line, "paddock-server listening", "client="),
+        );
+        PaddockProcess {
+            process,
+            addr,
+            log: log_path,
         }
     }
 
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill9();
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
     }
-}
-
-impl Drop for PaddockProcess {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    if !line.contains("paddock-server listening") {
-        return None;
-    }
-    let rest = &line[line.find("client=")? + "client=".len()..];
-    let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
-    rest[..end].parse().ok()
 }
 
 fn start_zookeeper() -> SocketAddr {
-    let script = workspace_root().join("e2e/compat/reference_zk.sh");
+    let script = workspace::root().join("e2e/compat/reference_zk.sh");
     let dir = tempfile::Builder::new()
         .prefix("paddock-client-zk-")
         .tempdir()
@@ -521,7 +369,7 @@ fn start_zookeeper() -> SocketAddr {
         .stdin(Stdio::null())
         .output()
         .expect("run reference_zk.sh");
-    reap_after_exit(&format!(
+    watchdog::after_exit(&format!(
         "bash '{}' stop '{}' >/dev/null 2>&1; rm -rf '{}'",
         script.display(),
         dir.display(),
