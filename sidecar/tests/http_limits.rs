@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
+use paddock_testkit::http::read_until_closed;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -28,27 +29,6 @@ fn sidecar(server: &Server, name: &str) -> Sidecar {
             &MAX_CONNECTIONS.to_string(),
         ],
     )
-}
-
-/// Reads until the sidecar closes; what it sent, and when it closed (None: not within
-/// `limit`).
-async fn read_until_closed(s: &mut TcpStream, limit: Duration) -> (String, Option<Duration>) {
-    let started = Instant::now();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = limit.saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, s.read(&mut buf)).await {
-            Err(_) => return (String::from_utf8_lossy(&got).into(), None),
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                return (
-                    String::from_utf8_lossy(&got).into(),
-                    Some(started.elapsed()),
-                );
-            }
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-        }
-    }
 }
 
 async fn healthz_answers(addr: SocketAddr) {
