@@ -28,6 +28,9 @@ pub(super) struct Election {
     standing: BTreeSet<Sid>,
     /// Whether the last notification this server sent said it stands.
     stood: bool,
+    /// Until when this server does not stand, after failing to gather a quorum of
+    /// followers as leader-elect (see `stand_down`).
+    stand_down_until: u64,
 }
 
 impl Zab {
@@ -165,8 +168,21 @@ impl Zab {
         }
     }
 
-    /// Whether this server may lead: a voter that hears a quorum of voters.
+    /// A leader-elect whose quorum never joined steps aside for one round (initLimit):
+    /// hearing a quorum is not being able to lead it, since servers ahead of it refuse
+    /// to follow (a ring whose killed leader left its neighbours ahead of the rest).
+    /// Without this, the same best-ranked server is elected again and again while
+    /// another, whose quorum is not ahead of it, is never tried.
+    pub(super) fn stand_down(&mut self) {
+        self.election.stand_down_until = self.now + self.timing.init_limit_ms;
+    }
+
+    /// Whether this server may lead: a voter that hears a quorum of voters (and has not
+    /// just stood down).
     fn stands(&self) -> bool {
+        if self.now < self.election.stand_down_until {
+            return false;
+        }
         let heard: BTreeSet<Sid> = self
             .membership
             .verifier

@@ -866,6 +866,7 @@ impl Zab {
         if leader.phase != Phase::Broadcast {
             if now.saturating_sub(leader.started) > timing.init_limit_ms {
                 tracing::info!(me, "no quorum joined in time (initLimit); re-electing");
+                self.stand_down();
                 self.start_looking();
             }
             return;

@@ -110,7 +110,15 @@ impl Sim {
                 let roles: Vec<String> = self
                     .nodes
                     .iter()
-                    .map(|(id, n)| format!("{id}: {:?}", n.zab.as_ref().map(|z| z.role())))
+                    .map(|(id, n)| match n.zab.as_ref() {
+                        Some(z) => format!(
+                            "{id}: {:?} epoch {} logged {:#x}",
+                            z.role(),
+                            z.current_epoch(),
+                            z.last_logged()
+                        ),
+                        None => format!("{id}: down"),
+                    })
                     .collect();
                 self.fail(&format!(
                     "{what}: some server hears a quorum not ahead of it, yet no write was acknowledged for \
