@@ -374,8 +374,16 @@ def test_checks_come_in_zookeepers_order(zk):
     assert current_config(zk)[:2] == (servers, version)
 
 
-def set_config_acl(zk, acl):
-    zk.set_acls("/zookeeper/config", acl)
+def set_config_acl(_zk, acl):
+    """Sets /zookeeper/config's ACL through the leader. A reconfig's ACL check reads the
+    leader's tree, and Apache ZooKeeper's leader may apply a setACL a moment after a
+    follower answered it (seen on a loaded machine: a reconfig sent right after passed
+    the old ACL); the leader answers only once it applied the change itself."""
+    admin = client(hosts=find_leader())
+    try:
+        admin.set_acls("/zookeeper/config", acl)
+    finally:
+        close(admin)
 
 
 OP_USER, OP_PASSWORD = "op", "op-secret"
