@@ -2,16 +2,17 @@
 //!
 //! Layout (DESIGN §1): `config` (zoo.cfg + flags), `tree` (znodes, Stat, ACLs, snapshots),
 //! `session`, `watch`, `request` (validation → txn, reads), `txn` (the log records),
-//! `core` (the single thread that sequences everything), `storage` (txn log, snapshots,
-//! purge), `net` (tokio client port), `admin` (four-letter words, HTTP, metrics) and
-//! `run` (assembles a server). The ZAB state machine lives in its own crate,
-//! `paddock-zab`, which cannot depend on tokio or on this crate; it is re-exported as
-//! `zab` so that the core's `crate::zab::...` paths name it.
+//! `core` (the single thread that sequences everything), `net` (tokio client port),
+//! `admin` (four-letter words, HTTP, metrics) and `run` (assembles a server). Two layers
+//! below live in their own crates, which cannot depend on tokio or on this crate: the ZAB
+//! state machine (`paddock-zab`) and durable storage (`paddock-storage`: txn log,
+//! snapshots, purge, the data dir's small files). They are re-exported as `zab` and
+//! `storage` (and storage's latency `histogram` at its old path) so that the
+//! `crate::zab::...`, `crate::storage::...` and `crate::histogram::...` paths name them.
 
 pub mod admin;
 pub mod config;
 pub mod core;
-pub mod histogram;
 pub mod hostid;
 pub mod join;
 pub mod net;
@@ -21,9 +22,10 @@ pub mod run;
 pub mod sasl;
 pub mod session;
 pub mod stop;
-pub mod storage;
 pub mod tls;
 pub mod tree;
 pub mod txn;
 pub mod watch;
+pub use paddock_storage as storage;
+pub use paddock_storage::histogram;
 pub use paddock_zab as zab;

@@ -6,7 +6,7 @@
 //! while one sync is in flight the next batch queues up.
 //!
 //! Notifications go through a [`DiskEventSink`], a boxed closure called on the writer
-//! thread. A closure rather than a particular channel type keeps this module free of
+//! thread. A closure rather than a particular channel type keeps this crate free of
 //! tokio: the server wraps whatever it uses, e.g.
 //! `Box::new(move |event| { let _ = tokio_unbounded_sender.send(event); })`.
 //! The sink should return quickly (it delays the next batch) and must not call
@@ -357,7 +357,7 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::TxnLogOptions;
+    use crate::TxnLogOptions;
     use std::time::Instant;
 
     const WAIT: Duration = Duration::from_secs(20);

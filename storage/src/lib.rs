@@ -1,5 +1,20 @@
 //! Durable storage: the transaction log, snapshots, purge, and the disk writer thread.
 //!
+//! This crate is meant to own every durable file of a data dir: the log segments and the
+//! snapshots, and, through [`write_atomically`], the small files the server keeps beside
+//! them (the acceptedEpoch and currentEpoch files, the commit index, the committed
+//! dynamic config). The fsyncs, renames into place and directory fsyncs that make those
+//! files survive a crash are written here once: fsync before rename, the directory after,
+//! and no retry after a failed fsync. (Two exceptions remain in the server's
+//! `core/recovery.rs`: the database id file, and the removal of snapshots past a TRUNC or
+//! SNAP.)
+//!
+//! It is its own crate so that the layering is checked by the compiler: it depends on
+//! neither tokio nor `paddock-server` (which re-exports it as `paddock_server::storage`),
+//! so it cannot reach into the core, and the core reaches it only through what is `pub`
+//! here. [`histogram`] lives here because the disk writer times its group commits with
+//! it; the server's client port and admin module use it from here too.
+//!
 //! The storage layer is payload-agnostic. It stores opaque byte strings keyed by zxid
 //! (`epoch << 32 | counter`); the server serializes transactions and tree snapshots
 //! itself. What this layer guarantees is the ordering and durability that ZAB relies on:
@@ -86,6 +101,7 @@
 //! Unix only: positioned reads and writes (`FileExt`) and directory fsync.
 
 mod files;
+pub mod histogram;
 mod purge;
 mod reader;
 mod record;
@@ -112,7 +128,7 @@ pub fn has_history(snap_dir: &std::path::Path, log_dir: &std::path::Path) -> boo
     any(log_dir, files::LOG_PREFIX) || any(snap_dir, files::SNAPSHOT_PREFIX)
 }
 
-/// Result alias for this module.
+/// Result alias for this crate.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in storage. Messages name the file, the offset and the
@@ -182,7 +198,9 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// An [`StorageError::Io`]; public so that the server's own directory walks (the
+    /// dynamic config's) report errors the same way.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         StorageError::Io {
             op,
             path: path.into(),

@@ -90,7 +90,7 @@ fn remove_if_present(path: &Path) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{TxnLog, TxnLogOptions, write_snapshot};
+    use crate::{TxnLog, TxnLogOptions, write_snapshot};
 
     fn names(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(dir)
