@@ -2,12 +2,11 @@
 //!
 //! This crate is meant to own every durable file of a data dir: the log segments and the
 //! snapshots, and, through [`write_atomically`], the small files the server keeps beside
-//! them (the acceptedEpoch and currentEpoch files, the commit index, the committed
-//! dynamic config). The fsyncs, renames into place and directory fsyncs that make those
-//! files survive a crash are written here once: fsync before rename, the directory after,
-//! and no retry after a failed fsync. (Two exceptions remain in the server's
-//! `core/recovery.rs`: the database id file, and the removal of snapshots past a TRUNC or
-//! SNAP.)
+//! them (the acceptedEpoch and currentEpoch files, the commit index, the database id,
+//! the committed dynamic config). The fsyncs, renames into place and directory fsyncs
+//! that make those files survive a crash are written here once: fsync before rename, the
+//! directory after, and no retry after a failed fsync. (One exception remains in the
+//! server's `core/recovery.rs`: the removal of snapshots past a TRUNC or SNAP.)
 //!
 //! It is its own crate so that the layering is checked by the compiler: it depends on
 //! neither tokio nor `paddock-server` (which re-exports it as `paddock_server::storage`),

@@ -65,7 +65,10 @@ fn database_id(log_dir: &Path) -> Result<u64, RecoveryError> {
             .unwrap_or(0),
     );
     let id = h.finish();
-    std::fs::write(&file, format!("{id:016x}\n")).map_err(io)?;
+    // Durable before any segment is stamped with it: a torn or lost id file after a
+    // power cut would make a new id and refuse this server's own log (DbIdMismatch).
+    let text = format!("{id:016x}\n");
+    storage::write_atomically(log_dir, &[("dbid", text.as_bytes())], Durability::Durable)?;
     Ok(id)
 }
 
