@@ -28,11 +28,14 @@
 #    binaries cargo built, then each run once under Docker (dockerd is started when none
 #    runs; with no daemon to be had the step fails);
 # 6. the test cluster (e2e/kube): the upstream Kubernetes control plane built from its Go
-#    modules (cached in ~/.cache/paddock; ~10 min the first time) and the tests on it.
+#    modules (cached in ~/.cache/paddock; ~10 min of CPU the first time, started at low
+#    priority right after step 1) and the tests on it, in three lanes (e2e/kube/test.sh).
 #    It starts right after step 3 and runs beside steps 4-5b (it mostly waits on pods and
-#    timeouts); its output is printed when it ends.
+#    timeouts); its output is printed when it ends, or when the deadline stops it.
 #
-# Environment: SKIP_REFERENCE=1 skips the Apache ZooKeeper control run.
+# Environment: SKIP_REFERENCE=1 skips the Apache ZooKeeper control run;
+# PADDOCK_TEST_DEADLINE_S (default 4800) is when the background step is stopped, counted
+# from the start of the run (CI cuts the whole run off at 90 minutes).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
