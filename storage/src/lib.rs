@@ -5,8 +5,8 @@
 //! them (the acceptedEpoch and currentEpoch files, the commit index, the database id,
 //! the committed dynamic config). The fsyncs, renames into place and directory fsyncs
 //! that make those files survive a crash are written here once: fsync before rename, the
-//! directory after, and no retry after a failed fsync. (One exception remains in the
-//! server's `core/recovery.rs`: the removal of snapshots past a TRUNC or SNAP.)
+//! directory after, and no retry after a failed fsync. The small files' names and formats
+//! live in [`state`].
 //!
 //! It is its own crate so that the layering is checked by the compiler: it depends on
 //! neither tokio nor `paddock-server` (which re-exports it as `paddock_server::storage`),
@@ -105,6 +105,7 @@ mod purge;
 mod reader;
 mod record;
 mod snapshot;
+pub mod state;
 mod txnlog;
 mod writer;
 
@@ -113,7 +114,9 @@ use std::path::PathBuf;
 pub use files::{Durability, write_atomically};
 pub use purge::{MIN_SNAPSHOTS_RETAINED, PurgeReport, purge};
 pub use reader::LogReader;
-pub use snapshot::{SnapshotWriter, load_newest_valid, read_snapshot, write_snapshot};
+pub use snapshot::{
+    SnapshotWriter, load_newest_valid, read_snapshot, remove_all_snapshots, write_snapshot,
+};
 pub use txnlog::{TxnLog, TxnLogOptions};
 pub use writer::{DiskEvent, DiskEventSink, DiskWriter, DiskWriterStats, SyncTimes};
 

@@ -166,6 +166,23 @@ pub fn load_newest_valid(dir: impl AsRef<Path>) -> Result<Option<(u64, Vec<u8>)>
     Ok(None)
 }
 
+/// Deletes every snapshot in `dir` (and makes the deletions durable); returns how many.
+/// Before a leader's snapshot is installed, the old ones hold a history this server no
+/// longer has: left behind, a newer one would be loaded at the next start.
+pub fn remove_all_snapshots(dir: impl AsRef<Path>) -> Result<usize> {
+    let dir = dir.as_ref();
+    let found = files::list_zxid_files(dir, SNAPSHOT_PREFIX)?;
+    for snapshot in &found {
+        warn!(file = %snapshot.path.display(), "removing a snapshot of a replaced history");
+        fs::remove_file(&snapshot.path)
+            .map_err(|e| StorageError::io("remove snapshot", &snapshot.path, e))?;
+    }
+    if !found.is_empty() {
+        files::fsync_dir(dir)?;
+    }
+    Ok(found.len())
+}
+
 /// Reads and validates one snapshot file, returning `(zxid, payload)`. If the file name
 /// has the `snapshot.<hex>` form, the header's zxid must match it.
 pub fn read_snapshot(path: impl AsRef<Path>) -> Result<(u64, Vec<u8>)> {
@@ -281,6 +298,18 @@ mod tests {
         assert_eq!(read_snapshot(&path).unwrap(), (0x2_0000_0010, data));
         // Nothing but the final file is left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn remove_all_snapshots_leaves_the_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(remove_all_snapshots(dir.path().join("absent")).unwrap(), 0);
+        write_snapshot(dir.path(), 5, b"a").unwrap();
+        write_snapshot(dir.path(), 9, b"b").unwrap();
+        fs::write(dir.path().join("acceptedEpoch"), "1\n").unwrap();
+        assert_eq!(remove_all_snapshots(dir.path()).unwrap(), 2);
+        assert_eq!(load_newest_valid(dir.path()).unwrap(), None);
+        assert!(dir.path().join("acceptedEpoch").exists());
     }
 
     #[test]

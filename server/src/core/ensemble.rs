@@ -42,7 +42,7 @@ impl Core {
             }
             Output::PersistEpochs { accepted, current } => {
                 if let Err(e) =
-                    super::recovery::persist_epochs(&self.cfg.snap_dir, accepted, current)
+                    crate::storage::state::persist_epochs(&self.cfg.snap_dir, accepted, current)
                 {
                     self.fatal = Some(format!("cannot persist epochs: {e}"));
                 }
@@ -181,12 +181,15 @@ impl Core {
         }
     }
 
-    /// Persists the commit index now and then (see recovery::persist_commit_index).
+    /// Persists the commit index now and then (see storage::state::load_commit_index for
+    /// why it need not be durable).
     pub(super) fn persist_commit_index(&mut self) {
         let committed = self.zab.last_committed();
         if committed != self.persisted_commit {
             self.persisted_commit = committed;
-            if let Err(e) = super::recovery::persist_commit_index(&self.cfg.snap_dir, committed) {
+            if let Err(e) =
+                crate::storage::state::persist_commit_index(&self.cfg.snap_dir, committed as u64)
+            {
                 warn!(error = %e, "cannot record the commit index");
             }
         }
@@ -210,7 +213,8 @@ impl Core {
             .and_then(|()| disk.read_from(u64::MAX).map(drop))
             .map_err(|e| e.to_string())
             .and_then(|()| {
-                super::recovery::remove_snapshots_after(&self.cfg.snap_dir, -1)
+                crate::storage::remove_all_snapshots(&self.cfg.snap_dir)
+                    .map(drop)
                     .map_err(|e| e.to_string())
             })
             .and_then(|()| {

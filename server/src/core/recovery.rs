@@ -7,13 +7,13 @@ use std::path::Path;
 use std::time::Instant;
 
 use thiserror::Error;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::{Core, CoreConfig, CoreMsg, InternalTx, Stats};
 use crate::net::peer::PeerNet;
 use crate::request::pending::PendingChanges;
 use crate::session::SessionTracker;
-use crate::storage::{self, DiskWriter, Durability, StorageError, TxnLog, TxnLogOptions};
+use crate::storage::{self, DiskWriter, StorageError, TxnLog, TxnLogOptions};
 use crate::tree::{DataTree, SnapshotError};
 use crate::txn::{Txn, TxnOp};
 use crate::watch::WatchManager;
@@ -38,40 +38,6 @@ pub enum RecoveryError {
     },
 }
 
-/// The id stamped into every log segment header of this server's database.
-fn database_id(log_dir: &Path) -> Result<u64, RecoveryError> {
-    let file = log_dir.join("dbid");
-    let io = |source| RecoveryError::Io {
-        path: file.display().to_string(),
-        source,
-    };
-    match std::fs::read_to_string(&file) {
-        Ok(text) => {
-            if let Ok(id) = u64::from_str_radix(text.trim(), 16) {
-                return Ok(id);
-            }
-            warn!(file = %file.display(), "unreadable database id; making a new one");
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
-    }
-    // Only needs to differ between databases; the hasher's random keys are enough.
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    let id = h.finish();
-    // Durable before any segment is stamped with it: a torn or lost id file after a
-    // power cut would make a new id and refuse this server's own log (DbIdMismatch).
-    let text = format!("{id:016x}\n");
-    storage::write_atomically(log_dir, &[("dbid", text.as_bytes())], Durability::Durable)?;
-    Ok(id)
-}
-
 impl Core {
     /// Recovers the state in the configured directories and starts the disk writer.
     pub fn open(
@@ -87,7 +53,7 @@ impl Core {
         }
         let started = Instant::now();
         let (mut tree, snap_zxid) = load_snapshot(&cfg.snap_dir)?;
-        let db_id = database_id(&cfg.log_dir)?;
+        let db_id = storage::state::database_id(&cfg.log_dir)?;
         let mut log = TxnLog::open(&cfg.log_dir, TxnLogOptions::new(db_id))?;
         // The log must continue where the snapshot ends; a gap means lost transactions.
         // The next txn after zxid S is S+1, or counter 1 of a later epoch.
@@ -103,7 +69,8 @@ impl Core {
             });
         }
         // Apply only what is known committed; later records wait for the leader's commit.
-        let commit_index = load_commit_index(&cfg.snap_dir)?.max(snap_zxid as Zxid);
+        let commit_index =
+            (storage::state::load_commit_index(&cfg.snap_dir)? as Zxid).max(snap_zxid as Zxid);
         let replayed = replay(&mut tree, log.read_from(snap_zxid + 1)?, Some(commit_index))?;
         let mut uncommitted = Vec::new();
         let mut uncommitted_configs = Vec::new();
@@ -152,9 +119,9 @@ impl Core {
             std::time::Duration::from_millis(cfg.fsync_warning_ms),
         )?;
 
-        let (accepted, current) = load_epochs(&cfg.snap_dir)?;
-        let current = current.unwrap_or_else(|| epoch_of(last_logged));
-        let accepted = accepted.unwrap_or(current).max(current);
+        let epochs = storage::state::load_epochs(&cfg.snap_dir)?;
+        let current = epochs.current.unwrap_or_else(|| epoch_of(last_logged));
+        let accepted = epochs.accepted.unwrap_or(current).max(current);
         let zab = Zab::new(
             cfg.server_id,
             cfg.membership.clone(),
@@ -240,93 +207,4 @@ fn replay(
         replayed += 1;
     }
     Ok(replayed)
-}
-
-const COMMITTED_ZXID: &str = "committedZxid";
-
-/// The last commit index written; 0 when there is none.
-fn load_commit_index(dir: &Path) -> Result<Zxid, RecoveryError> {
-    match std::fs::read_to_string(dir.join(COMMITTED_ZXID)) {
-        // Unreadable means torn: lagging is always safe, so start from nothing.
-        Ok(text) => Ok(i64::from_str_radix(text.trim().trim_start_matches("0x"), 16).unwrap_or(0)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(source) => Err(RecoveryError::Io {
-            path: dir.join(COMMITTED_ZXID).display().to_string(),
-            source,
-        }),
-    }
-}
-
-/// Records how far txns are known committed. Written without fsync: a stale (lower)
-/// value only means replaying less at startup and waiting for the leader's commit.
-pub(super) fn persist_commit_index(dir: &Path, zxid: Zxid) -> crate::storage::Result<()> {
-    let text = format!("{zxid:#x}\n");
-    storage::write_atomically(dir, &[(COMMITTED_ZXID, text.as_bytes())], Durability::Lazy)
-}
-
-const ACCEPTED_EPOCH: &str = "acceptedEpoch";
-const CURRENT_EPOCH: &str = "currentEpoch";
-
-fn load_epochs(dir: &Path) -> Result<(Option<i64>, Option<i64>), RecoveryError> {
-    let read = |name: &str| -> Result<Option<i64>, RecoveryError> {
-        let path = dir.join(name);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => text
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| RecoveryError::Io {
-                    path: path.display().to_string(),
-                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not a number"),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(RecoveryError::Io {
-                path: path.display().to_string(),
-                source,
-            }),
-        }
-    };
-    Ok((read(ACCEPTED_EPOCH)?, read(CURRENT_EPOCH)?))
-}
-
-/// Writes both epoch files durably (each fsynced before its rename, then the
-/// directory), as ZooKeeper keeps acceptedEpoch and currentEpoch.
-pub(super) fn persist_epochs(
-    dir: &Path,
-    accepted: i64,
-    current: i64,
-) -> crate::storage::Result<()> {
-    let (accepted, current) = (format!("{accepted}\n"), format!("{current}\n"));
-    storage::write_atomically(
-        dir,
-        &[
-            (ACCEPTED_EPOCH, accepted.as_bytes()),
-            (CURRENT_EPOCH, current.as_bytes()),
-        ],
-        Durability::Durable,
-    )
-}
-
-/// Deletes snapshots newer than `zxid`: after a TRUNC or SNAP they hold state that is not
-/// in this server's history any more.
-pub(super) fn remove_snapshots_after(dir: &Path, zxid: Zxid) -> std::io::Result<()> {
-    let mut removed = false;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(hex) = name.to_str().and_then(|n| n.strip_prefix("snapshot.")) else {
-            continue;
-        };
-        if let Ok(z) = u64::from_str_radix(hex, 16)
-            && z as Zxid > zxid
-        {
-            warn!(file = %entry.path().display(), "removing a snapshot past the new history");
-            std::fs::remove_file(entry.path())?;
-            removed = true;
-        }
-    }
-    if removed {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
