@@ -307,7 +307,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     let core = {
         let core_cfg = core_cfg.clone();
         let internal_tx = internal_tx.clone();
-        tokio::task::spawn_blocking(move || Core::open(core_cfg, internal_tx, peers))
+        tokio::task::spawn_blocking(move || Core::open(core_cfg, internal_tx, Box::new(peers)))
             .await
             .map_err(|e| StartError::Thread(std::io::Error::other(e.to_string())))??
     };

@@ -29,7 +29,6 @@ use paddock_proto::{
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
-use crate::net::peer::PeerNet;
 use crate::request::pending::PendingChanges;
 use crate::session::SessionTracker;
 use crate::storage::{DiskEvent, DiskWriter};
@@ -110,6 +109,32 @@ pub enum CoreMsg {
     },
     Query(Query),
     Shutdown,
+}
+
+/// How the core reaches the other servers of the ensemble. The shell's peer transport
+/// (`net::peer::PeerNet`) implements it; a standalone server and the core's tests use
+/// [`NoPeers`]. A trait, so that the core does not depend on the transport (which
+/// depends on the core's messages).
+pub trait PeerLinks: Send {
+    /// Queues `msg` for `to`; dropped when there is no live link (as a TCP reset drops
+    /// what was in flight: ZAB restarts its handshakes when the link comes back).
+    fn send(&self, to: Sid, msg: &Message);
+    /// Queues a SNAP of `view` at `zxid` for `to`, in order with the messages around it.
+    fn send_snapshot(&self, to: Sid, zxid: Zxid, view: crate::tree::SnapshotView);
+    /// Opens (or moves) the link to a member at `host:port`.
+    fn ensure_link(&mut self, peer: Sid, host: &str, port: u16);
+    /// A peer introduced itself with the quorum address it listens on.
+    fn introduced(&mut self, peer: Sid, addr: crate::config::HostPort);
+}
+
+/// No other servers: a standalone server's, and the core tests', peer links.
+pub struct NoPeers;
+
+impl PeerLinks for NoPeers {
+    fn send(&self, _to: Sid, _msg: &Message) {}
+    fn send_snapshot(&self, _to: Sid, _zxid: Zxid, _view: crate::tree::SnapshotView) {}
+    fn ensure_link(&mut self, _peer: Sid, _host: &str, _port: u16) {}
+    fn introduced(&mut self, _peer: Sid, _addr: crate::config::HostPort) {}
 }
 
 /// Bounded: connection tasks wait here when the core falls behind (backpressure).
@@ -241,7 +266,7 @@ pub struct Core {
     zab: Zab,
     /// Read-only mode, a role beside looking that the shell decides (see `readonly`).
     read_only: readonly::ReadOnly,
-    peers: PeerNet,
+    peers: Box<dyn PeerLinks>,
     disk: Option<DiskWriter>,
     internal_tx: InternalTx,
     stats: Stats,

@@ -10,7 +10,6 @@ use thiserror::Error;
 use tracing::info;
 
 use super::{Core, CoreConfig, CoreMsg, InternalTx, Stats};
-use crate::net::peer::PeerNet;
 use crate::request::pending::PendingChanges;
 use crate::session::SessionTracker;
 use crate::storage::{self, DiskWriter, StorageError, TxnLog, TxnLogOptions};
@@ -43,7 +42,7 @@ impl Core {
     pub fn open(
         cfg: CoreConfig,
         internal_tx: InternalTx,
-        peers: PeerNet,
+        peers: Box<dyn super::PeerLinks>,
     ) -> Result<Core, RecoveryError> {
         for dir in [&cfg.snap_dir, &cfg.log_dir] {
             std::fs::create_dir_all(dir).map_err(|source| RecoveryError::Io {

@@ -10,7 +10,6 @@ use super::forward::AppMsg;
 use super::reconfig::next_config;
 use super::{Core, CoreConfig, CoreMsg};
 use crate::config::DynamicConfig;
-use crate::net::peer::PeerNet;
 use crate::tree::acl::Credentials;
 use crate::tree::{CONFIG_NODE, DataTree};
 use crate::zab::{Membership, Message, Notification, PeerState, Role, Timing, Vote, make_zxid};
@@ -57,7 +56,7 @@ fn open(dir: &Path, ensemble: DynamicConfig) -> Core {
         ensemble,
     };
     let (internal_tx, _internal_rx) = tokio::sync::mpsc::unbounded_channel();
-    Core::open(cfg, internal_tx, PeerNet::none()).unwrap()
+    Core::open(cfg, internal_tx, Box::new(super::NoPeers)).unwrap()
 }
 
 fn from_peer(core: &mut Core, from: u64, msg: Message) {

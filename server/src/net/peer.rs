@@ -39,7 +39,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::config::HostPort;
-use crate::core::{CoreMsg, InternalTx};
+use crate::core::{CoreMsg, InternalTx, PeerLinks};
 use crate::net::frame::FrameBuf;
 use crate::net::resolve::{self, LogEvery};
 use crate::sasl::quorum::{LOGIN_FOLLOWS, QuorumAuth};
@@ -244,6 +244,21 @@ impl PeerNet {
             return;
         }
         self.link_to(peer, target, false);
+    }
+}
+
+impl PeerLinks for PeerNet {
+    fn send(&self, to: Sid, msg: &Message) {
+        PeerNet::send(self, to, msg)
+    }
+    fn send_snapshot(&self, to: Sid, zxid: Zxid, view: SnapshotView) {
+        PeerNet::send_snapshot(self, to, zxid, view)
+    }
+    fn ensure_link(&mut self, peer: Sid, host: &str, port: u16) {
+        PeerNet::ensure_link(self, peer, host, port)
+    }
+    fn introduced(&mut self, peer: Sid, addr: HostPort) {
+        PeerNet::introduced(self, peer, addr)
     }
 }
 
