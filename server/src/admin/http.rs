@@ -2,7 +2,8 @@
 
 use super::fourlw::{ZK_NOT_SERVING, monitor_values, watches_by_path};
 use super::metrics::{PROMETHEUS_CONTENT_TYPE, render_prometheus};
-use super::{AdminSource, ConnectionInfo, SessionDump};
+use super::{AdminSource, ConnectionInfo, ServerSnapshot, SessionDump};
+use crate::config::ServerConfig;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -237,36 +238,7 @@ async fn command<S: AdminSource>(State(src): State<Arc<S>>, Path(name): Path<Str
         "connection_stat_reset" => src.reset_connection_stats().await,
         "stat_reset" => src.reset_stats().await,
         "ruok" => {}
-        "configuration" => {
-            let cfg = src.config();
-            put(
-                "client_port",
-                Value::from(snap.bound_client_port.unwrap_or(cfg.client_port)),
-            );
-            put("data_dir", Value::from(cfg.data_dir.display().to_string()));
-            put(
-                "data_log_dir",
-                Value::from(cfg.data_log_dir.display().to_string()),
-            );
-            put("tick_time", Value::from(cfg.tick_time_ms));
-            put("max_client_cnxns", Value::from(cfg.max_client_cnxns));
-            put(
-                "min_session_timeout",
-                Value::from(cfg.min_session_timeout_ms),
-            );
-            put(
-                "max_session_timeout",
-                Value::from(cfg.max_session_timeout_ms),
-            );
-            put("server_id", Value::from(cfg.server_id()));
-            put("client_port_listen_backlog", Value::from(-1));
-            if cfg.is_distributed() {
-                put("init_limit", Value::from(cfg.init_limit));
-                put("sync_limit", Value::from(cfg.sync_limit));
-                put("config_version", Value::from(cfg.config_version));
-                put("membership", Value::from(cfg.membership_string()));
-            }
-        }
+        "configuration" => configuration(&src.config(), &snap, &mut put),
         "connections" => {
             let conns = src.connections().await;
             put(
@@ -279,22 +251,7 @@ async fn command<S: AdminSource>(State(src): State<Arc<S>>, Path(name): Path<Str
             put("datadir_size", Value::from(snap.data_dir_size));
             put("logdir_size", Value::from(snap.log_dir_size));
         }
-        "dump" => {
-            let dump = src.dump().await;
-            let mut expiry = Map::new();
-            if let SessionDump::Expiry { buckets } = &dump.sessions {
-                for (at, ids) in buckets {
-                    expiry.insert(at.to_string(), json!(ids));
-                }
-            }
-            put("expiry_time_to_session_ids", Value::Object(expiry));
-            let eph: Map<String, Value> = dump
-                .ephemerals
-                .iter()
-                .map(|(id, paths)| (id.to_string(), json!(paths)))
-                .collect();
-            put("session_id_to_ephemeral_paths", Value::Object(eph));
-        }
+        "dump" => dump(&*src, &mut put).await,
         "environment" => {
             for (k, v) in src.environment().await {
                 put(&k, Value::from(v));
@@ -307,45 +264,8 @@ async fn command<S: AdminSource>(State(src): State<Arc<S>>, Path(name): Path<Str
             }
         }
         "server_stats" | "stats" => {
-            put("version", Value::from(snap.version.clone()));
-            put("read_only", Value::from(snap.is_read_only()));
-            let cr = serde_json::to_value(snap.client_response).unwrap_or(Value::Null);
-            put(
-                "server_stats",
-                json!({
-                    "packets_sent": snap.packets_sent,
-                    "packets_received": snap.packets_received,
-                    "fsync_threshold_exceed_count": snap.fsync_threshold_exceed_count,
-                    "client_response_stats": cr,
-                    "data_dir_size": snap.data_dir_size,
-                    "log_dir_size": snap.log_dir_size,
-                    "last_processed_zxid": snap.last_processed_zxid,
-                    "provider_null": false,
-                    "server_state": snap.mode.as_str(),
-                    "outstanding_requests": snap.outstanding_requests,
-                    "min_latency": snap.latency.min(),
-                    "avg_latency": snap.latency.avg(),
-                    "max_latency": snap.latency.max_ms,
-                    "num_alive_client_connections": snap.alive_connections,
-                    "auth_failed_count": snap.auth_failed_count,
-                    "uptime": snap.uptime_ms,
-                }),
-            );
-            put("client_response", cr);
-            if let Some(leader) = &snap.leader {
-                put(
-                    "proposal_stats",
-                    serde_json::to_value(leader.proposal_sizes).unwrap_or(Value::Null),
-                );
-            }
-            put("node_count", Value::from(snap.node_count));
-            if spec.primary == "stats" {
-                let conns = src.connections().await;
-                put(
-                    "connections",
-                    Value::Array(conns.iter().map(brief_connection).collect()),
-                );
-            }
+            let connections = spec.primary == "stats";
+            server_stats(&*src, &snap, connections, &mut put).await
         }
         "watches" => {
             let w = src.watches().await;
@@ -373,4 +293,101 @@ async fn command<S: AdminSource>(State(src): State<Arc<S>>, Path(name): Path<Str
         _ => {}
     }
     json_response(StatusCode::OK, &Value::Object(out))
+}
+
+/// The `configuration` command's fields: the settings a client-side tool reads.
+fn configuration(cfg: &ServerConfig, snap: &ServerSnapshot, put: &mut impl FnMut(&str, Value)) {
+    put(
+        "client_port",
+        Value::from(snap.bound_client_port.unwrap_or(cfg.client_port)),
+    );
+    put("data_dir", Value::from(cfg.data_dir.display().to_string()));
+    put(
+        "data_log_dir",
+        Value::from(cfg.data_log_dir.display().to_string()),
+    );
+    put("tick_time", Value::from(cfg.tick_time_ms));
+    put("max_client_cnxns", Value::from(cfg.max_client_cnxns));
+    put(
+        "min_session_timeout",
+        Value::from(cfg.min_session_timeout_ms),
+    );
+    put(
+        "max_session_timeout",
+        Value::from(cfg.max_session_timeout_ms),
+    );
+    put("server_id", Value::from(cfg.server_id()));
+    put("client_port_listen_backlog", Value::from(-1));
+    if cfg.is_distributed() {
+        put("init_limit", Value::from(cfg.init_limit));
+        put("sync_limit", Value::from(cfg.sync_limit));
+        put("config_version", Value::from(cfg.config_version));
+        put("membership", Value::from(cfg.membership_string()));
+    }
+}
+
+/// The `dump` command's fields: sessions by expiry time and their ephemeral nodes.
+async fn dump<S: AdminSource>(src: &S, put: &mut (impl FnMut(&str, Value) + Send)) {
+    let dump = src.dump().await;
+    let mut expiry = Map::new();
+    if let SessionDump::Expiry { buckets } = &dump.sessions {
+        for (at, ids) in buckets {
+            expiry.insert(at.to_string(), json!(ids));
+        }
+    }
+    put("expiry_time_to_session_ids", Value::Object(expiry));
+    let eph: Map<String, Value> = dump
+        .ephemerals
+        .iter()
+        .map(|(id, paths)| (id.to_string(), json!(paths)))
+        .collect();
+    put("session_id_to_ephemeral_paths", Value::Object(eph));
+}
+
+/// The `server_stats` command's fields, and for `stats` each connection in brief.
+async fn server_stats<S: AdminSource>(
+    src: &S,
+    snap: &ServerSnapshot,
+    with_connections: bool,
+    put: &mut (impl FnMut(&str, Value) + Send),
+) {
+    put("version", Value::from(snap.version.clone()));
+    put("read_only", Value::from(snap.is_read_only()));
+    let cr = serde_json::to_value(snap.client_response).unwrap_or(Value::Null);
+    put(
+        "server_stats",
+        json!({
+            "packets_sent": snap.packets_sent,
+            "packets_received": snap.packets_received,
+            "fsync_threshold_exceed_count": snap.fsync_threshold_exceed_count,
+            "client_response_stats": cr,
+            "data_dir_size": snap.data_dir_size,
+            "log_dir_size": snap.log_dir_size,
+            "last_processed_zxid": snap.last_processed_zxid,
+            "provider_null": false,
+            "server_state": snap.mode.as_str(),
+            "outstanding_requests": snap.outstanding_requests,
+            "min_latency": snap.latency.min(),
+            "avg_latency": snap.latency.avg(),
+            "max_latency": snap.latency.max_ms,
+            "num_alive_client_connections": snap.alive_connections,
+            "auth_failed_count": snap.auth_failed_count,
+            "uptime": snap.uptime_ms,
+        }),
+    );
+    put("client_response", cr);
+    if let Some(leader) = &snap.leader {
+        put(
+            "proposal_stats",
+            serde_json::to_value(leader.proposal_sizes).unwrap_or(Value::Null),
+        );
+    }
+    put("node_count", Value::from(snap.node_count));
+    if with_connections {
+        let conns = src.connections().await;
+        put(
+            "connections",
+            Value::Array(conns.iter().map(brief_connection).collect()),
+        );
+    }
 }

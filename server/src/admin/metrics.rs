@@ -149,6 +149,23 @@ pub fn render_prometheus(snap: &ServerSnapshot, status: &StatusReport) -> String
     let mut w = Writer {
         registry: Registry::default(),
     };
+    write_identity(&mut w, snap, status);
+    write_contents(&mut w, snap);
+    write_latencies(&mut w, snap);
+    write_process(&mut w, snap);
+    write_quorum(&mut w, snap, status);
+    write_extra(&mut w, snap);
+    let mut out = String::new();
+    // Writing to a String cannot fail; an error would leave a partial page, which a
+    // scraper rejects as a whole.
+    if let Err(e) = prometheus_text::encode(&mut out, &w.registry) {
+        tracing::error!(error = %e, "cannot render the metrics");
+    }
+    out
+}
+
+/// Who the server is and where it stands: version, mode, role, ids, zxids, config.
+fn write_identity(w: &mut Writer, snap: &ServerSnapshot, status: &StatusReport) {
     w.labelled(
         "paddock_info",
         "Server version and mode.",
@@ -213,6 +230,10 @@ pub fn render_prometheus(snap: &ServerSnapshot, status: &StatusReport) -> String
         "Version of the committed ensemble configuration.",
         int(status.config.version),
     );
+}
+
+/// What the server holds and serves: znodes, watches, connections, sessions, packets.
+fn write_contents(w: &mut Writer, snap: &ServerSnapshot) {
     w.gauge(
         "paddock_znode_count",
         "Number of znodes.",
@@ -263,6 +284,10 @@ pub fn render_prometheus(snap: &ServerSnapshot, status: &StatusReport) -> String
         "Packets sent to clients.",
         snap.packets_sent,
     );
+}
+
+/// Request and fsync latencies, and the failures counted beside them.
+fn write_latencies(w: &mut Writer, snap: &ServerSnapshot) {
     let latency = match &snap.request_latency_histogram {
         Some(h) => SnapshotHistogram::from_cumulative(h),
         None => SnapshotHistogram::from_totals(&snap.latency),
@@ -304,6 +329,10 @@ pub fn render_prometheus(snap: &ServerSnapshot, status: &StatusReport) -> String
         "Failed authentications.",
         snap.auth_failed_count,
     );
+}
+
+/// The process and its directories: uptime, dir sizes, file descriptors.
+fn write_process(w: &mut Writer, snap: &ServerSnapshot) {
     w.gauge_f64(
         "paddock_uptime_seconds",
         "Time since the server started.",
@@ -333,6 +362,10 @@ pub fn render_prometheus(snap: &ServerSnapshot, status: &StatusReport) -> String
             int(max),
         );
     }
+}
+
+/// The ensemble as this server sees it: quorum size, learners, each follower.
+fn write_quorum(w: &mut Writer, snap: &ServerSnapshot, status: &StatusReport) {
     if let Some(q) = snap.quorum_size {
         w.gauge("paddock_quorum_size", "Voting members.", int(q));
     }
@@ -378,6 +411,10 @@ pub fn render_prometheus(snap: &ServerSnapshot, status: &StatusReport) -> String
             per_follower(|f| b(f.synced)),
         );
     }
+}
+
+/// Metrics registered by other parts of the server, under their own names.
+fn write_extra(w: &mut Writer, snap: &ServerSnapshot) {
     for m in &snap.extra {
         let name = format!("paddock_{}", sanitize_name(&m.name));
         let help = if m.help.is_empty() {
@@ -394,11 +431,4 @@ pub fn render_prometheus(snap: &ServerSnapshot, status: &StatusReport) -> String
             (MetricKind::Counter, MetricValue::Float(v)) => w.counter(&name, help, v),
         }
     }
-    let mut out = String::new();
-    // Writing to a String cannot fail; an error would leave a partial page, which a
-    // scraper rejects as a whole.
-    if let Err(e) = prometheus_text::encode(&mut out, &w.registry) {
-        tracing::error!(error = %e, "cannot render the metrics");
-    }
-    out
 }

@@ -70,37 +70,9 @@ pub fn answer(
                 stat: node.stat(),
             }))
         }
-        Request::GetChildren(r) | Request::GetChildren2(r) => {
-            let node = readable(tree, ctx, &r.path, perms::READ)?;
-            if r.watch {
-                watches.add(ctx.conn, WatchKind::Child, &r.path);
-            }
-            let children: Vec<String> = node.children.iter().map(|c| c.to_string()).collect();
-            Ok(if matches!(req, Request::GetChildren(_)) {
-                Response::GetChildren(GetChildrenResponse { children })
-            } else {
-                Response::GetChildren2(GetChildren2Response {
-                    children,
-                    stat: node.stat(),
-                })
-            })
-        }
-        Request::GetAcl(r) => {
-            let node = readable(tree, ctx, &r.path, perms::READ | perms::ADMIN)?;
-            let mut acl = node.acl.to_vec();
-            // As ZooKeeper: a reader without ADMIN sees digest ids as `user:x`, not the hash.
-            if !ctx.creds.allows(&node.acl, perms::ADMIN) {
-                for entry in acl.iter_mut().filter(|a| a.id.scheme == "digest") {
-                    if let Some((user, _)) = entry.id.id.split_once(':') {
-                        entry.id.id = format!("{user}:x");
-                    }
-                }
-            }
-            Ok(Response::GetAcl(GetAclResponse {
-                acl,
-                stat: node.stat(),
-            }))
-        }
+        Request::GetChildren(r) => get_children(tree, watches, ctx, r, false),
+        Request::GetChildren2(r) => get_children(tree, watches, ctx, r, true),
+        Request::GetAcl(r) => get_acl(tree, ctx, &r.path),
         Request::GetAllChildrenNumber(r) => {
             readable(tree, ctx, &r.path, perms::READ)?;
             let total = tree.descendant_count(&r.path).unwrap_or(0);
@@ -108,51 +80,15 @@ pub fn answer(
                 total_number: i32::try_from(total).unwrap_or(i32::MAX),
             }))
         }
-        Request::GetEphemerals(r) => {
-            let prefix = if r.prefix_path.is_empty() {
-                "/"
-            } else {
-                &r.prefix_path
-            };
-            let ephemerals = tree
-                .session_ephemerals(ctx.session)
-                .filter(|p| prefix == "/" || p.starts_with(prefix))
-                .cloned()
-                .collect();
-            Ok(Response::Ephemerals(GetEphemeralsResponse { ephemerals }))
-        }
+        Request::GetEphemerals(r) => Ok(ephemerals(tree, ctx, &r.prefix_path)),
         Request::Sync(r) => {
             checked_path(&r.path)?;
             Ok(Response::Sync(SyncResponse {
                 path: r.path.clone(),
             }))
         }
-        Request::MultiRead(ops) => {
-            let results = ops
-                .iter()
-                .map(|op| match answer(tree, watches, ctx, op, events) {
-                    Ok(Response::GetData(d)) => MultiResult::GetData(d.data, d.stat),
-                    Ok(Response::GetChildren(c)) => MultiResult::GetChildren(c.children),
-                    Ok(_) => MultiResult::Error(ErrorCode::BadArguments.code()),
-                    Err(code) => MultiResult::Error(code.code()),
-                })
-                .collect();
-            Ok(Response::Multi(results))
-        }
-        Request::WhoAmI => Ok(Response::WhoAmI(WhoAmIResponse {
-            client_info: ctx
-                .creds
-                .ids
-                .iter()
-                .map(|id| ClientInfo {
-                    auth_scheme: id.scheme.clone(),
-                    user: match id.scheme.as_str() {
-                        "digest" => id.id.split(':').next().unwrap_or("").to_string(),
-                        _ => id.id.clone(),
-                    },
-                })
-                .collect(),
-        })),
+        Request::MultiRead(ops) => Ok(multi_read(tree, watches, ctx, ops, events)),
+        Request::WhoAmI => Ok(who_am_i(ctx)),
         Request::CheckWatches(r) => {
             checked_path(&r.path)?;
             let kind = WatcherType::from_code(r.kind).ok_or(ErrorCode::BadArguments)?;
@@ -215,6 +151,96 @@ pub fn answer(
         | Request::Auth(_)
         | Request::Sasl(_) => Err(ErrorCode::Unimplemented),
     }
+}
+
+/// getChildren (`with_stat` false) and getChildren2, which adds the parent's stat.
+fn get_children(
+    tree: &DataTree,
+    watches: &mut WatchManager,
+    ctx: &ReadContext<'_>,
+    r: &paddock_proto::GetChildrenRequest,
+    with_stat: bool,
+) -> Result<Response, ErrorCode> {
+    let node = readable(tree, ctx, &r.path, perms::READ)?;
+    if r.watch {
+        watches.add(ctx.conn, WatchKind::Child, &r.path);
+    }
+    let children: Vec<String> = node.children.iter().map(|c| c.to_string()).collect();
+    Ok(if with_stat {
+        Response::GetChildren2(GetChildren2Response {
+            children,
+            stat: node.stat(),
+        })
+    } else {
+        Response::GetChildren(GetChildrenResponse { children })
+    })
+}
+
+/// getACL needs READ or ADMIN; as ZooKeeper does, a reader without ADMIN sees digest ids
+/// as `user:x`, not the hash.
+fn get_acl(tree: &DataTree, ctx: &ReadContext<'_>, path: &str) -> Result<Response, ErrorCode> {
+    let node = readable(tree, ctx, path, perms::READ | perms::ADMIN)?;
+    let mut acl = node.acl.to_vec();
+    if !ctx.creds.allows(&node.acl, perms::ADMIN) {
+        for entry in acl.iter_mut().filter(|a| a.id.scheme == "digest") {
+            if let Some((user, _)) = entry.id.id.split_once(':') {
+                entry.id.id = format!("{user}:x");
+            }
+        }
+    }
+    Ok(Response::GetAcl(GetAclResponse {
+        acl,
+        stat: node.stat(),
+    }))
+}
+
+/// The session's ephemeral nodes under `prefix` (all of them for "" or "/").
+fn ephemerals(tree: &DataTree, ctx: &ReadContext<'_>, prefix: &str) -> Response {
+    let prefix = if prefix.is_empty() { "/" } else { prefix };
+    let ephemerals = tree
+        .session_ephemerals(ctx.session)
+        .filter(|p| prefix == "/" || p.starts_with(prefix))
+        .cloned()
+        .collect();
+    Response::Ephemerals(GetEphemeralsResponse { ephemerals })
+}
+
+/// multiRead: each op answered on its own; a failed one is an error result in its place.
+fn multi_read(
+    tree: &DataTree,
+    watches: &mut WatchManager,
+    ctx: &ReadContext<'_>,
+    ops: &[Request],
+    events: &mut Vec<Notification>,
+) -> Response {
+    let results = ops
+        .iter()
+        .map(|op| match answer(tree, watches, ctx, op, events) {
+            Ok(Response::GetData(d)) => MultiResult::GetData(d.data, d.stat),
+            Ok(Response::GetChildren(c)) => MultiResult::GetChildren(c.children),
+            Ok(_) => MultiResult::Error(ErrorCode::BadArguments.code()),
+            Err(code) => MultiResult::Error(code.code()),
+        })
+        .collect();
+    Response::Multi(results)
+}
+
+/// whoAmI: the connection's ids; a digest id shows only its user.
+fn who_am_i(ctx: &ReadContext<'_>) -> Response {
+    Response::WhoAmI(WhoAmIResponse {
+        client_info: ctx
+            .creds
+            .ids
+            .iter()
+            .map(|id| ClientInfo {
+                auth_scheme: id.scheme.clone(),
+                user: match id.scheme.as_str() {
+                    "digest" => id.id.split(':').next().unwrap_or("").to_string(),
+                    _ => id.id.clone(),
+                },
+            })
+            .collect(),
+    })
 }
 
 /// Re-registers a reconnecting client's watches, firing at once those whose trigger it

@@ -95,55 +95,8 @@ async fn connect(global: &Global) -> Result<Client, Failure> {
 async fn execute(client: &Client, global: &Global, command: Command) -> Result<(), Failure> {
     let json = global.json;
     match command {
-        Command::Ls { path, recursive } => {
-            if recursive {
-                let mut nodes = vec![path.clone()];
-                nodes.extend(client.descendants(&path).await?);
-                if json {
-                    print_json(&json!({ "path": path, "nodes": nodes }));
-                } else {
-                    for node in nodes {
-                        println!("{node}");
-                    }
-                }
-            } else {
-                let mut children = client.get_children(&path).await?;
-                children.sort();
-                if json {
-                    print_json(&json!({ "path": path, "children": children }));
-                } else {
-                    for child in children {
-                        println!("{child}");
-                    }
-                }
-            }
-        }
-        Command::Get { path, stat } => {
-            let (data, st) = client.get_data_nullable(&path).await?;
-            if json {
-                // Null data (not the same as empty) is `"data": null`.
-                let (key, value) = match &data {
-                    Some(bytes) => data_json(bytes),
-                    None => ("data", Value::Null),
-                };
-                let mut out = json!({ "path": path, "stat": stat_json(&st) });
-                out[key] = value;
-                print_json(&out);
-            } else {
-                // zkCli prints null data as the line "null".
-                let data = match data {
-                    Some(bytes) => bytes,
-                    None => b"null\n".to_vec(),
-                };
-                write_data(&data).map_err(io_failure)?;
-                if stat {
-                    if !data.is_empty() && !data.ends_with(b"\n") {
-                        println!();
-                    }
-                    print!("{}", stat_text(&st));
-                }
-            }
-        }
+        Command::Ls { path, recursive } => ls(client, json, path, recursive).await?,
+        Command::Get { path, stat } => get(client, json, path, stat).await?,
         Command::Set {
             path,
             data,
@@ -168,15 +121,7 @@ async fn execute(client: &Client, global: &Global, command: Command) -> Result<(
                 Some(d) => read_data(&d)?,
                 None => Vec::new(),
             };
-            let mode = match (ephemeral, sequential, container, ttl.is_some()) {
-                (_, _, true, _) => CreateMode::Container,
-                (true, true, _, _) => CreateMode::EphemeralSequential,
-                (true, false, _, _) => CreateMode::Ephemeral,
-                (false, true, _, true) => CreateMode::PersistentSequentialWithTtl,
-                (false, false, _, true) => CreateMode::PersistentWithTtl,
-                (false, true, _, false) => CreateMode::PersistentSequential,
-                (false, false, _, false) => CreateMode::Persistent,
-            };
+            let mode = create_mode(ephemeral, sequential, container, ttl.is_some());
             let mut options = CreateOptions::new(mode);
             if let Some(ttl) = ttl {
                 options = options.ttl(ttl);
@@ -198,29 +143,7 @@ async fn execute(client: &Client, global: &Global, command: Command) -> Result<(
             path,
             recursive,
             version,
-        } => {
-            if recursive {
-                if path == "/" {
-                    return Err(Failure::Usage(
-                        "refusing to delete everything: delete -r / (delete the children one by one)".into(),
-                    ));
-                }
-                // delete_all tolerates a vanished tree; the command should not.
-                if client.exists(&path).await?.is_none() {
-                    return Err(Error::Server {
-                        code: paddock_client::ErrorCode::NoNode,
-                        path: Some(path),
-                    }
-                    .into());
-                }
-                client.delete_all(&path).await?;
-            } else {
-                client.delete(&path, version).await?;
-            }
-            if json {
-                print_json(&json!({ "path": path, "deleted": true }));
-            }
-        }
+        } => delete(client, json, path, recursive, version).await?,
         Command::Stat { path } => {
             let st = client.exists(&path).await?.ok_or_else(|| Error::Server {
                 code: paddock_client::ErrorCode::NoNode,
@@ -291,26 +214,7 @@ async fn execute(client: &Client, global: &Global, command: Command) -> Result<(
             remove,
             members,
             from_config,
-        } => {
-            if add.is_none() && remove.is_none() && members.is_none() {
-                return Err(Failure::Usage(
-                    "reconfig needs --add, --remove or --members".into(),
-                ));
-            }
-            let from = match from_config {
-                None => None,
-                Some(v) => Some(parse_config_version(&v)?),
-            };
-            let (data, st) = client
-                .reconfig(add.as_deref(), remove.as_deref(), members.as_deref(), from)
-                .await?;
-            let text = String::from_utf8_lossy(&data).into_owned();
-            if json {
-                print_json(&config_json(&text, st.version));
-            } else {
-                print_text(&text);
-            }
-        }
+        } => reconfig(client, json, [add, remove, members], from_config).await?,
         // These need no session; `run` handles them before connecting.
         Command::Srvr => four_letter_word(global, "srvr").await?,
         Command::Mntr => four_letter_word(global, "mntr").await?,
@@ -322,6 +226,137 @@ async fn execute(client: &Client, global: &Global, command: Command) -> Result<(
                 "up starts servers; it does not use a session".into(),
             ));
         }
+    }
+    Ok(())
+}
+
+/// ls, or ls -r: the node and every descendant.
+async fn ls(client: &Client, json: bool, path: String, recursive: bool) -> Result<(), Failure> {
+    if recursive {
+        let mut nodes = vec![path.clone()];
+        nodes.extend(client.descendants(&path).await?);
+        if json {
+            print_json(&json!({ "path": path, "nodes": nodes }));
+        } else {
+            for node in nodes {
+                println!("{node}");
+            }
+        }
+    } else {
+        let mut children = client.get_children(&path).await?;
+        children.sort();
+        if json {
+            print_json(&json!({ "path": path, "children": children }));
+        } else {
+            for child in children {
+                println!("{child}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// get: the data as zkCli prints it (null data as "null"), and with -s the stat.
+async fn get(client: &Client, json: bool, path: String, stat: bool) -> Result<(), Failure> {
+    let (data, st) = client.get_data_nullable(&path).await?;
+    if json {
+        // Null data (not the same as empty) is `"data": null`.
+        let (key, value) = match &data {
+            Some(bytes) => data_json(bytes),
+            None => ("data", Value::Null),
+        };
+        let mut out = json!({ "path": path, "stat": stat_json(&st) });
+        out[key] = value;
+        print_json(&out);
+    } else {
+        // zkCli prints null data as the line "null".
+        let data = match data {
+            Some(bytes) => bytes,
+            None => b"null\n".to_vec(),
+        };
+        write_data(&data).map_err(io_failure)?;
+        if stat {
+            if !data.is_empty() && !data.ends_with(b"\n") {
+                println!();
+            }
+            print!("{}", stat_text(&st));
+        }
+    }
+    Ok(())
+}
+
+/// The create mode of create's flags: a container, else ephemeral or persistent, with
+/// a sequence number and with a TTL (persistent only) as asked.
+fn create_mode(ephemeral: bool, sequential: bool, container: bool, ttl: bool) -> CreateMode {
+    match (ephemeral, sequential, container, ttl) {
+        (_, _, true, _) => CreateMode::Container,
+        (true, true, _, _) => CreateMode::EphemeralSequential,
+        (true, false, _, _) => CreateMode::Ephemeral,
+        (false, true, _, true) => CreateMode::PersistentSequentialWithTtl,
+        (false, false, _, true) => CreateMode::PersistentWithTtl,
+        (false, true, _, false) => CreateMode::PersistentSequential,
+        (false, false, _, false) => CreateMode::Persistent,
+    }
+}
+
+/// delete, or delete -r (never of "/", and the node must exist).
+async fn delete(
+    client: &Client,
+    json: bool,
+    path: String,
+    recursive: bool,
+    version: Option<i32>,
+) -> Result<(), Failure> {
+    if recursive {
+        if path == "/" {
+            return Err(Failure::Usage(
+                "refusing to delete everything: delete -r / (delete the children one by one)"
+                    .into(),
+            ));
+        }
+        // delete_all tolerates a vanished tree; the command should not.
+        if client.exists(&path).await?.is_none() {
+            return Err(Error::Server {
+                code: paddock_client::ErrorCode::NoNode,
+                path: Some(path),
+            }
+            .into());
+        }
+        client.delete_all(&path).await?;
+    } else {
+        client.delete(&path, version).await?;
+    }
+    if json {
+        print_json(&json!({ "path": path, "deleted": true }));
+    }
+    Ok(())
+}
+
+/// reconfig with `[add, remove, members]` (at least one) and an optional fromConfig.
+async fn reconfig(
+    client: &Client,
+    json: bool,
+    changes: [Option<String>; 3],
+    from_config: Option<String>,
+) -> Result<(), Failure> {
+    let [add, remove, members] = changes;
+    if add.is_none() && remove.is_none() && members.is_none() {
+        return Err(Failure::Usage(
+            "reconfig needs --add, --remove or --members".into(),
+        ));
+    }
+    let from = match from_config {
+        None => None,
+        Some(v) => Some(parse_config_version(&v)?),
+    };
+    let (data, st) = client
+        .reconfig(add.as_deref(), remove.as_deref(), members.as_deref(), from)
+        .await?;
+    let text = String::from_utf8_lossy(&data).into_owned();
+    if json {
+        print_json(&config_json(&text, st.version));
+    } else {
+        print_text(&text);
     }
     Ok(())
 }
