@@ -479,6 +479,47 @@ pub fn state_json(
     (serde_json::to_value(doc).unwrap_or(Value::Null), own_state)
 }
 
+/// Says whether this candidate leads now: the log line when that changes, the metric,
+/// and the sidecar-wide leading flag if this is the flagged election.
+fn publish_role(app: &App, me: &Candidate, role: Role, was_leader: &mut bool) {
+    let leads = role.is_leader() && !me.resigning.load(Ordering::SeqCst);
+    if leads != *was_leader {
+        *was_leader = leads;
+        match role {
+            Role::Leader { token } if leads => {
+                tracing::info!(election = %me.election, id = %me.id, token, "leading")
+            }
+            _ => {
+                tracing::info!(election = %me.election, id = %me.id, ?role, "no longer leading")
+            }
+        }
+    }
+    app.metrics.set_leader(&me.election, &me.id, leads);
+    if me.flag {
+        app.leading.send_replace(leads);
+    }
+}
+
+/// Writes a new value into the candidate's node; on success it is also what the next
+/// campaign writes.
+async fn set_candidate_value(
+    client: &Client,
+    node: &str,
+    me: &Candidate,
+    data: &mut Vec<u8>,
+    v: Vec<u8>,
+) -> Result<(), ApiError> {
+    client
+        .set_data(node, &candidate_data(&me.id, &v), None)
+        .await
+        .map_err(|e| ApiError::zk(&e, true))?;
+    *data = v.clone();
+    if let Ok(mut value) = me.value.lock() {
+        *value = v;
+    }
+    Ok(())
+}
+
 /// The candidacy task.
 async fn run(
     app: Arc<App>,
@@ -573,22 +614,7 @@ async fn run(
         app.notify_local();
         loop {
             let role = *roles.borrow_and_update();
-            let leads = role.is_leader() && !me.resigning.load(Ordering::SeqCst);
-            if leads != was_leader {
-                was_leader = leads;
-                match role {
-                    Role::Leader { token } if leads => {
-                        tracing::info!(election = %me.election, id = %me.id, token, "leading")
-                    }
-                    _ => {
-                        tracing::info!(election = %me.election, id = %me.id, ?role, "no longer leading")
-                    }
-                }
-            }
-            app.metrics.set_leader(&me.election, &me.id, leads);
-            if me.flag {
-                app.leading.send_replace(leads);
-            }
+            publish_role(&app, &me, role, &mut was_leader);
             if role.is_terminal() {
                 // The session is over: campaign again on the next one.
                 app.notify_local();
@@ -611,18 +637,7 @@ async fn run(
                 }
                 cmd = cmds.recv() => match cmd {
                     Some(Cmd::SetValue(v, reply)) => {
-                        let node = candidacy.node();
-                        let r = client
-                            .set_data(&node, &candidate_data(&me.id, &v), None)
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| ApiError::zk(&e, true));
-                        if r.is_ok() {
-                            data = v.clone();
-                            if let Ok(mut value) = me.value.lock() {
-                                *value = v;
-                            }
-                        }
+                        let r = set_candidate_value(&client, &candidacy.node(), &me, &mut data, v).await;
                         let _ = reply.send(r);
                     }
                     Some(Cmd::Stop(done)) => {

@@ -204,6 +204,53 @@ impl Drop for Open {
     }
 }
 
+/// What a stream says when the session goes down: `suspended`, and for an election the
+/// state as this sidecar last knew it. Err when the client has gone.
+async fn announce_down(
+    app: &Arc<App>,
+    source: &Source,
+    link: Link,
+    last_index: Option<i64>,
+    tx: &mpsc::Sender<Event>,
+) -> Result<(), mpsc::error::SendError<Event>> {
+    tx.send(event("suspended", &json!({ "session": link.name() }), None))
+        .await?;
+    if let Source::Election { name, id, encoding } = source {
+        let me = app
+            .elections
+            .pick(name, id.as_deref(), app.settings.id.as_deref());
+        let (doc, _) = elections::state_json(
+            app,
+            name,
+            None,
+            last_index.unwrap_or(0),
+            me.as_ref(),
+            *encoding,
+        );
+        tx.send(event("state", &doc, None)).await?;
+    }
+    Ok(())
+}
+
+/// The events for a fresh read: the changes since `prev`; on a stream's first read, the
+/// full state, unless the client resumed at this very index and the source allows it.
+fn first_or_changed(
+    source: &Source,
+    prev: Option<&State>,
+    resume: Option<i64>,
+    value: &State,
+    index: i64,
+    consistent: bool,
+) -> Vec<(&'static str, Value)> {
+    match (prev, resume) {
+        (Some(old), _) => source.diff(old, value, index),
+        (None, Some(asked)) if asked == index && consistent && !source.always_full_on_resume() => {
+            Vec::new()
+        }
+        (None, _) => vec![(source.full_event(), source.full_data(value, index))],
+    }
+}
+
 async fn drive(
     app: Arc<App>,
     source: Source,
@@ -236,27 +283,11 @@ async fn drive(
             if !announced_down {
                 announced_down = true;
                 needs_resync |= prev.is_some() || resume.is_some();
-                if send("suspended", &json!({ "session": link.name() }), None)
+                if announce_down(&app, &source, link, last_index, &tx)
                     .await
                     .is_err()
                 {
                     return;
-                }
-                if let Source::Election { name, id, encoding } = &source {
-                    let me = app
-                        .elections
-                        .pick(name, id.as_deref(), app.settings.id.as_deref());
-                    let (doc, _) = elections::state_json(
-                        &app,
-                        name,
-                        None,
-                        last_index.unwrap_or(0),
-                        me.as_ref(),
-                        *encoding,
-                    );
-                    if send("state", &doc, None).await.is_err() {
-                        return;
-                    }
                 }
             }
             tokio::select! {
@@ -313,20 +344,17 @@ async fn drive(
         let value = loaded.value;
         let index = loaded.index;
         let mut sub = loaded.sub;
-        let events: Vec<(&'static str, Value)> = if needs_resync {
+        let events = if needs_resync {
             vec![("resync", source.full_data(&value, index))]
         } else {
-            match (&prev, resume) {
-                (Some(old), _) => source.diff(old, &value, index),
-                (None, Some(asked)) => {
-                    if asked == index && loaded.consistent && !source.always_full_on_resume() {
-                        Vec::new()
-                    } else {
-                        vec![(source.full_event(), source.full_data(&value, index))]
-                    }
-                }
-                (None, None) => vec![(source.full_event(), source.full_data(&value, index))],
-            }
+            first_or_changed(
+                &source,
+                prev.as_ref(),
+                resume,
+                &value,
+                index,
+                loaded.consistent,
+            )
         };
         let had_events = !events.is_empty();
         for (name, data) in &events {
