@@ -262,17 +262,45 @@ pub async fn start(
         apiserver_port,
         etcd_port,
     };
-    let s = |v: &str| v.to_string();
-    let path = |p: &Path| p.display().to_string();
-
     let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+    plane
+        .children
+        .push(start_etcd(layout, bin_dir, &etcd_url, etcd_port, etcd_peer_port).await?);
+    plane
+        .children
+        .push(start_apiserver(layout, bin_dir, creds, apiserver_port, &etcd_url, admin).await?);
+    plane
+        .children
+        .push(start_controller_manager(layout, bin_dir, &creds.pki).await?);
+    plane.children.push(start_scheduler(layout, bin_dir).await?);
+    Ok(plane)
+}
+
+/// A flag given as it is.
+fn arg(v: &str) -> String {
+    v.to_string()
+}
+
+/// A path as a flag's value.
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Starts etcd, serving clients at `etcd_url` (on `etcd_port`), and waits until it listens.
+async fn start_etcd(
+    layout: &Layout,
+    bin_dir: &Path,
+    etcd_url: &str,
+    etcd_port: u16,
+    etcd_peer_port: u16,
+) -> Result<(String, Child), ControlPlaneError> {
     let peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
     let mut etcd = spawn(
         layout,
         bin_dir,
         "etcd",
         vec![
-            s("--name=kubesim"),
+            arg("--name=kubesim"),
             format!("--data-dir={}", path(&layout.etcd_data())),
             format!("--listen-client-urls={etcd_url}"),
             format!("--advertise-client-urls={etcd_url}"),
@@ -281,16 +309,26 @@ pub async fn start(
             format!("--initial-cluster=kubesim={peer_url}"),
             // A test cluster on one machine: durability of etcd is not under test, and
             // fsyncs on a shared disk slow every API write down.
-            s("--unsafe-no-fsync"),
-            s("--log-level=warn"),
+            arg("--unsafe-no-fsync"),
+            arg("--log-level=warn"),
         ],
     )?;
     wait_ready(layout, "etcd", &mut etcd.1, Duration::from_secs(60), || {
         tcp_open(etcd_port)
     })
     .await?;
-    plane.children.push(etcd);
+    Ok(etcd)
+}
 
+/// Starts kube-apiserver on etcd at `etcd_url`, with its audit policy; `admin` waits it ready.
+async fn start_apiserver(
+    layout: &Layout,
+    bin_dir: &Path,
+    creds: &Credentials,
+    apiserver_port: u16,
+    etcd_url: &str,
+    admin: &kube::Client,
+) -> Result<(String, Child), ControlPlaneError> {
     let pki = &creds.pki;
     std::fs::write(layout.audit_policy(), AUDIT_POLICY)?;
     let mut apiserver = spawn(
@@ -299,30 +337,30 @@ pub async fn start(
         "kube-apiserver",
         vec![
             format!("--etcd-servers={etcd_url}"),
-            s("--bind-address=127.0.0.1"),
-            s("--advertise-address=127.0.0.1"),
+            arg("--bind-address=127.0.0.1"),
+            arg("--advertise-address=127.0.0.1"),
             format!("--secure-port={apiserver_port}"),
             format!("--tls-cert-file={}", path(&creds.apiserver.cert)),
             format!("--tls-private-key-file={}", path(&creds.apiserver.key)),
             format!("--client-ca-file={}", path(&pki.ca_cert())),
-            s("--authorization-mode=Node,RBAC"),
+            arg("--authorization-mode=Node,RBAC"),
             format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),
             format!("--service-account-key-file={}", path(&pki.sa_pub())),
             format!("--service-account-signing-key-file={}", path(&pki.sa_key())),
             format!("--service-cluster-ip-range={SERVICE_CIDR}"),
             // The defaults plus NodeRestriction, as kubeadm enables them.
-            s("--enable-admission-plugins=NodeRestriction"),
-            s("--allow-privileged=true"),
+            arg("--enable-admission-plugins=NodeRestriction"),
+            arg("--allow-privileged=true"),
             format!("--default-not-ready-toleration-seconds={TOLERATION_SECONDS}"),
             format!("--default-unreachable-toleration-seconds={TOLERATION_SECONDS}"),
             // Endpoints may not hold loopback addresses (the API server's validation), so
             // the `kubernetes` Service has none; pods reach the API through
             // KUBERNETES_SERVICE_HOST=127.0.0.1 instead.
-            s("--endpoint-reconciler-type=none"),
-            s("--profiling=false"),
+            arg("--endpoint-reconciler-type=none"),
+            arg("--profiling=false"),
             format!("--audit-policy-file={}", path(&layout.audit_policy())),
             format!("--audit-log-path={}", path(&layout.audit_log())),
-            s("--audit-log-format=json"),
+            arg("--audit-log-format=json"),
         ],
     )?;
     let probe_client = admin.clone();
@@ -337,8 +375,15 @@ pub async fn start(
         },
     )
     .await?;
-    plane.children.push(apiserver);
+    Ok(apiserver)
+}
 
+/// Starts kube-controller-manager (signing with the cluster's CA) and waits until it listens.
+async fn start_controller_manager(
+    layout: &Layout,
+    bin_dir: &Path,
+    pki: &Pki,
+) -> Result<(String, Child), ControlPlaneError> {
     let cm_kubeconfig = path(&layout.kubeconfig_for("controller-manager"));
     let cm_port = free_port()?;
     let mut cm = spawn(
@@ -349,10 +394,10 @@ pub async fn start(
             format!("--kubeconfig={cm_kubeconfig}"),
             format!("--authentication-kubeconfig={cm_kubeconfig}"),
             format!("--authorization-kubeconfig={cm_kubeconfig}"),
-            s("--bind-address=127.0.0.1"),
+            arg("--bind-address=127.0.0.1"),
             format!("--secure-port={cm_port}"),
-            s("--leader-elect=false"),
-            s("--use-service-account-credentials=true"),
+            arg("--leader-elect=false"),
+            arg("--use-service-account-credentials=true"),
             format!("--service-account-private-key-file={}", path(&pki.sa_key())),
             format!("--root-ca-file={}", path(&pki.ca_cert())),
             format!("--cluster-signing-cert-file={}", path(&pki.ca_cert())),
@@ -361,10 +406,10 @@ pub async fn start(
                 path(&layout.pki().join("ca.key"))
             ),
             format!("--service-cluster-ip-range={SERVICE_CIDR}"),
-            s("--node-monitor-period=1s"),
+            arg("--node-monitor-period=1s"),
             format!("--node-monitor-grace-period={NODE_MONITOR_GRACE}"),
             // Bind and provision claims promptly (upstream re-syncs every 15 s).
-            s("--pvclaimbinder-sync-period=2s"),
+            arg("--pvclaimbinder-sync-period=2s"),
         ],
     )?;
     wait_ready(
@@ -375,8 +420,14 @@ pub async fn start(
         || tcp_open(cm_port),
     )
     .await?;
-    plane.children.push(cm);
+    Ok(cm)
+}
 
+/// Starts kube-scheduler and waits until it listens.
+async fn start_scheduler(
+    layout: &Layout,
+    bin_dir: &Path,
+) -> Result<(String, Child), ControlPlaneError> {
     let sched_kubeconfig = path(&layout.kubeconfig_for("scheduler"));
     let sched_port = free_port()?;
     let mut scheduler = spawn(
@@ -387,9 +438,9 @@ pub async fn start(
             format!("--kubeconfig={sched_kubeconfig}"),
             format!("--authentication-kubeconfig={sched_kubeconfig}"),
             format!("--authorization-kubeconfig={sched_kubeconfig}"),
-            s("--bind-address=127.0.0.1"),
+            arg("--bind-address=127.0.0.1"),
             format!("--secure-port={sched_port}"),
-            s("--leader-elect=false"),
+            arg("--leader-elect=false"),
         ],
     )?;
     wait_ready(
@@ -400,8 +451,7 @@ pub async fn start(
         || tcp_open(sched_port),
     )
     .await?;
-    plane.children.push(scheduler);
-    Ok(plane)
+    Ok(scheduler)
 }
 
 async fn api_ready(client: &kube::Client) -> bool {
