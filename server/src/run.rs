@@ -13,7 +13,7 @@ use tracing::info;
 use std::collections::BTreeMap;
 
 use crate::config::{DynamicConfig, HostPort, ServerConfig};
-use crate::core::{Core, CoreConfig, CoreMsg, CoreTx, InternalTx, RecoveryError};
+use crate::core::{Core, CoreConfig, CoreMsg, CoreTx, InternalTx, RecoveryError, SystemClock};
 use crate::join;
 use crate::net::client::{self, ClientPortConfig};
 use crate::net::flow::FlowLimits;
@@ -307,9 +307,16 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     let core = {
         let core_cfg = core_cfg.clone();
         let internal_tx = internal_tx.clone();
-        tokio::task::spawn_blocking(move || Core::open(core_cfg, internal_tx, Box::new(peers)))
-            .await
-            .map_err(|e| StartError::Thread(std::io::Error::other(e.to_string())))??
+        tokio::task::spawn_blocking(move || {
+            Core::open(
+                core_cfg,
+                internal_tx,
+                Box::new(peers),
+                Box::new(SystemClock::new()),
+            )
+        })
+        .await
+        .map_err(|e| StartError::Thread(std::io::Error::other(e.to_string())))??
     };
     let core_thread = std::thread::Builder::new()
         .name("paddock-core".into())

@@ -35,15 +35,12 @@ impl Core {
         match out {
             Output::Send { to, msg } => self.peers.send(to, &msg),
             Output::Append { zxid, payload } => {
-                let Some(disk) = &self.disk else { return };
-                if let Err(e) = disk.append(zxid as u64, payload) {
+                if let Err(e) = self.data.append(zxid, payload) {
                     self.fatal = Some(format!("cannot queue txn {zxid:#x} for the log: {e}"));
                 }
             }
             Output::PersistEpochs { accepted, current } => {
-                if let Err(e) =
-                    crate::storage::state::persist_epochs(&self.cfg.snap_dir, accepted, current)
-                {
+                if let Err(e) = self.data.persist_epochs(accepted, current) {
                     self.fatal = Some(format!("cannot persist epochs: {e}"));
                 }
             }
@@ -174,9 +171,8 @@ impl Core {
     /// TRUNC: cut the log after `zxid`. Only uncommitted records go, and those were
     /// never applied, so the tree stays as it is.
     fn truncate_log(&mut self, zxid: Zxid) {
-        let Some(disk) = &self.disk else { return };
         info!(zxid = format_args!("{zxid:#x}"), "truncating the log");
-        if let Err(e) = disk.truncate_after(zxid as u64) {
+        if let Err(e) = self.data.truncate_after(zxid) {
             self.fatal = Some(format!("cannot truncate the log: {e}"));
         }
     }
@@ -187,9 +183,7 @@ impl Core {
         let committed = self.zab.last_committed();
         if committed != self.persisted_commit {
             self.persisted_commit = committed;
-            if let Err(e) =
-                crate::storage::state::persist_commit_index(&self.cfg.snap_dir, committed as u64)
-            {
+            if let Err(e) = self.data.persist_commit_index(committed) {
                 warn!(error = %e, "cannot record the commit index");
             }
         }
@@ -205,24 +199,7 @@ impl Core {
                 return;
             }
         };
-        let Some(disk) = &self.disk else { return };
-        // Old log records must be gone before the snapshot exists, or a crash in between
-        // would replay a diverged tail on top of it.
-        let result = disk
-            .truncate_after(0)
-            .and_then(|()| disk.read_from(u64::MAX).map(drop))
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                crate::storage::remove_all_snapshots(&self.cfg.snap_dir)
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            })
-            .and_then(|()| {
-                crate::storage::write_snapshot(&self.cfg.snap_dir, zxid as u64, payload)
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = result {
+        if let Err(e) = self.data.replace_with_snapshot(zxid, payload) {
             self.fatal = Some(format!("cannot install the leader's snapshot: {e}"));
             return;
         }

@@ -4,7 +4,6 @@ use tracing::{info, warn};
 
 use super::{Core, CoreMsg};
 use crate::request::prep;
-use crate::storage;
 
 /// The most reaper deletions proposed per round, so a mass expiry cannot stall clients.
 const REAP_BATCH: usize = 1000;
@@ -47,7 +46,7 @@ impl Core {
 
     /// Deletes empty containers that once had children and TTL nodes past their TTL.
     fn reap(&mut self) {
-        let wall = super::wall_ms();
+        let wall = self.wall_ms();
         let candidates: Vec<String> = self
             .tree
             .containers()
@@ -72,53 +71,20 @@ impl Core {
         if self.snapshot_running || self.txns_since_snapshot < self.cfg.snap_count {
             return;
         }
-        let Some(disk) = &self.disk else {
-            return;
-        };
         // New txns go to a fresh segment, so older segments can be purged later.
-        if let Err(e) = disk.roll() {
+        if let Err(e) = self.data.roll() {
             warn!(error = %e, "could not roll the txn log before a snapshot");
         }
         self.snapshot_running = true;
         self.txns_since_snapshot = 0;
         let view = self.tree.snapshot_view();
         let zxid = view.last_zxid;
-        let snap_dir = self.cfg.snap_dir.clone();
-        let log_dir = self.cfg.log_dir.clone();
-        let retain = self.cfg.autopurge.then_some(self.cfg.snap_retain_count);
         let tx = self.internal_tx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("paddock-snapshot".into())
-            .spawn(move || {
-                let started = std::time::Instant::now();
-                let payload = view.serialize();
-                let ok = match storage::write_snapshot(&snap_dir, zxid as u64, &payload) {
-                    Ok(path) => {
-                        info!(
-                            zxid = format_args!("{zxid:#x}"),
-                            nodes = view.node_count(),
-                            bytes = payload.len(),
-                            ms = started.elapsed().as_millis() as u64,
-                            file = %path.display(),
-                            "snapshot written"
-                        );
-                        true
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "snapshot failed; will retry after more txns");
-                        false
-                    }
-                };
-                if ok && let Some(retain) = retain {
-                    match storage::purge(&snap_dir, &log_dir, retain) {
-                        Ok(report) => info!(?report, "autopurge"),
-                        Err(e) => warn!(error = %e, "autopurge failed"),
-                    }
-                }
-                let _ = tx.send(CoreMsg::SnapshotDone { zxid, ok });
-            });
-        if let Err(e) = spawned {
-            warn!(error = %e, "could not start the snapshot thread");
+        let done = Box::new(move |ok| {
+            let _ = tx.send(CoreMsg::SnapshotDone { zxid, ok });
+        });
+        if let Err(e) = self.data.snapshot(view, done) {
+            warn!(error = %e, "could not start a snapshot");
             self.snapshot_running = false;
         }
     }

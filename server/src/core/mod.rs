@@ -5,7 +5,9 @@
 //! total order of changes, which is what replication needs (issue: ZAB goes between
 //! "propose" and "apply" in `pipeline.rs`).
 
+mod clock;
 mod connect;
+mod data_dir;
 mod ensemble;
 pub mod forward;
 mod maintenance;
@@ -21,7 +23,7 @@ mod tests;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use paddock_proto::{
     ConnectRequest, ConnectResponse, ErrorCode, OpCode, Request, Response, WatcherEvent,
@@ -31,12 +33,14 @@ use tracing::{error, info};
 
 use crate::request::pending::PendingChanges;
 use crate::session::SessionTracker;
-use crate::storage::{DiskEvent, DiskWriter};
+use crate::storage::DiskEvent;
 use crate::tree::DataTree;
 use crate::tree::acl::Credentials;
 use crate::watch::{ConnId, WatchManager};
 use crate::zab::{Membership, Message, Role, Sid, Timing, Zab, Zxid};
 
+pub use clock::{Clock, SystemClock};
+pub use data_dir::{DataDir, Files, SnapshotDone};
 pub use recovery::RecoveryError;
 pub use stats::Stats;
 
@@ -267,27 +271,27 @@ pub struct Core {
     /// Read-only mode, a role beside looking that the shell decides (see `readonly`).
     read_only: readonly::ReadOnly,
     peers: Box<dyn PeerLinks>,
-    disk: Option<DiskWriter>,
+    /// Every durable write goes through it (the log, snapshots, epochs, configs).
+    data: Box<dyn DataDir>,
     internal_tx: InternalTx,
     stats: Stats,
-    started: Instant,
+    /// Monotonic and wall time (the system's, or a simulator's).
+    clock: Box<dyn Clock>,
     txns_since_snapshot: u64,
     snapshot_running: bool,
     last_reap_ms: u64,
     fatal: Option<String>,
 }
 
-fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 impl Core {
     /// Monotonic milliseconds since the core started (session deadlines).
     fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        self.clock.now_ms()
+    }
+
+    /// Wall-clock milliseconds (znode times, TTLs).
+    fn wall_ms(&self) -> i64 {
+        self.clock.wall_ms()
     }
 
     /// Runs the core on the current thread until shutdown; returns an error if the
@@ -380,9 +384,7 @@ impl Core {
         for conn in self.conns.values() {
             let _ = conn.tx.send(Outgoing::Close);
         }
-        if let Some(disk) = self.disk.take()
-            && let Err(e) = disk.shutdown()
-        {
+        if let Err(e) = self.data.shutdown() {
             error!(error = %e, "disk writer did not shut down cleanly");
         }
     }
@@ -409,7 +411,7 @@ impl Core {
     pub fn disk_stats(
         &self,
     ) -> Option<(crate::storage::DiskWriterStats, crate::storage::SyncTimes)> {
-        self.disk.as_ref().map(|d| (d.stats(), d.sync_times()))
+        self.data.stats()
     }
 
     pub fn outstanding_requests(&self) -> usize {
@@ -454,7 +456,7 @@ impl Core {
     }
 
     pub fn fsync_stats(&self) -> Option<crate::storage::DiskWriterStats> {
-        self.disk.as_ref().map(|d| d.stats())
+        self.data.stats().map(|(counts, _)| counts)
     }
 
     /// A description of every open connection (cons).

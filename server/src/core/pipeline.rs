@@ -265,7 +265,7 @@ impl Core {
         reply: Option<ReplyTo>,
     ) {
         let Prepared { op, changes } = prepared;
-        let time = super::wall_ms();
+        let time = self.wall_ms();
         let proposed = self.zab.propose(|zxid| {
             Txn {
                 session,

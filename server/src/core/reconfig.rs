@@ -76,7 +76,7 @@ impl Core {
         next: DynamicConfig,
         reply: Option<super::ReplyTo>,
     ) -> Result<(), ErrorCode> {
-        let time = super::wall_ms();
+        let time = self.wall_ms();
         let membership = next.membership();
         let result = self.zab.propose_reconfig(membership, move |zxid| {
             let text = DynamicConfig {
@@ -215,7 +215,7 @@ impl Core {
             members = parsed.servers.len(),
             "configuration active"
         );
-        if let Err(e) = parsed.write_committed(&self.cfg.snap_dir) {
+        if let Err(e) = self.data.persist_config(&parsed) {
             warn!(error = %e, "cannot persist the active configuration");
         }
         for entry in parsed.servers.values() {

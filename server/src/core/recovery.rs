@@ -43,6 +43,7 @@ impl Core {
         cfg: CoreConfig,
         internal_tx: InternalTx,
         peers: Box<dyn super::PeerLinks>,
+        clock: Box<dyn super::Clock>,
     ) -> Result<Core, RecoveryError> {
         for dir in [&cfg.snap_dir, &cfg.log_dir] {
             std::fs::create_dir_all(dir).map_err(|source| RecoveryError::Io {
@@ -135,7 +136,7 @@ impl Core {
             },
             0,
         );
-        let wall = super::wall_ms().max(0) as u64;
+        let wall = clock.wall_ms().max(0) as u64;
         let sessions = SessionTracker::new(cfg.tick_ms, cfg.server_id, wall);
         let mut core = Core {
             tree,
@@ -156,10 +157,15 @@ impl Core {
             zab,
             read_only: super::readonly::ReadOnly::new(cfg.read_only_mode, cfg.tick_ms, 0),
             peers,
-            disk: Some(disk),
+            data: Box::new(super::Files::new(
+                disk,
+                cfg.snap_dir.clone(),
+                cfg.log_dir.clone(),
+                cfg.autopurge.then_some(cfg.snap_retain_count),
+            )),
             internal_tx,
             stats: Stats::default(),
-            started: Instant::now(),
+            clock,
             txns_since_snapshot: replayed,
             snapshot_running: false,
             last_reap_ms: 0,

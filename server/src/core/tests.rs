@@ -56,7 +56,13 @@ fn open(dir: &Path, ensemble: DynamicConfig) -> Core {
         ensemble,
     };
     let (internal_tx, _internal_rx) = tokio::sync::mpsc::unbounded_channel();
-    Core::open(cfg, internal_tx, Box::new(super::NoPeers)).unwrap()
+    Core::open(
+        cfg,
+        internal_tx,
+        Box::new(super::NoPeers),
+        Box::new(super::SystemClock::new()),
+    )
+    .unwrap()
 }
 
 fn from_peer(core: &mut Core, from: u64, msg: Message) {

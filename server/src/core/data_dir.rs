@@ -1,0 +1,169 @@
+//! The data dir as the core sees it: every durable write the core asks for, behind one
+//! trait, so that the core names no path, opens no file and starts no thread for them.
+//! [`Files`] is the real one (the disk writer thread, the snapshot thread, the files of
+//! `storage`); a simulated disk can stand in for it.
+
+use std::path::PathBuf;
+
+use tracing::{info, warn};
+
+use crate::config::DynamicConfig;
+use crate::storage::{self, DiskWriter, DiskWriterStats, StorageError, SyncTimes};
+use crate::tree::SnapshotView;
+use crate::zab::Zxid;
+
+/// Called once a background snapshot ends: whether it was written.
+pub type SnapshotDone = Box<dyn FnOnce(bool) + Send>;
+
+/// What the core makes durable, and in what order it may rely on it.
+///
+/// The log calls only queue: what they queued is durable once the disk reports it
+/// (`CoreMsg::Disk`). Every other call is durable when it returns, so whatever the core
+/// sends after it (an ACK after the epochs, for one) cannot overtake it.
+pub trait DataDir: Send {
+    /// Queues a txn for the log.
+    fn append(&self, zxid: Zxid, payload: Vec<u8>) -> storage::Result<()>;
+    /// Queues a cut of the log after `zxid` (TRUNC).
+    fn truncate_after(&self, zxid: Zxid) -> storage::Result<()>;
+    /// Queues a roll to a new segment, so that the segments before it can be purged.
+    fn roll(&self) -> storage::Result<()>;
+    /// ZAB's acceptedEpoch and currentEpoch, durable on return.
+    fn persist_epochs(&self, accepted: i64, current: i64) -> storage::Result<()>;
+    /// How far txns are known committed; need not be durable (lagging is safe).
+    fn persist_commit_index(&self, zxid: Zxid) -> storage::Result<()>;
+    /// The committed dynamic config, durable on return.
+    fn persist_config(&self, config: &DynamicConfig) -> storage::Result<()>;
+    /// SNAP: the whole history replaced by the leader's snapshot, durable on return. The
+    /// old log and snapshots are gone first: a crash in between must not replay a
+    /// diverged tail on top of the new snapshot.
+    fn replace_with_snapshot(&self, zxid: Zxid, payload: &[u8]) -> storage::Result<()>;
+    /// Writes a snapshot of `view` in the background (then purges, if asked), and calls
+    /// `done` when it ends.
+    fn snapshot(&self, view: SnapshotView, done: SnapshotDone) -> storage::Result<()>;
+    /// The log writer's counters and commit times; `None` once shut down.
+    fn stats(&self) -> Option<(DiskWriterStats, SyncTimes)>;
+    /// Finishes what is queued and stops the log writer.
+    fn shutdown(&mut self) -> storage::Result<()>;
+}
+
+/// The data dir on files.
+pub struct Files {
+    /// `None` once shut down.
+    log: Option<DiskWriter>,
+    snap_dir: PathBuf,
+    log_dir: PathBuf,
+    /// Snapshots kept by autopurge after each snapshot; `None` without autopurge.
+    retain: Option<usize>,
+}
+
+impl Files {
+    pub fn new(
+        log: DiskWriter,
+        snap_dir: PathBuf,
+        log_dir: PathBuf,
+        retain: Option<usize>,
+    ) -> Files {
+        Files {
+            log: Some(log),
+            snap_dir,
+            log_dir,
+            retain,
+        }
+    }
+
+    fn log(&self) -> storage::Result<&DiskWriter> {
+        self.log.as_ref().ok_or(StorageError::WriterStopped {
+            reason: "the server is shutting down",
+        })
+    }
+}
+
+impl DataDir for Files {
+    fn append(&self, zxid: Zxid, payload: Vec<u8>) -> storage::Result<()> {
+        self.log()?.append(zxid as u64, payload)
+    }
+
+    fn truncate_after(&self, zxid: Zxid) -> storage::Result<()> {
+        self.log()?.truncate_after(zxid as u64)
+    }
+
+    fn roll(&self) -> storage::Result<()> {
+        self.log()?.roll()
+    }
+
+    fn persist_epochs(&self, accepted: i64, current: i64) -> storage::Result<()> {
+        storage::state::persist_epochs(&self.snap_dir, accepted, current)
+    }
+
+    fn persist_commit_index(&self, zxid: Zxid) -> storage::Result<()> {
+        storage::state::persist_commit_index(&self.snap_dir, zxid as u64)
+    }
+
+    fn persist_config(&self, config: &DynamicConfig) -> storage::Result<()> {
+        config.write_committed(&self.snap_dir)
+    }
+
+    fn replace_with_snapshot(&self, zxid: Zxid, payload: &[u8]) -> storage::Result<()> {
+        let log = self.log()?;
+        log.truncate_after(0)?;
+        // A read after the truncation waits until the writer thread has done it.
+        drop(log.read_from(u64::MAX)?);
+        storage::remove_all_snapshots(&self.snap_dir)?;
+        storage::write_snapshot(&self.snap_dir, zxid as u64, payload).map(drop)
+    }
+
+    fn snapshot(&self, view: SnapshotView, done: SnapshotDone) -> storage::Result<()> {
+        let snap_dir = self.snap_dir.clone();
+        let log_dir = self.log_dir.clone();
+        let retain = self.retain;
+        std::thread::Builder::new()
+            .name("paddock-snapshot".into())
+            .spawn(move || {
+                let ok = write_snapshot(&snap_dir, &view);
+                if ok && let Some(retain) = retain {
+                    match storage::purge(&snap_dir, &log_dir, retain) {
+                        Ok(report) => info!(?report, "autopurge"),
+                        Err(e) => warn!(error = %e, "autopurge failed"),
+                    }
+                }
+                done(ok);
+            })
+            .map(drop)
+            .map_err(|e| StorageError::io("start the snapshot thread for", &self.snap_dir, e))
+    }
+
+    fn stats(&self) -> Option<(DiskWriterStats, SyncTimes)> {
+        self.log.as_ref().map(|l| (l.stats(), l.sync_times()))
+    }
+
+    fn shutdown(&mut self) -> storage::Result<()> {
+        match self.log.take() {
+            Some(log) => log.shutdown(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Serializes and writes one snapshot; false (logged) when it failed.
+fn write_snapshot(snap_dir: &std::path::Path, view: &SnapshotView) -> bool {
+    let started = std::time::Instant::now();
+    let zxid = view.last_zxid;
+    let payload = view.serialize();
+    match storage::write_snapshot(snap_dir, zxid as u64, &payload) {
+        Ok(path) => {
+            info!(
+                zxid = format_args!("{zxid:#x}"),
+                nodes = view.node_count(),
+                bytes = payload.len(),
+                ms = started.elapsed().as_millis() as u64,
+                file = %path.display(),
+                "snapshot written"
+            );
+            true
+        }
+        Err(e) => {
+            warn!(error = %e, "snapshot failed; will retry after more txns");
+            false
+        }
+    }
+}
