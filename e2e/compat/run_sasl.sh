@@ -173,30 +173,30 @@ zkcli_checks() {
 }
 
 # paddock CLI logins (paddock-client's SASL against either server).
-cli() { # PASSWORD|none ARGS...: OUT, RC
+cli() { # PASSWORD|none ARGS...: OUT, CLI_RC (not RC: that is the whole run's verdict)
   local pw=$1; shift
   if [ "$pw" = none ]; then
     OUT="$(env -u PADDOCK_SASL_PASSWORD timeout 60 "$PADDOCK_CLI" --server "$SERVER" "$@" 2>&1)"
   else
     OUT="$(PADDOCK_SASL_PASSWORD="$pw" timeout 60 "$PADDOCK_CLI" --server "$SERVER" --sasl-user bob "$@" 2>&1)"
   fi
-  RC=$?
+  CLI_RC=$?
 }
 
 cli_checks() {
   local p="/cli-sasl-$RANDOM$RANDOM"
   cli bob_secret whoami
-  [ "$RC" = 0 ] && grep -q sasl <<<"$OUT" || { fail "paddock --sasl-user bob whoami"; return 1; }
+  [ "$CLI_RC" = 0 ] && grep -q sasl <<<"$OUT" || { fail "paddock --sasl-user bob whoami"; return 1; }
   cli bob_secret create "$p" v
-  [ "$RC" = 0 ] || { fail "paddock --sasl-user bob create"; return 1; }
+  [ "$CLI_RC" = 0 ] || { fail "paddock --sasl-user bob create"; return 1; }
   cli not_bobs get "$p"
-  [ "$RC" != 0 ] || { fail "paddock with a wrong password must fail"; return 1; }
+  [ "$CLI_RC" != 0 ] || { fail "paddock with a wrong password must fail"; return 1; }
   if [ "$PHASE" = enforce ]; then
     cli none get "$p"
-    [ "$RC" != 0 ] || { fail "paddock without SASL must fail under enforce.auth"; return 1; }
+    [ "$CLI_RC" != 0 ] || { fail "paddock without SASL must fail under enforce.auth"; return 1; }
   fi
   cli bob_secret delete "$p"
-  [ "$RC" = 0 ] || { fail "paddock --sasl-user bob delete"; return 1; }
+  [ "$CLI_RC" = 0 ] || { fail "paddock --sasl-user bob delete"; return 1; }
   log "paddock CLI: ok ($TARGET, $PHASE)"
 }
 

@@ -49,31 +49,40 @@ def close(c):
 def refused(user, password, wait=WAIT):
     """The exception a login of user/password ends with; None if it succeeds.
 
-    kazoo reports the session CONNECTED before the SASL exchange ends, and a failed
-    exchange then moves the client to AUTH_FAILED. start() cannot be used here: when the
-    refusal lands before start() looks at the state, start() sees the client not
-    connected and raises a time-out although the server answered at once. So the
-    client's own state is watched instead, until it is AUTH_FAILED or a request after
-    CONNECTED has its answer (AuthFailedError once the refusal lands)."""
+    kazoo reports the session CONNECTED before the SASL exchange, and a refused exchange
+    moves the client to AUTH_FAILED and, at once, to CLOSED. Neither start() (which
+    raises a time-out when the refusal lands before it looks) nor the client's current
+    state (already CLOSED) can tell a refusal reliably, so the states kazoo's connection
+    thread reports are recorded as they come, and a request made once CONNECTED gives
+    the answer when the refusal comes later (AuthFailedError)."""
     c = KazooClient(
         hosts=HOSTS,
         timeout=10,
         sasl_options={"mechanism": "DIGEST-MD5", "username": user, "password": password},
     )
+    states = []
+    report = c._session_callback
+
+    def record(state):
+        states.append(state)
+        report(state)
+
+    # The connection thread reports every state through this one method.
+    c._session_callback = record
     deadline = time.monotonic() + wait
     try:
         c.start_async()
         while time.monotonic() < deadline:
-            if c.client_state == KeeperState.AUTH_FAILED:
+            if KeeperState.AUTH_FAILED in states:
                 return AuthFailedError()
             if c.connected:
                 try:
                     c.exists("/")
                 except Exception as e:  # noqa: BLE001 - the type is what the test checks
-                    return e
+                    return AuthFailedError() if KeeperState.AUTH_FAILED in states else e
                 return None
-            time.sleep(0.05)  # polling the client's state, bounded by the deadline
-        return KazooTimeoutError("neither connected nor refused within %s s" % wait)
+            time.sleep(0.05)  # polling the recorded states, bounded by the deadline
+        return KazooTimeoutError("neither connected nor refused within %s s: %s" % (wait, states))
     finally:
         close(c)
 
