@@ -21,7 +21,7 @@ use common::membership::{
     Change, Cluster, ConfigText, RESUME, admin_session, load_on, progress, read_config, reconfig,
     reconfig_when_synced, summary, transfer, verify_acks, verify_all,
 };
-use common::run;
+use common::{RawConn, run};
 use paddock_proto::ErrorCode;
 
 const START: Duration = Duration::from_secs(30);
@@ -312,152 +312,199 @@ fn refused_reconfigs_answer_with_zookeepers_errors() {
             .into_iter()
             .find(|id| *id != leader && *id != follower)
             .unwrap();
-        let host = c.node(1).ip;
-        let fake = |k: u64| {
-            format!(
-                "server.{}={host}:{}:{}:participant;{host}:{}",
-                100 + k,
-                1 + k,
-                11 + k,
-                21 + k
-            )
-        };
 
         // Through a follower (forwarded to the leader) and on the leader itself.
         for via in [follower, leader] {
-            let mut plain = admin_session(c.client(via), false).await;
-            assert_eq!(
-                reconfig(&mut plain, 1, &Change::leave(other, v0.version))
-                    .await
-                    .unwrap_err(),
-                code(ErrorCode::NoAuth),
-                "a client without the super user's credentials"
-            );
-            close_session(&mut plain).await;
-
-            let mut admin = admin_session(c.client(via), true).await;
-            // Three participants that do not run: 3 synced voters of 6 are no quorum.
-            let joining = Change {
-                joining: (0..3).map(fake).collect(),
-                from: v0.version as i64,
-                ..Change::default()
-            };
-            assert_eq!(
-                reconfig(&mut admin, 2, &joining).await.unwrap_err(),
-                code(ErrorCode::NewConfigNoQuorum)
-            );
-            // Non-incremental: one running member and two that do not run.
-            let members = Change {
-                new_members: vec![c.server_line(leader, "participant"), fake(0), fake(1)],
-                from: v0.version as i64,
-                ..Change::default()
-            };
-            assert_eq!(
-                reconfig(&mut admin, 3, &members).await.unwrap_err(),
-                code(ErrorCode::NewConfigNoQuorum)
-            );
-            // A version that is not the current one.
-            assert_eq!(
-                reconfig(&mut admin, 4, &Change::leave(other, v0.version + 1))
-                    .await
-                    .unwrap_err(),
-                code(ErrorCode::BadVersion)
-            );
-            // Malformed lines; a change that changes nothing.
-            let bad = Change {
-                joining: vec!["server.7=no-ports".into()],
-                from: -1,
-                ..Change::default()
-            };
-            assert_eq!(
-                reconfig(&mut admin, 5, &bad).await.unwrap_err(),
-                code(ErrorCode::BadArguments)
-            );
-            close_session(&mut admin).await;
+            bad_reconfigs_are_refused_via(&c, via, leader, other, &v0).await;
         }
         c.wait_config(&[1, 2, 3], v0.version, &v0.roles(), SETTLE)
             .await;
 
-        // A real change makes the version it was based on stale.
         let mut admin = admin_session(c.client(follower), true).await;
-        let (v1, _) = reconfig(&mut admin, 10, &Change::leave(other, v0.version))
-            .await
-            .expect("remove a follower");
-        let back = Change::join(c.server_line(other, "participant"), v0.version);
-        assert_eq!(
-            reconfig(&mut admin, 11, &back).await.unwrap_err(),
-            code(ErrorCode::BadVersion),
-            "fromConfig of the config before the last change"
-        );
-        // The removed server still syncs as a non-member, so it can come back.
-        c.wait_role(other, "joining", SETTLE).await;
-        let (v2, _) = reconfig_when_synced(
-            c.client(follower),
-            &Change::join(c.server_line(other, "participant"), v1.version),
-            SETTLE,
+        let v2 = stale_version_is_refused_and_the_removed_server_rejoins(
+            &c, &mut admin, follower, other, &v0,
         )
         .await;
-        assert_eq!(v2.servers, v0.servers, "the same members again");
-        assert!(v2.version > v1.version);
-        c.wait_config(&[1, 2, 3], v2.version, &v2.roles(), SETTLE)
-            .await;
-        c.wait_role(other, "follower", SETTLE).await;
-
-        // Not a refusal: a change that changes nothing commits the same members as a new
-        // version, as in ZooKeeper.
-        let (v3, stat) = reconfig(&mut admin, 12, &Change::leave(99, v2.version))
-            .await
-            .expect("leaving a server that is no member");
-        assert_eq!(v3.servers, v2.servers);
-        assert!(v3.version > v2.version);
-        assert_eq!(stat.mzxid as u64, v3.version);
-        c.wait_config(&[1, 2, 3], v3.version, &v3.roles(), SETTLE)
-            .await;
-
-        // Two reconfigs in one write: the second arrives while the first is in flight.
-        let first = Change::leave(other, v3.version);
-        let second = Change {
-            from: -1,
-            ..Change::leave(other, 0)
-        };
-        let mut bytes = first.request().encode(20);
-        bytes = paddock_proto::frame::frame(&bytes);
-        bytes.extend(paddock_proto::frame::frame(&second.request().encode(21)));
-        admin.send_raw(&bytes).await.expect("send two reconfigs");
-        let r1 = admin.read_reply().await.expect("first answered");
-        let r2 = admin.read_reply().await.expect("second answered");
-        assert_eq!(
-            (r1.header.xid, r1.err()),
-            (20, 0),
-            "the first reconfig commits"
-        );
-        assert_eq!(
-            (r2.header.xid, r2.err()),
-            (21, code(ErrorCode::ReconfigInProgress)),
-            "the second one arrived while the first was in flight"
-        );
+        let v3 = empty_change_commits_a_new_version(&c, &mut admin, &v2).await;
+        second_reconfig_in_flight_is_refused(&mut admin, other, &v3).await;
         close_session(&mut admin).await;
 
-        // reconfigEnabled=false, on an ensemble of one voter.
-        let off = Cluster::builder(1).cfg("reconfigEnabled=false").start();
-        off.wait_leader(&[1], START).await;
-        let v = read_config(off.client(1)).await;
-        let mut admin = admin_session(off.client(1), true).await;
-        assert_eq!(
-            reconfig(
-                &mut admin,
-                1,
-                &Change::join(c.server_line(other, "participant"), v.version)
-            )
-            .await
-            .unwrap_err(),
-            code(ErrorCode::ReconfigDisabled)
-        );
-        close_session(&mut admin).await;
+        let off = reconfig_disabled_is_refused(&c, other).await;
         eprintln!("refusals: {:?} total", t0.elapsed());
         c.assert_no_fatal_log();
         off.assert_no_fatal_log();
     });
+}
+
+/// The line of participant `100 + k` on `host`, a server that does not run.
+fn fake_participant(host: std::net::Ipv4Addr, k: u64) -> String {
+    format!(
+        "server.{}={host}:{}:{}:participant;{host}:{}",
+        100 + k,
+        1 + k,
+        11 + k,
+        21 + k
+    )
+}
+
+/// Through server `via`: no super user, no quorum (incremental or not), a stale version, bad lines.
+async fn bad_reconfigs_are_refused_via(
+    c: &Cluster,
+    via: u64,
+    leader: u64,
+    other: u64,
+    v0: &ConfigText,
+) {
+    let host = c.node(1).ip;
+    let fake = |k: u64| fake_participant(host, k);
+    let mut plain = admin_session(c.client(via), false).await;
+    assert_eq!(
+        reconfig(&mut plain, 1, &Change::leave(other, v0.version))
+            .await
+            .unwrap_err(),
+        code(ErrorCode::NoAuth),
+        "a client without the super user's credentials"
+    );
+    close_session(&mut plain).await;
+
+    let mut admin = admin_session(c.client(via), true).await;
+    // Three participants that do not run: 3 synced voters of 6 are no quorum.
+    let joining = Change {
+        joining: (0..3).map(fake).collect(),
+        from: v0.version as i64,
+        ..Change::default()
+    };
+    assert_eq!(
+        reconfig(&mut admin, 2, &joining).await.unwrap_err(),
+        code(ErrorCode::NewConfigNoQuorum)
+    );
+    // Non-incremental: one running member and two that do not run.
+    let members = Change {
+        new_members: vec![c.server_line(leader, "participant"), fake(0), fake(1)],
+        from: v0.version as i64,
+        ..Change::default()
+    };
+    assert_eq!(
+        reconfig(&mut admin, 3, &members).await.unwrap_err(),
+        code(ErrorCode::NewConfigNoQuorum)
+    );
+    // A version that is not the current one.
+    assert_eq!(
+        reconfig(&mut admin, 4, &Change::leave(other, v0.version + 1))
+            .await
+            .unwrap_err(),
+        code(ErrorCode::BadVersion)
+    );
+    // Malformed lines; a change that changes nothing.
+    let bad = Change {
+        joining: vec!["server.7=no-ports".into()],
+        from: -1,
+        ..Change::default()
+    };
+    assert_eq!(
+        reconfig(&mut admin, 5, &bad).await.unwrap_err(),
+        code(ErrorCode::BadArguments)
+    );
+    close_session(&mut admin).await;
+}
+
+/// Removing `other` makes v0 stale for the next change; `other` then joins again (v2).
+async fn stale_version_is_refused_and_the_removed_server_rejoins(
+    c: &Cluster,
+    admin: &mut RawConn,
+    follower: u64,
+    other: u64,
+    v0: &ConfigText,
+) -> ConfigText {
+    // A real change makes the version it was based on stale.
+    let (v1, _) = reconfig(admin, 10, &Change::leave(other, v0.version))
+        .await
+        .expect("remove a follower");
+    let back = Change::join(c.server_line(other, "participant"), v0.version);
+    assert_eq!(
+        reconfig(admin, 11, &back).await.unwrap_err(),
+        code(ErrorCode::BadVersion),
+        "fromConfig of the config before the last change"
+    );
+    // The removed server still syncs as a non-member, so it can come back.
+    c.wait_role(other, "joining", SETTLE).await;
+    let (v2, _) = reconfig_when_synced(
+        c.client(follower),
+        &Change::join(c.server_line(other, "participant"), v1.version),
+        SETTLE,
+    )
+    .await;
+    assert_eq!(v2.servers, v0.servers, "the same members again");
+    assert!(v2.version > v1.version);
+    c.wait_config(&[1, 2, 3], v2.version, &v2.roles(), SETTLE)
+        .await;
+    c.wait_role(other, "follower", SETTLE).await;
+    v2
+}
+
+/// Not a refusal: a change that changes nothing commits the same members as a new version.
+async fn empty_change_commits_a_new_version(
+    c: &Cluster,
+    admin: &mut RawConn,
+    v2: &ConfigText,
+) -> ConfigText {
+    // Not a refusal: a change that changes nothing commits the same members as a new
+    // version, as in ZooKeeper.
+    let (v3, stat) = reconfig(admin, 12, &Change::leave(99, v2.version))
+        .await
+        .expect("leaving a server that is no member");
+    assert_eq!(v3.servers, v2.servers);
+    assert!(v3.version > v2.version);
+    assert_eq!(stat.mzxid as u64, v3.version);
+    c.wait_config(&[1, 2, 3], v3.version, &v3.roles(), SETTLE)
+        .await;
+    v3
+}
+
+/// Two reconfigs in one write: the first commits, the second is refused as in progress.
+async fn second_reconfig_in_flight_is_refused(admin: &mut RawConn, other: u64, v3: &ConfigText) {
+    // Two reconfigs in one write: the second arrives while the first is in flight.
+    let first = Change::leave(other, v3.version);
+    let second = Change {
+        from: -1,
+        ..Change::leave(other, 0)
+    };
+    let mut bytes = first.request().encode(20);
+    bytes = paddock_proto::frame::frame(&bytes);
+    bytes.extend(paddock_proto::frame::frame(&second.request().encode(21)));
+    admin.send_raw(&bytes).await.expect("send two reconfigs");
+    let r1 = admin.read_reply().await.expect("first answered");
+    let r2 = admin.read_reply().await.expect("second answered");
+    assert_eq!(
+        (r1.header.xid, r1.err()),
+        (20, 0),
+        "the first reconfig commits"
+    );
+    assert_eq!(
+        (r2.header.xid, r2.err()),
+        (21, code(ErrorCode::ReconfigInProgress)),
+        "the second one arrived while the first was in flight"
+    );
+}
+
+/// reconfigEnabled=false, on an ensemble of one voter: refused; returns that ensemble.
+async fn reconfig_disabled_is_refused(c: &Cluster, other: u64) -> Cluster {
+    let off = Cluster::builder(1).cfg("reconfigEnabled=false").start();
+    off.wait_leader(&[1], START).await;
+    let v = read_config(off.client(1)).await;
+    let mut admin = admin_session(off.client(1), true).await;
+    assert_eq!(
+        reconfig(
+            &mut admin,
+            1,
+            &Change::join(c.server_line(other, "participant"), v.version)
+        )
+        .await
+        .unwrap_err(),
+        code(ErrorCode::ReconfigDisabled)
+    );
+    close_session(&mut admin).await;
+    off
 }
 
 /// Leadership moves A → B → A … on request under a write load; the write pause of each

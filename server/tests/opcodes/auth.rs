@@ -2,6 +2,7 @@
 
 use super::*;
 
+/// ACLs with the digest and ip schemes, digest auth and whoAmI, on one server.
 #[test]
 fn acls_digest_auth_and_whoami() {
     let tg = target("acl", Server::builder());
@@ -12,101 +13,8 @@ fn acls_digest_auth_and_whoami() {
         t("create root", alice.create(r, b"", &persistent()))
             .await
             .unwrap();
-
-        // creator_all without any authenticated identity is an invalid ACL.
-        let creator = CreateMode::Persistent.with_acls(Acls::creator_all());
-        assert_eq!(
-            t(
-                "creator_all unauthenticated",
-                alice.create(&format!("{r}/x"), b"", &creator)
-            )
-            .await,
-            Err(Error::InvalidAcl)
-        );
-
-        t("auth", alice.auth("digest", b"alice:secret"))
-            .await
-            .unwrap();
-        let users = t("whoami", alice.list_auth_users()).await.unwrap();
-        assert!(
-            users.contains(&AuthUser::new("digest", "alice")),
-            "{users:?}"
-        );
-        let anon_users = t("whoami", other.list_auth_users()).await.unwrap();
-        assert!(
-            !anon_users.iter().any(|u| u.scheme() == "digest"),
-            "{anon_users:?}"
-        );
-
-        let secret = format!("{r}/secret");
-        t("create secret", alice.create(&secret, b"s", &creator))
-            .await
-            .unwrap();
-        let (acl, stat) = t("get_acl", alice.get_acl(&secret)).await.unwrap();
-        assert_eq!(
-            acl,
-            vec![Acl::new(
-                Permission::ALL,
-                AuthId::new("digest", "alice:aYXlLOpEooaV1cRAvUL1fp9Qt7E=")
-            )]
-        );
-        assert_eq!(stat.aversion, 0);
-
-        // Another session without the credentials is refused every ACL-checked operation.
-        assert_eq!(t("get", other.get_data(&secret)).await, Err(Error::NoAuth));
-        assert_eq!(
-            t("set", other.set_data(&secret, b"x", None)).await,
-            Err(Error::NoAuth)
-        );
-        assert_eq!(t("acl", other.get_acl(&secret)).await, Err(Error::NoAuth));
-        assert_eq!(
-            t("children", other.get_children(&secret)).await,
-            Err(Error::NoAuth)
-        );
-        assert_eq!(
-            t(
-                "create child",
-                other.create(&format!("{secret}/c"), b"", &persistent())
-            )
-            .await,
-            Err(Error::NoAuth)
-        );
-        assert_eq!(
-            t("set_acl", other.set_acl(&secret, &Acls::anyone_all(), None)).await,
-            Err(Error::NoAuth)
-        );
-        // exists is not ACL-checked.
-        assert!(
-            t("exists", other.check_stat(&secret))
-                .await
-                .unwrap()
-                .is_some()
-        );
-        // Alice can do it all.
-        t("alice set", alice.set_data(&secret, b"s2", None))
-            .await
-            .unwrap();
-        t(
-            "alice child",
-            alice.create(&format!("{secret}/c"), b"", &persistent()),
-        )
-        .await
-        .unwrap();
-        assert_eq!(
-            t(
-                "other delete child",
-                other.delete(&format!("{secret}/c"), None)
-            )
-            .await,
-            Err(Error::NoAuth)
-        );
-        t(
-            "alice delete child",
-            alice.delete(&format!("{secret}/c"), None),
-        )
-        .await
-        .unwrap();
-
+        let secret = digest_auth_whoami_and_creator_all(&alice, &other, r).await;
+        only_the_digest_identity_passes_acl_checks(&alice, &other, &secret).await;
         // A second session with the same credentials has the same rights.
         let alice2 = zk_with(
             Client::connector()
@@ -119,91 +27,200 @@ fn acls_digest_auth_and_whoami() {
             t("alice2 get", alice2.get_data(&secret)).await.unwrap().0,
             b"s2"
         );
-
-        // setACL with versions: everyone may read, only alice may do the rest.
-        let alice_id = AuthId::new("digest", "alice:aYXlLOpEooaV1cRAvUL1fp9Qt7E=");
-        let shared = [
-            Acl::new(Permission::READ, AuthId::anyone()),
-            Acl::new(Permission::ALL, alice_id.clone()),
-        ];
-        let s = t("set_acl", alice.set_acl(&secret, &shared, Some(0)))
-            .await
-            .unwrap();
-        assert_eq!(s.aversion, 1);
-        assert_eq!(s.version, 1, "data version untouched by setACL");
-        assert_eq!(
-            t("stale set_acl", alice.set_acl(&secret, &shared, Some(0))).await,
-            Err(Error::BadVersion)
-        );
-        assert_eq!(
-            t("other get", other.get_data(&secret)).await.unwrap().0,
-            b"s2"
-        );
-        assert_eq!(
-            t("other set", other.set_data(&secret, b"", None)).await,
-            Err(Error::NoAuth)
-        );
-        t("alice set", alice.set_data(&secret, b"s3", None))
-            .await
-            .unwrap();
-        // getACL needs READ or ADMIN: READ suffices now, but without ADMIN the digest
-        // hashes are redacted to `user:x`, as ZooKeeper does.
-        let (acl, stat) = t("get_acl", other.get_acl(&secret)).await.unwrap();
-        assert_eq!(
-            acl,
-            vec![
-                Acl::new(Permission::READ, AuthId::anyone()),
-                Acl::new(Permission::ALL, AuthId::new("digest", "alice:x")),
-            ]
-        );
-        assert_eq!(stat.aversion, 1);
-        let (acl, _) = t("get_acl", alice.get_acl(&secret)).await.unwrap();
-        assert_eq!(acl, shared.to_vec(), "ADMIN sees the digests");
-        // Without ADMIN the ACL check comes before the version check.
-        let read_only = [Acl::new(Permission::READ, AuthId::anyone())];
-        t("set_acl", alice.set_acl(&secret, &read_only, Some(1)))
-            .await
-            .unwrap();
-        assert_eq!(
-            t("no admin", alice.set_acl(&secret, &read_only, Some(0))).await,
-            Err(Error::NoAuth)
-        );
-        assert_eq!(
-            t("alice set", alice.set_data(&secret, b"", None)).await,
-            Err(Error::NoAuth)
-        );
-
-        // ip scheme: loopback is allowed.
-        let ip_node = format!("{r}/ip");
-        let ip_acl = [Acl::new(Permission::ALL, AuthId::new("ip", "127.0.0.0/8"))];
-        t(
-            "create ip",
-            other.create(
-                &ip_node,
-                b"ip",
-                &CreateMode::Persistent.with_acls(Acls::new(&ip_acl)),
-            ),
-        )
-        .await
-        .unwrap();
-        assert_eq!(
-            t("get ip", other.get_data(&ip_node)).await.unwrap().0,
-            b"ip"
-        );
-        let far_acl = [Acl::new(Permission::ALL, AuthId::new("ip", "10.1.2.3"))];
-        let far = format!("{r}/far");
-        t(
-            "create far",
-            other.create(
-                &far,
-                b"",
-                &CreateMode::Persistent.with_acls(Acls::new(&far_acl)),
-            ),
-        )
-        .await
-        .unwrap();
-        assert_eq!(t("get far", other.get_data(&far)).await, Err(Error::NoAuth));
+        set_acl_versions_and_redacted_digests(&alice, &other, &secret).await;
+        ip_scheme_allows_loopback_only(&other, r).await;
     });
+}
+
+/// creator_all needs an identity; alice authenticates (whoAmI says so) and creates `{r}/secret`.
+async fn digest_auth_whoami_and_creator_all(alice: &Client, other: &Client, r: &str) -> String {
+    // creator_all without any authenticated identity is an invalid ACL.
+    let creator = CreateMode::Persistent.with_acls(Acls::creator_all());
+    assert_eq!(
+        t(
+            "creator_all unauthenticated",
+            alice.create(&format!("{r}/x"), b"", &creator)
+        )
+        .await,
+        Err(Error::InvalidAcl)
+    );
+
+    t("auth", alice.auth("digest", b"alice:secret"))
+        .await
+        .unwrap();
+    let users = t("whoami", alice.list_auth_users()).await.unwrap();
+    assert!(
+        users.contains(&AuthUser::new("digest", "alice")),
+        "{users:?}"
+    );
+    let anon_users = t("whoami", other.list_auth_users()).await.unwrap();
+    assert!(
+        !anon_users.iter().any(|u| u.scheme() == "digest"),
+        "{anon_users:?}"
+    );
+
+    let secret = format!("{r}/secret");
+    t("create secret", alice.create(&secret, b"s", &creator))
+        .await
+        .unwrap();
+    let (acl, stat) = t("get_acl", alice.get_acl(&secret)).await.unwrap();
+    assert_eq!(
+        acl,
+        vec![Acl::new(
+            Permission::ALL,
+            AuthId::new("digest", "alice:aYXlLOpEooaV1cRAvUL1fp9Qt7E=")
+        )]
+    );
+    assert_eq!(stat.aversion, 0);
+    secret
+}
+
+/// On alice's creator_all node, `other` is refused every ACL-checked operation and alice is not.
+async fn only_the_digest_identity_passes_acl_checks(alice: &Client, other: &Client, secret: &str) {
+    // Another session without the credentials is refused every ACL-checked operation.
+    assert_eq!(t("get", other.get_data(secret)).await, Err(Error::NoAuth));
+    assert_eq!(
+        t("set", other.set_data(secret, b"x", None)).await,
+        Err(Error::NoAuth)
+    );
+    assert_eq!(t("acl", other.get_acl(secret)).await, Err(Error::NoAuth));
+    assert_eq!(
+        t("children", other.get_children(secret)).await,
+        Err(Error::NoAuth)
+    );
+    assert_eq!(
+        t(
+            "create child",
+            other.create(&format!("{secret}/c"), b"", &persistent())
+        )
+        .await,
+        Err(Error::NoAuth)
+    );
+    assert_eq!(
+        t("set_acl", other.set_acl(secret, &Acls::anyone_all(), None)).await,
+        Err(Error::NoAuth)
+    );
+    // exists is not ACL-checked.
+    assert!(
+        t("exists", other.check_stat(secret))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Alice can do it all.
+    t("alice set", alice.set_data(secret, b"s2", None))
+        .await
+        .unwrap();
+    t(
+        "alice child",
+        alice.create(&format!("{secret}/c"), b"", &persistent()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        t(
+            "other delete child",
+            other.delete(&format!("{secret}/c"), None)
+        )
+        .await,
+        Err(Error::NoAuth)
+    );
+    t(
+        "alice delete child",
+        alice.delete(&format!("{secret}/c"), None),
+    )
+    .await
+    .unwrap();
+}
+
+/// setACL checks versions, getACL redacts digests without ADMIN, and losing ADMIN locks alice out.
+async fn set_acl_versions_and_redacted_digests(alice: &Client, other: &Client, secret: &str) {
+    // setACL with versions: everyone may read, only alice may do the rest.
+    let alice_id = AuthId::new("digest", "alice:aYXlLOpEooaV1cRAvUL1fp9Qt7E=");
+    let shared = [
+        Acl::new(Permission::READ, AuthId::anyone()),
+        Acl::new(Permission::ALL, alice_id.clone()),
+    ];
+    let s = t("set_acl", alice.set_acl(secret, &shared, Some(0)))
+        .await
+        .unwrap();
+    assert_eq!(s.aversion, 1);
+    assert_eq!(s.version, 1, "data version untouched by setACL");
+    assert_eq!(
+        t("stale set_acl", alice.set_acl(secret, &shared, Some(0))).await,
+        Err(Error::BadVersion)
+    );
+    assert_eq!(
+        t("other get", other.get_data(secret)).await.unwrap().0,
+        b"s2"
+    );
+    assert_eq!(
+        t("other set", other.set_data(secret, b"", None)).await,
+        Err(Error::NoAuth)
+    );
+    t("alice set", alice.set_data(secret, b"s3", None))
+        .await
+        .unwrap();
+    // getACL needs READ or ADMIN: READ suffices now, but without ADMIN the digest
+    // hashes are redacted to `user:x`, as ZooKeeper does.
+    let (acl, stat) = t("get_acl", other.get_acl(secret)).await.unwrap();
+    assert_eq!(
+        acl,
+        vec![
+            Acl::new(Permission::READ, AuthId::anyone()),
+            Acl::new(Permission::ALL, AuthId::new("digest", "alice:x")),
+        ]
+    );
+    assert_eq!(stat.aversion, 1);
+    let (acl, _) = t("get_acl", alice.get_acl(secret)).await.unwrap();
+    assert_eq!(acl, shared.to_vec(), "ADMIN sees the digests");
+    // Without ADMIN the ACL check comes before the version check.
+    let read_only = [Acl::new(Permission::READ, AuthId::anyone())];
+    t("set_acl", alice.set_acl(secret, &read_only, Some(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        t("no admin", alice.set_acl(secret, &read_only, Some(0))).await,
+        Err(Error::NoAuth)
+    );
+    assert_eq!(
+        t("alice set", alice.set_data(secret, b"", None)).await,
+        Err(Error::NoAuth)
+    );
+}
+
+/// The ip scheme: a loopback range lets a loopback client in, another address does not.
+async fn ip_scheme_allows_loopback_only(other: &Client, r: &str) {
+    // ip scheme: loopback is allowed.
+    let ip_node = format!("{r}/ip");
+    let ip_acl = [Acl::new(Permission::ALL, AuthId::new("ip", "127.0.0.0/8"))];
+    t(
+        "create ip",
+        other.create(
+            &ip_node,
+            b"ip",
+            &CreateMode::Persistent.with_acls(Acls::new(&ip_acl)),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        t("get ip", other.get_data(&ip_node)).await.unwrap().0,
+        b"ip"
+    );
+    let far_acl = [Acl::new(Permission::ALL, AuthId::new("ip", "10.1.2.3"))];
+    let far = format!("{r}/far");
+    t(
+        "create far",
+        other.create(
+            &far,
+            b"",
+            &CreateMode::Persistent.with_acls(Acls::new(&far_acl)),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(t("get far", other.get_data(&far)).await, Err(Error::NoAuth));
 }
 
 #[test]
