@@ -150,13 +150,19 @@ fn all_in_one_install_and_every_example_work() {
         handover.as_millis(),
         labelled.as_millis()
     );
+    // The deleted pod's sidecar resigns as it stops, so the next candidate leads at once;
+    // without the resignation it would lead only when the old session expires (the
+    // example's --session-timeout=10s). Half of that tells the two apart and leaves room
+    // for a loaded machine (seen: 1.1 s to lead and 2.5 s to be labelled with the test
+    // command's other steps running beside it).
+    let without_resigning = Duration::from_secs(10) / 2;
     assert!(
-        handover < Duration::from_secs(2),
-        "leadership took {handover:?} to move"
+        handover < without_resigning,
+        "leadership took {handover:?} to move: no faster than a session expiry"
     );
     assert!(
-        labelled < Duration::from_secs(2),
-        "the label took {labelled:?} to move"
+        labelled < without_resigning,
+        "the label took {labelled:?} to move: no faster than a session expiry"
     );
     // The Deployment replaces the pod; the ensemble of three settles with one leader.
     let leader = wait_for(
