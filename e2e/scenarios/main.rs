@@ -23,7 +23,7 @@
 mod common;
 mod harness;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::app::{APP, app_for_kubesim, app_pods, http_get_with, one_leader};
@@ -249,6 +249,29 @@ fn day_two_operations_under_load() {
     std::fs::copy(&default_binary, upgrade_binary()).expect("copy the upgrade binary");
     let c = Cluster::up_with_images("scenarios", 5, &[(UPGRADE_IMAGE, &upgrade_binary())]);
     common::venv_python();
+    let default_image = set_up(&c);
+
+    let mut rows: Vec<Row> = Vec::new();
+    let mut n = 0;
+    for _ in 0..rounds {
+        rows.extend(rolls_upgrades_and_config(
+            &c,
+            &mut n,
+            &default_image,
+            &default_binary,
+        ));
+        rows.extend(pods_deleted(&c, &mut n));
+        rows.extend(drains_and_node_failures(&c, &mut n));
+        rows.extend(operator_killed(&c, &mut n, &default_image, &default_binary));
+        rows.extend(pvc_scale_and_pause(&c, &mut n));
+    }
+
+    report(&c, &rows, rounds);
+}
+
+/// The operator from `helm install`, the CRD, the load's ConfigMap, a 3-member ensemble
+/// and the sidecar app with one leader; returns the ensemble's default image.
+fn set_up(c: &Cluster) -> String {
     c.kubectl(&["create", "namespace", "paddock-system"]);
     c.helm(&[
         "install",
@@ -260,7 +283,7 @@ fn day_two_operations_under_load() {
         "--timeout",
         "180s",
     ]);
-    install_crd(&c);
+    install_crd(c);
     let load = repo_root().join("e2e/scenarios/load.py");
     c.kubectl(&[
         "create",
@@ -268,265 +291,299 @@ fn day_two_operations_under_load() {
         "scenario-load",
         &format!("--from-file={}", load.display()),
     ]);
-    kazoo_configmaps(&c);
+    kazoo_configmaps(c);
     c.apply_yaml(&ensemble_yaml("zk", 3, 0));
-    wait_available(&c, "zk", Instant::now());
+    wait_available(c, "zk", Instant::now());
     let default_image = c.jsonpath(&["get", "zke", "zk"], "{.spec.image}");
     c.apply_yaml(&app_for_kubesim());
-    wait_for("one app leader", Duration::from_secs(120), || {
-        one_leader(&c)
-    });
-    assert_eq!(app_pods(&c).len(), 3, "{APP}");
+    wait_for("one app leader", Duration::from_secs(120), || one_leader(c));
+    assert_eq!(app_pods(c).len(), 3, "{APP}");
+    default_image
+}
 
-    let mut rows: Vec<Row> = Vec::new();
-    let mut n = 0;
-    let mut next = || {
-        n += 1;
-        n
-    };
-    for _ in 0..rounds {
-        let k = next();
-        rows.extend(scenario(
-            &c,
-            k,
-            "1. rolling restart of 3 (annotation)",
-            &ROLL,
-            |c| {
-                begin_roll(c, &format!("scenario-{k}"));
-            },
-        ));
-        let k = next();
-        rows.extend(scenario(
-            &c,
-            k,
-            "2. image upgrade (new tag, new binary)",
-            &ROLL,
-            |c| {
-                let binary = switch_image(c, &default_image, &default_binary);
-                wait_members_run(c, &binary);
-            },
-        ));
-        let k = next();
-        rows.extend(scenario(&c, k, "2. config change (tickTime)", &ROLL, |c| {
-            let before = update_revision(c);
-            // Alternate between two values, so every round changes it.
-            let current = c.jsonpath(&["get", "zke", "zk"], "{.spec.config.tickTime}");
-            let tick = if current == "400" { 500 } else { 400 };
-            patch_zke(
-                c,
-                &format!(r#"{{"spec":{{"config":{{"tickTime":{tick}}}}}}}"#),
-            );
-            wait_roll_begins(c, &before);
-            wait_members_tick(c, tick);
-        }));
-        let k = next();
-        rows.extend(scenario(&c, k, "4. leader pod deleted", &UNPLANNED, |c| {
+/// The next scenario's number.
+fn next(n: &mut usize) -> usize {
+    *n += 1;
+    *n
+}
+
+/// Scenarios 1 and 2: a rolling restart of 3, an image upgrade, a config change.
+fn rolls_upgrades_and_config(
+    c: &Cluster,
+    n: &mut usize,
+    default_image: &str,
+    default_binary: &Path,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let k = next(n);
+    rows.extend(scenario(
+        c,
+        k,
+        "1. rolling restart of 3 (annotation)",
+        &ROLL,
+        |c| {
+            begin_roll(c, &format!("scenario-{k}"));
+        },
+    ));
+    let k = next(n);
+    rows.extend(scenario(
+        c,
+        k,
+        "2. image upgrade (new tag, new binary)",
+        &ROLL,
+        |c| {
+            let binary = switch_image(c, default_image, default_binary);
+            wait_members_run(c, &binary);
+        },
+    ));
+    let k = next(n);
+    rows.extend(scenario(c, k, "2. config change (tickTime)", &ROLL, |c| {
+        let before = update_revision(c);
+        // Alternate between two values, so every round changes it.
+        let current = c.jsonpath(&["get", "zke", "zk"], "{.spec.config.tickTime}");
+        let tick = if current == "400" { 500 } else { 400 };
+        patch_zke(
+            c,
+            &format!(r#"{{"spec":{{"config":{{"tickTime":{tick}}}}}}}"#),
+        );
+        wait_roll_begins(c, &before);
+        wait_members_tick(c, tick);
+    }));
+    rows
+}
+
+/// Scenario 4: the leader's and a follower's pod deleted, alone and during a roll.
+fn pods_deleted(c: &Cluster, n: &mut usize) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let k = next(n);
+    rows.extend(scenario(c, k, "4. leader pod deleted", &UNPLANNED, |c| {
+        let leader = leader_pod(c);
+        c.kubectl(&["delete", "pod", &leader, "--wait=false"]);
+    }));
+    let k = next(n);
+    rows.extend(scenario(c, k, "4. follower pod deleted", &UNPLANNED, |c| {
+        let follower = follower_pod(c);
+        c.kubectl(&["delete", "pod", &follower, "--wait=false"]);
+    }));
+    let k = next(n);
+    rows.extend(scenario(
+        c,
+        k,
+        "4. leader pod deleted during a roll",
+        &UNPLANNED,
+        |c| {
             let leader = leader_pod(c);
+            begin_roll(c, &format!("scenario-{k}"));
             c.kubectl(&["delete", "pod", &leader, "--wait=false"]);
-        }));
-        let k = next();
-        rows.extend(scenario(
-            &c,
-            k,
-            "4. follower pod deleted",
-            &UNPLANNED,
-            |c| {
-                let follower = follower_pod(c);
-                c.kubectl(&["delete", "pod", &follower, "--wait=false"]);
-            },
-        ));
-        let k = next();
-        rows.extend(scenario(
-            &c,
-            k,
-            "4. leader pod deleted during a roll",
-            &UNPLANNED,
-            |c| {
-                let leader = leader_pod(c);
-                begin_roll(c, &format!("scenario-{k}"));
-                c.kubectl(&["delete", "pod", &leader, "--wait=false"]);
-            },
-        ));
-        let k = next();
-        rows.extend(scenario(
-            &c,
-            k,
-            "4. follower pod deleted during a roll",
-            &UNPLANNED,
-            |c| {
-                let follower = follower_pod(c);
-                begin_roll(c, &format!("scenario-{k}"));
-                c.kubectl(&["delete", "pod", &follower, "--wait=false"]);
-            },
-        ));
-        let k = next();
-        rows.extend(scenario(
-            &c,
-            k,
-            "5. drain of the leader's node, then of a second member's node",
-            &Expect {
-                planned: true,
-                events: &[],
-                transfers: false,
-                conditions: &[],
-                members: 3,
-                max_down: Some(1),
-            },
-            |c| {
-                let leader = leader_pod(c);
-                let first = c.jsonpath(&["get", "pod", &leader], "{.spec.nodeName}");
-                drain(c, &first);
-                let follower = follower_pod(c);
-                let second = c.jsonpath(&["get", "pod", &follower], "{.spec.nodeName}");
-                assert_ne!(first, second, "the drained node still holds a member");
-                drain(c, &second);
-                c.kubectl(&["uncordon", &first]);
-                c.kubectl(&["uncordon", &second]);
-            },
-        ));
-        let k = next();
-        rows.extend(scenario(
-            &c,
-            k,
-            "6. node failure of a follower's node, then restore",
-            &UNPLANNED,
-            |c| {
-                let follower = follower_pod(c);
-                fail_and_restore(c, &follower);
-            },
-        ));
-        let k = next();
-        rows.extend(scenario(
-            &c,
-            k,
-            "6. node failure of the leader's node, then restore",
-            &UNPLANNED,
-            |c| {
-                let leader = leader_pod(c);
-                fail_and_restore(c, &leader);
-            },
-        ));
-        let k = next();
-        rows.extend(scenario(
-            &c,
-            k,
-            "7. operator killed mid-roll (Lease handover)",
-            &ROLL,
-            |c| {
-                begin_roll(c, &format!("scenario-{k}"));
-                kill_operator(c);
-            },
-        ));
-        let k = next();
-        rows.extend(scenario(
-            &c,
-            k,
-            "7. operator killed mid-upgrade (Lease handover)",
-            &ROLL,
-            |c| {
-                let binary = switch_image(c, &default_image, &default_binary);
-                kill_operator(c);
-                wait_members_run(c, &binary);
-            },
-        ));
-        let k = next();
-        rows.extend(scenario(
-            &c,
-            k,
-            "7. operator killed mid-scale 3→5→3 (Lease handover)",
-            &Expect {
-                planned: true,
-                events: &["ScaleStatefulSet", "Reconfig"],
-                transfers: false,
-                conditions: &["Progressing"],
-                members: 3,
-                max_down: None,
-            },
-            |c| {
-                patch_zke(c, r#"{"spec":{"replicas":5}}"#);
-                kill_operator(c);
-                wait_available(c, "zk", Instant::now());
-                scale(c, 3);
-            },
-        ));
-        let k = next();
-        rows.extend(scenario(
-            &c,
-            k,
-            "8. a follower's PVC lost (PVC and pod deleted): rejoins empty",
-            &UNPLANNED,
-            |c| {
-                let follower = follower_pod(c);
-                let pvc = format!("data-{follower}");
-                let uid = c.jsonpath(&["get", "pvc", &pvc], "{.metadata.uid}");
-                c.kubectl(&["delete", "pvc", &pvc, "--wait=false"]);
-                c.kubectl(&["delete", "pod", &follower, "--wait=false"]);
-                wait_for("a new, empty PVC", Duration::from_secs(120), || {
-                    let now = c.jsonpath(&["get", "pvc", &pvc], "{.metadata.uid}");
-                    if !now.is_empty() && now != uid {
-                        Ok(())
-                    } else {
-                        Err(now)
-                    }
-                });
-            },
-        ));
-        let k = next();
-        rows.extend(scenario(
-            &c,
-            k,
-            "3. scale 3→1→3→5",
-            &Expect {
-                planned: true,
-                events: &["ScaleStatefulSet", "Reconfig"],
-                transfers: false,
-                conditions: &["Progressing"],
-                members: 5,
-                max_down: None,
-            },
-            |c| {
-                for replicas in [1, 3, 5] {
-                    scale(c, replicas);
-                }
-            },
-        ));
-        let k = next();
-        rows.extend(scenario(
-            &c,
-            k,
-            "1. rolling restart of 5 (annotation)",
-            &Expect { members: 5, ..ROLL },
-            |c| begin_roll(c, &format!("scenario-{k}")),
-        ));
-        let k = next();
-        rows.extend(scenario(
-            &c,
-            k,
-            "3. scale 5→3",
-            &Expect {
-                planned: true,
-                events: &["ScaleStatefulSet", "Reconfig", "DeletePvc"],
-                transfers: false,
-                conditions: &["Progressing"],
-                members: 3,
-                max_down: None,
-            },
-            |c| scale(c, 3),
-        ));
-        let k = next();
-        rows.extend(scenario(
-            &c,
-            k,
-            "9. pause, change, resume",
-            &Expect {
-                events: &["Paused", "DeletePod", "TransferLeadership"],
-                conditions: &["Paused", "Progressing"],
-                ..ROLL
-            },
-            |c| pause_change_resume(c, k),
-        ));
-    }
+        },
+    ));
+    let k = next(n);
+    rows.extend(scenario(
+        c,
+        k,
+        "4. follower pod deleted during a roll",
+        &UNPLANNED,
+        |c| {
+            let follower = follower_pod(c);
+            begin_roll(c, &format!("scenario-{k}"));
+            c.kubectl(&["delete", "pod", &follower, "--wait=false"]);
+        },
+    ));
+    rows
+}
 
+/// Scenarios 5 and 6: two drains, and node failures of a follower's and the leader's node.
+fn drains_and_node_failures(c: &Cluster, n: &mut usize) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let k = next(n);
+    rows.extend(scenario(
+        c,
+        k,
+        "5. drain of the leader's node, then of a second member's node",
+        &Expect {
+            planned: true,
+            events: &[],
+            transfers: false,
+            conditions: &[],
+            members: 3,
+            max_down: Some(1),
+        },
+        |c| {
+            let leader = leader_pod(c);
+            let first = c.jsonpath(&["get", "pod", &leader], "{.spec.nodeName}");
+            drain(c, &first);
+            let follower = follower_pod(c);
+            let second = c.jsonpath(&["get", "pod", &follower], "{.spec.nodeName}");
+            assert_ne!(first, second, "the drained node still holds a member");
+            drain(c, &second);
+            c.kubectl(&["uncordon", &first]);
+            c.kubectl(&["uncordon", &second]);
+        },
+    ));
+    let k = next(n);
+    rows.extend(scenario(
+        c,
+        k,
+        "6. node failure of a follower's node, then restore",
+        &UNPLANNED,
+        |c| {
+            let follower = follower_pod(c);
+            fail_and_restore(c, &follower);
+        },
+    ));
+    let k = next(n);
+    rows.extend(scenario(
+        c,
+        k,
+        "6. node failure of the leader's node, then restore",
+        &UNPLANNED,
+        |c| {
+            let leader = leader_pod(c);
+            fail_and_restore(c, &leader);
+        },
+    ));
+    rows
+}
+
+/// Scenario 7: the Lease-holding operator killed mid-roll, mid-upgrade and mid-scale.
+fn operator_killed(
+    c: &Cluster,
+    n: &mut usize,
+    default_image: &str,
+    default_binary: &Path,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let k = next(n);
+    rows.extend(scenario(
+        c,
+        k,
+        "7. operator killed mid-roll (Lease handover)",
+        &ROLL,
+        |c| {
+            begin_roll(c, &format!("scenario-{k}"));
+            kill_operator(c);
+        },
+    ));
+    let k = next(n);
+    rows.extend(scenario(
+        c,
+        k,
+        "7. operator killed mid-upgrade (Lease handover)",
+        &ROLL,
+        |c| {
+            let binary = switch_image(c, default_image, default_binary);
+            kill_operator(c);
+            wait_members_run(c, &binary);
+        },
+    ));
+    let k = next(n);
+    rows.extend(scenario(
+        c,
+        k,
+        "7. operator killed mid-scale 3→5→3 (Lease handover)",
+        &Expect {
+            planned: true,
+            events: &["ScaleStatefulSet", "Reconfig"],
+            transfers: false,
+            conditions: &["Progressing"],
+            members: 3,
+            max_down: None,
+        },
+        |c| {
+            patch_zke(c, r#"{"spec":{"replicas":5}}"#);
+            kill_operator(c);
+            wait_available(c, "zk", Instant::now());
+            scale(c, 3);
+        },
+    ));
+    rows
+}
+
+/// Scenarios 8, 3, 1 and 9: a lost PVC, scaling 3→1→3→5, a roll of 5, 5→3, and pause/change/resume.
+fn pvc_scale_and_pause(c: &Cluster, n: &mut usize) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let k = next(n);
+    rows.extend(scenario(
+        c,
+        k,
+        "8. a follower's PVC lost (PVC and pod deleted): rejoins empty",
+        &UNPLANNED,
+        |c| {
+            let follower = follower_pod(c);
+            let pvc = format!("data-{follower}");
+            let uid = c.jsonpath(&["get", "pvc", &pvc], "{.metadata.uid}");
+            c.kubectl(&["delete", "pvc", &pvc, "--wait=false"]);
+            c.kubectl(&["delete", "pod", &follower, "--wait=false"]);
+            wait_for("a new, empty PVC", Duration::from_secs(120), || {
+                let now = c.jsonpath(&["get", "pvc", &pvc], "{.metadata.uid}");
+                if !now.is_empty() && now != uid {
+                    Ok(())
+                } else {
+                    Err(now)
+                }
+            });
+        },
+    ));
+    let k = next(n);
+    rows.extend(scenario(
+        c,
+        k,
+        "3. scale 3→1→3→5",
+        &Expect {
+            planned: true,
+            events: &["ScaleStatefulSet", "Reconfig"],
+            transfers: false,
+            conditions: &["Progressing"],
+            members: 5,
+            max_down: None,
+        },
+        |c| {
+            for replicas in [1, 3, 5] {
+                scale(c, replicas);
+            }
+        },
+    ));
+    let k = next(n);
+    rows.extend(scenario(
+        c,
+        k,
+        "1. rolling restart of 5 (annotation)",
+        &Expect { members: 5, ..ROLL },
+        |c| begin_roll(c, &format!("scenario-{k}")),
+    ));
+    let k = next(n);
+    rows.extend(scenario(
+        c,
+        k,
+        "3. scale 5→3",
+        &Expect {
+            planned: true,
+            events: &["ScaleStatefulSet", "Reconfig", "DeletePvc"],
+            transfers: false,
+            conditions: &["Progressing"],
+            members: 3,
+            max_down: None,
+        },
+        |c| scale(c, 3),
+    ));
+    let k = next(n);
+    rows.extend(scenario(
+        c,
+        k,
+        "9. pause, change, resume",
+        &Expect {
+            events: &["Paused", "DeletePod", "TransferLeadership"],
+            conditions: &["Paused", "Progressing"],
+            ..ROLL
+        },
+        |c| pause_change_resume(c, k),
+    ));
+    rows
+}
+
+/// Prints and saves the table (with a summary per scenario over several rounds), then
+/// fails on any target missed.
+fn report(c: &Cluster, rows: &[Row], rounds: usize) {
     assert!(
         !rows.is_empty(),
         "PADDOCK_SCENARIO_ONLY selected no scenario"
@@ -539,7 +596,7 @@ fn day_two_operations_under_load() {
             .join("\n")
     );
     if rounds > 1 {
-        table = format!("{}\n\nAll rows:\n\n{table}", summary(&rows));
+        table = format!("{}\n\nAll rows:\n\n{table}", summary(rows));
     }
     eprintln!("\n{table}\n");
     let results = c.dir.join("RESULTS.md");

@@ -243,9 +243,20 @@ fn helm_installed_operator_runs_in_a_pod_with_exactly_the_rbac_it_uses() {
     let chart = chart();
     c.apply_file(&repo_root().join("e2e/kube/manifests/servicemonitor-crd.yaml"));
 
+    helm_install(&c, &chart);
+    create_an_ensemble_whose_metrics_the_dashboard_reads(&c);
+    grow_shrink_roll_and_drop_the_pdb(&c);
+    the_standby_takes_over_and_pauses(&c);
+    assert_exactly_the_rbac_it_uses(&c);
+    helm_upgrade_and_uninstall_leave_the_ensemble(&c, &chart);
+}
+
+/// The rendered chart passes the API server's own validation; `helm install --wait` runs
+/// two operator replicas, the CRD, the ServiceMonitor and the dashboard.
+fn helm_install(c: &Cluster, chart: &str) {
     // The rendered chart passes the API server's own validation.
     c.kubectl(&["create", "namespace", NAMESPACE]);
-    let rendered = c.helm(&["template", RELEASE, &chart, "--namespace", NAMESPACE]);
+    let rendered = c.helm(&["template", RELEASE, chart, "--namespace", NAMESPACE]);
     let (ok, out, err) = c.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &rendered);
     assert!(
         ok,
@@ -256,7 +267,7 @@ fn helm_installed_operator_runs_in_a_pod_with_exactly_the_rbac_it_uses() {
     let notes = c.helm(&[
         "install",
         RELEASE,
-        &chart,
+        chart,
         "--namespace",
         NAMESPACE,
         "--set",
@@ -277,11 +288,15 @@ fn helm_installed_operator_runs_in_a_pod_with_exactly_the_rbac_it_uses() {
         Duration::from_secs(30),
         |n| n == "zkensembles.paddock.dev",
     );
-    install_crd(&c); // waits for Established (and is a no-op apply of the same CRD)
+    install_crd(c); // waits for Established (and is a no-op apply of the same CRD)
     c.kubectl(&["get", "servicemonitor", "-n", NAMESPACE, RELEASE]);
     c.kubectl(&["get", "configmap", "-n", NAMESPACE, "paddock-dashboard"]);
-    assert_eq!(operator_pods(&c).len(), 2);
+    assert_eq!(operator_pods(c).len(), 2);
+}
 
+/// Everything the operator does starts with a create (4 voters, a ServiceMonitor, a
+/// PDB); the dashboard reads metrics that the members and the operators really export.
+fn create_an_ensemble_whose_metrics_the_dashboard_reads(c: &Cluster) {
     // Everything the operator does: create (4 voters, a ServiceMonitor, a PDB), grow
     // storage, scale down with reclaim Delete, roll, drop the PDB.
     let t = Instant::now();
@@ -297,7 +312,7 @@ spec:
   metrics: {serviceMonitor: true}
 "#,
     );
-    wait_available(&c, "zk", t);
+    wait_available(c, "zk", t);
     c.kubectl(&["get", "servicemonitor", "zk"]);
     c.kubectl(&["get", "pdb", "zk"]);
 
@@ -308,7 +323,7 @@ spec:
         let ip = c.jsonpath(&["get", "pod", &format!("zk-{ordinal}")], "{.status.podIP}");
         exported.push_str(&scrape(&format!("{ip}:8080")).expect("a member's /metrics"));
     }
-    for pod in operator_pods(&c) {
+    for pod in operator_pods(c) {
         let ip = c.jsonpath(&["get", "pod", "-n", NAMESPACE, &pod], "{.status.podIP}");
         exported.push_str(&scrape(&format!("{ip}:9090")).expect("the operator's /metrics"));
     }
@@ -319,9 +334,12 @@ spec:
             "the dashboard uses {name}, which nothing exports"
         );
     }
+}
 
+/// Grow storage, scale down with reclaim Delete, roll, drop the PDB.
+fn grow_shrink_roll_and_drop_the_pdb(c: &Cluster) {
     let t = Instant::now();
-    patch_zke(&c, r#"{"spec":{"storage":{"size":"2Gi"}}}"#);
+    patch_zke(c, r#"{"spec":{"storage":{"size":"2Gi"}}}"#);
     c.wait_jsonpath(
         &["get", "pvc", "data-zk-3"],
         "{.status.capacity.storage}",
@@ -329,10 +347,10 @@ spec:
         Duration::from_secs(180),
         |s| s == "2Gi",
     );
-    wait_available(&c, "zk", t);
+    wait_available(c, "zk", t);
 
     let t = Instant::now();
-    patch_zke(&c, r#"{"spec":{"replicas":3}}"#);
+    patch_zke(c, r#"{"spec":{"replicas":3}}"#);
     wait_for(
         "data-zk-3 deleted after the scale-down",
         Duration::from_secs(300),
@@ -341,7 +359,7 @@ spec:
             if exists { Err(out) } else { Ok(()) }
         },
     );
-    wait_available(&c, "zk", t);
+    wait_available(c, "zk", t);
 
     let t = Instant::now();
     let revision = c.jsonpath(&["get", "statefulset", "zk"], "{.status.updateRevision}");
@@ -361,14 +379,17 @@ spec:
             Err(format!("update {update}, current {current}"))
         }
     });
-    wait_available(&c, "zk", t);
+    wait_available(c, "zk", t);
 
-    patch_zke(&c, r#"{"spec":{"pdb":{"enabled":false}}}"#);
+    patch_zke(c, r#"{"spec":{"pdb":{"enabled":false}}}"#);
     wait_for("the PDB removed", Duration::from_secs(60), || {
         let (exists, out, _) = c.kubectl_raw(&["get", "pdb", "zk", "-o", "name"]);
         if exists { Err(out) } else { Ok(()) }
     });
+}
 
+/// The standby takes over when the active operator's pod goes (Lease update), and acts.
+fn the_standby_takes_over_and_pauses(c: &Cluster) {
     // The standby takes over when the active operator's pod goes (Lease update).
     let holder = c.jsonpath(
         &["get", "lease", "-n", NAMESPACE, "paddock-operator"],
@@ -390,12 +411,12 @@ spec:
             }
         },
     );
-    patch_zke(&c, r#"{"spec":{"paused":true}}"#);
+    patch_zke(c, r#"{"spec":{"paused":true}}"#);
     wait_for(
         "Paused by the new operator",
         Duration::from_secs(60),
         || {
-            let paused = condition(&c, "zk", "Paused");
+            let paused = condition(c, "zk", "Paused");
             if paused == "True" {
                 Ok(())
             } else {
@@ -403,12 +424,15 @@ spec:
             }
         },
     );
-    patch_zke(&c, r#"{"spec":{"paused":false}}"#);
-    wait_available(&c, "zk", Instant::now());
+    patch_zke(c, r#"{"spec":{"paused":false}}"#);
+    wait_available(c, "zk", Instant::now());
+}
 
+/// Exactly the RBAC it uses: nothing refused, nothing granted in vain.
+fn assert_exactly_the_rbac_it_uses(c: &Cluster) {
     // Exactly the RBAC it uses: nothing refused, nothing granted in vain.
-    let granted = granted(&c);
-    let (used, refused) = used(&c);
+    let granted = granted(c);
+    let (used, refused) = used(c);
     assert!(
         refused.is_empty(),
         "requests of the operator refused:\n{}",
@@ -428,7 +452,11 @@ spec:
         "RBAC: {} permissions, each used, none refused",
         granted.len()
     );
+}
 
+/// helm upgrade changes the operator's Deployment and helm uninstall removes it; the CRD
+/// and the ensemble stay, untouched.
+fn helm_upgrade_and_uninstall_leave_the_ensemble(c: &Cluster, chart: &str) {
     // helm upgrade changes the operator's Deployment; the ensemble is untouched.
     let members = c.jsonpath(
         &["get", "pods", "-l", "app.kubernetes.io/instance=zk"],
@@ -437,7 +465,7 @@ spec:
     c.helm(&[
         "upgrade",
         RELEASE,
-        &chart,
+        chart,
         "--namespace",
         NAMESPACE,
         "--reuse-values",
@@ -450,14 +478,14 @@ spec:
         "180s",
     ]);
     wait_for("one operator replica", Duration::from_secs(90), || {
-        let pods = operator_pods(&c);
+        let pods = operator_pods(c);
         if pods.len() == 1 {
             Ok(())
         } else {
             Err(format!("{pods:?}"))
         }
     });
-    wait_available(&c, "zk", Instant::now());
+    wait_available(c, "zk", Instant::now());
     assert_eq!(
         c.jsonpath(
             &["get", "pods", "-l", "app.kubernetes.io/instance=zk"],
@@ -478,7 +506,7 @@ spec:
         "120s",
     ]);
     wait_for("the operator's pods gone", Duration::from_secs(90), || {
-        let pods = operator_pods(&c);
+        let pods = operator_pods(c);
         if pods.is_empty() {
             Ok(())
         } else {

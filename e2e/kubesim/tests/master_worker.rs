@@ -128,44 +128,9 @@ fn master_worker_survives_a_master_and_a_worker_crash_on_kubernetes() {
     c.apply_yaml(&ensemble_yaml("zk", 3, 0));
     wait_available(&c, "zk", started);
 
-    let example = repo_root().join("examples/master-worker");
-    c.kubectl(&[
-        "create",
-        "configmap",
-        "mw-python-worker",
-        &format!(
-            "--from-file=worker.py={}",
-            example.join("worker.py").display()
-        ),
-    ]);
-    let manifest = std::fs::read_to_string(example.join("kubernetes.yaml")).expect("manifest");
-    let manifest = substitute(
-        manifest,
-        "            - --probe-listen=$(POD_IP):4041\n",
-        "            - --probe-listen=$(POD_IP):4041\n            - --listen=$(POD_IP):4040\n",
-    );
-    let manifest = substitute(
-        manifest,
-        "            - --sidecar=http://127.0.0.1:4040\n",
-        "            - --sidecar=http://$(POD_IP):4040\n",
-    );
-    let manifest = substitute(
-        manifest,
-        "          env:\n            - name: POD_NAME\n              valueFrom: { fieldRef: { fieldPath: metadata.name } }\n          volumeMounts:",
-        "          env:\n            - name: POD_NAME\n              valueFrom: { fieldRef: { fieldPath: metadata.name } }\n            - name: POD_IP\n              valueFrom: { fieldRef: { fieldPath: status.podIP } }\n          volumeMounts:",
-    );
-    c.apply_yaml(&manifest);
+    deploy_the_example(&c);
 
-    let ips = c.jsonpath(
-        &["get", "pods", "-l", "app.kubernetes.io/instance=zk"],
-        "{.items[*].status.podIP}",
-    );
-    let servers: String = ips
-        .split_whitespace()
-        .map(|ip| format!("{ip}:2181"))
-        .collect::<Vec<_>>()
-        .join(",");
-    assert!(!servers.is_empty(), "no member pod IPs");
+    let servers = member_servers(&c);
     let steady = |what: &str| {
         wait_for(what, Duration::from_secs(180), || {
             let s = status(&bin, &servers)?;
@@ -243,50 +208,8 @@ fn master_worker_survives_a_master_and_a_worker_crash_on_kubernetes() {
             rust_workers[2].clone()
         };
 
-        // 1. The active master and a Rust worker crash at once.
-        let crashed = Instant::now();
-        c.kubectl(&[
-            "delete",
-            "pod",
-            &master,
-            &worker,
-            "--grace-period=0",
-            "--force",
-            "--wait=false",
-        ]);
-        let takeover = wait_for(
-            "a backup master takes over",
-            Duration::from_secs(60),
-            || {
-                let s = status(&bin, &servers)?;
-                match s["master"].as_str() {
-                    Some(m) if m != master => Ok(crashed.elapsed()),
-                    other => Err(format!("master {other:?}")),
-                }
-            },
-        );
-
-        // 2. A Rust worker freezes until its session is gone, then thaws.
-        c.pod_fault("pause", &paused, &[]);
-        let pause_noticed = wait_worker(&bin, &servers, &paused, false);
-        c.pod_fault("resume", &paused, &[]);
-        let pause_back = wait_worker(&bin, &servers, &paused, true);
-
-        // 3. A worker's pod loses the ensemble (not the sink) until its session is gone.
-        c.pod_fault("cut", &cut, &["--port", "2181"]);
-        let cut_noticed = wait_worker(&bin, &servers, &cut, false);
-        c.pod_fault("heal", &cut, &[]);
-        let cut_back = wait_worker(&bin, &servers, &cut, true);
-        let line = format!(
-            "round {round}: master {master} and worker {worker} crashed: backup active after {:.1} s; \
-             {paused} paused: gone after {:.1} s, back {:.1} s after resume; \
-             {cut} cut off: gone after {:.1} s, back {:.1} s after heal",
-            takeover.as_secs_f64(),
-            pause_noticed.as_secs_f64(),
-            pause_back.as_secs_f64(),
-            cut_noticed.as_secs_f64(),
-            cut_back.as_secs_f64(),
-        );
+        let line =
+            crash_pause_and_cut(&c, &bin, &servers, round, [&master, &worker, &paused, &cut]);
         eprintln!("{line}");
         figures.push(line);
         if submit.try_wait().expect("wait for mw submit").is_some() {
@@ -295,6 +218,129 @@ fn master_worker_survives_a_master_and_a_worker_crash_on_kubernetes() {
         }
     }
 
+    let outcome = wait_for_the_submission(submit, &size, &report);
+
+    let counts = assert_each_task_recorded_once(&c, &size);
+    let reassigned = reassigned_by_live_masters(&c);
+    eprintln!(
+        "{} tasks at {}/s, {} round(s): {}; tasks reassigned by the masters alive at the end: {reassigned}; \
+         submit to status {}; sink {counts}",
+        size.tasks,
+        size.rate,
+        figures.len(),
+        figures.join("; "),
+        outcome["submitToStatusMs"]
+    );
+}
+
+/// The example's kubernetes.yaml, with the sidecar listening on the pod's address (the
+/// test reads it from outside the pod), and the Python worker's ConfigMap.
+fn deploy_the_example(c: &Cluster) {
+    let example = repo_root().join("examples/master-worker");
+    c.kubectl(&[
+        "create",
+        "configmap",
+        "mw-python-worker",
+        &format!(
+            "--from-file=worker.py={}",
+            example.join("worker.py").display()
+        ),
+    ]);
+    let manifest = std::fs::read_to_string(example.join("kubernetes.yaml")).expect("manifest");
+    let manifest = substitute(
+        manifest,
+        "            - --probe-listen=$(POD_IP):4041\n",
+        "            - --probe-listen=$(POD_IP):4041\n            - --listen=$(POD_IP):4040\n",
+    );
+    let manifest = substitute(
+        manifest,
+        "            - --sidecar=http://127.0.0.1:4040\n",
+        "            - --sidecar=http://$(POD_IP):4040\n",
+    );
+    let manifest = substitute(
+        manifest,
+        "          env:\n            - name: POD_NAME\n              valueFrom: { fieldRef: { fieldPath: metadata.name } }\n          volumeMounts:",
+        "          env:\n            - name: POD_NAME\n              valueFrom: { fieldRef: { fieldPath: metadata.name } }\n            - name: POD_IP\n              valueFrom: { fieldRef: { fieldPath: status.podIP } }\n          volumeMounts:",
+    );
+    c.apply_yaml(&manifest);
+}
+
+/// The members' client addresses, `ip:2181,...`.
+fn member_servers(c: &Cluster) -> String {
+    let ips = c.jsonpath(
+        &["get", "pods", "-l", "app.kubernetes.io/instance=zk"],
+        "{.items[*].status.podIP}",
+    );
+    let servers: String = ips
+        .split_whitespace()
+        .map(|ip| format!("{ip}:2181"))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert!(!servers.is_empty(), "no member pod IPs");
+    servers
+}
+
+/// One chaos round on `[master, worker, paused, cut]`: the active master and a worker
+/// crash at once, a worker freezes past its session, another loses the ensemble. Returns
+/// the round's figures.
+fn crash_pause_and_cut(
+    c: &Cluster,
+    bin: &Path,
+    servers: &str,
+    round: usize,
+    pods: [&str; 4],
+) -> String {
+    let [master, worker, paused, cut] = pods;
+    // 1. The active master and a Rust worker crash at once.
+    let crashed = Instant::now();
+    c.kubectl(&[
+        "delete",
+        "pod",
+        master,
+        worker,
+        "--grace-period=0",
+        "--force",
+        "--wait=false",
+    ]);
+    let takeover = wait_for(
+        "a backup master takes over",
+        Duration::from_secs(60),
+        || {
+            let s = status(bin, servers)?;
+            match s["master"].as_str() {
+                Some(m) if m != master => Ok(crashed.elapsed()),
+                other => Err(format!("master {other:?}")),
+            }
+        },
+    );
+
+    // 2. A Rust worker freezes until its session is gone, then thaws.
+    c.pod_fault("pause", paused, &[]);
+    let pause_noticed = wait_worker(bin, servers, paused, false);
+    c.pod_fault("resume", paused, &[]);
+    let pause_back = wait_worker(bin, servers, paused, true);
+
+    // 3. A worker's pod loses the ensemble (not the sink) until its session is gone.
+    c.pod_fault("cut", cut, &["--port", "2181"]);
+    let cut_noticed = wait_worker(bin, servers, cut, false);
+    c.pod_fault("heal", cut, &[]);
+    let cut_back = wait_worker(bin, servers, cut, true);
+    let line = format!(
+        "round {round}: master {master} and worker {worker} crashed: backup active after {:.1} s; \
+         {paused} paused: gone after {:.1} s, back {:.1} s after resume; \
+         {cut} cut off: gone after {:.1} s, back {:.1} s after heal",
+        takeover.as_secs_f64(),
+        pause_noticed.as_secs_f64(),
+        pause_back.as_secs_f64(),
+        cut_noticed.as_secs_f64(),
+        cut_back.as_secs_f64(),
+    );
+    line
+}
+
+/// Waits for `mw submit` to end (bounded by the run's size) and checks its report: it
+/// succeeded, nothing lost, every task completed.
+fn wait_for_the_submission(mut submit: std::process::Child, size: &Size, report: &Path) -> Value {
     let deadline = Instant::now() + size.timeout() + Duration::from_secs(60);
     let exit = loop {
         if let Some(exit) = submit.try_wait().expect("wait for mw submit") {
@@ -307,12 +353,16 @@ fn master_worker_survives_a_master_and_a_worker_crash_on_kubernetes() {
         std::thread::sleep(Duration::from_millis(200));
     };
     let outcome: Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).expect("the submit report"))
+        serde_json::from_str(&std::fs::read_to_string(report).expect("the submit report"))
             .expect("submit report JSON");
     assert!(exit.success(), "mw submit: {exit}; {outcome}");
     assert_eq!(outcome["lost"], 0, "{outcome}");
     assert_eq!(outcome["completed"], size.tasks, "{outcome}");
+    outcome
+}
 
+/// The sink recorded every task exactly once; returns its counts.
+fn assert_each_task_recorded_once(c: &Cluster, size: &Size) -> Value {
     // The sink: every task recorded once.
     let sink_ip = c.jsonpath(
         &["get", "pods", "-l", "app=mw-sink"],
@@ -324,28 +374,22 @@ fn master_worker_survives_a_master_and_a_worker_crash_on_kubernetes() {
     let counts: Value = serde_json::from_str(&body).expect("sink JSON");
     assert_eq!(counts["recordedTwice"], 0, "{counts}");
     assert_eq!(counts["tasksRecorded"], size.tasks, "{counts}");
-    // How much work the masters moved (those alive at the end; a crashed master's log
-    // is under the cluster's logs/pods/): informational, since a worker may crash idle.
-    let reassigned: usize = c
-        .jsonpath(
-            &["get", "pods", "-l", "app=mw-master"],
-            "{.items[*].metadata.name}",
-        )
-        .split_whitespace()
-        .map(|m| {
-            c.container_log("default", m, "master")
-                .lines()
-                .filter(|l| l.contains("\"kind\":\"reassigned\""))
-                .count()
-        })
-        .sum();
-    eprintln!(
-        "{} tasks at {}/s, {} round(s): {}; tasks reassigned by the masters alive at the end: {reassigned}; \
-         submit to status {}; sink {counts}",
-        size.tasks,
-        size.rate,
-        figures.len(),
-        figures.join("; "),
-        outcome["submitToStatusMs"]
-    );
+    counts
+}
+
+/// How much work the masters moved (those alive at the end; a crashed master's log is
+/// under the cluster's logs/pods/): informational, since a worker may crash idle.
+fn reassigned_by_live_masters(c: &Cluster) -> usize {
+    c.jsonpath(
+        &["get", "pods", "-l", "app=mw-master"],
+        "{.items[*].metadata.name}",
+    )
+    .split_whitespace()
+    .map(|m| {
+        c.container_log("default", m, "master")
+            .lines()
+            .filter(|l| l.contains("\"kind\":\"reassigned\""))
+            .count()
+    })
+    .sum()
 }

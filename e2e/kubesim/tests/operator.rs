@@ -45,24 +45,7 @@ fn operator_creates_an_available_ensemble_that_serves_kazoo() {
     let to_available = start.elapsed();
     eprintln!("apply → Available in {:.1} s", to_available.as_secs_f64());
 
-    // The children, named after the ensemble and labelled.
-    for (kind, name) in [
-        ("statefulset", "zk"),
-        ("configmap", "zk-config"),
-        ("service", "zk-headless"),
-        ("service", "zk-client"),
-        ("secret", "zk-credentials"),
-        ("poddisruptionbudget", "zk"),
-    ] {
-        let labels = c.jsonpath(&["get", kind, name], "{.metadata.labels}");
-        assert!(
-            labels.contains("\"app.kubernetes.io/managed-by\":\"paddock-operator\"")
-                && labels.contains("\"app.kubernetes.io/instance\":\"zk\""),
-            "{kind}/{name} labels: {labels}"
-        );
-        let owner = c.jsonpath(&["get", kind, name], "{.metadata.ownerReferences[0].kind}");
-        assert_eq!(owner, "ZkEnsemble", "{kind}/{name} owner");
-    }
+    assert_children_labelled_and_owned(&c);
 
     let log = kazoo(
         &c,
@@ -83,7 +66,59 @@ fn operator_creates_an_available_ensemble_that_serves_kazoo() {
     );
     assert!(log.contains("= hello"), "{log}");
 
-    // Steady: the operator reaches Running with every member ready and a leader.
+    let describe = assert_get_and_describe(&c);
+
+    assert_steady_state_is_quiet(&op);
+
+    let metrics = op.get("/metrics").expect("operator /metrics");
+    assert!(
+        metrics.contains("paddock_operator_reconciles_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "paddock_operator_seconds_since_last_healthy_quorum{ensemble=\"default/zk\"}"
+        ),
+        "{metrics}"
+    );
+    let lease = c.jsonpath(
+        &["get", "lease", "paddock-operator"],
+        "{.spec.holderIdentity}",
+    );
+    assert!(!lease.is_empty(), "no Lease holder");
+    eprintln!("{describe}");
+    // What the operator decided, step by step, for the record.
+    for line in op.log().lines().filter(|l| l.contains("decided")) {
+        eprintln!("{line}");
+    }
+}
+
+/// Each child the operator creates is named after the ensemble, labelled as managed by
+/// it, and owned by the ZkEnsemble.
+fn assert_children_labelled_and_owned(c: &Cluster) {
+    for (kind, name) in [
+        ("statefulset", "zk"),
+        ("configmap", "zk-config"),
+        ("service", "zk-headless"),
+        ("service", "zk-client"),
+        ("secret", "zk-credentials"),
+        ("poddisruptionbudget", "zk"),
+    ] {
+        let labels = c.jsonpath(&["get", kind, name], "{.metadata.labels}");
+        assert!(
+            labels.contains("\"app.kubernetes.io/managed-by\":\"paddock-operator\"")
+                && labels.contains("\"app.kubernetes.io/instance\":\"zk\""),
+            "{kind}/{name} labels: {labels}"
+        );
+        let owner = c.jsonpath(&["get", kind, name], "{.metadata.ownerReferences[0].kind}");
+        assert_eq!(owner, "ZkEnsemble", "{kind}/{name} owner");
+    }
+}
+
+/// `kubectl get zke` reaches Running with every member ready and a leader, with the
+/// printer columns; `kubectl describe zke` shows the conditions and Events. Returns the
+/// description.
+fn assert_get_and_describe(c: &Cluster) -> String {
     let row = wait_for("zke Running with 3 ready", Duration::from_secs(60), || {
         let out = c.kubectl(&["get", "zke", "zk"]);
         let row = out.lines().nth(1).unwrap_or_default().to_string();
@@ -125,9 +160,12 @@ fn operator_creates_an_available_ensemble_that_serves_kazoo() {
             "describe lacks {needle}:\n{describe}"
         );
     }
+    describe
+}
 
-    // Steady state is quiet: the operator's own status writes do not trigger reconciles
-    // (its sessions move the zxids it reports, which would otherwise loop).
+/// Steady state is quiet: the operator's own status writes do not trigger reconciles
+/// (its sessions move the zxids it reports, which would otherwise loop).
+fn assert_steady_state_is_quiet(op: &Operator) {
     let reconciles = |text: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix("paddock_operator_reconciles_total "))
@@ -146,28 +184,6 @@ fn operator_creates_an_available_ensemble_that_serves_kazoo() {
         "{} reconciles in 10 s of steady state",
         after - before
     );
-
-    let metrics = op.get("/metrics").expect("operator /metrics");
-    assert!(
-        metrics.contains("paddock_operator_reconciles_total"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(
-            "paddock_operator_seconds_since_last_healthy_quorum{ensemble=\"default/zk\"}"
-        ),
-        "{metrics}"
-    );
-    let lease = c.jsonpath(
-        &["get", "lease", "paddock-operator"],
-        "{.spec.holderIdentity}",
-    );
-    assert!(!lease.is_empty(), "no Lease holder");
-    eprintln!("{describe}");
-    // What the operator decided, step by step, for the record.
-    for line in op.log().lines().filter(|l| l.contains("decided")) {
-        eprintln!("{line}");
-    }
 }
 
 #[test]
