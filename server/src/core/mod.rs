@@ -41,7 +41,7 @@ use crate::zab::{Membership, Message, Role, Sid, Timing, Zab, Zxid};
 
 pub use clock::{Clock, SystemClock};
 pub use data_dir::{DataDir, Files, SnapshotDone};
-pub use recovery::RecoveryError;
+pub use recovery::{Recovered, RecoveryError, rebuild};
 pub use stats::Stats;
 
 /// What the core sends to a connection's writer task, in order.

@@ -10,6 +10,7 @@ use thiserror::Error;
 use tracing::info;
 
 use super::{Core, CoreConfig, CoreMsg, InternalTx, Stats};
+use crate::config::DynamicConfig;
 use crate::request::pending::PendingChanges;
 use crate::session::SessionTracker;
 use crate::storage::{self, DiskWriter, StorageError, TxnLog, TxnLogOptions};
@@ -37,6 +38,82 @@ pub enum RecoveryError {
     },
 }
 
+/// The state a node starts from, rebuilt from what its data dir holds.
+pub struct Recovered {
+    /// The newest snapshot with the committed log records after it applied.
+    pub tree: DataTree,
+    /// What ZAB starts from: epochs, the last logged and last committed zxids, and the
+    /// logged records not known committed (kept as proposals for a leader to commit).
+    pub durable: Durable,
+    /// How many log records were applied on top of the snapshot.
+    pub replayed: u64,
+}
+
+/// Rebuilds a node's starting state from what its data dir holds: `tree` (the newest
+/// snapshot, at `snap_zxid`), every log record after it in order, the commit index and
+/// the epoch files. Records up to the commit index are applied; the rest wait for the
+/// leader's commit. Pure, so that a simulated disk recovers through it too.
+pub fn rebuild(
+    mut tree: DataTree,
+    snap_zxid: u64,
+    records_after_snapshot: impl Iterator<Item = Result<(u64, Vec<u8>), StorageError>>,
+    commit_index: Zxid,
+    epochs: storage::state::Epochs,
+    seed_config: Option<&DynamicConfig>,
+) -> Result<Recovered, RecoveryError> {
+    let commit_index = commit_index.max(snap_zxid as Zxid);
+    let mut replayed = 0u64;
+    let mut last_record: Zxid = 0;
+    let mut uncommitted = Vec::new();
+    let mut uncommitted_configs = Vec::new();
+    let mut scratch = Vec::new();
+    for record in records_after_snapshot {
+        let (zxid, payload) = record?;
+        last_record = zxid as Zxid;
+        if zxid as Zxid <= commit_index {
+            let txn = Txn::decode(&payload).map_err(|e| RecoveryError::Record {
+                zxid,
+                reason: e.to_string(),
+            })?;
+            scratch.clear();
+            tree.apply(&txn, &mut scratch);
+            replayed += 1;
+            continue;
+        }
+        // A logged reconfig activates its config when committed, even after a restart.
+        if let Ok(Txn {
+            op: TxnOp::Reconfig { data },
+            ..
+        }) = Txn::decode(&payload)
+            && let Ok(config) =
+                DynamicConfig::parse(&String::from_utf8_lossy(&data), "reconfig txn")
+        {
+            uncommitted_configs.push((zxid as Zxid, config.membership()));
+        }
+        uncommitted.push((zxid as Zxid, payload));
+    }
+    if let Some(config) = seed_config {
+        // Every member starts from the same config, so this is the same on all of them.
+        tree.seed_config(config.render().as_bytes());
+    }
+    let last_logged = last_record.max(tree.last_zxid());
+    let current = epochs.current.unwrap_or_else(|| epoch_of(last_logged));
+    let accepted = epochs.accepted.unwrap_or(current).max(current);
+    let durable = Durable {
+        accepted_epoch: accepted,
+        current_epoch: current,
+        last_zxid: last_logged,
+        last_committed: tree.last_zxid(),
+        uncommitted,
+        uncommitted_configs,
+    };
+    Ok(Recovered {
+        tree,
+        durable,
+        replayed,
+    })
+}
+
 impl Core {
     /// Recovers the state in the configured directories and starts the disk writer.
     pub fn open(
@@ -52,7 +129,7 @@ impl Core {
             })?;
         }
         let started = Instant::now();
-        let (mut tree, snap_zxid) = load_snapshot(&cfg.snap_dir)?;
+        let (tree, snap_zxid) = load_snapshot(&cfg.snap_dir)?;
         let db_id = storage::state::database_id(&cfg.log_dir)?;
         let mut log = TxnLog::open(&cfg.log_dir, TxnLogOptions::new(db_id))?;
         // The log must continue where the snapshot ends; a gap means lost transactions.
@@ -68,44 +145,21 @@ impl Core {
                 first_logged: first,
             });
         }
-        // Apply only what is known committed; later records wait for the leader's commit.
-        let commit_index =
-            (storage::state::load_commit_index(&cfg.snap_dir)? as Zxid).max(snap_zxid as Zxid);
-        let replayed = replay(&mut tree, log.read_from(snap_zxid + 1)?, Some(commit_index))?;
-        let mut uncommitted = Vec::new();
-        let mut uncommitted_configs = Vec::new();
-        for record in log.read_from(commit_index as u64 + 1)? {
-            let (zxid, payload) = record?;
-            // A logged reconfig activates its config when committed, even after a restart.
-            if let Ok(Txn {
-                op: TxnOp::Reconfig { data },
-                ..
-            }) = Txn::decode(&payload)
-                && let Ok(config) = crate::config::DynamicConfig::parse(
-                    &String::from_utf8_lossy(&data),
-                    "reconfig txn",
-                )
-            {
-                uncommitted_configs.push((zxid as Zxid, config.membership()));
-            }
-            uncommitted.push((zxid as Zxid, payload));
-        }
-        if cfg.distributed {
-            // Every member starts from the same config, so this is the same on all of them.
-            tree.seed_config(cfg.ensemble.render().as_bytes());
-        }
-        let last_logged = log
-            .last_zxid()
-            .map(|z| z as Zxid)
-            .unwrap_or(0)
-            .max(tree.last_zxid());
+        let recovered = rebuild(
+            tree,
+            snap_zxid,
+            log.read_from(snap_zxid + 1)?,
+            storage::state::load_commit_index(&cfg.snap_dir)? as Zxid,
+            storage::state::load_epochs(&cfg.snap_dir)?,
+            cfg.distributed.then_some(&cfg.ensemble),
+        )?;
         info!(
             snapshot = format_args!("{snap_zxid:#x}"),
-            replayed,
-            uncommitted = uncommitted.len(),
-            zxid = format_args!("{last_logged:#x}"),
-            committed = format_args!("{:#x}", tree.last_zxid()),
-            nodes = tree.node_count(),
+            replayed = recovered.replayed,
+            uncommitted = recovered.durable.uncommitted.len(),
+            zxid = format_args!("{:#x}", recovered.durable.last_zxid),
+            committed = format_args!("{:#x}", recovered.tree.last_zxid()),
+            nodes = recovered.tree.node_count(),
             ms = started.elapsed().as_millis() as u64,
             "recovered"
         );
@@ -118,22 +172,35 @@ impl Core {
             }),
             std::time::Duration::from_millis(cfg.fsync_warning_ms),
         )?;
+        let data = Box::new(super::Files::new(
+            disk,
+            cfg.snap_dir.clone(),
+            cfg.log_dir.clone(),
+            cfg.autopurge.then_some(cfg.snap_retain_count),
+        ));
+        Ok(Core::new(cfg, recovered, data, peers, clock, internal_tx))
+    }
 
-        let epochs = storage::state::load_epochs(&cfg.snap_dir)?;
-        let current = epochs.current.unwrap_or_else(|| epoch_of(last_logged));
-        let accepted = epochs.accepted.unwrap_or(current).max(current);
+    /// A node from its recovered state and its I/O: nothing is read or started here, so
+    /// a simulator builds nodes with this as the server does.
+    pub fn new(
+        cfg: CoreConfig,
+        recovered: Recovered,
+        data: Box<dyn super::DataDir>,
+        peers: Box<dyn super::PeerLinks>,
+        clock: Box<dyn super::Clock>,
+        internal_tx: InternalTx,
+    ) -> Core {
+        let Recovered {
+            tree,
+            durable,
+            replayed,
+        } = recovered;
         let zab = Zab::new(
             cfg.server_id,
             cfg.membership.clone(),
             cfg.timing,
-            Durable {
-                accepted_epoch: accepted,
-                current_epoch: current,
-                last_zxid: last_logged,
-                last_committed: tree.last_zxid(),
-                uncommitted,
-                uncommitted_configs,
-            },
+            durable,
             0,
         );
         let wall = clock.wall_ms().max(0) as u64;
@@ -157,12 +224,7 @@ impl Core {
             zab,
             read_only: super::readonly::ReadOnly::new(cfg.read_only_mode, cfg.tick_ms, 0),
             peers,
-            data: Box::new(super::Files::new(
-                disk,
-                cfg.snap_dir.clone(),
-                cfg.log_dir.clone(),
-                cfg.autopurge.then_some(cfg.snap_retain_count),
-            )),
+            data,
             internal_tx,
             stats: Stats::default(),
             clock,
@@ -174,7 +236,7 @@ impl Core {
         };
         // A standalone server elects itself at once.
         core.drive();
-        Ok(core)
+        core
     }
 }
 
@@ -190,26 +252,82 @@ fn load_snapshot(snap_dir: &Path) -> Result<(DataTree, u64), RecoveryError> {
     })
 }
 
-/// Applies log records to `tree` (up to `upto`, if given); returns how many.
-fn replay(
-    tree: &mut DataTree,
-    records: impl Iterator<Item = Result<(u64, Vec<u8>), StorageError>>,
-    upto: Option<Zxid>,
-) -> Result<u64, RecoveryError> {
-    let mut replayed = 0u64;
-    let mut scratch = Vec::new();
-    for record in records {
-        let (zxid, payload) = record?;
-        if upto.is_some_and(|u| zxid as Zxid > u) {
-            break;
-        }
-        let txn = Txn::decode(&payload).map_err(|e| RecoveryError::Record {
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::state::Epochs;
+
+    fn session_record(zxid: i64) -> Result<(u64, Vec<u8>), StorageError> {
+        let txn = Txn {
+            session: zxid,
+            cxid: 0,
             zxid,
-            reason: e.to_string(),
-        })?;
-        scratch.clear();
-        tree.apply(&txn, &mut scratch);
-        replayed += 1;
+            time: 0,
+            op: TxnOp::CreateSession { timeout_ms: 10_000 },
+        };
+        Ok((zxid as u64, txn.encode()))
     }
-    Ok(replayed)
+
+    #[test]
+    fn committed_records_are_applied_and_the_rest_kept_as_proposals() {
+        let records = (1..=5).map(session_record);
+        let r = rebuild(DataTree::new(), 0, records, 3, Epochs::default(), None).unwrap();
+        assert_eq!(r.replayed, 3);
+        assert_eq!(r.tree.last_zxid(), 3);
+        assert_eq!(r.tree.sessions().len(), 3);
+        assert_eq!(r.durable.last_zxid, 5);
+        assert_eq!(r.durable.last_committed, 3);
+        let kept: Vec<Zxid> = r.durable.uncommitted.iter().map(|(z, _)| *z).collect();
+        assert_eq!(kept, [4, 5]);
+        assert_eq!((r.durable.accepted_epoch, r.durable.current_epoch), (0, 0));
+    }
+
+    #[test]
+    fn epochs_come_from_their_files_else_from_the_last_logged_zxid() {
+        let at_epoch_2 = 2_i64 << 32 | 1;
+        let from_log = rebuild(
+            DataTree::new(),
+            0,
+            std::iter::once(session_record(at_epoch_2)),
+            0,
+            Epochs::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                from_log.durable.accepted_epoch,
+                from_log.durable.current_epoch
+            ),
+            (2, 2)
+        );
+        let files = Epochs {
+            accepted: Some(7),
+            current: Some(6),
+        };
+        let from_files = rebuild(DataTree::new(), 0, std::iter::empty(), 0, files, None).unwrap();
+        assert_eq!(
+            (
+                from_files.durable.accepted_epoch,
+                from_files.durable.current_epoch
+            ),
+            (7, 6)
+        );
+        // acceptedEpoch is never below currentEpoch.
+        let behind = Epochs {
+            accepted: Some(3),
+            current: Some(5),
+        };
+        let fixed = rebuild(DataTree::new(), 0, std::iter::empty(), 0, behind, None).unwrap();
+        assert_eq!(fixed.durable.accepted_epoch, 5);
+    }
+
+    #[test]
+    fn a_committed_record_that_cannot_be_decoded_names_its_zxid() {
+        let records = vec![session_record(1), Ok((2, vec![0xff; 3]))].into_iter();
+        let err = rebuild(DataTree::new(), 0, records, 2, Epochs::default(), None)
+            .err()
+            .expect("an undecodable committed record");
+        assert!(err.to_string().contains("0x2"), "{err}");
+    }
 }
