@@ -21,6 +21,8 @@ pub mod request;
 pub mod run;
 pub mod sasl;
 pub mod session;
+#[cfg(test)]
+mod sim;
 pub mod stop;
 pub mod tls;
 pub mod tree;

@@ -332,6 +332,19 @@ impl Core {
         result
     }
 
+    /// Handles one message, as the event loop does: the simulator's way in. False on
+    /// shutdown; a fatal error is then in [`Core::take_fatal`].
+    #[cfg(test)]
+    pub(crate) fn step(&mut self, msg: CoreMsg) -> bool {
+        self.handle(msg)
+    }
+
+    /// Why the core must stop, once (a failed disk, an undecodable committed txn).
+    #[cfg(test)]
+    pub(crate) fn take_fatal(&mut self) -> Option<String> {
+        self.fatal.take()
+    }
+
     /// Handles one message; false on shutdown.
     fn handle(&mut self, msg: CoreMsg) -> bool {
         match msg {

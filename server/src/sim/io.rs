@@ -1,0 +1,199 @@
+//! The simulated I/O a node runs on: its disk (a [`Store`] behind [`SimData`]), its
+//! peer links (an [`Outbox`] the world delivers from) and its clock (the world's).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::mpsc;
+
+use crate::config::DynamicConfig;
+use crate::core::{Clock, CoreMsg, DataDir, PeerLinks, SnapshotDone};
+use crate::storage::state::Epochs;
+use crate::storage::{self, DiskWriterStats, SyncTimes};
+use crate::tree::SnapshotView;
+use crate::zab::{Message, Sid, Zxid};
+
+/// One node's disk. It outlives the node: a crash loses only what was not yet durable.
+#[derive(Default)]
+pub struct Store {
+    /// Durable log records, in zxid order.
+    pub log: Vec<(u64, Vec<u8>)>,
+    /// Appended, not yet durable: a crash loses them.
+    unsynced: Vec<(u64, Vec<u8>)>,
+    /// An append happened since the last sync was scheduled.
+    sync_wanted: bool,
+    /// The newest snapshot: (zxid, payload).
+    pub snapshot: Option<(u64, Vec<u8>)>,
+    pub commit_index: Zxid,
+    pub epochs: Epochs,
+    /// The committed dynamic config's text.
+    pub config: Option<String>,
+}
+
+impl Store {
+    /// Power loss: whatever was not synced is gone.
+    pub fn crash(&mut self) {
+        self.unsynced.clear();
+        self.sync_wanted = false;
+    }
+
+    /// Whether the world should schedule a sync (once per batch of appends).
+    pub fn take_sync_request(&mut self) -> bool {
+        std::mem::take(&mut self.sync_wanted)
+    }
+
+    /// Makes every appended record durable; the last one's zxid, if there was any.
+    pub fn sync(&mut self) -> Option<u64> {
+        let last = self.unsynced.last().map(|(z, _)| *z);
+        self.log.append(&mut self.unsynced);
+        last
+    }
+}
+
+fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The data dir on a [`Store`].
+pub struct SimData {
+    store: Arc<Mutex<Store>>,
+    internal: mpsc::UnboundedSender<CoreMsg>,
+}
+
+impl SimData {
+    pub fn new(store: Arc<Mutex<Store>>, internal: mpsc::UnboundedSender<CoreMsg>) -> SimData {
+        SimData { store, internal }
+    }
+}
+
+impl DataDir for SimData {
+    fn append(&self, zxid: Zxid, payload: Vec<u8>) -> storage::Result<()> {
+        let mut store = lock(&self.store);
+        store.unsynced.push((zxid as u64, payload));
+        store.sync_wanted = true;
+        Ok(())
+    }
+
+    fn truncate_after(&self, zxid: Zxid) -> storage::Result<()> {
+        let mut store = lock(&self.store);
+        store.log.retain(|(z, _)| *z as Zxid <= zxid);
+        store.unsynced.retain(|(z, _)| *z as Zxid <= zxid);
+        let _ = self
+            .internal
+            .send(CoreMsg::Disk(storage::DiskEvent::Truncated(Some(
+                zxid as u64,
+            ))));
+        Ok(())
+    }
+
+    fn roll(&self) -> storage::Result<()> {
+        Ok(())
+    }
+
+    fn persist_epochs(&self, accepted: i64, current: i64) -> storage::Result<()> {
+        lock(&self.store).epochs = Epochs {
+            accepted: Some(accepted),
+            current: Some(current),
+        };
+        Ok(())
+    }
+
+    fn persist_commit_index(&self, zxid: Zxid) -> storage::Result<()> {
+        lock(&self.store).commit_index = zxid;
+        Ok(())
+    }
+
+    fn persist_config(&self, config: &DynamicConfig) -> storage::Result<()> {
+        lock(&self.store).config = Some(config.render());
+        Ok(())
+    }
+
+    fn replace_with_snapshot(&self, zxid: Zxid, payload: &[u8]) -> storage::Result<()> {
+        let mut store = lock(&self.store);
+        store.log.clear();
+        store.unsynced.clear();
+        store.snapshot = Some((zxid as u64, payload.to_vec()));
+        Ok(())
+    }
+
+    fn snapshot(&self, view: SnapshotView, done: SnapshotDone) -> storage::Result<()> {
+        let payload = view.serialize();
+        lock(&self.store).snapshot = Some((view.last_zxid as u64, payload));
+        done(true);
+        Ok(())
+    }
+
+    fn stats(&self) -> Option<(DiskWriterStats, SyncTimes)> {
+        None
+    }
+
+    fn shutdown(&mut self) -> storage::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a node sent, waiting for the world to deliver it.
+#[derive(Clone, Default)]
+pub struct Outbox(Arc<Mutex<Vec<(Sid, Message)>>>);
+
+impl Outbox {
+    pub fn take(&self) -> Vec<(Sid, Message)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn push(&self, to: Sid, msg: Message) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((to, msg));
+    }
+}
+
+/// Peer links into an [`Outbox`].
+pub struct SimPeers(Outbox);
+
+impl SimPeers {
+    pub fn new(outbox: Outbox) -> SimPeers {
+        SimPeers(outbox)
+    }
+}
+
+impl PeerLinks for SimPeers {
+    fn send(&self, to: Sid, msg: &Message) {
+        self.0.push(to, msg.clone());
+    }
+
+    fn send_snapshot(&self, to: Sid, zxid: Zxid, view: SnapshotView) {
+        self.0.push(
+            to,
+            Message::Snap {
+                zxid,
+                payload: view.serialize(),
+            },
+        );
+    }
+
+    fn ensure_link(&mut self, _peer: Sid, _host: &str, _port: u16) {}
+
+    fn introduced(&mut self, _peer: Sid, _addr: crate::config::HostPort) {}
+}
+
+/// The world's clock.
+pub struct SimClock(Arc<AtomicU64>);
+
+impl SimClock {
+    pub fn new(now: Arc<AtomicU64>) -> SimClock {
+        SimClock(now)
+    }
+}
+
+impl Clock for SimClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn wall_ms(&self) -> i64 {
+        // Some day in 2026, plus the simulated time.
+        1_780_000_000_000 + self.0.load(Ordering::Relaxed) as i64
+    }
+}

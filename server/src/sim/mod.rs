@@ -1,0 +1,678 @@
+//! The simulator of the whole server node: the production [`Core`] (tree, sessions,
+//! request pipeline, ZAB, recovery, snapshots) run by a deterministic world instead of
+//! tokio, sockets and files. The world owns time, the network between the nodes and each
+//! node's disk; it crashes nodes (losing what was not yet durable), restarts them through
+//! the production recovery ([`rebuild`]), partitions them, and runs clients that create
+//! znodes through each node's client path. Every run is a seed.
+//!
+//! The checkers: every acknowledged create is on every node once the faults stop, the
+//! nodes' trees agree (same zxid, same znodes), and a leader serves writes again within a
+//! bound after the last fault (liveness).
+//!
+//! `PADDOCK_SERVER_SIM_SEEDS=N` runs more seeds; `PADDOCK_SERVER_SIM_SEED=S` replays one.
+
+mod io;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use paddock_proto::{Acl, ConnectRequest, CreateRequest, ErrorCode, Id, Request};
+use tokio::sync::mpsc;
+
+use crate::config::DynamicConfig;
+use crate::core::{Core, CoreConfig, CoreMsg, Outgoing, rebuild};
+use crate::storage::DiskEvent;
+use crate::tree::DataTree;
+use crate::zab::{Message, Role, Sid, Timing};
+use io::{Outbox, SimClock, SimData, SimPeers, Store};
+
+const TICK_MS: u64 = 50;
+/// How often each node's client may start its next create.
+const CLIENT_EVERY_MS: u64 = 40;
+/// How long faults go on in a run (simulated milliseconds).
+const FAULT_MS: u64 = 12_000;
+/// After the last fault: how long the nodes may take to agree and serve a write again.
+const SETTLE_MS: u64 = 20_000;
+
+/// SplitMix64: small, fast, and the same schedule for the same seed.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, per_thousand: u64) -> bool {
+        self.below(1000) < per_thousand
+    }
+}
+
+/// Something the world does at a time.
+enum Event {
+    /// A peer message arrives.
+    Deliver { to: Sid, from: Sid, msg: Message },
+    /// A node's disk finishes writing what was appended before `upto` was queued.
+    Sync { node: Sid, incarnation: u64 },
+}
+
+/// A client of one node: one connection, one create in flight at a time.
+struct Client {
+    conn: u64,
+    rx: mpsc::UnboundedReceiver<Outgoing>,
+    session: bool,
+    /// The xid and path of the create in flight.
+    in_flight: Option<(i32, String)>,
+    next_xid: i32,
+}
+
+/// One running node: the production core and what the world needs to drive it.
+struct Node {
+    core: Core,
+    internal: mpsc::UnboundedReceiver<CoreMsg>,
+    outbox: Outbox,
+    client: Option<Client>,
+    /// Bumped at each restart, so a sync queued before a crash does nothing after it.
+    incarnation: u64,
+}
+
+/// The simulated ensemble.
+struct World {
+    rng: Rng,
+    now: Arc<std::sync::atomic::AtomicU64>,
+    ids: Vec<Sid>,
+    ensemble: DynamicConfig,
+    nodes: BTreeMap<Sid, Option<Node>>,
+    stores: BTreeMap<Sid, Arc<Mutex<Store>>>,
+    /// (time, sequence) -> event; the sequence keeps equal times in the order queued.
+    events: BTreeMap<(u64, u64), Event>,
+    seq: u64,
+    restarts: u64,
+    /// The latest delivery time queued on each link (from, to): a link is a TCP
+    /// connection, so its messages arrive in the order sent.
+    link_clock: BTreeMap<(Sid, Sid), u64>,
+    /// Nodes cut off from all others.
+    isolated: BTreeSet<Sid>,
+    /// Paths whose create was acknowledged to a client.
+    acked: BTreeSet<String>,
+    next_conn: u64,
+    next_path: u64,
+    faults: bool,
+    log: Vec<String>,
+}
+
+fn config_of(ids: &[Sid]) -> DynamicConfig {
+    let mut text = String::new();
+    for id in ids {
+        text.push_str(&format!(
+            "server.{id}=127.0.0.{id}:2888:3888:participant;127.0.0.{id}:2181\n"
+        ));
+    }
+    text.push_str("version=100000000\n");
+    match DynamicConfig::parse(&text, "simulated ensemble") {
+        Ok(config) => config,
+        Err(e) => panic!("the simulator's own config does not parse: {e}"),
+    }
+}
+
+impl World {
+    fn new(seed: u64, size: u64) -> World {
+        let ids: Vec<Sid> = (1..=size).collect();
+        let mut world = World {
+            rng: Rng(seed),
+            now: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            ensemble: config_of(&ids),
+            nodes: BTreeMap::new(),
+            stores: ids
+                .iter()
+                .map(|id| (*id, Arc::new(Mutex::new(Store::default()))))
+                .collect(),
+            ids,
+            events: BTreeMap::new(),
+            seq: 0,
+            restarts: 0,
+            link_clock: BTreeMap::new(),
+            isolated: BTreeSet::new(),
+            acked: BTreeSet::new(),
+            next_conn: 1,
+            next_path: 0,
+            faults: true,
+            log: Vec::new(),
+        };
+        for id in world.ids.clone() {
+            world.start(id);
+        }
+        world
+    }
+
+    fn now(&self) -> u64 {
+        self.now.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn note(&mut self, what: String) {
+        let line = format!("{:>6} ms  {what}", self.now());
+        self.log.push(line);
+    }
+
+    fn core_config(&self, id: Sid) -> CoreConfig {
+        CoreConfig {
+            server_id: id,
+            tick_ms: TICK_MS,
+            min_session_timeout_ms: 2 * TICK_MS as i32,
+            max_session_timeout_ms: 40_000,
+            // Small, so snapshots are taken (and recovered from) in every run.
+            snap_count: 100,
+            snap_dir: "/nonexistent/snap".into(),
+            log_dir: "/nonexistent/log".into(),
+            snap_retain_count: 3,
+            autopurge: false,
+            extended_types: false,
+            reconfig_enabled: false,
+            standalone_enabled: false,
+            read_only_mode: false,
+            super_digest: None,
+            sasl: Default::default(),
+            container_check_ms: 1000,
+            fsync_warning_ms: 1000,
+            membership: self.ensemble.membership(),
+            timing: Timing::from_ticks(TICK_MS, 10, 5),
+            distributed: true,
+            ensemble: self.ensemble.clone(),
+        }
+    }
+
+    /// Starts (or restarts) node `id` from what its disk holds, through the production
+    /// recovery.
+    fn start(&mut self, id: Sid) {
+        let store = self.stores[&id].clone();
+        let (tree, snap_zxid, records, commit_index, epochs) = {
+            let mut disk = store.lock().unwrap_or_else(|e| e.into_inner());
+            disk.crash();
+            let (tree, snap_zxid) = match &disk.snapshot {
+                Some((zxid, payload)) => match DataTree::from_snapshot(payload) {
+                    Ok(tree) => (tree, *zxid),
+                    Err(e) => panic!("node {id}: its snapshot does not load: {e}"),
+                },
+                None => (DataTree::new(), 0),
+            };
+            let records: Vec<(u64, Vec<u8>)> = disk
+                .log
+                .iter()
+                .filter(|(z, _)| *z > snap_zxid)
+                .cloned()
+                .collect();
+            (tree, snap_zxid, records, disk.commit_index, disk.epochs)
+        };
+        let recovered = match rebuild(
+            tree,
+            snap_zxid,
+            records.into_iter().map(Ok),
+            commit_index,
+            epochs,
+            Some(&self.ensemble),
+        ) {
+            Ok(r) => r,
+            Err(e) => panic!("node {id}: recovery failed: {e}"),
+        };
+        let (internal_tx, internal) = mpsc::unbounded_channel();
+        let outbox = Outbox::default();
+        self.restarts += 1;
+        let incarnation = self.restarts;
+        let core = Core::new(
+            self.core_config(id),
+            recovered,
+            Box::new(SimData::new(store, internal_tx.clone())),
+            Box::new(SimPeers::new(outbox.clone())),
+            Box::new(SimClock::new(self.now.clone())),
+            internal_tx,
+        );
+        self.nodes.insert(
+            id,
+            Some(Node {
+                core,
+                internal,
+                outbox,
+                client: None,
+                incarnation,
+            }),
+        );
+        self.note(format!("node {id} started"));
+        for peer in self.ids.clone() {
+            if peer != id && self.linked(id, peer) {
+                self.step(id, CoreMsg::PeerUp(peer));
+                self.step(peer, CoreMsg::PeerUp(id));
+            }
+        }
+    }
+
+    /// Whether messages flow between `a` and `b` now.
+    fn linked(&self, a: Sid, b: Sid) -> bool {
+        let up = |n: Sid| self.nodes.get(&n).is_some_and(Option::is_some);
+        up(a) && up(b) && !self.isolated.contains(&a) && !self.isolated.contains(&b)
+    }
+
+    /// Feeds one message to a running node, then everything it caused: messages out,
+    /// its own internal messages, syncs to schedule.
+    fn step(&mut self, id: Sid, msg: CoreMsg) {
+        let Some(Some(node)) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        node.core.step(msg);
+        if let Some(reason) = node.core.take_fatal() {
+            panic!("node {id} stopped: {reason}");
+        }
+        while let Ok(internal) = node.internal.try_recv() {
+            node.core.step(internal);
+        }
+        let sent = node.outbox.take();
+        let wants_sync = self.stores[&id]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take_sync_request();
+        let incarnation = node.incarnation;
+        for (to, msg) in sent {
+            if self.linked(id, to) {
+                let delay = 1 + self.rng.below(if self.faults { 20 } else { 3 });
+                let when = self.now() + delay;
+                let last = self.link_clock.entry((id, to)).or_insert(0);
+                *last = (*last).max(when);
+                let delay = *last - self.now();
+                self.at(delay, Event::Deliver { to, from: id, msg });
+            }
+        }
+        if wants_sync {
+            let delay = 1 + self.rng.below(if self.faults { 15 } else { 2 });
+            self.at(
+                delay,
+                Event::Sync {
+                    node: id,
+                    incarnation,
+                },
+            );
+        }
+    }
+
+    fn at(&mut self, delay: u64, event: Event) {
+        self.seq += 1;
+        let when = self.now() + delay;
+        self.events.insert((when, self.seq), event);
+    }
+
+    /// Runs everything due up to `until`, ticking the nodes and driving the clients.
+    fn run_until(&mut self, until: u64) {
+        while self.now() < until {
+            let now = self.now() + 1;
+            self.now.store(now, std::sync::atomic::Ordering::Relaxed);
+            while self
+                .events
+                .first_key_value()
+                .is_some_and(|((when, _), _)| *when <= now)
+            {
+                let Some((_, event)) = self.events.pop_first() else {
+                    break;
+                };
+                self.happen(event);
+            }
+            if now.is_multiple_of(TICK_MS) {
+                for id in self.ids.clone() {
+                    self.step(id, CoreMsg::Tick);
+                }
+            }
+            if now.is_multiple_of(CLIENT_EVERY_MS) {
+                for id in self.ids.clone() {
+                    self.drive_client(id);
+                }
+            }
+            if self.faults && now.is_multiple_of(100) {
+                self.maybe_fault();
+            }
+        }
+    }
+
+    fn happen(&mut self, event: Event) {
+        match event {
+            Event::Deliver { to, from, msg } => {
+                if self.linked(from, to) {
+                    self.step(to, CoreMsg::Peer { from, msg });
+                }
+            }
+            Event::Sync { node, incarnation } => {
+                let running =
+                    matches!(self.nodes.get(&node), Some(Some(n)) if n.incarnation == incarnation);
+                if !running {
+                    return;
+                }
+                let durable = self.stores[&node]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .sync();
+                if let Some(zxid) = durable {
+                    self.step(node, CoreMsg::Disk(DiskEvent::Durable(zxid)));
+                }
+            }
+        }
+    }
+
+    /// A node's client: connects, then creates one znode at a time, recording the
+    /// acknowledged ones.
+    fn drive_client(&mut self, id: Sid) {
+        let Some(Some(node)) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let mut to_core = Vec::new();
+        let client = match &mut node.client {
+            Some(client) => client,
+            None => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let conn = self.next_conn;
+                self.next_conn += 1;
+                node.client = Some(Client {
+                    conn,
+                    rx,
+                    session: false,
+                    in_flight: None,
+                    next_xid: 1,
+                });
+                to_core.push(CoreMsg::Connect {
+                    conn,
+                    addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    req: ConnectRequest {
+                        protocol_version: 0,
+                        last_zxid_seen: 0,
+                        time_out: 4_000,
+                        session_id: 0,
+                        passwd: vec![0; 16].into(),
+                        read_only: Some(false),
+                    },
+                    tx,
+                    tls_ids: vec![],
+                });
+                for msg in to_core {
+                    self.step(id, msg);
+                }
+                return;
+            }
+        };
+        let mut acked = Vec::new();
+        let mut closed = false;
+        while let Ok(out) = client.rx.try_recv() {
+            match out {
+                Outgoing::Connected(resp) => client.session = resp.session_id != 0,
+                Outgoing::Reply { xid, err, .. } => {
+                    if let Some((want, path)) = &client.in_flight
+                        && *want == xid
+                    {
+                        if err == ErrorCode::Ok {
+                            acked.push(path.clone());
+                        }
+                        client.in_flight = None;
+                    }
+                }
+                Outgoing::Event(_) => {}
+                Outgoing::Close => closed = true,
+            }
+        }
+        if closed {
+            node.client = None;
+        } else if client.session && client.in_flight.is_none() {
+            self.next_path += 1;
+            let path = format!("/k-{:06}", self.next_path);
+            let xid = client.next_xid;
+            client.next_xid += 1;
+            client.in_flight = Some((xid, path.clone()));
+            to_core.push(CoreMsg::Request {
+                conn: client.conn,
+                xid,
+                req: Request::Create(CreateRequest {
+                    path,
+                    data: b"v".to_vec().into(),
+                    acl: vec![Acl {
+                        perms: 31,
+                        id: Id {
+                            scheme: "world".into(),
+                            id: "anyone".into(),
+                        },
+                    }],
+                    flags: 0,
+                }),
+                received: Instant::now(),
+            });
+        }
+        self.acked.extend(acked);
+        for msg in to_core {
+            self.step(id, msg);
+        }
+    }
+
+    /// Now and then: a crash (losing what was not durable) of one node or of all of
+    /// them, a restart, an isolation or a heal.
+    fn maybe_fault(&mut self) {
+        let id = self.ids[self.rng.below(self.ids.len() as u64) as usize];
+        let running = matches!(self.nodes.get(&id), Some(Some(_)));
+        let down = self
+            .ids
+            .iter()
+            .filter(|n| !matches!(self.nodes.get(n), Some(Some(_))))
+            .count()
+            + self.isolated.len();
+        if running && down == 0 && self.rng.chance(8) {
+            // Power loss of the whole ensemble: every node keeps only what it synced.
+            for node in self.ids.clone() {
+                self.crash(node);
+            }
+        } else if running && down == 0 && self.rng.chance(40) {
+            self.crash(id);
+        } else if !running && self.rng.chance(300) {
+            self.start(id);
+        } else if running && down == 0 && self.rng.chance(30) {
+            self.isolate(id);
+        } else if self.isolated.contains(&id) && self.rng.chance(200) {
+            self.heal(id);
+        }
+    }
+
+    fn crash(&mut self, id: Sid) {
+        self.nodes.insert(id, None);
+        self.stores[&id]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .crash();
+        self.note(format!("node {id} crashed"));
+        for peer in self.ids.clone() {
+            if peer != id {
+                self.step(peer, CoreMsg::PeerDown(id));
+            }
+        }
+    }
+
+    fn isolate(&mut self, id: Sid) {
+        self.note(format!("node {id} cut off"));
+        for peer in self.ids.clone() {
+            if peer != id && self.linked(id, peer) {
+                self.step(peer, CoreMsg::PeerDown(id));
+                self.step(id, CoreMsg::PeerDown(peer));
+            }
+        }
+        self.isolated.insert(id);
+    }
+
+    fn heal(&mut self, id: Sid) {
+        self.isolated.remove(&id);
+        self.note(format!("node {id} reconnected"));
+        for peer in self.ids.clone() {
+            if peer != id && self.linked(id, peer) {
+                self.step(peer, CoreMsg::PeerUp(id));
+                self.step(id, CoreMsg::PeerUp(peer));
+            }
+        }
+    }
+
+    /// Ends the faults: every node running and connected.
+    fn end_faults(&mut self) {
+        self.faults = false;
+        for id in self.isolated.clone() {
+            self.heal(id);
+        }
+        for id in self.ids.clone() {
+            if !matches!(self.nodes.get(&id), Some(Some(_))) {
+                self.start(id);
+            }
+        }
+    }
+
+    fn leader(&self) -> Option<Sid> {
+        self.nodes.iter().find_map(|(id, n)| {
+            n.as_ref()
+                .filter(|n| n.core.role() == Role::Leader)
+                .map(|_| *id)
+        })
+    }
+
+    /// The nodes' trees agree and hold every acknowledged create; a leader serves.
+    fn settled(&self) -> Result<(), String> {
+        let leader = self.leader().ok_or("no leader")?;
+        let acked_before = self.acked.len();
+        let mut zxids = BTreeMap::new();
+        for (id, node) in &self.nodes {
+            let node = node.as_ref().ok_or(format!("node {id} is down"))?;
+            zxids.insert(*id, node.core.tree().last_zxid());
+        }
+        let first = zxids.values().next().copied().unwrap_or(0);
+        if zxids.values().any(|z| *z != first) {
+            let roles: BTreeMap<Sid, String> = self
+                .nodes
+                .iter()
+                .filter_map(|(id, n)| Some((*id, format!("{:?}", n.as_ref()?.core.role()))))
+                .collect();
+            return Err(format!(
+                "applied zxids differ: {zxids:x?} (leader {leader}; roles {roles:?})"
+            ));
+        }
+        if acked_before == 0 {
+            return Err("no create acknowledged yet".into());
+        }
+        Ok(())
+    }
+
+    /// Every acknowledged create is on every node, and the nodes hold the same znodes.
+    fn check_agreement(&self) -> Result<(), String> {
+        let mut reference: Option<(Sid, BTreeSet<String>)> = None;
+        for (id, node) in &self.nodes {
+            let Some(node) = node else {
+                return Err(format!("node {id} is down"));
+            };
+            let tree = node.core.tree();
+            for path in &self.acked {
+                if tree.get(path).is_none() {
+                    return Err(format!("node {id} lost the acknowledged create {path}"));
+                }
+            }
+            let paths: BTreeSet<String> = tree
+                .get("/")
+                .map(|root| root.children.iter().map(|c| c.to_string()).collect())
+                .unwrap_or_default();
+            match &reference {
+                None => reference = Some((*id, paths)),
+                Some((other, theirs)) if *theirs != paths => {
+                    let only_here: Vec<_> = paths.difference(theirs).collect();
+                    let only_there: Vec<_> = theirs.difference(&paths).collect();
+                    return Err(format!(
+                        "nodes {id} and {other} differ: only on {id}: {only_here:?}; only on {other}: {only_there:?}"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs one seed: faults for a while, then none, then the checks. Err with the reason
+/// and the world's log.
+fn run_seed(seed: u64) -> Result<usize, String> {
+    let mut world = World::new(seed, 3);
+    world.run_until(FAULT_MS);
+    world.end_faults();
+    let faults_ended = world.now();
+    let deadline = faults_ended + SETTLE_MS;
+    let acked_at_end = world.acked.len();
+    loop {
+        world.run_until(world.now() + 100);
+        if world.now().is_multiple_of(1000) {
+            let state: Vec<String> = world
+                .nodes
+                .iter()
+                .filter_map(|(id, n)| {
+                    let n = n.as_ref()?;
+                    Some(format!(
+                        "{id}:{:?}@{:x}",
+                        n.core.role(),
+                        n.core.tree().last_zxid()
+                    ))
+                })
+                .collect();
+            world.note(format!("state {}", state.join(" ")));
+        }
+        // Liveness: a create acknowledged after the faults ended, and the nodes agree.
+        if world.acked.len() > acked_at_end && world.settled().is_ok() {
+            break;
+        }
+        if world.now() >= deadline {
+            let why = world
+                .settled()
+                .err()
+                .unwrap_or_else(|| "no create acknowledged since the faults ended".into());
+            return Err(format!(
+                "not settled {SETTLE_MS} ms after the faults ended: {why}\n{}",
+                world.log.join("\n")
+            ));
+        }
+    }
+    // Let the last commits reach everyone, then compare.
+    world.run_until(world.now() + 2_000);
+    world
+        .check_agreement()
+        .map_err(|e| format!("{e}\n{}", world.log.join("\n")))?;
+    Ok(world.acked.len())
+}
+
+fn seeds() -> Vec<u64> {
+    if let Some(seed) = std::env::var("PADDOCK_SERVER_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return vec![seed];
+    }
+    let count = std::env::var("PADDOCK_SERVER_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    (1..=count).collect()
+}
+
+#[test]
+fn the_whole_node_keeps_every_acknowledged_write_through_crashes_and_partitions() {
+    if std::env::var_os("PADDOCK_SERVER_SIM_TRACE").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+    let mut acked = 0;
+    for seed in seeds() {
+        match run_seed(seed) {
+            Ok(n) => acked += n,
+            Err(e) => panic!(
+                "seed {seed} failed (replay: PADDOCK_SERVER_SIM_SEED={seed} cargo test -p paddock-server --lib sim::): {e}"
+            ),
+        }
+    }
+    assert!(acked > 0, "no create was ever acknowledged");
+}
