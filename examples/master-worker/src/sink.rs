@@ -201,6 +201,22 @@ async fn hand_in(State(sink): State<Arc<Sink>>, Json(result): Json<TaskResult>) 
         )
             .into_response();
     }
+    // The server drops this handler when the worker's connection goes (a worker killed
+    // mid-hand-in). Once the multi is sent it may be applied, so judging, counting and
+    // logging run in a task of their own that finishes whatever happens to the caller:
+    // otherwise a result recorded in the ensemble could be missing from the counts.
+    match tokio::spawn(settle(sink, result)).await {
+        Ok(response) => response,
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": format!("the hand-in failed: {e}")})),
+        )
+            .into_response(),
+    }
+}
+
+/// Judges a hand-in and, when recorded, counts and logs it.
+async fn settle(sink: Arc<Sink>, result: TaskResult) -> Response {
     let turn = sink.stripe(&result.task).lock().await;
     let client = sink.client.read().await.clone();
     let verdict = record(&client, &sink.layout, &result).await;
