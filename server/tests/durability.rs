@@ -455,6 +455,69 @@ fn recovery_from_snapshot_plus_log() {
     });
 }
 
+/// The snapshot files in the server's version-2 directory, by zxid.
+fn snapshot_zxids(server: &Server) -> Vec<u64> {
+    let mut zxids: Vec<u64> = std::fs::read_dir(server.version_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let hex = name.strip_prefix("snapshot.")?;
+            u64::from_str_radix(hex, 16).ok()
+        })
+        .collect();
+    zxids.sort_unstable();
+    zxids
+}
+
+/// A restarted server writes what it replayed down as a snapshot (as ZooKeeper's
+/// loadData does), long before snapCount txns: a server restarted often (every roll of a
+/// busy ensemble) would otherwise replay an ever longer log at each start.
+#[test]
+fn a_restart_snapshots_what_it_replayed() {
+    let mut server = Server::start(); // snapCount 100000: no snapshot during the load
+    run(async {
+        let mut writers = setup(&server).await;
+        load_and_kill(&mut server, &mut writers, 500).await;
+        assert_eq!(
+            snapshot_zxids(&server),
+            Vec::<u64>::new(),
+            "no snapCount snapshot"
+        );
+        server.restart();
+        let (_, replayed, zxid) = recovered(&server);
+        let uncommitted = recovered_field(&server, "uncommitted");
+        assert!(
+            replayed + uncommitted >= 500,
+            "the first start reads the load from the log ({replayed} + {uncommitted})"
+        );
+        let snapped = eventually(Duration::from_secs(20), || {
+            let newest = snapshot_zxids(&server).last().copied();
+            async move { newest.is_some_and(|z| z >= zxid) }
+        })
+        .await;
+        assert!(
+            snapped,
+            "a snapshot at the recovered zxid {zxid:#x} was written: {:x?}",
+            snapshot_zxids(&server)
+        );
+        server.kill9();
+        server.restart();
+        let (snapshot, replayed_again, _) = recovered(&server);
+        let uncommitted_again = recovered_field(&server, "uncommitted");
+        assert!(
+            snapshot >= zxid,
+            "the next start loads that snapshot ({snapshot:#x})"
+        );
+        assert!(
+            replayed_again + uncommitted_again < 10,
+            "and reads only what came after it ({replayed_again} + {uncommitted_again})"
+        );
+        verify(&server, &mut writers).await;
+        server.assert_no_fatal_log();
+    });
+}
+
 /// Acknowledged writes of a zookeeper-client session survive too (the client sees
 /// ConnectionLoss for the ones in flight, never a lost acknowledged write).
 #[test]

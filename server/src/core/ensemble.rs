@@ -172,6 +172,10 @@ impl Core {
     /// never applied, so the tree stays as it is.
     fn truncate_log(&mut self, zxid: Zxid) {
         info!(zxid = format_args!("{zxid:#x}"), "truncating the log");
+        // What recovery logged past `zxid` will never be applied here.
+        if let Some(target) = self.snapshot_recovered_at.as_mut() {
+            *target = (*target).min(zxid);
+        }
         if let Err(e) = self.data.truncate_after(zxid) {
             self.fatal = Some(format!("cannot truncate the log: {e}"));
         }
@@ -211,6 +215,7 @@ impl Core {
         self.tree = tree;
         self.pending = Default::default();
         self.txns_since_snapshot = 0;
+        self.snapshot_recovered_at = None;
         // The snapshot's /zookeeper/config is the leader's committed config, which ZAB
         // activated when the sync began, before this text was here.
         self.adopt_active_config();

@@ -15,6 +15,7 @@ impl Core {
         self.drive();
         self.read_only_tick(now);
         self.persist_commit_index();
+        self.snapshot_recovered_log();
         self.retry_config_query();
         if !self.is_leader() {
             // Learners report activity; the leader alone decides expiry.
@@ -68,7 +69,29 @@ impl Core {
 
     /// Starts a background snapshot once snapCount txns were applied since the last one.
     pub(super) fn maybe_snapshot(&mut self) {
-        if self.snapshot_running || self.txns_since_snapshot < self.cfg.snap_count {
+        if self.txns_since_snapshot >= self.cfg.snap_count {
+            self.start_snapshot();
+        }
+    }
+
+    /// Writes what recovery read from the log down as a snapshot, once this node serves
+    /// and has applied it, as ZooKeeper's loadData snapshots after a restore. Otherwise a
+    /// server restarted more often than every snapCount txns (each roll of a busy
+    /// ensemble) replays an ever longer log at each start, seconds of it, and its log is
+    /// never purged.
+    fn snapshot_recovered_log(&mut self) {
+        let Some(target) = self.snapshot_recovered_at else {
+            return;
+        };
+        if self.zab.role().is_serving() && self.tree.last_zxid() >= target {
+            self.snapshot_recovered_at = None;
+            self.start_snapshot();
+        }
+    }
+
+    /// Starts a background snapshot of the tree as it is now, unless one is running.
+    pub(super) fn start_snapshot(&mut self) {
+        if self.snapshot_running {
             return;
         }
         // New txns go to a fresh segment, so older segments can be purged later.

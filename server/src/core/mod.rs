@@ -279,6 +279,9 @@ pub struct Core {
     clock: Box<dyn Clock>,
     txns_since_snapshot: u64,
     snapshot_running: bool,
+    /// Set when recovery read txns from the log: once serving with the tree at this
+    /// zxid, they are written down as a snapshot (see `snapshot_recovered_log`).
+    snapshot_recovered_at: Option<Zxid>,
     last_reap_ms: u64,
     fatal: Option<String>,
 }

@@ -196,6 +196,8 @@ impl Core {
             durable,
             replayed,
         } = recovered;
+        let snapshot_recovered_at =
+            (replayed > 0 || !durable.uncommitted.is_empty()).then_some(durable.last_zxid);
         let zab = Zab::new(
             cfg.server_id,
             cfg.membership.clone(),
@@ -230,6 +232,7 @@ impl Core {
             clock,
             txns_since_snapshot: replayed,
             snapshot_running: false,
+            snapshot_recovered_at,
             last_reap_ms: 0,
             fatal: None,
             cfg,
