@@ -58,6 +58,55 @@ struct Watched {
     most_down: usize,
 }
 
+/// What the watcher reads from the API about once a second.
+struct Refreshed {
+    /// The app pods' (name, IP), terminating ones too: a pod being deleted still leads
+    /// until its sidecar resigns, and must count both for gaps and for overlaps.
+    app_pods: Vec<(String, String)>,
+    /// spec.replicas − Ready member pods: members down as the kubelet sees them (each
+    /// member's readiness probe is its /readyz: in the quorum and synced), independent of
+    /// the operator's status.
+    down: usize,
+    /// The ensemble's True conditions, `Available+Progressing`, or `none`.
+    conditions: String,
+}
+
+fn refresh(c: &Cluster) -> Result<Refreshed, String> {
+    let app_pods = c
+        .try_jsonpath(
+            &["get", "pods", "-l", APP],
+            "{range .items[*]}{.metadata.name}={.status.podIP} {end}",
+        )?
+        .split_whitespace()
+        .filter_map(|p| p.split_once('='))
+        .filter(|(_, ip)| !ip.is_empty())
+        .map(|(name, ip)| (name.to_string(), ip.to_string()))
+        .collect();
+    let status = c.try_jsonpath(
+        &["get", "zke", "zk"],
+        "{.spec.replicas}/{range .status.conditions[?(@.status==\"True\")]}{.type} {end}",
+    )?;
+    let (replicas, conditions) = status.split_once('/').unwrap_or_default();
+    let replicas: usize = replicas.parse().unwrap_or(0);
+    let ready = c
+        .try_jsonpath(
+            &["get", "pods", "-l", "app.kubernetes.io/instance=zk"],
+            "{range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status} {end}",
+        )?
+        .split_whitespace()
+        .filter(|s| *s == "True")
+        .count();
+    let conditions = match conditions.split_whitespace().collect::<Vec<_>>().join("+") {
+        none if none.is_empty() => "none".to_string(),
+        some => some,
+    };
+    Ok(Refreshed {
+        app_pods,
+        down: replicas.saturating_sub(ready),
+        conditions,
+    })
+}
+
 /// Asks every app pod's `/self` every 50 ms until `stop`; the pods' addresses and the
 /// ensemble's conditions are read about once a second.
 fn watch(c: &Cluster, stop: &AtomicBool, seen: &Mutex<Watched>) {
@@ -66,45 +115,16 @@ fn watch(c: &Cluster, stop: &AtomicBool, seen: &Mutex<Watched>) {
     while !stop.load(Ordering::Relaxed) {
         let round = Instant::now();
         if refreshed.elapsed() > Duration::from_secs(1) {
-            // Terminating pods too: a pod being deleted still leads until its sidecar
-            // resigns, and must count both for gaps and for overlaps.
-            ips = c
-                .jsonpath(
-                    &["get", "pods", "-l", APP],
-                    "{range .items[*]}{.metadata.name}={.status.podIP} {end}",
-                )
-                .split_whitespace()
-                .filter_map(|p| p.split_once('='))
-                .filter(|(_, ip)| !ip.is_empty())
-                .map(|(name, ip)| (name.to_string(), ip.to_string()))
-                .collect();
-            let status = c.jsonpath(
-                &["get", "zke", "zk"],
-                "{.spec.replicas}/{range .status.conditions[?(@.status==\"True\")]}{.type} {end}",
-            );
-            let (replicas, conditions) = status.split_once('/').unwrap_or_default();
-            let replicas: usize = replicas.parse().unwrap_or(0);
-            // Members down as the kubelet sees them (each member's readiness probe is its
-            // /readyz: in the quorum and synced), independent of the operator's status.
-            let ready = c
-                .jsonpath(
-                    &["get", "pods", "-l", "app.kubernetes.io/instance=zk"],
-                    "{range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status} {end}",
-                )
-                .split_whitespace()
-                .filter(|s| *s == "True")
-                .count();
-            let conditions = conditions.split_whitespace();
-            let conditions = match conditions.collect::<Vec<_>>().join("+") {
-                none if none.is_empty() => "none".to_string(),
-                some => some,
-            };
-            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-            seen.most_down = seen.most_down.max(replicas.saturating_sub(ready));
-            if seen.conditions.last() != Some(&conditions) {
-                seen.conditions.push(conditions);
+            // A kubectl that fails (a slow API server under load) skips this refresh; the
+            // next round tries again.
+            if let Ok(now) = refresh(c) {
+                ips = now.app_pods;
+                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                seen.most_down = seen.most_down.max(now.down);
+                if seen.conditions.last() != Some(&now.conditions) {
+                    seen.conditions.push(now.conditions);
+                }
             }
-            drop(seen);
             refreshed = Instant::now();
         }
         let leads = |name_ip: &(String, String)| -> bool {
@@ -453,6 +473,15 @@ fn selected(name: &str) -> bool {
     }
 }
 
+/// Sets the flag when dropped, on a return or an unwind alike.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Runs `action` under the load and the watch; returns its row with the targets checked
 /// (None when `PADDOCK_SCENARIO_ONLY` leaves it out).
 pub fn scenario(
@@ -476,6 +505,9 @@ pub fn scenario(
     let started = Instant::now();
     let total = std::thread::scope(|s| {
         s.spawn(|| watch(c, &stop, &seen));
+        // The scope joins the watcher before it returns or unwinds: a panicking action
+        // must stop it too, or the test hangs instead of failing.
+        let _stop_watch = StopOnDrop(&stop);
         // A few seconds of steady load first, so pauses are measured against it.
         std::thread::sleep(Duration::from_secs(3));
         let t = Instant::now();
@@ -483,7 +515,6 @@ pub fn scenario(
         settled(c, t);
         let total = t.elapsed();
         std::thread::sleep(Duration::from_secs(2));
-        stop.store(true, Ordering::Relaxed);
         total
     });
     let summary = finish_load(c, &pod, &prefix);
@@ -608,6 +639,15 @@ fn check(
         failures.push(format!(
             "CAS history not linearizable: {}",
             summary["cas_violations"]
+        ));
+    }
+    if summary["reads"]["missing_after_sync"]
+        .as_array()
+        .is_none_or(|v| !v.is_empty())
+    {
+        failures.push(format!(
+            "acknowledged creates missing on a read after a sync: {}",
+            summary["reads"]["missing_after_sync"]
         ));
     }
     if summary["configs_differ"]

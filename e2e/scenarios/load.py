@@ -7,7 +7,8 @@ python) against the client Service, until <prefix>-stop exists (or 15 minutes pa
 - 2 CAS clients: read-modify-write increments of <prefix>-counter with the version they
   read (setData with that version); every acknowledged CAS is recorded with the version
   it moved from;
-- a reader: getData of acknowledged nodes;
+- a reader: sync then getData of acknowledged nodes (one missing after the sync is a
+  lost write);
 - a write probe every 50 ms (setData of <prefix>-probe, 1 s timeout): the spans without
   a successful probe are the moments without a leader that serves writes.
 
@@ -127,7 +128,7 @@ def cas_client():
     zk.stop()
 
 
-reads = {"ok": 0, "failed": 0}
+reads = {"ok": 0, "failed": 0, "missing_after_sync": []}
 
 
 def reader():
@@ -139,9 +140,17 @@ def reader():
             time.sleep(0.05)
             continue
         k, n = random.choice(choices)
+        path = f"{prefix}/w{k}-{n:08d}"
         try:
-            zk.get(f"{prefix}/w{k}-{n:08d}")
+            # ZooKeeper orders reads per session, not across sessions: another session's
+            # acknowledged create shows on this session's server once it has caught up
+            # with the leader, which sync guarantees. After a sync it must be there.
+            zk.sync(path)
+            zk.get(path)
             reads["ok"] += 1
+        except NoNodeError:
+            if len(reads["missing_after_sync"]) < 20:
+                reads["missing_after_sync"].append(path)
         except TRANSIENT:
             reads["failed"] += 1
             time.sleep(0.05)
@@ -270,5 +279,6 @@ summary = {
     "cleaned": cleaned,
 }
 print(json.dumps(summary), flush=True)
-bad = summary["missing"] or violations or summary["configs_differ"] or summary["acknowledged"] == 0
+bad = (summary["missing"] or violations or summary["configs_differ"] or summary["acknowledged"] == 0
+       or reads["missing_after_sync"])
 sys.exit(1 if bad else 0)

@@ -515,7 +515,8 @@ fn pvc_scale_and_pause(c: &Cluster, n: &mut usize) -> Vec<Row> {
             c.kubectl(&["delete", "pvc", &pvc, "--wait=false"]);
             c.kubectl(&["delete", "pod", &follower, "--wait=false"]);
             wait_for("a new, empty PVC", Duration::from_secs(120), || {
-                let now = c.jsonpath(&["get", "pvc", &pvc], "{.metadata.uid}");
+                // NotFound between the old claim's removal and the new one's creation.
+                let now = c.try_jsonpath(&["get", "pvc", &pvc], "{.metadata.uid}")?;
                 if !now.is_empty() && now != uid {
                     Ok(())
                 } else {

@@ -244,6 +244,18 @@ impl Cluster {
         self.kubectl(&all)
     }
 
+    /// A jsonpath of `kubectl get ARGS`, or kubectl's complaint (the object is gone, the
+    /// API server was slow): for polls where either is an answer to wait out.
+    pub fn try_jsonpath(&self, args: &[&str], path: &str) -> Result<String, String> {
+        let expr = format!("jsonpath={path}");
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["-o", &expr]);
+        match self.kubectl_raw(&all) {
+            (true, out, _) => Ok(out),
+            (false, out, err) => Err(format!("kubectl {} failed: {out}{err}", all.join(" "))),
+        }
+    }
+
     /// Polls a jsonpath of `kubectl get ARGS` until `accept` holds; returns the value.
     pub fn wait_jsonpath(
         &self,
