@@ -30,8 +30,10 @@
 # 6. the test cluster (e2e/kube): the upstream Kubernetes control plane built from its Go
 #    modules (cached in ~/.cache/paddock; ~10 min of CPU the first time, started at low
 #    priority right after step 1) and the tests on it, in three lanes (e2e/kube/test.sh).
-#    It starts right after step 3 and runs beside steps 4-5b (it mostly waits on pods and
-#    timeouts); its output is printed when it ends, or when the deadline stops it.
+#    It starts right after step 3 and builds beside step 4; its lanes start once kazoo's
+#    own suite (4a) is done (that suite's timeouts do not survive three clusters beside it)
+#    and run beside steps 4b-5b; its output is printed when it ends, or when the deadline
+#    stops it. The end of the output says why each failed step failed.
 #
 # Environment: SKIP_REFERENCE=1 skips the Apache ZooKeeper control run;
 # PADDOCK_TEST_DEADLINE_S (default 4800) is when the background step is stopped, counted
@@ -47,16 +49,41 @@ export CARGO_INCREMENTAL=0
 disk_free() { df -h --output=avail "$ROOT" | tail -1 | tr -d ' '; }
 echo "test-all: $(disk_free) free on the disk holding $ROOT" >&2
 
-declare -a SUMMARY=()
-FAILED=0
+declare -a SUMMARY=() WHY=()
+FAILED=0 STEP_PID=""
+STEP_LOGS="$(mktemp -d "${TMPDIR:-/tmp}/paddock-test-all-steps.XXXXXX")"
 step() { # NAME CMD...
   local name="$1"; shift
-  local t0=$SECONDS
+  local t0=$SECONDS log="$STEP_LOGS/step"
   echo "=============== $name" >&2
-  local verdict=PASS
-  "$@" || { verdict=FAIL; FAILED=$((FAILED + 1)); }
+  local verdict=PASS rc=0 tail_pid
+  # Into a file that is followed, not through a pipe: a daemon a step leaves behind
+  # would hold a pipe open and the run would wait for it forever.
+  : >"$log"
+  "$@" >"$log" 2>&1 &
+  STEP_PID=$!
+  tail -s 0.2 -n +1 -f --pid="$STEP_PID" "$log" >&2 &
+  tail_pid=$!
+  wait "$STEP_PID" || rc=$?
+  wait "$tail_pid" # ends once it has printed what the step wrote before it ended
+  STEP_PID=""
+  if [ "$rc" -ne 0 ]; then
+    verdict=FAIL; FAILED=$((FAILED + 1))
+    remember_why "$name" "$log"
+  fi
   SUMMARY+=("$verdict  $name ($((SECONDS - t0))s)")
   echo "--------------- $verdict $name ($((SECONDS - t0))s; $(elapsed) into the run)" >&2
+}
+# CI shows only the end of a long run's output, so the end says why each failed step
+# failed: every test panic's message (the Rust harnesses) and the step's last lines.
+remember_why() { # NAME LOG
+  local digest
+  digest="$(
+    grep -A6 -E "panicked at|^FAILED |^ERROR " "$2" | head -80
+    echo "[...]"
+    tail -25 "$2"
+  )"
+  WHY+=("----- $1"$'\n'"$digest")
 }
 elapsed() { printf '%d:%02d' $((SECONDS / 60)) $((SECONDS % 60)); }
 
@@ -94,13 +121,14 @@ await_background() {
   cat "$KUBE_BUILD_LOG" >&2
   rm -f "$KUBE_BUILD_LOG"
   cat "$BG_LOG" >&2
+  [ "$verdict" = PASS ] || remember_why "$BG_NAME" "$BG_LOG"
   rm -f "$BG_LOG"
   SUMMARY+=("$verdict  $BG_NAME ($((SECONDS - BG_T0))s, beside the steps above$note)")
   echo "--------------- $verdict $BG_NAME; $(elapsed) into the run" >&2
   BG_PID=""
 }
 # Interrupted: end the background step too (its own traps stop what it started).
-trap '[ -n "$BG_PID" ] && kill -TERM "$BG_PID" 2>/dev/null; kill -TERM "${KUBE_BUILD_PID:-}" 2>/dev/null; wait' EXIT
+trap '[ -n "$BG_PID" ] && kill -TERM "$BG_PID" 2>/dev/null; [ -n "$STEP_PID" ] && kill -TERM "$STEP_PID" 2>/dev/null; kill -TERM "${KUBE_BUILD_PID:-}" 2>/dev/null; wait; rm -rf "$STEP_LOGS"' EXIT
 
 step "install test dependencies" bash e2e/install-deps.sh || true
 if [ "$FAILED" -gt 0 ]; then
@@ -120,12 +148,17 @@ KUBE_BUILD_PID=$!
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "cargo test" cargo test --workspace --quiet
+# The test cluster's builds start now; its lanes (three control planes and their pods)
+# once kazoo's own suite is done: that suite's tests wait 5-10 s for events, and time out
+# on either server when three clusters share the two cores with it.
+export PADDOCK_KUBE_START_WHEN="$STEP_LOGS/kube-lanes-may-start"
 step_in_background "test cluster: upstream control plane + kubesim (e2e/kube/test.sh)" bash e2e/kube/test.sh
 step "compat: paddock-server" bash e2e/compat/run_ours.sh
 step "kazoo recipes across leader kills (3-node ensemble)" bash e2e/zab/run_ensemble.sh
 step "kazoo reconfig: Apache ZooKeeper 3.8 then paddock (3 servers + a joiner)" bash e2e/compat/run_reconfig.sh
 step "kazoo's own test suite (kazoo 2.11.0, 493 tests): Apache ZooKeeper 3.8 and paddock, 3 servers each, compared" \
   bash e2e/compat/kazoo_suite/run.sh
+touch "$PADDOCK_KUBE_START_WHEN"
 step "kazoo read-only mode: Apache ZooKeeper 3.8 then paddock (3 servers, 2 stopped and started)" bash e2e/compat/run_readonly.sh
 step "SASL DIGEST-MD5: kazoo, zkCli and Curator against Apache ZooKeeper 3.8 then paddock" bash e2e/compat/run_sasl.sh
 step "TLS client port: kazoo, zkCli and Curator against Apache ZooKeeper 3.8 then paddock" bash e2e/compat/run_tls.sh
@@ -137,6 +170,11 @@ if [ "${SKIP_REFERENCE:-0}" != 1 ]; then
 fi
 await_background
 
+if [ "${#WHY[@]}" -gt 0 ]; then
+  echo
+  echo "=============== why the failed steps failed (their panics and last lines)"
+  printf '%s\n' "${WHY[@]}"
+fi
 echo
 echo "=============== summary"
 printf '%s\n' "${SUMMARY[@]}"
