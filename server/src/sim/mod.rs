@@ -12,6 +12,7 @@
 //! `PADDOCK_SERVER_SIM_SEEDS=N` runs more seeds; `PADDOCK_SERVER_SIM_SEED=S` replays one.
 
 mod io;
+mod liveness;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -100,12 +101,19 @@ struct World {
     link_clock: BTreeMap<(Sid, Sid), u64>,
     /// Nodes cut off from all others.
     isolated: BTreeSet<Sid>,
+    /// Links cut (both ways) by a partition's shape: a ring, a bridge (see `liveness`).
+    cut: BTreeSet<(Sid, Sid)>,
     /// Paths whose create was acknowledged to a client.
     acked: BTreeSet<String>,
     next_conn: u64,
     next_path: u64,
     faults: bool,
     log: Vec<String>,
+}
+
+/// A link's key: the same for both directions.
+fn link(a: Sid, b: Sid) -> (Sid, Sid) {
+    (a.min(b), a.max(b))
 }
 
 fn config_of(ids: &[Sid]) -> DynamicConfig {
@@ -140,6 +148,7 @@ impl World {
             restarts: 0,
             link_clock: BTreeMap::new(),
             isolated: BTreeSet::new(),
+            cut: BTreeSet::new(),
             acked: BTreeSet::new(),
             next_conn: 1,
             next_path: 0,
@@ -255,7 +264,11 @@ impl World {
     /// Whether messages flow between `a` and `b` now.
     fn linked(&self, a: Sid, b: Sid) -> bool {
         let up = |n: Sid| self.nodes.get(&n).is_some_and(Option::is_some);
-        up(a) && up(b) && !self.isolated.contains(&a) && !self.isolated.contains(&b)
+        up(a)
+            && up(b)
+            && !self.isolated.contains(&a)
+            && !self.isolated.contains(&b)
+            && !self.cut.contains(&link(a, b))
     }
 
     /// Feeds one message to a running node, then everything it caused: messages out,
@@ -520,6 +533,7 @@ impl World {
         for id in self.isolated.clone() {
             self.heal(id);
         }
+        self.heal_cuts();
         for id in self.ids.clone() {
             if !matches!(self.nodes.get(&id), Some(Some(_))) {
                 self.start(id);
@@ -594,56 +608,65 @@ impl World {
     }
 }
 
+impl World {
+    /// After the faults: within SETTLE_MS a create is acknowledged and the nodes agree;
+    /// then every acknowledged create is on every node. Err with the reason and the
+    /// world's log.
+    fn settle_and_check(&mut self) -> Result<(), String> {
+        let deadline = self.now() + SETTLE_MS;
+        let acked_at_end = self.acked.len();
+        loop {
+            self.run_until(self.now() + 100);
+            if self.now().is_multiple_of(1000) {
+                let state = self.states();
+                self.note(format!("state {state}"));
+            }
+            // Liveness: a create acknowledged after the faults ended, and the nodes agree.
+            if self.acked.len() > acked_at_end && self.settled().is_ok() {
+                break;
+            }
+            if self.now() >= deadline {
+                let why = self
+                    .settled()
+                    .err()
+                    .unwrap_or_else(|| "no create acknowledged since the faults ended".into());
+                return Err(format!(
+                    "not settled {SETTLE_MS} ms after the faults ended: {why}\n{}",
+                    self.log.join("\n")
+                ));
+            }
+        }
+        // Let the last commits reach everyone, then compare.
+        self.run_until(self.now() + 2_000);
+        self.check_agreement()
+            .map_err(|e| format!("{e}\n{}", self.log.join("\n")))
+    }
+
+    /// Each node's role and applied zxid, for the log and for failures.
+    fn states(&self) -> String {
+        let states: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|(id, n)| match n {
+                Some(n) => format!("{id}:{:?}@{:x}", n.core.role(), n.core.tree().last_zxid()),
+                None => format!("{id}:down"),
+            })
+            .collect();
+        states.join(" ")
+    }
+}
+
 /// Runs one seed: faults for a while, then none, then the checks. Err with the reason
 /// and the world's log.
 fn run_seed(seed: u64) -> Result<usize, String> {
     let mut world = World::new(seed, 3);
     world.run_until(FAULT_MS);
     world.end_faults();
-    let faults_ended = world.now();
-    let deadline = faults_ended + SETTLE_MS;
-    let acked_at_end = world.acked.len();
-    loop {
-        world.run_until(world.now() + 100);
-        if world.now().is_multiple_of(1000) {
-            let state: Vec<String> = world
-                .nodes
-                .iter()
-                .filter_map(|(id, n)| {
-                    let n = n.as_ref()?;
-                    Some(format!(
-                        "{id}:{:?}@{:x}",
-                        n.core.role(),
-                        n.core.tree().last_zxid()
-                    ))
-                })
-                .collect();
-            world.note(format!("state {}", state.join(" ")));
-        }
-        // Liveness: a create acknowledged after the faults ended, and the nodes agree.
-        if world.acked.len() > acked_at_end && world.settled().is_ok() {
-            break;
-        }
-        if world.now() >= deadline {
-            let why = world
-                .settled()
-                .err()
-                .unwrap_or_else(|| "no create acknowledged since the faults ended".into());
-            return Err(format!(
-                "not settled {SETTLE_MS} ms after the faults ended: {why}\n{}",
-                world.log.join("\n")
-            ));
-        }
-    }
-    // Let the last commits reach everyone, then compare.
-    world.run_until(world.now() + 2_000);
-    world
-        .check_agreement()
-        .map_err(|e| format!("{e}\n{}", world.log.join("\n")))?;
+    world.settle_and_check()?;
     Ok(world.acked.len())
 }
 
-fn seeds() -> Vec<u64> {
+pub(crate) fn seeds() -> Vec<u64> {
     if let Some(seed) = std::env::var("PADDOCK_SERVER_SIM_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
