@@ -152,7 +152,11 @@ fn run_partitioned(seed: u64) -> Result<(), String> {
     world.faults = false;
     world.check_live("every link up")?;
     let order = world.shuffled();
-    let shape = if seed.is_multiple_of(2) { "ring" } else { "bridge" };
+    let shape = if seed.is_multiple_of(2) {
+        "ring"
+    } else {
+        "bridge"
+    };
     if shape == "ring" {
         world.ring_partition(&order);
     } else {

@@ -13,6 +13,7 @@
 
 mod io;
 mod liveness;
+mod reconfig;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -108,7 +109,31 @@ struct World {
     next_conn: u64,
     next_path: u64,
     faults: bool,
+    /// Whether an administrator reconfigures the ensemble and hands leadership over
+    /// during the faults (see `reconfig`).
+    reconfigs: bool,
+    admin: Option<reconfig::Admin>,
+    /// Reconfig answers by outcome (`Ok`, `ReconfigInProgress`, ...), for the figures.
+    reconfig_outcomes: BTreeMap<String, u64>,
     log: Vec<String>,
+}
+
+/// A new session's connect on connection `conn`, its replies going to `tx`.
+fn connect(conn: u64, tx: mpsc::UnboundedSender<Outgoing>) -> CoreMsg {
+    CoreMsg::Connect {
+        conn,
+        addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        req: ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            time_out: 4_000,
+            session_id: 0,
+            passwd: vec![0; 16].into(),
+            read_only: Some(false),
+        },
+        tx,
+        tls_ids: vec![],
+    }
 }
 
 /// A link's key: the same for both directions.
@@ -153,6 +178,9 @@ impl World {
             next_conn: 1,
             next_path: 0,
             faults: true,
+            reconfigs: false,
+            admin: None,
+            reconfig_outcomes: BTreeMap::new(),
             log: Vec::new(),
         };
         for id in world.ids.clone() {
@@ -170,7 +198,10 @@ impl World {
         self.log.push(line);
     }
 
-    fn core_config(&self, id: Sid) -> CoreConfig {
+    /// Node `id`'s config, with the ensemble it starts from: the dynamic config its disk
+    /// holds (the last one it activated), else the initial one, as the server's start
+    /// prefers zoo.cfg.dynamic to zoo.cfg.
+    fn core_config(&self, id: Sid, ensemble: &DynamicConfig) -> CoreConfig {
         CoreConfig {
             server_id: id,
             tick_ms: TICK_MS,
@@ -183,17 +214,17 @@ impl World {
             snap_retain_count: 3,
             autopurge: false,
             extended_types: false,
-            reconfig_enabled: false,
+            reconfig_enabled: self.reconfigs,
             standalone_enabled: false,
             read_only_mode: false,
-            super_digest: None,
+            super_digest: Some(crate::tree::acl::digest_id(reconfig::SUPER)),
             sasl: Default::default(),
             container_check_ms: 1000,
             fsync_warning_ms: 1000,
-            membership: self.ensemble.membership(),
+            membership: ensemble.membership(),
             timing: Timing::from_ticks(TICK_MS, 10, 5),
             distributed: true,
-            ensemble: self.ensemble.clone(),
+            ensemble: ensemble.clone(),
         }
     }
 
@@ -201,7 +232,7 @@ impl World {
     /// recovery.
     fn start(&mut self, id: Sid) {
         let store = self.stores[&id].clone();
-        let (tree, snap_zxid, records, commit_index, epochs) = {
+        let (tree, snap_zxid, records, commit_index, epochs, ensemble) = {
             let mut disk = store.lock().unwrap_or_else(|e| e.into_inner());
             disk.crash();
             let (tree, snap_zxid) = match &disk.snapshot {
@@ -217,7 +248,21 @@ impl World {
                 .filter(|(z, _)| *z > snap_zxid)
                 .cloned()
                 .collect();
-            (tree, snap_zxid, records, disk.commit_index, disk.epochs)
+            let ensemble = match &disk.config {
+                Some(text) => match DynamicConfig::parse(text, "the simulated dynamic config") {
+                    Ok(config) => config,
+                    Err(e) => panic!("node {id}: its dynamic config does not parse: {e}"),
+                },
+                None => self.ensemble.clone(),
+            };
+            (
+                tree,
+                snap_zxid,
+                records,
+                disk.commit_index,
+                disk.epochs,
+                ensemble,
+            )
         };
         let recovered = match rebuild(
             tree,
@@ -225,7 +270,7 @@ impl World {
             records.into_iter().map(Ok),
             commit_index,
             epochs,
-            Some(&self.ensemble),
+            Some(&ensemble),
         ) {
             Ok(r) => r,
             Err(e) => panic!("node {id}: recovery failed: {e}"),
@@ -235,7 +280,7 @@ impl World {
         self.restarts += 1;
         let incarnation = self.restarts;
         let core = Core::new(
-            self.core_config(id),
+            self.core_config(id, &ensemble),
             recovered,
             Box::new(SimData::new(store, internal_tx.clone())),
             Box::new(SimPeers::new(outbox.clone())),
@@ -346,6 +391,9 @@ impl World {
             if self.faults && now.is_multiple_of(100) {
                 self.maybe_fault();
             }
+            if self.reconfigs && self.faults && now.is_multiple_of(reconfig::ADMIN_EVERY_MS) {
+                self.drive_admin();
+            }
         }
     }
 
@@ -393,20 +441,7 @@ impl World {
                     in_flight: None,
                     next_xid: 1,
                 });
-                to_core.push(CoreMsg::Connect {
-                    conn,
-                    addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                    req: ConnectRequest {
-                        protocol_version: 0,
-                        last_zxid_seen: 0,
-                        time_out: 4_000,
-                        session_id: 0,
-                        passwd: vec![0; 16].into(),
-                        read_only: Some(false),
-                    },
-                    tx,
-                    tls_ids: vec![],
-                });
+                to_core.push(connect(conn, tx));
                 for msg in to_core {
                     self.step(id, msg);
                 }
