@@ -33,8 +33,24 @@ pub struct Store {
 impl Store {
     /// Power loss: whatever was not synced is gone.
     pub fn crash(&mut self) {
+        self.crash_keeping(0);
+    }
+
+    /// Power loss after the disk wrote the first `kept` unsynced records on its own (a
+    /// write the kernel flushed before the fsync was asked for): they survive, the rest
+    /// is gone. Torn records are this too, as the log's recovery cuts a torn record and
+    /// everything after it.
+    pub fn crash_keeping(&mut self, kept: usize) {
+        let kept = kept.min(self.unsynced.len());
+        let survivors: Vec<_> = self.unsynced.drain(..kept).collect();
+        self.log.extend(survivors);
         self.unsynced.clear();
         self.sync_wanted = false;
+    }
+
+    /// How many appended records are not yet durable.
+    pub fn unsynced_len(&self) -> usize {
+        self.unsynced.len()
     }
 
     /// Whether the world should schedule a sync (once per batch of appends).

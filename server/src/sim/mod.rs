@@ -528,11 +528,17 @@ impl World {
 
     fn crash(&mut self, id: Sid) {
         self.nodes.insert(id, None);
-        self.stores[&id]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .crash();
-        self.note(format!("node {id} crashed"));
+        let (kept, lost) = {
+            let mut disk = self.stores[&id].lock().unwrap_or_else(|e| e.into_inner());
+            let unsynced = disk.unsynced_len();
+            // Some of what was not synced may have reached the disk anyway, in order.
+            let kept = self.rng.below(unsynced as u64 + 1) as usize;
+            disk.crash_keeping(kept);
+            (kept, unsynced - kept)
+        };
+        self.note(format!(
+            "node {id} crashed ({kept} unsynced records kept, {lost} lost)"
+        ));
         for peer in self.ids.clone() {
             if peer != id {
                 self.step(peer, CoreMsg::PeerDown(id));
