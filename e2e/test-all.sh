@@ -8,6 +8,8 @@
 # 2. format and lint gates (cargo fmt --check, cargo clippy -D warnings);
 # 3. cargo test for the whole workspace (unit, property and integration tests that
 #    start the real paddock-server binary);
+# 3a. the whole-node simulator (server/src/sim) in a release build, 3,400 seeds of each
+#    of its three scenarios (PADDOCK_SERVER_SIM_CI_SEEDS);
 # 4. the compatibility suites (kazoo, raw wire, zkCli, Curator) against paddock-server
 #    and, as the control that proves the suites themselves, against Apache ZooKeeper 3.8;
 # 4a. kazoo's own packaged test suite, unchanged, on 3-server Apache ZooKeeper 3.8 (the
@@ -30,7 +32,7 @@
 # 6. the test cluster (e2e/kube): the upstream Kubernetes control plane built from its Go
 #    modules (cached in ~/.cache/paddock; ~10 min of CPU the first time, started at low
 #    priority right after step 1) and the tests on it, in three lanes (e2e/kube/test.sh).
-#    It starts right after step 3 and builds beside step 4; its lanes start once kazoo's
+#    It starts right after step 3 and builds beside steps 3a-4; its lanes start once kazoo's
 #    own suite (4a) is done (that suite's timeouts do not survive three clusters beside it)
 #    and run beside steps 4b-5b; its output is printed when it ends, or when the deadline
 #    stops it. The end of the output says why each failed step failed.
@@ -153,6 +155,11 @@ step "cargo test" cargo test --workspace --quiet
 # on either server when three clusters share the two cores with it.
 export PADDOCK_KUBE_START_WHEN="$STEP_LOGS/kube-lanes-may-start"
 step_in_background "test cluster: upstream control plane + kubesim (e2e/kube/test.sh)" bash e2e/kube/test.sh
+# The whole-node simulator's 20 seeds of the debug build are a smoke test; 10,000 seeds a
+# run need the optimizer (about 12 ms a seed instead of 150).
+step "whole-node simulator: 3,400 seeds of each of its 3 scenarios (release build)" \
+  env PADDOCK_SERVER_SIM_SEEDS="${PADDOCK_SERVER_SIM_CI_SEEDS:-3400}" \
+  cargo test --release --quiet -p paddock-server --lib sim::
 step "compat: paddock-server" bash e2e/compat/run_ours.sh
 step "kazoo recipes across leader kills (3-node ensemble)" bash e2e/zab/run_ensemble.sh
 step "kazoo reconfig: Apache ZooKeeper 3.8 then paddock (3 servers + a joiner)" bash e2e/compat/run_reconfig.sh
