@@ -83,6 +83,8 @@ struct Node {
     client: Option<Client>,
     /// Bumped at each restart, so a sync queued before a crash does nothing after it.
     incarnation: u64,
+    /// The zxid its tree had applied after the last step: it never goes back.
+    applied: i64,
 }
 
 /// The simulated ensemble.
@@ -115,6 +117,10 @@ struct World {
     admin: Option<reconfig::Admin>,
     /// Reconfig answers by outcome (`Ok`, `ReconfigInProgress`, ...), for the figures.
     reconfig_outcomes: BTreeMap<String, u64>,
+    /// Who led each epoch: ZAB allows one leader an epoch.
+    epoch_leaders: BTreeMap<i64, Sid>,
+    /// What the checkers that watch every step saw go wrong.
+    violations: Vec<String>,
     log: Vec<String>,
 }
 
@@ -181,6 +187,8 @@ impl World {
             reconfigs: false,
             admin: None,
             reconfig_outcomes: BTreeMap::new(),
+            epoch_leaders: BTreeMap::new(),
+            violations: Vec::new(),
             log: Vec::new(),
         };
         for id in world.ids.clone() {
@@ -295,6 +303,7 @@ impl World {
                 outbox,
                 client: None,
                 incarnation,
+                applied: 0,
             }),
         );
         self.note(format!("node {id} started"));
@@ -329,6 +338,29 @@ impl World {
         while let Ok(internal) = node.internal.try_recv() {
             node.core.step(internal);
         }
+        // Safety, after every step: one leader an epoch; what a node applied only grows
+        // (a node applies committed txns only, and a new leader holds all of them).
+        let applied = node.core.tree().last_zxid();
+        if applied < node.applied {
+            let what = format!(
+                "node {id} went back from {:#x} to {applied:#x}",
+                node.applied
+            );
+            self.violations.push(what);
+        }
+        node.applied = applied;
+        if node.core.role() == Role::Leader {
+            let epoch = node.core.zab().current_epoch();
+            match self.epoch_leaders.insert(epoch, id) {
+                Some(other) if other != id => self
+                    .violations
+                    .push(format!("nodes {other} and {id} both led epoch {epoch}")),
+                _ => {}
+            }
+        }
+        let Some(Some(node)) = self.nodes.get_mut(&id) else {
+            return;
+        };
         let sent = node.outbox.take();
         let wants_sync = self.stores[&id]
             .lock()
@@ -654,6 +686,7 @@ impl World {
     /// then every acknowledged create is on every node. Err with the reason and the
     /// world's log.
     fn settle_and_check(&mut self) -> Result<(), String> {
+        self.check_violations()?;
         let deadline = self.now() + SETTLE_MS;
         let acked_at_end = self.acked.len();
         loop {
@@ -679,8 +712,21 @@ impl World {
         }
         // Let the last commits reach everyone, then compare.
         self.run_until(self.now() + 2_000);
+        self.check_violations()?;
         self.check_agreement()
             .map_err(|e| format!("{e}\n{}", self.log.join("\n")))
+    }
+
+    /// What the per-step checkers saw, with the world's log.
+    fn check_violations(&self) -> Result<(), String> {
+        match self.violations.first() {
+            None => Ok(()),
+            Some(first) => Err(format!(
+                "{first} ({} violations)\n{}",
+                self.violations.len(),
+                self.log.join("\n")
+            )),
+        }
     }
 
     /// Each node's role and applied zxid, for the log and for failures.
