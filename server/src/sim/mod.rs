@@ -14,6 +14,7 @@
 mod io;
 mod liveness;
 mod reconfig;
+mod sessions;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -65,13 +66,15 @@ enum Event {
     Sync { node: Sid, incarnation: u64 },
 }
 
-/// A client of one node: one connection, one create in flight at a time.
+/// A client of one node: one connection, one create in flight at a time; every fourth
+/// create is of an ephemeral node.
 struct Client {
     conn: u64,
     rx: mpsc::UnboundedReceiver<Outgoing>,
-    session: bool,
-    /// The xid and path of the create in flight.
-    in_flight: Option<(i32, String)>,
+    /// Its session, once connected.
+    session: Option<i64>,
+    /// The xid and path of the create in flight, and whether it is ephemeral.
+    in_flight: Option<(i32, String, bool)>,
     next_xid: i32,
 }
 
@@ -108,6 +111,8 @@ struct World {
     cut: BTreeSet<(Sid, Sid)>,
     /// Paths whose create was acknowledged to a client.
     acked: BTreeSet<String>,
+    /// Ephemeral paths whose create was acknowledged, with their session.
+    acked_ephemerals: BTreeMap<String, i64>,
     next_conn: u64,
     next_path: u64,
     faults: bool,
@@ -132,7 +137,7 @@ fn connect(conn: u64, tx: mpsc::UnboundedSender<Outgoing>) -> CoreMsg {
         req: ConnectRequest {
             protocol_version: 0,
             last_zxid_seen: 0,
-            time_out: 4_000,
+            time_out: sessions::SESSION_TIMEOUT_MS as i32,
             session_id: 0,
             passwd: vec![0; 16].into(),
             read_only: Some(false),
@@ -181,6 +186,7 @@ impl World {
             isolated: BTreeSet::new(),
             cut: BTreeSet::new(),
             acked: BTreeSet::new(),
+            acked_ephemerals: BTreeMap::new(),
             next_conn: 1,
             next_path: 0,
             faults: true,
@@ -469,7 +475,7 @@ impl World {
                 node.client = Some(Client {
                     conn,
                     rx,
-                    session: false,
+                    session: None,
                     in_flight: None,
                     next_xid: 1,
                 });
@@ -481,16 +487,23 @@ impl World {
             }
         };
         let mut acked = Vec::new();
+        let mut acked_ephemerals = Vec::new();
         let mut closed = false;
         while let Ok(out) = client.rx.try_recv() {
             match out {
-                Outgoing::Connected(resp) => client.session = resp.session_id != 0,
+                Outgoing::Connected(resp) => {
+                    client.session = (resp.session_id != 0).then_some(resp.session_id)
+                }
                 Outgoing::Reply { xid, err, .. } => {
-                    if let Some((want, path)) = &client.in_flight
+                    if let Some((want, path, ephemeral)) = &client.in_flight
                         && *want == xid
                     {
-                        if err == ErrorCode::Ok {
-                            acked.push(path.clone());
+                        match (err, client.session) {
+                            (ErrorCode::Ok, Some(session)) if *ephemeral => {
+                                acked_ephemerals.push((path.clone(), session))
+                            }
+                            (ErrorCode::Ok, _) => acked.push(path.clone()),
+                            _ => {}
                         }
                         client.in_flight = None;
                     }
@@ -501,12 +514,16 @@ impl World {
         }
         if closed {
             node.client = None;
-        } else if client.session && client.in_flight.is_none() {
+        } else if client.session.is_some() && client.in_flight.is_none() {
             self.next_path += 1;
-            let path = format!("/k-{:06}", self.next_path);
+            let ephemeral = self.next_path.is_multiple_of(4);
+            let path = match ephemeral {
+                true => format!("/e-{:06}", self.next_path),
+                false => format!("/k-{:06}", self.next_path),
+            };
             let xid = client.next_xid;
             client.next_xid += 1;
-            client.in_flight = Some((xid, path.clone()));
+            client.in_flight = Some((xid, path.clone(), ephemeral));
             to_core.push(CoreMsg::Request {
                 conn: client.conn,
                 xid,
@@ -520,12 +537,13 @@ impl World {
                             id: "anyone".into(),
                         },
                     }],
-                    flags: 0,
+                    flags: if ephemeral { 1 } else { 0 },
                 }),
                 received: Instant::now(),
             });
         }
         self.acked.extend(acked);
+        self.acked_ephemerals.extend(acked_ephemerals);
         for msg in to_core {
             self.step(id, msg);
         }
@@ -603,6 +621,8 @@ impl World {
     /// Ends the faults: every node running and connected.
     fn end_faults(&mut self) {
         self.faults = false;
+        // The administrator goes away with the faults; its session must expire.
+        self.admin = None;
         for id in self.isolated.clone() {
             self.heal(id);
         }
@@ -714,6 +734,8 @@ impl World {
         self.run_until(self.now() + 2_000);
         self.check_violations()?;
         self.check_agreement()
+            .map_err(|e| format!("{e}\n{}", self.log.join("\n")))?;
+        self.settle_sessions()
             .map_err(|e| format!("{e}\n{}", self.log.join("\n")))
     }
 

@@ -27,7 +27,8 @@ pub(super) struct Admin {
     node: Sid,
     conn: u64,
     rx: mpsc::UnboundedReceiver<Outgoing>,
-    session: bool,
+    /// Its session, once connected.
+    session: Option<i64>,
     /// The xid of the reconfig in flight.
     in_flight: Option<i32>,
     next_xid: i32,
@@ -52,7 +53,9 @@ impl World {
         let mut closed = false;
         while let Ok(out) = admin.rx.try_recv() {
             match out {
-                Outgoing::Connected(resp) => admin.session = resp.session_id != 0,
+                Outgoing::Connected(resp) => {
+                    admin.session = (resp.session_id != 0).then_some(resp.session_id)
+                }
                 Outgoing::Reply { xid, err, .. } if Some(xid) == admin.in_flight => {
                     admin.in_flight = None;
                     *self
@@ -73,7 +76,7 @@ impl World {
         if closed {
             return; // dropped: the next round connects again
         }
-        if admin.session && admin.in_flight.is_none() {
+        if admin.session.is_some() && admin.in_flight.is_none() {
             if self.rng.below(4) == 0 {
                 self.hand_over();
             } else if let Some(req) = self.next_reconfig(admin.node) {
@@ -101,6 +104,11 @@ impl World {
         self.admin = Some(admin);
     }
 
+    /// The administrator's session, while it is connected.
+    pub(super) fn admin_session(&self) -> Option<i64> {
+        self.admin.as_ref().and_then(|a| a.session)
+    }
+
     fn connect_admin(&mut self) {
         let running: Vec<Sid> = self
             .ids
@@ -122,7 +130,7 @@ impl World {
             node,
             conn,
             rx,
-            session: false,
+            session: None,
             in_flight: None,
             next_xid: 1,
         });
