@@ -265,6 +265,7 @@ impl Core {
         reply: Option<ReplyTo>,
     ) {
         let Prepared { op, changes } = prepared;
+        let closes = matches!(op, TxnOp::CloseSession);
         let time = self.wall_ms();
         let proposed = self.zab.propose(|zxid| {
             Txn {
@@ -286,6 +287,14 @@ impl Core {
             }
             Err(e) => {
                 debug!(?e, "proposal refused");
+                if closes {
+                    // The close did not happen (a leader handing over refuses proposals):
+                    // the session is not closing after all, and the next tick expires it
+                    // again, else it would be kept, with its ephemerals, for good.
+                    self.closing.remove(&session);
+                    let now = self.now_ms();
+                    self.sessions.touch(session, 0, now);
+                }
                 if let Some(r) = reply {
                     self.enqueue_ready(r.conn, cxid, Err(ErrorCode::ConnectionLoss), r.received);
                 }
