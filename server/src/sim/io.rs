@@ -28,6 +28,8 @@ pub struct Store {
     pub epochs: Epochs,
     /// The committed dynamic config's text.
     pub config: Option<String>,
+    /// Every record a TRUNC cut: none may be a committed txn.
+    pub truncated: Vec<(u64, Vec<u8>)>,
 }
 
 impl Store {
@@ -56,6 +58,30 @@ impl Store {
     /// Whether the world should schedule a sync (once per batch of appends).
     pub fn take_sync_request(&mut self) -> bool {
         std::mem::take(&mut self.sync_wanted)
+    }
+
+    /// The records, durable or not, with a zxid in `(after, upto]`, in zxid order.
+    pub fn records_between(&self, after: u64, upto: u64) -> Vec<(u64, Vec<u8>)> {
+        let in_range = |(z, _): &&(u64, Vec<u8>)| *z > after && *z <= upto;
+        let from = |records: &[(u64, Vec<u8>)]| records.partition_point(|(z, _)| *z <= after);
+        let durable = &self.log[from(&self.log)..];
+        let pending = &self.unsynced[from(&self.unsynced)..];
+        durable
+            .iter()
+            .chain(pending)
+            .take_while(|(z, _)| *z <= upto)
+            .filter(in_range)
+            .cloned()
+            .collect()
+    }
+
+    /// Whether the disk holds txn `zxid`: a record of it, or a snapshot taken at it.
+    pub fn holds(&self, zxid: u64) -> bool {
+        let logged =
+            |records: &[(u64, Vec<u8>)]| records.binary_search_by_key(&zxid, |(z, _)| *z).is_ok();
+        logged(&self.log)
+            || logged(&self.unsynced)
+            || self.snapshot.as_ref().is_some_and(|(z, _)| *z == zxid)
     }
 
     /// Makes every appended record durable; the last one's zxid, if there was any.
@@ -92,8 +118,11 @@ impl DataDir for SimData {
 
     fn truncate_after(&self, zxid: Zxid) -> storage::Result<()> {
         let mut store = lock(&self.store);
-        store.log.retain(|(z, _)| *z as Zxid <= zxid);
-        store.unsynced.retain(|(z, _)| *z as Zxid <= zxid);
+        let store = &mut *store;
+        for records in [&mut store.log, &mut store.unsynced] {
+            let keep = records.partition_point(|(z, _)| *z as Zxid <= zxid);
+            store.truncated.extend(records.drain(keep..));
+        }
         let _ = self
             .internal
             .send(CoreMsg::Disk(storage::DiskEvent::Truncated(Some(

@@ -18,7 +18,7 @@ impl World {
     /// Cuts every link but each server's two neighbours on the ring of `ids` (in that
     /// order): with five, every server still reaches a majority through itself and its
     /// neighbours, but no two non-neighbours hear each other.
-    fn ring_partition(&mut self, ids: &[Sid]) {
+    pub(super) fn ring_partition(&mut self, ids: &[Sid]) {
         let n = ids.len();
         for i in 0..n {
             for j in (i + 1)..n {
@@ -32,7 +32,7 @@ impl World {
 
     /// Splits `ids` around a bridge (the first): the rest fall into two halves that do
     /// not hear each other, and the bridge hears everyone.
-    fn bridge_partition(&mut self, ids: &[Sid]) {
+    pub(super) fn bridge_partition(&mut self, ids: &[Sid]) {
         let Some((_bridge, rest)) = ids.split_first() else {
             return;
         };
@@ -44,7 +44,7 @@ impl World {
         }
     }
 
-    fn cut_link(&mut self, a: Sid, b: Sid) {
+    pub(super) fn cut_link(&mut self, a: Sid, b: Sid) {
         if self.linked(a, b) {
             self.step(a, crate::core::CoreMsg::PeerDown(b));
             self.step(b, crate::core::CoreMsg::PeerDown(a));
@@ -65,7 +65,7 @@ impl World {
     }
 
     /// The ids in a seeded order.
-    fn shuffled(&mut self) -> Vec<Sid> {
+    pub(super) fn shuffled(&mut self) -> Vec<Sid> {
         let mut ids = self.ids.clone();
         for i in (1..ids.len()).rev() {
             let j = self.rng.below(i as u64 + 1) as usize;
