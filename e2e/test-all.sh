@@ -8,8 +8,8 @@
 # 2. format and lint gates (cargo fmt --check, cargo clippy -D warnings);
 # 3. cargo test for the whole workspace (unit, property and integration tests that
 #    start the real paddock-server binary);
-# 3a. the whole-node simulator (server/src/sim) in a release build, 3,400 seeds of each
-#    of its three scenarios (PADDOCK_SERVER_SIM_CI_SEEDS);
+# 3a. the whole-node simulator (server/src/sim) in a release build, 2,500 seeds of each
+#    of its four scenarios (PADDOCK_SERVER_SIM_CI_SEEDS);
 # 4. the compatibility suites (kazoo, raw wire, zkCli, Curator) against paddock-server
 #    and, as the control that proves the suites themselves, against Apache ZooKeeper 3.8;
 # 4a. kazoo's own packaged test suite, unchanged, on 3-server Apache ZooKeeper 3.8 (the
@@ -156,9 +156,9 @@ step "cargo test" cargo test --workspace --quiet
 export PADDOCK_KUBE_START_WHEN="$STEP_LOGS/kube-lanes-may-start"
 step_in_background "test cluster: upstream control plane + kubesim (e2e/kube/test.sh)" bash e2e/kube/test.sh
 # The whole-node simulator's 20 seeds of the debug build are a smoke test; 10,000 seeds a
-# run need the optimizer (16-48 ms a seed by scenario, ~10x faster than debug).
-step "whole-node simulator: 3,400 seeds of each of its 3 scenarios (release build)" \
-  env PADDOCK_SERVER_SIM_SEEDS="${PADDOCK_SERVER_SIM_CI_SEEDS:-3400}" \
+# run need the optimizer (~10x faster than debug).
+step "whole-node simulator: 2,500 seeds of each of its 4 scenarios (release build)" \
+  env PADDOCK_SERVER_SIM_SEEDS="${PADDOCK_SERVER_SIM_CI_SEEDS:-2500}" \
   cargo test --release --quiet -p paddock-server --lib sim::
 step "compat: paddock-server" bash e2e/compat/run_ours.sh
 step "kazoo recipes across leader kills (3-node ensemble)" bash e2e/zab/run_ensemble.sh

@@ -22,9 +22,9 @@
 //! `paddock-server` (which re-exports this crate as `paddock_server::zab`). The standard
 //! library's I/O and clocks are not fenced off by Cargo, so
 //! `grep -rnE 'std::(fs|net|io|time|process)|Instant|SystemTime' zab/src` must find this
-//! line and nothing else: time arrives as the `now` of each input. Only the test-only simulator reads
-//! the environment (`PADDOCK_SIM_SEED`, to replay a seed with
-//! `PADDOCK_SIM_SEED=<seed> cargo test --release -p paddock-zab --lib sim::<test> -- --exact`).
+//! line and nothing else: time arrives as the `now` of each input. The seeded simulation
+//! that runs `Zab` under faults is the whole-node simulator (`paddock-server`'s
+//! `src/sim`), which drives it inside the production server node.
 
 mod election;
 mod leader;
@@ -33,8 +33,6 @@ pub mod message;
 pub mod quorum;
 #[cfg(test)]
 mod scripted;
-#[cfg(test)]
-mod sim;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 

@@ -1,6 +1,6 @@
 //! Scripted runs of real `Zab` instances: one message at a time, with the test choosing
-//! when each server's disk becomes durable and which links exist. Where the simulator
-//! finds a schedule by chance, these pin one down, so each bug it found stays fixed
+//! when each server's disk becomes durable and which links exist. Where a simulator
+//! found a schedule by chance, these pin one down, so each bug it found stays fixed
 //! whatever the simulator's random choices become.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
