@@ -1,0 +1,255 @@
+//! The checkers: safety after every step (one leader an epoch, applied zxids only grow,
+//! every applied txn logged with the one payload applied at its zxid everywhere), and at
+//! the end of a run (no TRUNC cut a committed txn, every acknowledged create on every
+//! node in real-time order, the nodes agree and serve writes again).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Acked, SETTLE_MS, World};
+use crate::tree::DataTree;
+use crate::zab::{Role, Sid};
+
+impl World {
+    /// Safety, after every step of node `id`: one leader an epoch; what a node applied
+    /// only grows (a node applies committed txns only, and a new leader holds all of
+    /// them), and each txn it applied is the one applied at that zxid everywhere.
+    pub(super) fn check_step(&mut self, id: Sid) {
+        let Some(Some(node)) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let applied = node.core.tree().last_zxid();
+        if applied < node.applied {
+            let what = format!(
+                "node {id} went back from {:#x} to {applied:#x}",
+                node.applied
+            );
+            self.violations.push(what);
+        }
+        let newly_applied = (applied > node.applied).then_some((node.applied, applied));
+        node.applied = applied;
+        if let Some((after, upto)) = newly_applied {
+            self.check_applied(id, after, upto);
+        }
+        let Some(Some(node)) = self.nodes.get(&id) else {
+            return;
+        };
+        if node.core.role() == Role::Leader {
+            let epoch = node.core.zab().current_epoch();
+            match self.epoch_leaders.insert(epoch, id) {
+                Some(other) if other != id => self
+                    .violations
+                    .push(format!("nodes {other} and {id} both led epoch {epoch}")),
+                _ => {}
+            }
+        }
+    }
+
+    /// The nodes' trees agree and hold every acknowledged create; a leader serves.
+    pub(super) fn settled(&self) -> Result<(), String> {
+        let leader = self.leader().ok_or("no leader")?;
+        let acked_before = self.acked.len();
+        let mut zxids = BTreeMap::new();
+        for (id, node) in &self.nodes {
+            let node = node.as_ref().ok_or(format!("node {id} is down"))?;
+            zxids.insert(*id, node.core.tree().last_zxid());
+        }
+        let first = zxids.values().next().copied().unwrap_or(0);
+        if zxids.values().any(|z| *z != first) {
+            let roles: BTreeMap<Sid, String> = self
+                .nodes
+                .iter()
+                .filter_map(|(id, n)| Some((*id, format!("{:?}", n.as_ref()?.core.role()))))
+                .collect();
+            return Err(format!(
+                "applied zxids differ: {zxids:x?} (leader {leader}; roles {roles:?})"
+            ));
+        }
+        if acked_before == 0 {
+            return Err("no create acknowledged yet".into());
+        }
+        Ok(())
+    }
+
+    /// Every acknowledged create is on every node, and the nodes hold the same znodes.
+    fn check_agreement(&self) -> Result<(), String> {
+        let mut reference: Option<(Sid, BTreeSet<String>)> = None;
+        for (id, node) in &self.nodes {
+            let Some(node) = node else {
+                return Err(format!("node {id} is down"));
+            };
+            let tree = node.core.tree();
+            self.check_order(tree)?;
+            for path in &self.acked {
+                if tree.get(path).is_none() {
+                    return Err(format!("node {id} lost the acknowledged create {path}"));
+                }
+            }
+            let paths: BTreeSet<String> = tree
+                .get("/")
+                .map(|root| root.children.iter().map(|c| c.to_string()).collect())
+                .unwrap_or_default();
+            match &reference {
+                None => reference = Some((*id, paths)),
+                Some((other, theirs)) if *theirs != paths => {
+                    let only_here: Vec<_> = paths.difference(theirs).collect();
+                    let only_there: Vec<_> = theirs.difference(&paths).collect();
+                    return Err(format!(
+                        "nodes {id} and {other} differ: only on {id}: {only_here:?}; only on {other}: {only_there:?}"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// After the faults: within SETTLE_MS a create is acknowledged and the nodes agree;
+    /// then every acknowledged create is on every node. Err with the reason and the
+    /// world's log.
+    pub(super) fn settle_and_check(&mut self) -> Result<(), String> {
+        self.check_violations()?;
+        let deadline = self.now() + SETTLE_MS;
+        let acked_at_end = self.acked.len();
+        loop {
+            self.run_until(self.now() + 100);
+            if self.now().is_multiple_of(1000) {
+                let state = self.states();
+                self.note(format!("state {state}"));
+            }
+            // Liveness: a create acknowledged after the faults ended, and the nodes agree.
+            if self.acked.len() > acked_at_end && self.settled().is_ok() {
+                break;
+            }
+            if self.now() >= deadline {
+                let why = self
+                    .settled()
+                    .err()
+                    .unwrap_or_else(|| "no create acknowledged since the faults ended".into());
+                return Err(format!(
+                    "not settled {SETTLE_MS} ms after the faults ended: {why}\n{}",
+                    self.log.join("\n")
+                ));
+            }
+        }
+        // Let the last commits reach everyone, then compare at rest: the clients pause
+        // (for less than a session timeout) until every node applied the same txns.
+        self.run_until(self.now() + 2_000);
+        self.clients_paused = true;
+        let deadline = self.now() + 2_000;
+        while self.now() < deadline && self.settled().is_err() {
+            self.run_until(self.now() + 10);
+        }
+        self.clients_paused = false;
+        self.check_violations()?;
+        self.check_truncations()
+            .map_err(|e| format!("{e}\n{}", self.log.join("\n")))?;
+        self.check_agreement()
+            .map_err(|e| format!("{e}\n{}", self.log.join("\n")))?;
+        self.settle_sessions()
+            .map_err(|e| format!("{e}\n{}", self.log.join("\n")))
+    }
+
+    /// Txns `(after, upto]` were just applied by node `id`: each has the payload every
+    /// other node applied at its zxid. (A node that installed a snapshot has no records
+    /// of what it skipped; its tree is compared at the end.)
+    fn check_applied(&mut self, id: Sid, after: i64, upto: i64) {
+        let (records, logged) = {
+            let disk = self.stores[&id].lock().unwrap_or_else(|e| e.into_inner());
+            let records = disk.records_between(after.max(0) as u64, upto as u64);
+            (records, disk.holds(upto as u64))
+        };
+        if !logged {
+            let what = format!("node {id} applied {upto:#x} without logging it");
+            self.violations.push(what);
+        }
+        for (zxid, payload) in records {
+            let zxid = zxid as i64;
+            match self.committed.get(&zxid) {
+                None => {
+                    self.committed.insert(zxid, payload);
+                }
+                Some(theirs) if *theirs != payload => {
+                    let what = format!("node {id} applied {zxid:#x} with another payload");
+                    self.violations.push(what);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// No TRUNC cut a committed txn: a record cut from any node's log is not the txn
+    /// applied at its zxid.
+    fn check_truncations(&self) -> Result<(), String> {
+        for (id, store) in &self.stores {
+            let disk = store.lock().unwrap_or_else(|e| e.into_inner());
+            for (zxid, payload) in &disk.truncated {
+                if self.committed.get(&(*zxid as i64)) == Some(payload) {
+                    return Err(format!("node {id} truncated the committed txn {zxid:#x}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates are linearizable: one acknowledged before another was sent has the lower
+    /// zxid, on `tree` (every node's, once they agree). Ephemerals gone with their
+    /// session are skipped.
+    fn check_order(&self, tree: &DataTree) -> Result<(), String> {
+        let czxid = |a: &Acked| tree.get(&a.path).map(|n| n.stat().czxid);
+        let ordered_by = |time: fn(&Acked) -> u64| {
+            let mut creates: Vec<(u64, i64, &str)> = self
+                .acked_order
+                .iter()
+                .filter_map(|a| Some((time(a), czxid(a)?, a.path.as_str())))
+                .collect();
+            creates.sort();
+            creates
+        };
+        let by_ack = ordered_by(|a| a.acked);
+        let by_send = ordered_by(|a| a.sent);
+        // Sweep the sends in time order, keeping the highest zxid acknowledged before.
+        let mut done = by_ack.iter().peekable();
+        let mut highest: Option<(i64, &str)> = None;
+        for (sent, zxid, path) in by_send {
+            while let Some((_, z, p)) = done.next_if(|(acked, _, _)| *acked < sent) {
+                if highest.is_none_or(|(h, _)| *z > h) {
+                    highest = Some((*z, *p));
+                }
+            }
+            if let Some((h, before)) = highest
+                && h >= zxid
+            {
+                return Err(format!(
+                    "{path} was sent at {sent} ms, after {before} (zxid {h:#x}) was \
+                     acknowledged, yet was created first (zxid {zxid:#x})"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// What the per-step checkers saw, with the world's log.
+    fn check_violations(&self) -> Result<(), String> {
+        match self.violations.first() {
+            None => Ok(()),
+            Some(first) => Err(format!(
+                "{first} ({} violations)\n{}",
+                self.violations.len(),
+                self.log.join("\n")
+            )),
+        }
+    }
+
+    /// Each node's role and applied zxid, for the log and for failures.
+    pub(super) fn states(&self) -> String {
+        let states: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|(id, n)| match n {
+                Some(n) => format!("{id}:{:?}@{:x}", n.core.role(), n.core.tree().last_zxid()),
+                None => format!("{id}:down"),
+            })
+            .collect();
+        states.join(" ")
+    }
+}
