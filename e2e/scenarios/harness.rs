@@ -420,6 +420,51 @@ pub fn follower_pod(c: &Cluster) -> String {
         .to_string()
 }
 
+/// Deletes the pod of the leader as it is now (`leader`), or of a follower. During a
+/// roll the operator may just have deleted the pod in mind: a pod being deleted, or not
+/// yet recreated by the StatefulSet, is passed over until one is there (60 s at most).
+/// The pod deleted.
+pub fn delete_member_pod(c: &Cluster, leader: bool) -> String {
+    let role = if leader {
+        "the leader's"
+    } else {
+        "a follower's"
+    };
+    wait_for(
+        &format!("{role} pod, to delete it"),
+        Duration::from_secs(60),
+        || {
+            let leads = leader_pod(c);
+            let candidates: Vec<String> = match leader {
+                true => vec![leads],
+                false => ["zk-0", "zk-1", "zk-2"]
+                    .into_iter()
+                    .filter(|p| *p != leads)
+                    .map(String::from)
+                    .collect(),
+            };
+            for pod in candidates {
+                let deleting =
+                    c.try_jsonpath(&["get", "pod", &pod], "{.metadata.deletionTimestamp}");
+                if !matches!(deleting.as_deref(), Ok("")) {
+                    continue;
+                }
+                let (ok, out, err) = c.kubectl_raw(&["delete", "pod", &pod, "--wait=false"]);
+                if ok {
+                    return Ok(pod);
+                }
+                assert!(
+                    err.contains("NotFound"),
+                    "kubectl delete pod {pod} failed:\n{out}{err}"
+                );
+            }
+            Err(format!(
+                "no {role} pod that is not being deleted or recreated"
+            ))
+        },
+    )
+}
+
 pub fn update_revision(c: &Cluster) -> String {
     c.jsonpath(&["get", "statefulset", "zk"], "{.status.updateRevision}")
 }

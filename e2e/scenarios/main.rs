@@ -30,8 +30,8 @@ use common::app::{APP, app_for_kubesim, app_pods, http_get_with, one_leader};
 use common::operator::{condition, ensemble_yaml, install_crd, kazoo_configmaps, wait_available};
 use common::{Cluster, repo_root, wait_for};
 use harness::{
-    Expect, HEADER, Row, follower_pod, leader_pod, scenario, summary, update_revision,
-    wait_roll_begins,
+    Expect, HEADER, Row, delete_member_pod, follower_pod, leader_pod, scenario, summary,
+    update_revision, wait_roll_begins,
 };
 
 /// The second server image of the upgrade scenario, played by a copy of the binary.
@@ -357,13 +357,11 @@ fn pods_deleted(c: &Cluster, n: &mut usize) -> Vec<Row> {
     let mut rows = Vec::new();
     let k = next(n);
     rows.extend(scenario(c, k, "4. leader pod deleted", &UNPLANNED, |c| {
-        let leader = leader_pod(c);
-        c.kubectl(&["delete", "pod", &leader, "--wait=false"]);
+        delete_member_pod(c, true);
     }));
     let k = next(n);
     rows.extend(scenario(c, k, "4. follower pod deleted", &UNPLANNED, |c| {
-        let follower = follower_pod(c);
-        c.kubectl(&["delete", "pod", &follower, "--wait=false"]);
+        delete_member_pod(c, false);
     }));
     let k = next(n);
     rows.extend(scenario(
@@ -372,9 +370,8 @@ fn pods_deleted(c: &Cluster, n: &mut usize) -> Vec<Row> {
         "4. leader pod deleted during a roll",
         &UNPLANNED,
         |c| {
-            let leader = leader_pod(c);
             begin_roll(c, &format!("scenario-{k}"));
-            c.kubectl(&["delete", "pod", &leader, "--wait=false"]);
+            delete_member_pod(c, true);
         },
     ));
     let k = next(n);
@@ -384,9 +381,8 @@ fn pods_deleted(c: &Cluster, n: &mut usize) -> Vec<Row> {
         "4. follower pod deleted during a roll",
         &UNPLANNED,
         |c| {
-            let follower = follower_pod(c);
             begin_roll(c, &format!("scenario-{k}"));
-            c.kubectl(&["delete", "pod", &follower, "--wait=false"]);
+            delete_member_pod(c, false);
         },
     ));
     rows
