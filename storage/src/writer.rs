@@ -13,6 +13,7 @@
 //! [`DiskWriter::read_from`] (which waits for this thread); submitting more work from
 //! it is fine.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -36,6 +37,8 @@ pub enum DiskEvent {
     /// A truncation finished and is durable; the log now ends at this zxid (`None`:
     /// empty). Earlier `Durable` reports above it no longer hold.
     Truncated(Option<u64>),
+    /// The epoch files hold these epochs, durably (see [`DiskWriter::persist_epochs`]).
+    EpochsDurable { accepted: i64, current: i64 },
     /// The log failed; the thread has stopped and accepts nothing more. Records not yet
     /// reported durable may or may not be on disk. The server must stop accepting
     /// writes: restarting recovers from what is really on disk.
@@ -117,6 +120,11 @@ enum Command {
     },
     Roll,
     TruncateAfter(u64),
+    PersistEpochs {
+        dir: PathBuf,
+        accepted: i64,
+        current: i64,
+    },
     Read {
         from: u64,
         reply: Sender<Result<LogReader>>,
@@ -177,6 +185,16 @@ impl DiskWriter {
     /// Queues a durable truncation after `zxid`, reported as [`DiskEvent::Truncated`].
     pub fn truncate_after(&self, zxid: u64) -> Result<()> {
         self.send(Command::TruncateAfter(zxid))
+    }
+
+    /// Queues a durable write of ZAB's epoch files in `dir` (the snapshot dir), reported
+    /// as [`DiskEvent::EpochsDurable`]: off the caller's thread, in order with the log.
+    pub fn persist_epochs(&self, dir: PathBuf, accepted: i64, current: i64) -> Result<()> {
+        self.send(Command::PersistEpochs {
+            dir,
+            accepted,
+            current,
+        })
     }
 
     /// A reader over records with zxid `>= from`, including everything submitted before
@@ -283,6 +301,14 @@ fn run(
                     .commit(&mut log, &mut sink, counters)
                     .and_then(|()| log.truncate_after(zxid))
                     .map(|()| sink(DiskEvent::Truncated(log.last_zxid()))),
+                Command::PersistEpochs {
+                    dir,
+                    accepted,
+                    current,
+                } => batch
+                    .commit(&mut log, &mut sink, counters)
+                    .and_then(|()| crate::state::persist_epochs(&dir, accepted, current))
+                    .map(|()| sink(DiskEvent::EpochsDurable { accepted, current })),
                 Command::Read { from, reply } => {
                     let read = log.read_from(from);
                     let _ = reply.send(read);
@@ -441,6 +467,40 @@ mod tests {
             records,
             (1..=1000).map(|z| (z, payload(z))).collect::<Vec<_>>()
         );
+    }
+
+    /// The epochs are written off the caller's thread, after the records queued before
+    /// them are durable, and reported once the files hold them.
+    #[test]
+    fn epochs_are_reported_durable_after_the_records_before_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let snap = tempfile::tempdir().unwrap();
+        let (sink, received) = channel_sink();
+        let writer = DiskWriter::spawn(open_log(dir.path()), sink, Duration::from_secs(1)).unwrap();
+        for z in 1..=3 {
+            writer.append(z, b"r".to_vec()).unwrap();
+        }
+        writer
+            .persist_epochs(snap.path().to_path_buf(), 5, 4)
+            .unwrap();
+        let seen = wait_for(&received, |e| matches!(e, DiskEvent::EpochsDurable { .. }));
+        assert!(
+            matches!(
+                seen.as_slice(),
+                [
+                    ..,
+                    DiskEvent::Durable(3),
+                    DiskEvent::EpochsDurable {
+                        accepted: 5,
+                        current: 4
+                    }
+                ]
+            ),
+            "{seen:?}"
+        );
+        let on_disk = crate::state::load_epochs(snap.path()).unwrap();
+        assert_eq!((on_disk.accepted, on_disk.current), (Some(5), Some(4)));
+        writer.shutdown().unwrap();
     }
 
     #[test]

@@ -327,7 +327,7 @@ impl Zab {
                     }
                 }
             }
-            None => self.out.push(Output::SendSnapshot { to: sid }),
+            None => self.emit(Output::SendSnapshot { to: sid }),
         }
         // Whatever the learner kept from before (it applies only committed txns) is
         // committed up to here: say so, so it applies those too.

@@ -149,7 +149,7 @@ impl Zab {
                 self.pending_configs.retain(|z, _| *z <= zxid);
                 self.last_logged = zxid;
                 self.last_durable = self.last_durable.min(zxid);
-                self.out.push(Output::Truncate { zxid });
+                self.emit(Output::Truncate { zxid });
             }
             Message::Snap { zxid, payload } => {
                 self.pending.clear();
@@ -159,7 +159,7 @@ impl Zab {
                 self.last_logged = zxid;
                 self.last_durable = zxid;
                 self.last_committed = zxid;
-                self.out.push(Output::InstallSnapshot { zxid, payload });
+                self.emit(Output::InstallSnapshot { zxid, payload });
             }
             Message::Proposal {
                 zxid,

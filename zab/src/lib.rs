@@ -171,7 +171,39 @@ impl Role {
     }
 }
 
-/// What the shell must do, in order.
+/// Everything one step asks of the shell: stages, to be carried out in order. A stage's
+/// `then` may happen only once its `durable_first` is on disk, so a message that promises
+/// what the server wrote (a follower's ACKEPOCH, its ACK of NEWLEADER) cannot leave
+/// before the write, whether the shell writes synchronously or in the background.
+/// (Log records follow their own rule: they are queued in order by [`Output::Append`],
+/// and ZAB acknowledges them only after [`Zab::on_durable`].)
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Ready {
+    pub stages: Vec<Stage>,
+}
+
+impl Ready {
+    pub fn is_empty(&self) -> bool {
+        self.stages.is_empty()
+    }
+}
+
+/// One stage of [`Ready`]: a durable write, then what must wait for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    /// Made durable before anything in `then` happens.
+    pub durable_first: Option<Epochs>,
+    pub then: Vec<Output>,
+}
+
+/// ZAB's acceptedEpoch and currentEpoch, as persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epochs {
+    pub accepted: i64,
+    pub current: i64,
+}
+
+/// One thing the shell does, in a [`Stage`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     Send {
@@ -182,11 +214,6 @@ pub enum Output {
     Append {
         zxid: Zxid,
         payload: Vec<u8>,
-    },
-    /// Write the acceptedEpoch and currentEpoch files durably before anything after this.
-    PersistEpochs {
-        accepted: i64,
-        current: i64,
     },
     /// The txn is committed: apply it.
     Commit {
@@ -321,7 +348,8 @@ pub struct Zab {
     /// (a connection alone proves nothing: a silent partition may accept and hold it).
     /// Election only counts on candidates it hears (see `reachable`).
     connected: BTreeMap<Sid, Option<u64>>,
-    out: Vec<Output>,
+    /// What the shell is to do, in stages (see [`Ready`]).
+    out: Vec<Stage>,
 }
 
 impl Zab {
@@ -383,20 +411,33 @@ impl Zab {
     }
 
     /// Everything the shell must do now.
-    pub fn take_outputs(&mut self) -> Vec<Output> {
-        std::mem::take(&mut self.out)
+    pub fn take_ready(&mut self) -> Ready {
+        Ready {
+            stages: std::mem::take(&mut self.out),
+        }
+    }
+
+    /// Queues `out` after everything queued so far (behind the last durable write).
+    fn emit(&mut self, out: Output) {
+        match self.out.last_mut() {
+            Some(stage) => stage.then.push(out),
+            None => self.out.push(Stage {
+                durable_first: None,
+                then: vec![out],
+            }),
+        }
     }
 
     fn send(&mut self, to: Sid, msg: Message) {
         if to != self.me {
-            self.out.push(Output::Send { to, msg });
+            self.emit(Output::Send { to, msg });
         }
     }
 
     fn set_role(&mut self, role: Role) {
         if self.role != role {
             let from = std::mem::replace(&mut self.role, role);
-            self.out.push(Output::RoleChanged { from, to: role });
+            self.emit(Output::RoleChanged { from, to: role });
         }
     }
 
@@ -414,24 +455,29 @@ impl Zab {
                 .any(|c| c.verifier.is_voter(self.me))
     }
 
+    /// The epochs as they are now, durable before whatever is emitted after this.
     fn persist_epochs(&mut self) {
-        self.out.push(Output::PersistEpochs {
+        let epochs = Epochs {
             accepted: self.accepted_epoch,
             current: self.current_epoch,
+        };
+        self.out.push(Stage {
+            durable_first: Some(epochs),
+            then: Vec::new(),
         });
     }
 
     /// Hands a log record to the shell; the log must stay contiguous.
     fn append(&mut self, zxid: Zxid, payload: Vec<u8>) {
         self.last_logged = zxid;
-        self.out.push(Output::Append { zxid, payload });
+        self.emit(Output::Append { zxid, payload });
     }
 
     fn commit(&mut self, zxid: Zxid, payload: Vec<u8>) {
         if zxid > self.last_committed {
             self.last_committed = zxid;
             self.remember_committed(zxid, payload.clone());
-            self.out.push(Output::Commit { zxid, payload });
+            self.emit(Output::Commit { zxid, payload });
             // Commits are in order: a config pending for an earlier zxid whose txn we
             // never logged (its proposal was lost with a link) is stale.
             self.pending_configs.retain(|z, _| *z >= zxid);
@@ -470,7 +516,7 @@ impl Zab {
                 version = format_args!("{:#x}", config.version),
                 "configuration activated"
             );
-            self.out.push(Output::ActivateConfig(config));
+            self.emit(Output::ActivateConfig(config));
         }
         let is_voter = self.is_voter(self.me);
         match &self.state {
@@ -546,7 +592,7 @@ impl Zab {
         }
         match msg {
             Message::Vote(n) => self.on_vote(from, n),
-            Message::App(payload) => self.out.push(Output::App { from, payload }),
+            Message::App(payload) => self.emit(Output::App { from, payload }),
             msg => match &self.state {
                 State::Leading(_) => self.leader_on_message(from, msg),
                 State::Learning(_) => self.learner_on_message(from, msg),

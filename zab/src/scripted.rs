@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::message::Message;
-use super::{Durable, Membership, Output, QuorumVerifier, Role, Sid, Timing, Zab, Zxid};
+use super::{Durable, Epochs, Membership, Output, QuorumVerifier, Role, Sid, Timing, Zab, Zxid};
 
 struct Server {
     zab: Zab,
@@ -16,6 +16,10 @@ struct Server {
     /// While set, appends stay volatile (a slow disk).
     disk_held: bool,
     commits: Vec<Zxid>,
+    /// The epochs on disk: those of the last stage whose `durable_first` was written.
+    epochs: Epochs,
+    /// Every message sent, with the epochs on disk when it left.
+    sent: Vec<(Epochs, Sid, Message)>,
 }
 
 impl Server {
@@ -28,6 +32,11 @@ impl Server {
             durable: 0,
             disk_held: false,
             commits: Vec::new(),
+            epochs: Epochs {
+                accepted: 0,
+                current: 0,
+            },
+            sent: Vec::new(),
         }
     }
 }
@@ -149,13 +158,24 @@ impl Script {
     }
 
     /// Performs a server's outputs (only what these scripts need: messages, the log,
-    /// commits).
+    /// commits, the epochs), stage by stage; an epochs write is durable at once.
     fn drain(&mut self, id: Sid) {
-        let outputs = self.zab(id).take_outputs();
+        for stage in self.zab(id).take_ready().stages {
+            if let Some(epochs) = stage.durable_first {
+                self.servers.get_mut(&id).unwrap().epochs = epochs;
+            }
+            self.perform(id, stage.then);
+        }
+    }
+
+    fn perform(&mut self, id: Sid, outputs: Vec<Output>) {
         for out in outputs {
             let server = self.servers.get_mut(&id).unwrap();
             match out {
-                Output::Send { to, msg } => self.queue.push_back((id, to, msg)),
+                Output::Send { to, msg } => {
+                    server.sent.push((server.epochs, to, msg.clone()));
+                    self.queue.push_back((id, to, msg));
+                }
                 Output::Append { zxid, .. } => server.logged = zxid,
                 Output::Truncate { zxid } => {
                     server.logged = zxid;
@@ -365,7 +385,7 @@ fn a_leader_steps_down_when_its_voters_have_accepted_a_newer_epoch() {
             s.zab(leader).on_message(now, *f, hello);
         }
         s.zab(leader).on_tick(now);
-        let _ = s.zab(leader).take_outputs();
+        let _ = s.zab(leader).take_ready();
         if s.now - start > sync_limit {
             assert_ne!(
                 s.zab(leader).role(),
@@ -783,4 +803,41 @@ fn a_server_removed_with_an_older_reconfig_pending_learns_as_a_non_voter() {
         "a non-voter learns without voting"
     );
     assert!(s.servers[&away].commits.contains(&removed));
+}
+
+/// What a follower promises leaves only after it is on disk: its ACKEPOCH after the
+/// stage that wrote the epoch it accepted, its ACK of NEWLEADER after the stage that
+/// wrote the new currentEpoch.
+#[test]
+fn a_followers_epoch_promises_leave_after_their_epochs_are_durable() {
+    let (s, leader) = Script::elected_three();
+    let epoch = s.servers[&leader].zab.current_epoch();
+    assert!(epoch > 0, "the leader runs an epoch of its own");
+    for (id, server) in &s.servers {
+        if *id == leader {
+            continue;
+        }
+        let to_leader: Vec<&(Epochs, Sid, Message)> = server
+            .sent
+            .iter()
+            .filter(|(_, to, _)| *to == leader)
+            .collect();
+        let ack_epoch = to_leader
+            .iter()
+            .position(|(_, _, m)| matches!(m, Message::AckEpoch { .. }))
+            .unwrap_or_else(|| panic!("follower {id} sent no ACKEPOCH"));
+        let (on_disk, _, _) = to_leader[ack_epoch];
+        assert_eq!(
+            on_disk.accepted, epoch,
+            "follower {id} sent ACKEPOCH before its acceptedEpoch was durable"
+        );
+        let (on_disk, _, _) = to_leader[ack_epoch + 1..]
+            .iter()
+            .find(|(_, _, m)| matches!(m, Message::Ack { .. }))
+            .unwrap_or_else(|| panic!("follower {id} never ACKed NEWLEADER"));
+        assert_eq!(
+            on_disk.current, epoch,
+            "follower {id} ACKed NEWLEADER before its currentEpoch was durable"
+        );
+    }
 }

@@ -17,9 +17,10 @@ pub type SnapshotDone = Box<dyn FnOnce(bool) + Send>;
 
 /// What the core makes durable, and in what order it may rely on it.
 ///
-/// The log calls only queue: what they queued is durable once the disk reports it
-/// (`CoreMsg::Disk`). Every other call is durable when it returns, so whatever the core
-/// sends after it (an ACK after the epochs, for one) cannot overtake it.
+/// The log calls and the epochs only queue: what they queued is durable once the disk
+/// reports it (`CoreMsg::Disk`), and ZAB's stages (`zab::Ready`) say what must wait for
+/// that (an ACKEPOCH for the epochs, an ACK for the records). Every other call is durable
+/// when it returns.
 pub trait DataDir: Send {
     /// Queues a txn for the log.
     fn append(&self, zxid: Zxid, payload: Vec<u8>) -> storage::Result<()>;
@@ -27,7 +28,8 @@ pub trait DataDir: Send {
     fn truncate_after(&self, zxid: Zxid) -> storage::Result<()>;
     /// Queues a roll to a new segment, so that the segments before it can be purged.
     fn roll(&self) -> storage::Result<()>;
-    /// ZAB's acceptedEpoch and currentEpoch, durable on return.
+    /// Queues ZAB's acceptedEpoch and currentEpoch; durable once the disk reports
+    /// `DiskEvent::EpochsDurable`.
     fn persist_epochs(&self, accepted: i64, current: i64) -> storage::Result<()>;
     /// How far txns are known committed; need not be durable (lagging is safe).
     fn persist_commit_index(&self, zxid: Zxid) -> storage::Result<()>;
@@ -92,7 +94,8 @@ impl DataDir for Files {
     }
 
     fn persist_epochs(&self, accepted: i64, current: i64) -> storage::Result<()> {
-        storage::state::persist_epochs(&self.snap_dir, accepted, current)
+        self.log()?
+            .persist_epochs(self.snap_dir.clone(), accepted, current)
     }
 
     fn persist_commit_index(&self, zxid: Zxid) -> storage::Result<()> {

@@ -12,17 +12,36 @@ use crate::request::prep::Prepared;
 use crate::tree::DataTree;
 use crate::tree::acl::Credentials;
 use crate::txn::TxnOp;
-use crate::zab::{Output, Role, Sid, Zxid};
+use crate::zab::{Output, Role, Sid, Stage, Zxid};
 
 impl Core {
     /// Performs ZAB's outputs until it has nothing more to say.
+    /// Carries out what ZAB asked, stage by stage (`zab::Ready`): a stage's effects
+    /// wait until the epochs it writes are durable (`DiskEvent::EpochsDurable`, see
+    /// [`Core::on_epochs_durable`]), and every later stage waits behind it. Meanwhile the
+    /// disk writer does the fsync and this thread goes on taking input.
     pub(super) fn drive(&mut self) {
         loop {
-            let outputs = self.zab.take_outputs();
-            if outputs.is_empty() {
+            self.stages.extend(self.zab.take_ready().stages);
+            if self.awaiting_epochs {
                 return;
             }
-            for out in outputs {
+            let Some(stage) = self.stages.pop_front() else {
+                return;
+            };
+            if let Some(epochs) = stage.durable_first {
+                if let Err(e) = self.data.persist_epochs(epochs.accepted, epochs.current) {
+                    self.fatal = Some(format!("cannot persist epochs: {e}"));
+                    return;
+                }
+                self.awaiting_epochs = true;
+                self.stages.push_front(Stage {
+                    durable_first: None,
+                    then: stage.then,
+                });
+                return;
+            }
+            for out in stage.then {
                 self.perform(out);
                 if self.fatal.is_some() {
                     return;
@@ -31,17 +50,18 @@ impl Core {
         }
     }
 
+    /// The epochs of the stage at the front are on disk: what waited for them goes.
+    pub(super) fn on_epochs_durable(&mut self) {
+        self.awaiting_epochs = false;
+        self.drive();
+    }
+
     fn perform(&mut self, out: Output) {
         match out {
             Output::Send { to, msg } => self.peers.send(to, &msg),
             Output::Append { zxid, payload } => {
                 if let Err(e) = self.data.append(zxid, payload) {
                     self.fatal = Some(format!("cannot queue txn {zxid:#x} for the log: {e}"));
-                }
-            }
-            Output::PersistEpochs { accepted, current } => {
-                if let Err(e) = self.data.persist_epochs(accepted, current) {
-                    self.fatal = Some(format!("cannot persist epochs: {e}"));
                 }
             }
             Output::Commit { zxid, payload } => self.apply_commit(zxid, &payload),

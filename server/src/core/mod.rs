@@ -37,7 +37,7 @@ use crate::storage::DiskEvent;
 use crate::tree::DataTree;
 use crate::tree::acl::Credentials;
 use crate::watch::{ConnId, WatchManager};
-use crate::zab::{Membership, Message, Role, Sid, Timing, Zab, Zxid};
+use crate::zab::{Membership, Message, Role, Sid, Stage, Timing, Zab, Zxid};
 
 pub use clock::{Clock, SystemClock};
 pub use data_dir::{DataDir, Files, SnapshotDone};
@@ -268,6 +268,10 @@ pub struct Core {
     /// When peers were last asked for the awaited config's text.
     config_asked_ms: u64,
     zab: Zab,
+    /// What ZAB asked that is not done yet: the front stage's effects wait for its
+    /// epochs to be durable while `awaiting_epochs` (see `drive`).
+    stages: VecDeque<Stage>,
+    awaiting_epochs: bool,
     /// Read-only mode, a role beside looking that the shell decides (see `readonly`).
     read_only: readonly::ReadOnly,
     peers: Box<dyn PeerLinks>,

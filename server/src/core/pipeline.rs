@@ -311,6 +311,7 @@ impl Core {
                 self.drive();
             }
             DiskEvent::Truncated(_) => {}
+            DiskEvent::EpochsDurable { .. } => self.on_epochs_durable(),
             DiskEvent::Failed(e) => {
                 self.fatal = Some(format!("transaction log failed: {e}"));
             }

@@ -2,7 +2,7 @@
 //! writer. A torn log tail is cut by the log itself; a corrupt snapshot is skipped in
 //! favour of an older one (purge keeps the log an older one needs).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::time::Instant;
 
@@ -224,6 +224,8 @@ impl Core {
             awaited_config: None,
             config_asked_ms: 0,
             zab,
+            stages: VecDeque::new(),
+            awaiting_epochs: false,
             read_only: super::readonly::ReadOnly::new(cfg.read_only_mode, cfg.tick_ms, 0),
             peers,
             data,

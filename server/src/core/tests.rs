@@ -2,7 +2,9 @@
 //! them, and what the core made of them (its active config, the committed config file)
 //! is checked. No sockets: the peer transport drops what the core sends.
 
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use paddock_proto::{ErrorCode, ReconfigRequest};
 
@@ -30,8 +32,52 @@ fn config(ids: &[u64], version: u64) -> DynamicConfig {
     DynamicConfig::parse(&config_text(ids, version), "test").unwrap()
 }
 
+/// A core and its internal channel: what its disk reports goes back in, as the server's
+/// event loop does it.
+struct Shell {
+    core: Core,
+    internal: tokio::sync::mpsc::UnboundedReceiver<CoreMsg>,
+}
+
+impl Deref for Shell {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl DerefMut for Shell {
+    fn deref_mut(&mut self) -> &mut Core {
+        &mut self.core
+    }
+}
+
+impl Shell {
+    /// Hands `msg` to the core, then what the disk reported; while the core waits for
+    /// its epochs to be durable, waits for the report (20 s at most).
+    fn handle(&mut self, msg: CoreMsg) -> bool {
+        let alive = self.core.handle(msg);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.internal.try_recv() {
+                Ok(reported) => {
+                    self.core.handle(reported);
+                }
+                Err(_) if self.core.awaiting_epochs => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "the epochs were not reported durable within 20 s"
+                    );
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => return alive,
+            }
+        }
+    }
+}
+
 /// Server 3 of `ensemble`, recovered from the empty data dir `dir`.
-fn open(dir: &Path, ensemble: DynamicConfig) -> Core {
+fn open(dir: &Path, ensemble: DynamicConfig) -> Shell {
     let cfg = CoreConfig {
         server_id: 3,
         tick_ms: 100,
@@ -55,17 +101,18 @@ fn open(dir: &Path, ensemble: DynamicConfig) -> Core {
         distributed: true,
         ensemble,
     };
-    let (internal_tx, _internal_rx) = tokio::sync::mpsc::unbounded_channel();
-    Core::open(
+    let (internal_tx, internal) = tokio::sync::mpsc::unbounded_channel();
+    let core = Core::open(
         cfg,
         internal_tx,
         Box::new(super::NoPeers),
         Box::new(super::SystemClock::new()),
     )
-    .unwrap()
+    .unwrap();
+    Shell { core, internal }
 }
 
-fn from_peer(core: &mut Core, from: u64, msg: Message) {
+fn from_peer(core: &mut Shell, from: u64, msg: Message) {
     assert!(core.handle(CoreMsg::Peer { from, msg }));
 }
 
@@ -84,7 +131,7 @@ fn notification(leader: u64, state: PeerState, config: Membership) -> Message {
 }
 
 /// Server 1 leads {1,2,3} and server 2 follows it: server 3 follows server 1.
-fn follow_server_1(core: &mut Core, old: &DynamicConfig) {
+fn follow_server_1(core: &mut Shell, old: &DynamicConfig) {
     from_peer(
         core,
         1,
@@ -222,7 +269,7 @@ fn a_config_learned_from_a_vote_is_adopted_from_a_peers_text() {
 // ---- reconfig checks, in ZooKeeper's order ----
 
 /// Server 3 alone in the config {3}: it elects itself and leads.
-fn leader_alone(dir: &Path) -> Core {
+fn leader_alone(dir: &Path) -> Shell {
     let mut core = open(dir, config(&[3], 0x1_0000_0000));
     for _ in 0..200 {
         if core.role() == Role::Leader {

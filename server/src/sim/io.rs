@@ -25,7 +25,9 @@ pub struct Store {
     /// The newest snapshot: (zxid, payload).
     pub snapshot: Option<(u64, Vec<u8>)>,
     pub commit_index: Zxid,
+    /// The epoch files: durable ones, and a write not yet synced (a crash loses it).
     pub epochs: Epochs,
+    unsynced_epochs: Option<(i64, i64)>,
     /// The committed dynamic config's text.
     pub config: Option<String>,
     /// Every record a TRUNC cut: none may be a committed txn.
@@ -47,6 +49,7 @@ impl Store {
         let survivors: Vec<_> = self.unsynced.drain(..kept).collect();
         self.log.extend(survivors);
         self.unsynced.clear();
+        self.unsynced_epochs = None;
         self.sync_wanted = false;
     }
 
@@ -84,11 +87,19 @@ impl Store {
             || self.snapshot.as_ref().is_some_and(|(z, _)| *z == zxid)
     }
 
-    /// Makes every appended record durable; the last one's zxid, if there was any.
-    pub fn sync(&mut self) -> Option<u64> {
+    /// Makes every appended record durable, then the epochs written after them (as the
+    /// disk writer does): the last record's zxid and the epochs, where there were any.
+    pub fn sync(&mut self) -> (Option<u64>, Option<(i64, i64)>) {
         let last = self.unsynced.last().map(|(z, _)| *z);
         self.log.append(&mut self.unsynced);
-        last
+        let epochs = self.unsynced_epochs.take();
+        if let Some((accepted, current)) = epochs {
+            self.epochs = Epochs {
+                accepted: Some(accepted),
+                current: Some(current),
+            };
+        }
+        (last, epochs)
     }
 }
 
@@ -136,10 +147,9 @@ impl DataDir for SimData {
     }
 
     fn persist_epochs(&self, accepted: i64, current: i64) -> storage::Result<()> {
-        lock(&self.store).epochs = Epochs {
-            accepted: Some(accepted),
-            current: Some(current),
-        };
+        let mut store = lock(&self.store);
+        store.unsynced_epochs = Some((accepted, current));
+        store.sync_wanted = true;
         Ok(())
     }
 

@@ -123,8 +123,10 @@ struct Node {
     client: Option<Client>,
     /// Bumped at each restart, so a sync queued before a crash does nothing after it.
     incarnation: u64,
-    /// The zxid its tree had applied after the last step: it never goes back.
+    /// The zxid its tree had applied after the last step (what it applies next is checked).
     applied: i64,
+    /// The highest zxid its tree held while it served clients: it never serves less.
+    served: i64,
 }
 
 /// The simulated ensemble.
@@ -378,6 +380,7 @@ impl World {
                 client: None,
                 incarnation,
                 applied: 0,
+                served: 0,
             }),
         );
         self.note(format!("node {id} started"));
@@ -530,12 +533,16 @@ impl World {
                 if !running {
                     return;
                 }
-                let durable = self.stores[&node]
+                let (records, epochs) = self.stores[&node]
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .sync();
-                if let Some(zxid) = durable {
+                if let Some(zxid) = records {
                     self.step(node, CoreMsg::Disk(DiskEvent::Durable(zxid)));
+                }
+                if let Some((accepted, current)) = epochs {
+                    let durable = DiskEvent::EpochsDurable { accepted, current };
+                    self.step(node, CoreMsg::Disk(durable));
                 }
             }
         }
