@@ -179,7 +179,14 @@ impl Core {
         req: Request,
     ) {
         let opcode = req.opcode().code();
-        let mut decision = self.decide(session, creds, req);
+        // The session first, as ZooKeeper's PrepRequestProcessor checks it: a follower
+        // may forward a request of a session whose close is proposed or already applied
+        // here, and its ephemeral create would outlive the session.
+        let live = self.tree.sessions().contains_key(&session) && !self.closing.contains(&session);
+        let mut decision = match live || matches!(req, Request::CloseSession) {
+            true => self.decide(session, creds, req),
+            false => Decision::Answer(Err(ErrorCode::SessionExpired)),
+        };
         if let Decision::Reconfig(next) = decision {
             let reply = match origin {
                 Origin::Local { conn, received } => Some(reply_to(conn, cxid, received)),
