@@ -570,3 +570,79 @@ fn a_joiner_may_not_take_a_members_address() {
     let takeover = request("server.7=10.0.0.2:2888:3888;10.0.0.2:2181", "2", "", -1);
     assert!(next_config(&current, &takeover, false).is_ok());
 }
+
+/// Sends what a follower forwards: `request` of `session`.
+fn forwarded(core: &mut Shell, session: i64, cxid: i32, request: paddock_proto::Request) {
+    let msg = AppMsg::Forward {
+        session,
+        cxid,
+        ids: vec![],
+        is_super: false,
+        request,
+    };
+    from_peer(core, 1, Message::App(msg.encode()));
+}
+
+fn ephemeral(path: &str) -> paddock_proto::Request {
+    paddock_proto::Request::Create(paddock_proto::CreateRequest {
+        path: path.into(),
+        data: b"v".to_vec().into(),
+        acl: vec![paddock_proto::Acl {
+            perms: 31,
+            id: paddock_proto::Id {
+                scheme: "world".into(),
+                id: "anyone".into(),
+            },
+        }],
+        flags: 1,
+    })
+}
+
+/// Ticks (handing the disk's reports back) until `path` exists, for 20 s at most.
+fn wait_for_node(core: &mut Shell, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while core.tree().get(path).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "{path} was not created within 20 s"
+        );
+        assert!(core.handle(CoreMsg::Tick));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A follower may forward a request of a session that is gone here (closed or never
+/// known): the leader refuses it, as ZooKeeper's PrepRequestProcessor does, so no
+/// ephemeral outlives its session. Writes are applied in order, so once a later create
+/// of a live session is there, the refused one would have been too.
+#[test]
+fn a_forwarded_request_of_a_session_gone_here_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = leader_alone(dir.path());
+    let live = 0x0100_0000_0000_0001;
+    let session = AppMsg::CreateSession {
+        session: live,
+        timeout_ms: 30_000,
+    };
+    from_peer(&mut core, 1, Message::App(session.encode()));
+    // A follower forwards a session's requests once the session is committed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !core.tree().sessions().contains_key(&live) {
+        assert!(
+            Instant::now() < deadline,
+            "the session was not created within 20 s"
+        );
+        assert!(core.handle(CoreMsg::Tick));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    forwarded(&mut core, live, 1, ephemeral("/live"));
+    wait_for_node(&mut core, "/live");
+
+    forwarded(&mut core, 0x0100_0000_0000_0099, 1, ephemeral("/orphan"));
+    forwarded(&mut core, live, 2, ephemeral("/after"));
+    wait_for_node(&mut core, "/after");
+    assert!(
+        core.tree().get("/orphan").is_none(),
+        "an ephemeral was created for a session the leader does not hold"
+    );
+}
