@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{World, link, seeds};
+use super::{World, each_seed, link};
 use crate::zab::Sid;
 
 /// How long a leader may take to serve writes again after a change, while one can.
@@ -187,11 +187,5 @@ fn run_partitioned(seed: u64) -> Result<(), String> {
 
 #[test]
 fn non_transitive_partitions_keep_a_leader_serving_creates() {
-    for seed in seeds() {
-        if let Err(e) = run_partitioned(seed) {
-            panic!(
-                "seed {seed} failed (replay: PADDOCK_SERVER_SIM_SEED={seed} cargo test -p paddock-server --lib sim::liveness): {e}"
-            );
-        }
-    }
+    each_seed("sim::liveness", run_partitioned);
 }

@@ -812,22 +812,33 @@ pub(crate) fn seeds() -> Vec<u64> {
     (1..=count).collect()
 }
 
-#[test]
-fn the_whole_node_keeps_every_acknowledged_write_through_crashes_and_partitions() {
+/// Runs `scenario` for every seed of [`seeds`], with logs when
+/// `PADDOCK_SERVER_SIM_TRACE` is set; the first failure panics with the command that
+/// replays it (`cargo test ... --lib <filter>`). What each seed returned, in order.
+pub(crate) fn each_seed<T>(
+    filter: &str,
+    mut scenario: impl FnMut(u64) -> Result<T, String>,
+) -> Vec<T> {
     if std::env::var_os("PADDOCK_SERVER_SIM_TRACE").is_some() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
     }
-    let mut acked = 0;
-    for seed in seeds() {
-        match run_seed(seed) {
-            Ok(n) => acked += n,
-            Err(e) => panic!(
-                "seed {seed} failed (replay: PADDOCK_SERVER_SIM_SEED={seed} cargo test -p paddock-server --lib sim::): {e}"
-            ),
-        }
-    }
+    seeds()
+        .into_iter()
+        .map(|seed| {
+            scenario(seed).unwrap_or_else(|e| {
+                panic!(
+                    "seed {seed} failed (replay: PADDOCK_SERVER_SIM_SEED={seed} cargo test -p paddock-server --lib {filter}): {e}"
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn the_whole_node_keeps_every_acknowledged_write_through_crashes_and_partitions() {
+    let acked: usize = each_seed("sim::the_whole", run_seed).into_iter().sum();
     assert!(acked > 0, "no create was ever acknowledged");
 }

@@ -3,7 +3,7 @@
 //! verifier through the same config path a server's zoo.cfg takes, and every checker of
 //! the whole-node run holds.
 
-use super::{FAULT_MS, World, config_of, seeds};
+use super::{FAULT_MS, World, config_of, each_seed};
 use crate::zab::{QuorumVerifier, Sid};
 
 /// Four servers, the first weighing two: {1, any other} is a quorum, and so is {2, 3, 4}.
@@ -43,14 +43,6 @@ fn run_quorums(seed: u64) -> Result<usize, String> {
 
 #[test]
 fn weighted_and_hierarchical_quorums_keep_every_acknowledged_write() {
-    let mut acked = 0;
-    for seed in seeds() {
-        match run_quorums(seed) {
-            Ok(n) => acked += n,
-            Err(e) => panic!(
-                "seed {seed} failed (replay: PADDOCK_SERVER_SIM_SEED={seed} cargo test -p paddock-server --lib sim::quorums): {e}"
-            ),
-        }
-    }
+    let acked: usize = each_seed("sim::quorums", run_quorums).into_iter().sum();
     assert!(acked > 0, "no create was ever acknowledged");
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 use paddock_proto::{AuthPacket, ErrorCode, ReconfigRequest, Request};
 use tokio::sync::mpsc;
 
-use super::{FAULT_MS, World, connect, seeds};
+use super::{FAULT_MS, World, connect, each_seed};
 use crate::config::{DynamicConfig, LearnerRole};
 use crate::core::{CoreMsg, Outgoing};
 use crate::tree::CONFIG_NODE;
@@ -272,16 +272,9 @@ fn run_reconfigs(seed: u64) -> Result<BTreeMap<String, u64>, String> {
 #[test]
 fn reconfigs_and_handoffs_mixed_with_faults() {
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
-    for seed in seeds() {
-        match run_reconfigs(seed) {
-            Ok(seen) => {
-                for (outcome, n) in seen {
-                    *outcomes.entry(outcome).or_default() += n;
-                }
-            }
-            Err(e) => panic!(
-                "seed {seed} failed (replay: PADDOCK_SERVER_SIM_SEED={seed} cargo test -p paddock-server --lib sim::reconfig): {e}"
-            ),
+    for seen in each_seed("sim::reconfig", run_reconfigs) {
+        for (outcome, n) in seen {
+            *outcomes.entry(outcome).or_default() += n;
         }
     }
     if std::env::var_os("PADDOCK_SERVER_SIM_FIGURES").is_some() {
