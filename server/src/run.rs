@@ -162,7 +162,6 @@ pub fn core_config(cfg: &ServerConfig, ensemble: &DynamicConfig) -> CoreConfig {
             u64::from(cfg.sync_limit),
         ),
         distributed: cfg.is_distributed(),
-        ensemble: ensemble.clone(),
     }
 }
 

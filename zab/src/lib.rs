@@ -29,16 +29,18 @@
 mod election;
 mod leader;
 mod learner;
+mod membership;
 pub mod message;
 pub mod quorum;
 #[cfg(test)]
 mod scripted;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use election::Election;
 use leader::Leader;
 use learner::Learner;
+pub use membership::{ClientAddress, MemberAddresses, Membership, PeerAddress};
 pub use message::{Message, Notification, PeerState, Vote};
 pub use quorum::QuorumVerifier;
 
@@ -65,42 +67,6 @@ pub const COUNTER_LIMIT: i64 = 0xffff_ff00;
 /// behind gets a snapshot.
 const HISTORY_MAX_TXNS: usize = 100_000;
 const HISTORY_MAX_BYTES: usize = 64 * 1024 * 1024;
-
-/// Who is in the ensemble, under which quorum rule, and the config's version (the zxid
-/// of the reconfig that made it, or the static config's version).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Membership {
-    pub verifier: QuorumVerifier,
-    pub observers: BTreeSet<Sid>,
-    pub version: i64,
-}
-
-impl Membership {
-    pub fn standalone(me: Sid) -> Membership {
-        Membership {
-            verifier: QuorumVerifier::majority([me]),
-            observers: BTreeSet::new(),
-            version: 0,
-        }
-    }
-
-    pub fn is_member(&self, sid: Sid) -> bool {
-        self.verifier.is_voter(sid) || self.observers.contains(&sid)
-    }
-
-    /// Every member: the voters, then the observers.
-    pub fn members(&self) -> impl Iterator<Item = Sid> + '_ {
-        self.verifier
-            .voters()
-            .into_iter()
-            .chain(self.observers.iter().copied())
-    }
-
-    /// Everyone this server talks to besides itself.
-    pub fn peers(&self, me: Sid) -> impl Iterator<Item = Sid> + '_ {
-        self.members().filter(move |p| *p != me)
-    }
-}
 
 /// Timing, in milliseconds of the tick clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -503,14 +469,20 @@ impl Zab {
 
     /// Switches to a new configuration. Every member does this at the same point of the
     /// txn order (the reconfig's commit), so configs switch atomically.
+    ///
+    /// Only a newer version replaces the active config, as in ZooKeeper's
+    /// `setQuorumVerifier`: a config of the same version is the same reconfig's (or the
+    /// same static config, where each server may name its peers by addresses of its own,
+    /// such as a proxy), so this server keeps its own copy and its own view of the
+    /// addresses. Its role is still checked against it.
     fn activate(&mut self, config: Membership) {
         if config.version < self.membership.version {
             return;
         }
         let was_voter = self.is_voter(self.me);
-        let changed = config != self.membership;
-        self.membership = config.clone();
+        let changed = config.version > self.membership.version;
         if changed {
+            self.membership = config.clone();
             tracing::info!(
                 me = self.me,
                 version = format_args!("{:#x}", config.version),

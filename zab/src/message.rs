@@ -4,7 +4,9 @@
 
 use paddock_proto::{DecodeError, JuteWrite, Reader};
 
-use super::{Membership, QuorumVerifier, Sid, Zxid};
+use std::collections::BTreeMap;
+
+use super::{ClientAddress, MemberAddresses, Membership, PeerAddress, QuorumVerifier, Sid, Zxid};
 
 /// What a peer says about itself in election notifications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -358,6 +360,21 @@ impl Membership {
         }
         let observers: Vec<i64> = self.observers.iter().map(|o| *o as i64).collect();
         out.put_vec(&observers);
+        out.put_i32(self.addresses.len() as i32);
+        for (sid, a) in &self.addresses {
+            out.put_i64(*sid as i64);
+            out.put_i32(a.peer.len() as i32);
+            for p in &a.peer {
+                out.put_ustring(&p.host);
+                out.put_i32(p.quorum_port.into());
+                out.put_i32(p.election_port.into());
+            }
+            out.put_bool(a.client.is_some());
+            if let Some(c) = &a.client {
+                out.put_ustring(&c.host);
+                out.put_i32(c.port.into());
+            }
+        }
     }
 
     pub fn read(r: &mut Reader<'_>) -> Result<Membership, DecodeError> {
@@ -388,6 +405,7 @@ impl Membership {
             groups.insert(id, members.into_iter().map(|m| m as u64).collect());
         }
         let observers: Vec<i64> = r.read_vec()?;
+        let addresses = read_addresses(r)?;
         let verifier = match rule {
             0 => QuorumVerifier::Majority {
                 voters: weights.keys().copied().collect(),
@@ -405,8 +423,64 @@ impl Membership {
             verifier,
             observers: observers.into_iter().map(|o| o as u64).collect(),
             version,
+            addresses,
         })
     }
+}
+
+/// Each member's addresses: (sid, peer addresses, optional client address). Every count
+/// is checked against the bytes left, so a frame cannot make us allocate more than it
+/// carries.
+fn read_addresses(r: &mut Reader<'_>) -> Result<BTreeMap<Sid, MemberAddresses>, DecodeError> {
+    // The smallest entry: sid, an empty address list, no client.
+    let n = read_count(r, "address count", 8 + 4 + 1)?;
+    let mut addresses = BTreeMap::new();
+    for _ in 0..n {
+        let sid = r.read_i64()? as Sid;
+        // The smallest address: an empty host and two ports.
+        let k = read_count(r, "peer address count", 4 + 4 + 4)?;
+        let mut peer = Vec::with_capacity(k);
+        for _ in 0..k {
+            peer.push(PeerAddress {
+                host: r.read_ustring()?,
+                quorum_port: read_port(r)?,
+                election_port: read_port(r)?,
+            });
+        }
+        let client = if r.read_bool()? {
+            Some(ClientAddress {
+                host: r.read_ustring()?,
+                port: read_port(r)?,
+            })
+        } else {
+            None
+        };
+        addresses.insert(sid, MemberAddresses { peer, client });
+    }
+    Ok(addresses)
+}
+
+fn read_count(
+    r: &mut Reader<'_>,
+    what: &'static str,
+    min_size: usize,
+) -> Result<usize, DecodeError> {
+    let n = r.read_i32()?;
+    if n < 0 || n as usize > r.remaining() / min_size {
+        return Err(DecodeError::BadValue {
+            what,
+            value: n.into(),
+        });
+    }
+    Ok(n as usize)
+}
+
+fn read_port(r: &mut Reader<'_>) -> Result<u16, DecodeError> {
+    let port = r.read_i32()?;
+    u16::try_from(port).map_err(|_| DecodeError::BadValue {
+        what: "port",
+        value: port.into(),
+    })
 }
 
 fn zxid_only(out: &mut Vec<u8>, kind: i32, zxid: Zxid) {
@@ -456,6 +530,32 @@ mod tests {
                     verifier: QuorumVerifier::majority([1, 2, 3]),
                     observers: [4].into_iter().collect(),
                     version: 5,
+                    addresses: [
+                        (
+                            1,
+                            MemberAddresses {
+                                peer: vec![
+                                    PeerAddress {
+                                        host: "zk-1.zk".into(),
+                                        quorum_port: 2888,
+                                        election_port: 3888,
+                                    },
+                                    PeerAddress {
+                                        host: "::1".into(),
+                                        quorum_port: 1,
+                                        election_port: 65535,
+                                    },
+                                ],
+                                client: Some(ClientAddress {
+                                    host: "0.0.0.0".into(),
+                                    port: 2181,
+                                }),
+                            },
+                        ),
+                        (4, MemberAddresses::default()),
+                    ]
+                    .into_iter()
+                    .collect(),
                 },
                 stands: false,
             }),
@@ -487,6 +587,7 @@ mod tests {
                     verifier: QuorumVerifier::majority([1, 2]),
                     observers: [3].into_iter().collect(),
                     version: 6,
+                    addresses: Default::default(),
                 }),
             },
             Message::Commit { zxid: 4 },
@@ -509,6 +610,7 @@ mod tests {
                     },
                     observers: [9].into_iter().collect(),
                     version: 0x1_0000_0007,
+                    addresses: Default::default(),
                 },
             },
             Message::Config {
@@ -517,6 +619,7 @@ mod tests {
                     verifier: QuorumVerifier::majority([1, 2, 3]),
                     observers: Default::default(),
                     version: 0,
+                    addresses: Default::default(),
                 },
             },
             Message::Transfer {
@@ -556,6 +659,7 @@ mod tests {
                 verifier: QuorumVerifier::majority([1, 2, 3]),
                 observers: Default::default(),
                 version: 0,
+                addresses: Default::default(),
             },
             stands: false,
         };
@@ -564,6 +668,46 @@ mod tests {
         assert_eq!(
             Message::decode(&bytes),
             Ok(Message::Vote(Notification { stands: true, ..n }))
+        );
+    }
+
+    /// A config that claims more member addresses, or a port larger, than its frame can
+    /// carry is refused with the field named, before anything is allocated for it.
+    #[test]
+    fn a_config_with_impossible_addresses_is_refused() {
+        let mut config = Membership::of_voters([1], 0);
+        let mut bytes = Vec::new();
+        config.write(&mut bytes);
+        // The address count is the last i32 of a config without addresses.
+        let at = bytes.len() - 4;
+        bytes[at..].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert_eq!(
+            Membership::read(&mut Reader::new(&bytes)),
+            Err(DecodeError::BadValue {
+                what: "address count",
+                value: i32::MAX.into()
+            })
+        );
+        config.addresses.insert(
+            1,
+            MemberAddresses {
+                peer: vec![],
+                client: Some(ClientAddress {
+                    host: "h".into(),
+                    port: 2181,
+                }),
+            },
+        );
+        let mut bytes = Vec::new();
+        config.write(&mut bytes);
+        let at = bytes.len() - 4;
+        bytes[at..].copy_from_slice(&70_000i32.to_be_bytes());
+        assert_eq!(
+            Membership::read(&mut Reader::new(&bytes)),
+            Err(DecodeError::BadValue {
+                what: "port",
+                value: 70_000
+            })
         );
     }
 

@@ -58,6 +58,7 @@ impl Script {
             verifier: QuorumVerifier::majority(voters.iter().copied()),
             observers: BTreeSet::new(),
             version: 0,
+            addresses: Default::default(),
         })
     }
 
@@ -403,6 +404,7 @@ fn voters<const N: usize>(ids: [Sid; N], version: i64) -> Membership {
         verifier: QuorumVerifier::majority(ids),
         observers: BTreeSet::new(),
         version,
+        addresses: Default::default(),
     }
 }
 
@@ -536,6 +538,7 @@ fn an_observers_rounds_do_not_restart_a_handoff_election() {
         verifier: QuorumVerifier::majority([1, 2, 3]),
         observers,
         version: 0,
+        addresses: Default::default(),
     });
     for (a, b) in [(1, 2), (1, 3), (2, 3), (1, 4), (2, 4), (3, 4)] {
         s.connect(a, b);
@@ -660,6 +663,7 @@ fn a_member_with_an_older_config_converges_after_healing() {
         verifier: QuorumVerifier::majority([1, 2, 3]),
         observers: [4].into_iter().collect(),
         version: 0,
+        addresses: Default::default(),
     });
     for (a, b) in [(1, 2), (1, 3), (2, 3), (1, 4), (2, 4), (3, 4)] {
         s.connect(a, b);
@@ -785,6 +789,7 @@ fn a_server_removed_with_an_older_reconfig_pending_learns_as_a_non_voter() {
             kept,
             Membership {
                 version: kept,
+                addresses: Default::default(),
                 ..three.clone()
             },
         )],

@@ -80,6 +80,25 @@ impl ServerEntry {
         self.addresses.first()
     }
 
+    /// Its addresses as ZAB's config carries them.
+    pub fn member_addresses(&self) -> crate::zab::MemberAddresses {
+        crate::zab::MemberAddresses {
+            peer: self
+                .addresses
+                .iter()
+                .map(|a| crate::zab::PeerAddress {
+                    host: a.host.clone(),
+                    quorum_port: a.quorum_port,
+                    election_port: a.election_port,
+                })
+                .collect(),
+            client: self.client.as_ref().map(|c| crate::zab::ClientAddress {
+                host: c.host.clone(),
+                port: c.port,
+            }),
+        }
+    }
+
     /// The right-hand side of the line, as ZooKeeper prints it (`QuorumServer.toString`):
     /// `zk1:2888:3888:participant;0.0.0.0:2181`.
     pub fn spec(&self) -> String {
@@ -568,6 +587,67 @@ impl DynamicConfig {
                 .map(|s| s.id)
                 .collect(),
             version: self.version as i64,
+            addresses: self
+                .servers
+                .values()
+                .map(|s| (s.id, s.member_addresses()))
+                .collect(),
+        }
+    }
+
+    /// The config a membership stands for: the inverse of [`DynamicConfig::membership`]
+    /// (up to the order of a group's members). The server's view of its ensemble is
+    /// derived from the config ZAB has active, so it can never lag behind it.
+    pub fn from_membership(m: &crate::zab::Membership) -> DynamicConfig {
+        use crate::zab::QuorumVerifier;
+        let servers = m
+            .members()
+            .map(|id| {
+                let role = if m.verifier.is_voter(id) {
+                    LearnerRole::Participant
+                } else {
+                    LearnerRole::Observer
+                };
+                let a = m.addresses.get(&id).cloned().unwrap_or_default();
+                let entry = ServerEntry {
+                    id,
+                    addresses: a
+                        .peer
+                        .into_iter()
+                        .map(|p| PeerAddress {
+                            host: p.host,
+                            quorum_port: p.quorum_port,
+                            election_port: p.election_port,
+                        })
+                        .collect(),
+                    role,
+                    client: a.client.map(|c| HostPort {
+                        host: c.host,
+                        port: c.port,
+                    }),
+                };
+                (id, entry)
+            })
+            .collect();
+        let (weights, groups) = match &m.verifier {
+            QuorumVerifier::Majority { .. } => (BTreeMap::new(), Vec::new()),
+            QuorumVerifier::Weighted { weights } => (weights.clone(), Vec::new()),
+            QuorumVerifier::Hierarchical { groups, weights } => (
+                weights.clone(),
+                groups
+                    .iter()
+                    .map(|(id, members)| QuorumGroup {
+                        id: *id,
+                        members: members.iter().copied().collect(),
+                    })
+                    .collect(),
+            ),
+        };
+        DynamicConfig {
+            servers,
+            weights,
+            groups,
+            version: m.version as u64,
         }
     }
 }
@@ -578,11 +658,34 @@ mod tests {
     use crate::config::test_support::{assert_errors, cli, parse, temp_dir};
     use crate::config::zoo_cfg::Raw;
 
+    /// ZAB's config carries everything of the membership text: the config derived from
+    /// it renders the same text and makes the same membership.
+    #[test]
+    fn a_config_survives_the_trip_through_zabs_membership() {
+        for text in [
+            "server.1=zk1:2888:3888:participant;0.0.0.0:2181\n\
+             server.2=a:1:2|[::1]:3:4:participant;[::1]:2182\n\
+             server.3=zk3:2888:3888:observer\n\
+             version=100000002",
+            "server.1=h:1:2:participant;0.0.0.0:2181\nserver.2=h:3:4:participant;0.0.0.0:2182\n\
+             server.3=h:5:6:observer;0.0.0.0:2183\nweight.1=3\nweight.2=0\nweight.3=0\nversion=7",
+            "server.1=h:1:2:participant;0.0.0.0:2181\nserver.2=h:3:4:participant;0.0.0.0:2182\n\
+             server.3=h:5:6:participant;0.0.0.0:2183\ngroup.1=1:2\ngroup.2=3\n\
+             weight.1=1\nweight.2=1\nweight.3=2\nversion=0",
+        ] {
+            let config = DynamicConfig::parse(text, "test").unwrap();
+            assert_eq!(config.render(), text.replace("\\\n", ""), "{text}");
+            let derived = DynamicConfig::from_membership(&config.membership());
+            assert_eq!(derived.render(), config.render());
+            assert_eq!(derived.membership(), config.membership());
+        }
+    }
+
     #[test]
     fn servers_parse() {
         let text = "dataDir=/d\n\
             server.1=zk1:2888:3888\n\
-            server.2=zk2:2889:3889:participant;2181\n\
+            server.2=zk2:2889:3889:participant;0.0.0.0:2181\n\
             server.3=[::1]:2888:3888:observer;[::1]:2190\n\
             server.4=a:1:2|b:3:4;10.0.0.4:2181\n";
         let c = parse(text).unwrap_err();

@@ -122,8 +122,6 @@ impl Core {
                 opcode,
                 body,
             } if !leader => self.on_result(session, cxid, err, opcode, &body),
-            AppMsg::ConfigQuery => self.answer_config_query(from),
-            AppMsg::ConfigText { text } => self.on_config_text(from, &text),
             other => warn!(
                 peer = from,
                 ?other,
@@ -236,9 +234,6 @@ impl Core {
         self.pending = Default::default();
         self.txns_since_snapshot = 0;
         self.snapshot_recovered_at = None;
-        // The snapshot's /zookeeper/config is the leader's committed config, which ZAB
-        // activated when the sync began, before this text was here.
-        self.adopt_active_config();
     }
 
     /// A new session from a client connected here.

@@ -10,8 +10,6 @@ const FORWARD: i32 = 1;
 const CREATE_SESSION: i32 = 2;
 const TOUCH: i32 = 3;
 const RESULT: i32 = 4;
-const CONFIG_QUERY: i32 = 5;
-const CONFIG_TEXT: i32 = 6;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppMsg {
@@ -38,14 +36,6 @@ pub enum AppMsg {
         err: i32,
         opcode: i32,
         body: Vec<u8>,
-    },
-    /// "Which config is active on you?", from a server that learned a config version
-    /// from an election notification (members and addresses are not in it) and cannot
-    /// reach that config's new members without their addresses.
-    ConfigQuery,
-    /// The answer: the sender's active config, as /zookeeper/config holds it.
-    ConfigText {
-        text: String,
     },
 }
 
@@ -96,11 +86,6 @@ impl AppMsg {
                 out.put_i32(*opcode);
                 out.put_buffer(body);
             }
-            AppMsg::ConfigQuery => out.put_i32(CONFIG_QUERY),
-            AppMsg::ConfigText { text } => {
-                out.put_i32(CONFIG_TEXT);
-                out.put_buffer(text.as_bytes());
-            }
         }
         out
     }
@@ -136,10 +121,6 @@ impl AppMsg {
                 err: r.read_i32()?,
                 opcode: r.read_i32()?,
                 body: r.read_buffer()?,
-            },
-            CONFIG_QUERY => AppMsg::ConfigQuery,
-            CONFIG_TEXT => AppMsg::ConfigText {
-                text: String::from_utf8_lossy(&r.read_buffer()?).into_owned(),
             },
             other => return Err(DecodeError::UnknownOpcode(other)),
         };
@@ -203,10 +184,6 @@ mod tests {
                 sessions: vec![1, 2, 3],
             },
             AppMsg::result(5, 9, 9, &Err(paddock_proto::ErrorCode::NodeExists)),
-            AppMsg::ConfigQuery,
-            AppMsg::ConfigText {
-                text: "server.1=a:1:2:participant;c:3\nversion=100000002".into(),
-            },
             AppMsg::Forward {
                 session: 1,
                 cxid: 2,

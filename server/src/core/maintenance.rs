@@ -16,7 +16,6 @@ impl Core {
         self.read_only_tick(now);
         self.persist_commit_index();
         self.snapshot_recovered_log();
-        self.retry_config_query();
         if !self.is_leader() {
             // Learners report activity; the leader alone decides expiry.
             if now.saturating_sub(self.last_touch_ms) >= (self.cfg.tick_ms / 2).max(1) {

@@ -174,14 +174,13 @@ pub struct CoreConfig {
     /// A txn log group commit slower than this is logged and counted
     /// (`fsync.warningthresholdms`).
     pub fsync_warning_ms: u64,
-    /// The ensemble (a standalone server is an ensemble of one).
+    /// The membership with addresses this server starts from (the committed config in
+    /// the data dir, else zoo.cfg's, else what a --join fetched); a standalone server
+    /// is an ensemble of one. ZAB owns it from then on.
     pub membership: Membership,
     pub timing: Timing,
     /// Whether the config names other servers (affects reporting only).
     pub distributed: bool,
-    /// The membership with addresses this server starts from (the committed config in
-    /// the data dir, else zoo.cfg's, else what a --join fetched).
-    pub ensemble: crate::config::DynamicConfig,
 }
 
 /// One client connection as the core sees it.
@@ -260,13 +259,6 @@ pub struct Core {
     last_touch_ms: u64,
     /// The commit index last written to disk.
     persisted_commit: Zxid,
-    /// The active membership with addresses (what /zookeeper/config says).
-    ensemble: crate::config::DynamicConfig,
-    /// A config version activated before its text reached our tree (learned from a
-    /// sync or a vote); applied when the reconfig txn is applied here.
-    awaited_config: Option<i64>,
-    /// When peers were last asked for the awaited config's text.
-    config_asked_ms: u64,
     zab: Zab,
     /// What ZAB asked that is not done yet: the front stage's effects wait for its
     /// epochs to be durable while `awaiting_epochs` (see `drive`).
@@ -451,9 +443,10 @@ impl Core {
         self.cfg.distributed
     }
 
-    /// The active membership with addresses.
-    pub fn ensemble(&self) -> &crate::config::DynamicConfig {
-        &self.ensemble
+    /// The active membership with addresses, as ZAB holds it (derived on each call,
+    /// never kept beside it).
+    pub fn ensemble(&self) -> crate::config::DynamicConfig {
+        crate::config::DynamicConfig::from_membership(self.zab.membership())
     }
 
     /// Hands leadership to `to` (or the best synced voter); see `Zab::transfer_leadership`.

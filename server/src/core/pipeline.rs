@@ -344,9 +344,6 @@ impl Core {
         for n in notes {
             self.notify(n);
         }
-        if matches!(txn.op, TxnOp::Reconfig { .. }) {
-            self.adopt_awaited_config();
-        }
         let waiter = self.waiting.remove(&(txn.session, txn.cxid));
         self.after_apply(&txn, &result, waiter.is_some());
         if let Some(r) = waiter {

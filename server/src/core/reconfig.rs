@@ -3,21 +3,15 @@
 //! committed, activated here: the active config is persisted as a dynamic config file
 //! (trusted over zoo.cfg at the next start) and links to new peers are opened.
 
-use std::collections::BTreeSet;
-
 use paddock_proto::{ErrorCode, ReconfigRequest, perms};
 use tracing::{info, warn};
 
 use super::Core;
-use super::forward::AppMsg;
 use crate::config::{DynamicConfig, QuorumKind, ServerEntry};
 use crate::tree::CONFIG_NODE;
 use crate::tree::acl::Credentials;
 use crate::txn::{Txn, TxnOp};
-use crate::zab::{Membership, Message, ReconfigError, Sid};
-
-/// How often a server that lacks the text of its active config asks its peers again.
-const CONFIG_QUERY_EVERY_MS: u64 = 1_000;
+use crate::zab::{Membership, ReconfigError};
 
 impl Core {
     /// Checks a reconfig request and computes the config it asks for, in ZooKeeper's
@@ -33,14 +27,10 @@ impl Core {
         if !self.cfg.reconfig_enabled {
             return Err(ErrorCode::ReconfigDisabled);
         }
-        // While the active config's members and addresses are not known here yet (a
-        // config learned from a vote, before its text arrived), the ensemble we hold is
-        // an older one: an incremental change computed from it would undo reconfigs
-        // that committed since. The caller retries, as after any reconfig in flight.
-        if self.awaited_config.is_some() || self.zab.reconfig_in_flight() {
+        if self.zab.reconfig_in_flight() {
             return Err(ErrorCode::ReconfigInProgress);
         }
-        let current = &self.ensemble;
+        let current = &self.ensemble();
         if r.cur_config_id != -1 && r.cur_config_id as u64 != current.version {
             return Err(ErrorCode::BadVersion);
         }
@@ -111,114 +101,21 @@ impl Core {
         }
     }
 
-    /// ZAB activated a config: adopt its addresses once its text is in our tree. A
-    /// config learned from an election notification names no addresses, and the tree
-    /// may never get its text (this server cannot reach the new members to sync): ask
-    /// the peers we can reach for it.
+    /// ZAB activated a config (committed, or the leader's at the start of a sync, or
+    /// learned from a vote: a server only ever activates committed configs). It carries
+    /// its members' addresses, so it is persisted as the committed config here at once
+    /// and links are opened to new members.
     pub(super) fn on_config_active(&mut self, config: Membership) {
-        self.awaited_config = Some(config.version);
-        self.adopt_awaited_config();
-        if self.awaited_config.is_some() {
-            self.ask_for_config_text();
-        }
-    }
-
-    /// After the tree was replaced (a snapshot sync): its /zookeeper/config is committed
-    /// and normally the config ZAB activated when the sync began.
-    pub(super) fn adopt_active_config(&mut self) {
-        let active = self.zab.membership().version;
-        if active != self.ensemble.version as i64 {
-            self.awaited_config = Some(active);
-        }
-        self.adopt_awaited_config();
-    }
-
-    /// Adopts the awaited config if /zookeeper/config now holds it.
-    pub(super) fn adopt_awaited_config(&mut self) {
-        let Some(version) = self.awaited_config else {
-            return;
-        };
-        let Some(node) = self.tree.get(CONFIG_NODE) else {
-            return;
-        };
-        let text = String::from_utf8_lossy(node.bytes()).into_owned();
-        let parsed = match DynamicConfig::parse(&text, CONFIG_NODE) {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "cannot parse /zookeeper/config");
-                return;
-            }
-        };
-        if parsed.version as i64 == version {
-            self.adopt_config(parsed);
-        }
-    }
-
-    /// Re-asks for the awaited config's text now and then (links come and go).
-    pub(super) fn retry_config_query(&mut self) {
-        let now = self.now_ms();
-        if self.awaited_config.is_some()
-            && now.saturating_sub(self.config_asked_ms) >= CONFIG_QUERY_EVERY_MS
-        {
-            self.ask_for_config_text();
-        }
-    }
-
-    /// Asks every peer we may have a link to (the members of the config we have the
-    /// addresses of, and those of the awaited one) for its active config's text.
-    fn ask_for_config_text(&mut self) {
-        self.config_asked_ms = self.now_ms();
-        let me = self.cfg.server_id;
-        let mut peers: BTreeSet<Sid> = self.ensemble.servers.keys().copied().collect();
-        peers.extend(self.zab.membership().peers(me));
-        peers.remove(&me);
-        let query = Message::App(AppMsg::ConfigQuery.encode());
-        for peer in peers {
-            self.peers.send(peer, &query);
-        }
-    }
-
-    /// A peer asks for our active config: the text /zookeeper/config holds for it.
-    pub(super) fn answer_config_query(&mut self, from: Sid) {
-        let text = self.ensemble.render();
-        self.peers
-            .send(from, &Message::App(AppMsg::ConfigText { text }.encode()));
-    }
-
-    /// A peer's active config: adopted when it is the one ZAB activated. It is committed
-    /// (a server only ever activates committed configs), so it is safe to persist.
-    pub(super) fn on_config_text(&mut self, from: Sid, text: &str) {
-        let Some(version) = self.awaited_config else {
-            return;
-        };
-        match DynamicConfig::parse(text, "a peer's config") {
-            Ok(parsed) if parsed.version as i64 == version => {
-                info!(
-                    peer = from,
-                    version = format_args!("{version:#x}"),
-                    "learned the active config's members from a peer"
-                );
-                self.adopt_config(parsed);
-            }
-            Ok(_) => {}
-            Err(e) => warn!(peer = from, error = %e, "a peer sent a config we cannot parse"),
-        }
-    }
-
-    /// Makes `parsed` the active config: persisted as the committed config, links opened
-    /// to its members.
-    fn adopt_config(&mut self, parsed: DynamicConfig) {
-        let version = parsed.version;
-        self.awaited_config = None;
+        let active = DynamicConfig::from_membership(&config);
         info!(
-            version = format_args!("{version:#x}"),
-            members = parsed.servers.len(),
+            version = format_args!("{:#x}", active.version),
+            members = active.servers.len(),
             "configuration active"
         );
-        if let Err(e) = self.data.persist_config(&parsed) {
+        if let Err(e) = self.data.persist_config(&active) {
             warn!(error = %e, "cannot persist the active configuration");
         }
-        for entry in parsed.servers.values() {
+        for entry in active.servers.values() {
             if entry.id != self.cfg.server_id
                 && let Some(addr) = entry.primary()
             {
@@ -226,7 +123,6 @@ impl Core {
                     .ensure_link(entry.id, &addr.host, addr.quorum_port);
             }
         }
-        self.ensemble = parsed;
     }
 }
 

@@ -151,7 +151,9 @@ impl Core {
             log.read_from(snap_zxid + 1)?,
             storage::state::load_commit_index(&cfg.snap_dir)? as Zxid,
             storage::state::load_epochs(&cfg.snap_dir)?,
-            cfg.distributed.then_some(&cfg.ensemble),
+            cfg.distributed
+                .then(|| DynamicConfig::from_membership(&cfg.membership))
+                .as_ref(),
         )?;
         info!(
             snapshot = format_args!("{snap_zxid:#x}"),
@@ -220,9 +222,6 @@ impl Core {
             touched: HashSet::new(),
             last_touch_ms: 0,
             persisted_commit: 0,
-            ensemble: cfg.ensemble.clone(),
-            awaited_config: None,
-            config_asked_ms: 0,
             zab,
             stages: VecDeque::new(),
             awaiting_epochs: false,

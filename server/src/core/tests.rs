@@ -99,7 +99,6 @@ fn open(dir: &Path, ensemble: DynamicConfig) -> Shell {
         membership: ensemble.membership(),
         timing: Timing::from_ticks(100, 20, 10),
         distributed: true,
-        ensemble,
     };
     let (internal_tx, internal) = tokio::sync::mpsc::unbounded_channel();
     let core = Core::open(
@@ -152,13 +151,14 @@ fn follow_server_1(core: &mut Shell, old: &DynamicConfig) {
     from_peer(core, 1, Message::LeaderInfo { epoch: 1 });
 }
 
-/// A learner synced by snapshot adopts the snapshot's committed config: ZAB activates
-/// the leader's config when the sync begins, before the snapshot that holds its text
-/// arrives, so the adoption must happen when the snapshot is installed. It used to keep
-/// its old config (and its old committed config file) until the next reconfig, and as
-/// a leader refused every operator's reconfig with BadVersion.
+/// A learner synced by snapshot holds the leader's config from the sync's first
+/// message: ZAB's config carries the members' addresses, so the server's view of its
+/// ensemble and its committed config file follow at once, before the snapshot that holds
+/// the config's text arrives. (When the text had to come from the tree, a learner kept
+/// its old config until the next reconfig and, as a leader, refused every reconfig with
+/// BadVersion.)
 #[test]
-fn a_snapshot_sync_adopts_the_snapshots_config() {
+fn a_snapshot_sync_takes_the_leaders_config_with_its_addresses() {
     let dir = tempfile::tempdir().unwrap();
     let old = config(&[1, 2, 3], 0x1_0000_0000);
     let new_version = 0x1_0000_0007;
@@ -166,8 +166,6 @@ fn a_snapshot_sync_adopts_the_snapshots_config() {
     let mut core = open(dir.path(), old.clone());
     follow_server_1(&mut core, &old);
 
-    // The leader's sync: its active config, then a snapshot of its tree, which holds
-    // that config's text.
     from_peer(
         &mut core,
         1,
@@ -176,7 +174,14 @@ fn a_snapshot_sync_adopts_the_snapshots_config() {
             config: new.membership(),
         },
     );
-    assert_eq!(core.ensemble().version, old.version, "no text yet");
+    assert_eq!(core.ensemble().render(), new.render(), "with its addresses");
+    let persisted = DynamicConfig::read_committed(&dir.path().join("snap")).unwrap();
+    assert_eq!(
+        persisted.render(),
+        new.render(),
+        "the committed config file"
+    );
+
     let mut tree = DataTree::new();
     tree.seed_config(new.render().as_bytes());
     let zxid = make_zxid(1, 9);
@@ -198,20 +203,15 @@ fn a_snapshot_sync_adopts_the_snapshots_config() {
             synced: true
         }
     );
-    assert_eq!(core.ensemble().version, new_version);
-    assert_eq!(
-        core.ensemble().servers.keys().copied().collect::<Vec<_>>(),
-        [1, 2, 3, 4]
-    );
-    let persisted = DynamicConfig::read_committed(&dir.path().join("snap")).unwrap();
-    assert_eq!(persisted.version, new_version, "the committed config file");
+    assert_eq!(core.ensemble().render(), new.render());
 }
 
-/// A config learned from an election notification names no addresses; the server asks
-/// its peers for the text and adopts the one of that version (persisted, links opened),
-/// ignoring any other.
+/// A config learned from an election notification is active here at once with its
+/// members' addresses (it used to name none, and the server had to ask its peers for
+/// the text): persisted as the committed config, and the next reconfig is planned from
+/// it rather than from the older one this server started with.
 #[test]
-fn a_config_learned_from_a_vote_is_adopted_from_a_peers_text() {
+fn a_config_learned_from_a_vote_comes_with_its_addresses() {
     let dir = tempfile::tempdir().unwrap();
     let old = config(&[1, 2, 3], 0x1_0000_0000);
     let new_version = 0x2_0000_0003;
@@ -223,42 +223,19 @@ fn a_config_learned_from_a_vote_is_adopted_from_a_peers_text() {
         notification(4, PeerState::Following, new.membership()),
     );
     assert_eq!(core.zab().membership().version, new_version as i64);
-    assert_eq!(core.ensemble().version, old.version, "no addresses yet");
-
-    // An older text (a peer that lags) is no answer.
-    let stale = AppMsg::ConfigText { text: old.render() };
-    from_peer(&mut core, 2, Message::App(stale.encode()));
-    assert_eq!(core.ensemble().version, old.version);
-
-    // Until then, no reconfig is planned from the older config it holds.
-    let creds = Credentials {
-        ids: vec![],
-        is_super: true,
-    };
+    assert_eq!(core.ensemble().render(), new.render());
+    let persisted = DynamicConfig::read_committed(&dir.path().join("snap")).unwrap();
+    assert_eq!(persisted.render(), new.render());
+    // Not a voter of the new config: it may only learn.
+    assert!(!core.zab().membership().is_member(3));
+    // (Planned as the leader would: this server follows, so only the config is computed.)
     let leave = ReconfigRequest {
         joining_servers: String::new(),
         leaving_servers: "2".into(),
         new_members: String::new(),
         cur_config_id: -1,
     };
-    assert_eq!(
-        core.plan_reconfig(&creds, &leave).err(),
-        Some(ErrorCode::ReconfigInProgress)
-    );
-
-    let text = AppMsg::ConfigText { text: new.render() };
-    from_peer(&mut core, 1, Message::App(text.encode()));
-    assert_eq!(core.ensemble().version, new_version);
-    assert_eq!(
-        core.ensemble().servers.keys().copied().collect::<Vec<_>>(),
-        [1, 2, 4, 5]
-    );
-    let persisted = DynamicConfig::read_committed(&dir.path().join("snap")).unwrap();
-    assert_eq!(persisted.version, new_version);
-    // Not a voter of the new config: it may only learn.
-    assert!(!core.zab().membership().is_member(3));
-    // (Planned as the leader would: this server follows, so only the config is computed.)
-    let planned = next_config(core.ensemble(), &leave, false).expect("planned");
+    let planned = next_config(&core.ensemble(), &leave, false).expect("planned");
     assert_eq!(
         planned.servers.keys().copied().collect::<Vec<_>>(),
         [1, 4, 5],

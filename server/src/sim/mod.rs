@@ -308,7 +308,6 @@ impl World {
             membership: ensemble.membership(),
             timing: Timing::from_ticks(TICK_MS, 10, 5),
             distributed: true,
-            ensemble: ensemble.clone(),
         }
     }
 
