@@ -39,6 +39,10 @@ pub enum DiskEvent {
     Truncated(Option<u64>),
     /// The epoch files hold these epochs, durably (see [`DiskWriter::persist_epochs`]).
     EpochsDurable { accepted: i64, current: i64 },
+    /// A leader's snapshot at this zxid replaced the whole history, durably (see
+    /// [`DiskWriter::install_snapshot`]): the log is empty and every earlier `Durable`
+    /// report no longer holds.
+    SnapshotInstalled(u64),
     /// The log failed; the thread has stopped and accepts nothing more. Records not yet
     /// reported durable may or may not be on disk. The server must stop accepting
     /// writes: restarting recovers from what is really on disk.
@@ -125,6 +129,11 @@ enum Command {
         accepted: i64,
         current: i64,
     },
+    InstallSnapshot {
+        dir: PathBuf,
+        zxid: u64,
+        payload: Vec<u8>,
+    },
     Read {
         from: u64,
         reply: Sender<Result<LogReader>>,
@@ -195,6 +204,13 @@ impl DiskWriter {
             accepted,
             current,
         })
+    }
+
+    /// Queues SNAP: the log emptied, the snapshots in `dir` replaced by the leader's
+    /// (`payload`, at `zxid`), reported as [`DiskEvent::SnapshotInstalled`] once durable.
+    /// Off the caller's thread, in order with the log.
+    pub fn install_snapshot(&self, dir: PathBuf, zxid: u64, payload: Vec<u8>) -> Result<()> {
+        self.send(Command::InstallSnapshot { dir, zxid, payload })
     }
 
     /// A reader over records with zxid `>= from`, including everything submitted before
@@ -309,6 +325,10 @@ fn run(
                     .commit(&mut log, &mut sink, counters)
                     .and_then(|()| crate::state::persist_epochs(&dir, accepted, current))
                     .map(|()| sink(DiskEvent::EpochsDurable { accepted, current })),
+                Command::InstallSnapshot { dir, zxid, payload } => batch
+                    .commit(&mut log, &mut sink, counters)
+                    .and_then(|()| install_snapshot(&mut log, &dir, zxid, &payload))
+                    .map(|()| sink(DiskEvent::SnapshotInstalled(zxid))),
                 Command::Read { from, reply } => {
                     let read = log.read_from(from);
                     let _ = reply.send(read);
@@ -342,6 +362,19 @@ fn run(
             return Exit::Clean;
         }
     }
+}
+
+/// SNAP: the old log and snapshots go first (a crash in between must not replay a
+/// diverged tail on top of the new snapshot), then the snapshot is written durably.
+fn install_snapshot(
+    log: &mut TxnLog,
+    dir: &std::path::Path,
+    zxid: u64,
+    payload: &[u8],
+) -> Result<()> {
+    log.truncate_after(0)?;
+    crate::remove_all_snapshots(dir)?;
+    crate::write_snapshot(dir, zxid, payload).map(drop)
 }
 
 fn fail(e: StorageError, sink: &mut DiskEventSink) -> Exit {
@@ -500,6 +533,45 @@ mod tests {
         );
         let on_disk = crate::state::load_epochs(snap.path()).unwrap();
         assert_eq!((on_disk.accepted, on_disk.current), (Some(5), Some(4)));
+        writer.shutdown().unwrap();
+    }
+
+    /// SNAP off the caller's thread: the records before it are reported durable first,
+    /// then the install, after which the log is empty and the leader's snapshot is the
+    /// only one; records appended after it continue the log.
+    #[test]
+    fn a_snapshot_install_replaces_the_history_in_order_with_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let snap = tempfile::tempdir().unwrap();
+        crate::write_snapshot(snap.path(), 2, b"old snapshot").unwrap();
+        let (sink, received) = channel_sink();
+        let writer = DiskWriter::spawn(open_log(dir.path()), sink, Duration::from_secs(1)).unwrap();
+        for z in 3..=5 {
+            writer.append(z, b"diverged".to_vec()).unwrap();
+        }
+        writer
+            .install_snapshot(snap.path().to_path_buf(), 9, b"leader's".to_vec())
+            .unwrap();
+        writer.append(10, b"after".to_vec()).unwrap();
+        let seen = wait_for(&received, |e| matches!(e, DiskEvent::Durable(10)));
+        assert!(
+            matches!(
+                seen.as_slice(),
+                [
+                    ..,
+                    DiskEvent::Durable(5),
+                    DiskEvent::SnapshotInstalled(9),
+                    DiskEvent::Durable(10)
+                ]
+            ),
+            "{seen:?}"
+        );
+        assert_eq!(
+            crate::load_newest_valid(snap.path()).unwrap(),
+            Some((9, b"leader's".to_vec()))
+        );
+        let records: Vec<u64> = writer.read_from(0).unwrap().map(|r| r.unwrap().0).collect();
+        assert_eq!(records, [10]);
         writer.shutdown().unwrap();
     }
 

@@ -148,8 +148,7 @@ impl Zab {
                 self.pending.retain(|z, _| *z <= zxid);
                 self.pending_configs.retain(|z, _| *z <= zxid);
                 self.last_logged = zxid;
-                self.last_durable = self.last_durable.min(zxid);
-                self.emit(Output::Truncate { zxid });
+                self.reset_log(zxid, Output::Truncate { zxid });
             }
             Message::Snap { zxid, payload } => {
                 self.pending.clear();
@@ -157,9 +156,8 @@ impl Zab {
                 self.history.clear();
                 self.history_bytes = 0;
                 self.last_logged = zxid;
-                self.last_durable = zxid;
                 self.last_committed = zxid;
-                self.emit(Output::InstallSnapshot { zxid, payload });
+                self.reset_log(zxid, Output::InstallSnapshot { zxid, payload });
             }
             Message::Proposal {
                 zxid,
@@ -276,6 +274,10 @@ impl Zab {
     /// ACKs what became durable: NEWLEADER once every synced txn is on disk (after the
     /// new currentEpoch is persisted), then proposals.
     pub(super) fn learner_on_durable(&mut self) {
+        // A TRUNC or SNAP not yet done on disk: the log is not yet the history it acks.
+        if self.log_resets_in_flight > 0 {
+            return;
+        }
         let (durable, logged) = (self.last_durable, self.last_logged);
         let Some(l) = self.learner() else { return };
         match l.stage {

@@ -297,6 +297,12 @@ pub struct Zab {
     last_logged: Zxid,
     /// Last zxid the log reported durable.
     last_durable: Zxid,
+    /// TRUNCs and SNAPs handed to the disk that it has not reported done: until they
+    /// are, a `Durable` report is of records before them and no longer holds (records
+    /// a TRUNC cut, or a history a snapshot replaced), so it is not counted.
+    log_resets_in_flight: u32,
+    /// How far the history is durable once they are done: where the last one left it.
+    durable_after_resets: Zxid,
     /// Last zxid committed (and handed out as `Output::Commit`).
     last_committed: Zxid,
     /// Logged but not yet committed txns (a learner's proposals, the leader's outstanding ones).
@@ -329,6 +335,8 @@ impl Zab {
             current_epoch: durable.current_epoch,
             last_logged: durable.last_zxid,
             last_durable: durable.last_zxid,
+            log_resets_in_flight: 0,
+            durable_after_resets: 0,
             last_committed: durable.last_committed.min(durable.last_zxid),
             pending: durable.uncommitted.into_iter().collect(),
             history: VecDeque::new(),
@@ -576,9 +584,38 @@ impl Zab {
     /// The log is durable up to `zxid`.
     pub fn on_durable(&mut self, now: u64, zxid: Zxid) {
         self.now = now;
-        if zxid > self.last_durable {
+        if self.log_resets_in_flight == 0 && zxid > self.last_durable {
             self.last_durable = zxid;
         }
+        self.after_durable();
+    }
+
+    /// Whether a TRUNC or SNAP handed to the disk is not done yet.
+    pub fn awaits_log_reset(&self) -> bool {
+        self.log_resets_in_flight > 0
+    }
+
+    /// The disk carried out the oldest TRUNC or SNAP it was given (`Output::Truncate`,
+    /// `Output::InstallSnapshot`), durably.
+    pub fn on_log_reset(&mut self, now: u64) {
+        self.now = now;
+        self.log_resets_in_flight = self.log_resets_in_flight.saturating_sub(1);
+        if self.log_resets_in_flight == 0 {
+            self.last_durable = self.durable_after_resets;
+        }
+        self.after_durable();
+    }
+
+    /// Hands the disk a TRUNC or SNAP that leaves the history durable up to `zxid` once
+    /// done; until then nothing past what is durable now counts.
+    fn reset_log(&mut self, zxid: Zxid, output: Output) {
+        self.last_durable = self.last_durable.min(zxid);
+        self.log_resets_in_flight += 1;
+        self.durable_after_resets = zxid;
+        self.emit(output);
+    }
+
+    fn after_durable(&mut self) {
         match &self.state {
             State::Leading(_) => self.leader_on_durable(),
             State::Learning(_) => self.learner_on_durable(),

@@ -13,8 +13,10 @@ struct Server {
     /// The last zxid handed to the log, and the last one reported durable.
     logged: Zxid,
     durable: Zxid,
-    /// While set, appends stay volatile (a slow disk).
+    /// While set, appends stay volatile and TRUNCs and SNAPs wait (a slow disk).
     disk_held: bool,
+    /// TRUNCs and SNAPs handed to the disk, done at its next sync.
+    resets: u32,
     commits: Vec<Zxid>,
     /// The epochs on disk: those of the last stage whose `durable_first` was written.
     epochs: Epochs,
@@ -31,6 +33,7 @@ impl Server {
             logged: 0,
             durable: 0,
             disk_held: false,
+            resets: 0,
             commits: Vec::new(),
             epochs: Epochs {
                 accepted: 0,
@@ -181,6 +184,7 @@ impl Script {
                 Output::Truncate { zxid } => {
                     server.logged = zxid;
                     server.durable = server.durable.min(zxid);
+                    server.resets += 1;
                 }
                 Output::Commit { zxid, .. } => server.commits.push(zxid),
                 // A snapshot is the list of committed zxids, 8 bytes each.
@@ -201,6 +205,7 @@ impl Script {
                         .collect();
                     server.logged = zxid;
                     server.durable = zxid;
+                    server.resets += 1;
                 }
                 _ => {}
             }
@@ -212,12 +217,16 @@ impl Script {
         let ready: Vec<Sid> = self
             .servers
             .iter()
-            .filter(|(_, s)| !s.disk_held && s.durable < s.logged)
+            .filter(|(_, s)| !s.disk_held && (s.durable < s.logged || s.resets > 0))
             .map(|(id, _)| *id)
             .collect();
         let now = self.now;
         for id in &ready {
             let server = self.servers.get_mut(id).unwrap();
+            // TRUNCs and SNAPs first, then the records after them, as the disk writer.
+            for _ in 0..std::mem::take(&mut server.resets) {
+                server.zab.on_log_reset(now);
+            }
             server.durable = server.logged;
             let durable = server.durable;
             server.zab.on_durable(now, durable);
@@ -845,4 +854,73 @@ fn a_followers_epoch_promises_leave_after_their_epochs_are_durable() {
             "follower {id} ACKed NEWLEADER before its currentEpoch was durable"
         );
     }
+}
+
+/// A follower ACKs NEWLEADER only once the TRUNC before it is done on disk: until then
+/// its log still holds the txn the leader told it to cut (ZooKeeper truncates before it
+/// goes on with the sync). It used to count the TRUNC as done when it was handed over.
+#[test]
+fn a_follower_acks_newleader_only_once_its_trunc_is_on_disk() {
+    let (mut s, first) = Script::elected_three();
+    let committed = s.write(first, "a");
+    s.run_for(200);
+    let f = the_other(first, first);
+    let other = the_other(first, f);
+    assert!(s.servers[&f].commits.contains(&committed));
+    // F goes away; the other two elect a leader of a newer epoch (which proposes
+    // nothing, so the TRUNC is all the sync holds).
+    s.disconnect(f, first);
+    s.disconnect(f, other);
+    s.disconnect(first, other);
+    s.run_for(3_000);
+    s.connect(first, other);
+    s.run_for(1_000);
+    let leader = s.leader().expect("the two re-elect");
+    let epoch = s.zab(leader).current_epoch();
+    assert!(epoch > crate::epoch_of(committed));
+    // F comes back holding a txn of the old epoch that was never committed.
+    let diverged = committed + 1;
+    let membership = s.zab(f).membership().clone();
+    let commits = s.servers[&f].commits.clone();
+    let durable = Durable {
+        accepted_epoch: crate::epoch_of(committed),
+        current_epoch: crate::epoch_of(committed),
+        last_zxid: diverged,
+        last_committed: committed,
+        uncommitted: vec![(diverged, b"never committed".to_vec())],
+        uncommitted_configs: vec![],
+    };
+    s.hold_disk(f, true);
+    let sent_before = s.servers[&f].sent.len();
+    s.restart_with(f, membership, durable, commits);
+    s.connect(f, first);
+    s.connect(f, other);
+    s.run_for(1_000);
+    assert!(
+        s.delivered
+            .iter()
+            .any(|(from, to, m)| (*from, *to) == (leader, f)
+                && *m == Message::Trunc { zxid: committed }),
+        "the leader sent no TRUNC to {committed:#x}"
+    );
+    let acks = |s: &Script| {
+        s.servers[&f].sent[sent_before..]
+            .iter()
+            .filter(|(_, to, m)| *to == leader && matches!(m, Message::Ack { .. }))
+            .count()
+    };
+    assert_eq!(acks(&s), 0, "NEWLEADER ACKed before the TRUNC was on disk");
+    s.hold_disk(f, false);
+    s.run_for(200);
+    assert!(
+        acks(&s) > 0,
+        "NEWLEADER never ACKed once the disk caught up"
+    );
+    assert_eq!(
+        s.zab(f).role(),
+        Role::Follower {
+            leader,
+            synced: true
+        }
+    );
 }

@@ -17,10 +17,11 @@ pub type SnapshotDone = Box<dyn FnOnce(bool) + Send>;
 
 /// What the core makes durable, and in what order it may rely on it.
 ///
-/// The log calls and the epochs only queue: what they queued is durable once the disk
-/// reports it (`CoreMsg::Disk`), and ZAB's stages (`zab::Ready`) say what must wait for
-/// that (an ACKEPOCH for the epochs, an ACK for the records). Every other call is durable
-/// when it returns.
+/// The log calls, the epochs and a snapshot install only queue: what they queued is
+/// durable once the disk reports it (`CoreMsg::Disk`), and ZAB says what must wait for
+/// that (its stages hold an ACKEPOCH until the epochs are durable; an ACK waits for the
+/// records, and for a TRUNC or SNAP to be done). Every other call is durable when it
+/// returns.
 pub trait DataDir: Send {
     /// Queues a txn for the log.
     fn append(&self, zxid: Zxid, payload: Vec<u8>) -> storage::Result<()>;
@@ -35,10 +36,9 @@ pub trait DataDir: Send {
     fn persist_commit_index(&self, zxid: Zxid) -> storage::Result<()>;
     /// The committed dynamic config, durable on return.
     fn persist_config(&self, config: &DynamicConfig) -> storage::Result<()>;
-    /// SNAP: the whole history replaced by the leader's snapshot, durable on return. The
-    /// old log and snapshots are gone first: a crash in between must not replay a
-    /// diverged tail on top of the new snapshot.
-    fn replace_with_snapshot(&self, zxid: Zxid, payload: &[u8]) -> storage::Result<()>;
+    /// Queues SNAP: the whole history replaced by the leader's snapshot, in order with
+    /// the log; durable once the disk reports `DiskEvent::SnapshotInstalled`.
+    fn install_snapshot(&self, zxid: Zxid, payload: Vec<u8>) -> storage::Result<()>;
     /// Writes a snapshot of `view` in the background (then purges, if asked), and calls
     /// `done` when it ends.
     fn snapshot(&self, view: SnapshotView, done: SnapshotDone) -> storage::Result<()>;
@@ -106,13 +106,9 @@ impl DataDir for Files {
         config.write_committed(&self.snap_dir)
     }
 
-    fn replace_with_snapshot(&self, zxid: Zxid, payload: &[u8]) -> storage::Result<()> {
-        let log = self.log()?;
-        log.truncate_after(0)?;
-        // A read after the truncation waits until the writer thread has done it.
-        drop(log.read_from(u64::MAX)?);
-        storage::remove_all_snapshots(&self.snap_dir)?;
-        storage::write_snapshot(&self.snap_dir, zxid as u64, payload).map(drop)
+    fn install_snapshot(&self, zxid: Zxid, payload: Vec<u8>) -> storage::Result<()> {
+        self.log()?
+            .install_snapshot(self.snap_dir.clone(), zxid as u64, payload)
     }
 
     fn snapshot(&self, view: SnapshotView, done: SnapshotDone) -> storage::Result<()> {

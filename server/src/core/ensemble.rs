@@ -3,7 +3,7 @@
 //! changes) and handles the application messages peers exchange.
 
 use paddock_proto::ErrorCode;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::forward::AppMsg;
 use super::pipeline::Origin;
@@ -72,7 +72,7 @@ impl Core {
                 self.peers
                     .send_snapshot(to, zxid, self.tree.snapshot_view());
             }
-            Output::InstallSnapshot { zxid, payload } => self.install_snapshot(zxid, &payload),
+            Output::InstallSnapshot { zxid, payload } => self.install_snapshot(zxid, payload),
             Output::App { from, payload } => self.on_app(from, &payload),
             Output::RoleChanged { from, to } => self.on_role(from, to),
             Output::ActivateConfig(config) => self.on_config_active(config),
@@ -211,24 +211,26 @@ impl Core {
         }
     }
 
-    /// SNAP: replace the state, make it durable, restart the log after it.
-    fn install_snapshot(&mut self, zxid: Zxid, payload: &[u8]) {
-        let tree = match DataTree::from_snapshot(payload) {
+    /// SNAP: replace the state, and queue the snapshot for the disk (ZAB ACKs nothing
+    /// until the disk reports it installed); the log restarts after it.
+    fn install_snapshot(&mut self, zxid: Zxid, payload: Vec<u8>) {
+        let tree = match DataTree::from_snapshot(&payload) {
             Ok(t) => t,
             Err(e) => {
-                error!(error = %e, "the leader's snapshot cannot be loaded; re-electing");
-                self.zab.restart_election();
+                // ZAB has taken the snapshot's history as ours: only a restart from what
+                // the disk holds makes this server whole again.
+                self.fatal = Some(format!("the leader's snapshot cannot be loaded: {e}"));
                 return;
             }
         };
-        if let Err(e) = self.data.replace_with_snapshot(zxid, payload) {
+        if let Err(e) = self.data.install_snapshot(zxid, payload) {
             self.fatal = Some(format!("cannot install the leader's snapshot: {e}"));
             return;
         }
         info!(
             zxid = format_args!("{zxid:#x}"),
             nodes = tree.node_count(),
-            "installed the leader's snapshot"
+            "installing the leader's snapshot"
         );
         self.tree = tree;
         self.pending = Default::default();

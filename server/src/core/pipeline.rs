@@ -317,7 +317,11 @@ impl Core {
                 self.zab.on_durable(now, zxid as Zxid);
                 self.drive();
             }
-            DiskEvent::Truncated(_) => {}
+            DiskEvent::Truncated(_) | DiskEvent::SnapshotInstalled(_) => {
+                let now = self.now_ms();
+                self.zab.on_log_reset(now);
+                self.drive();
+            }
             DiskEvent::EpochsDurable { .. } => self.on_epochs_durable(),
             DiskEvent::Failed(e) => {
                 self.fatal = Some(format!("transaction log failed: {e}"));

@@ -54,7 +54,8 @@ impl DerefMut for Shell {
 
 impl Shell {
     /// Hands `msg` to the core, then what the disk reported; while the core waits for
-    /// its epochs to be durable, waits for the report (20 s at most).
+    /// its epochs to be durable, or for a TRUNC or SNAP to be done, waits for the report
+    /// (20 s at most).
     fn handle(&mut self, msg: CoreMsg) -> bool {
         let alive = self.core.handle(msg);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -63,10 +64,10 @@ impl Shell {
                 Ok(reported) => {
                     self.core.handle(reported);
                 }
-                Err(_) if self.core.awaiting_epochs => {
+                Err(_) if self.core.awaiting_epochs || self.core.zab().awaits_log_reset() => {
                     assert!(
                         Instant::now() < deadline,
-                        "the epochs were not reported durable within 20 s"
+                        "the epochs or a TRUNC or SNAP were not reported durable within 20 s"
                     );
                     std::thread::sleep(Duration::from_millis(1));
                 }
@@ -186,7 +187,14 @@ fn a_snapshot_sync_takes_the_leaders_config_with_its_addresses() {
     tree.seed_config(new.render().as_bytes());
     let zxid = make_zxid(1, 9);
     let payload = tree.snapshot_view().serialize();
-    from_peer(&mut core, 1, Message::Snap { zxid, payload });
+    from_peer(
+        &mut core,
+        1,
+        Message::Snap {
+            zxid,
+            payload: payload.clone(),
+        },
+    );
     from_peer(&mut core, 1, Message::Commit { zxid });
     from_peer(
         &mut core,
@@ -204,6 +212,11 @@ fn a_snapshot_sync_takes_the_leaders_config_with_its_addresses() {
         }
     );
     assert_eq!(core.ensemble().render(), new.render());
+    // The disk writer installed the leader's snapshot before NEWLEADER was ACKed.
+    assert_eq!(
+        crate::storage::load_newest_valid(dir.path().join("snap")).unwrap(),
+        Some((zxid as u64, payload))
+    );
 }
 
 /// A config learned from an election notification is active here at once with its

@@ -24,6 +24,9 @@ pub struct Store {
     sync_wanted: bool,
     /// The newest snapshot: (zxid, payload).
     pub snapshot: Option<(u64, Vec<u8>)>,
+    /// A leader's snapshot to install (SNAP), done at the next sync: until then a crash
+    /// keeps the old history.
+    unsynced_install: Option<(u64, Vec<u8>)>,
     pub commit_index: Zxid,
     /// The epoch files: durable ones, and a write not yet synced (a crash loses it).
     pub epochs: Epochs,
@@ -45,11 +48,17 @@ impl Store {
     /// is gone. Torn records are this too, as the log's recovery cuts a torn record and
     /// everything after it.
     pub fn crash_keeping(&mut self, kept: usize) {
-        let kept = kept.min(self.unsynced.len());
+        // Records after an install that did not happen cannot have reached the log.
+        let kept = if self.unsynced_install.is_some() {
+            0
+        } else {
+            kept.min(self.unsynced.len())
+        };
         let survivors: Vec<_> = self.unsynced.drain(..kept).collect();
         self.log.extend(survivors);
         self.unsynced.clear();
         self.unsynced_epochs = None;
+        self.unsynced_install = None;
         self.sync_wanted = false;
     }
 
@@ -63,11 +72,16 @@ impl Store {
         std::mem::take(&mut self.sync_wanted)
     }
 
-    /// The records, durable or not, with a zxid in `(after, upto]`, in zxid order.
+    /// The records, durable or not, with a zxid in `(after, upto]`, in zxid order. A
+    /// pending install has replaced the durable log already, as far as the node knows.
     pub fn records_between(&self, after: u64, upto: u64) -> Vec<(u64, Vec<u8>)> {
         let in_range = |(z, _): &&(u64, Vec<u8>)| *z > after && *z <= upto;
         let from = |records: &[(u64, Vec<u8>)]| records.partition_point(|(z, _)| *z <= after);
-        let durable = &self.log[from(&self.log)..];
+        let log: &[(u64, Vec<u8>)] = match self.unsynced_install {
+            Some(_) => &[],
+            None => &self.log,
+        };
+        let durable = &log[from(log)..];
         let pending = &self.unsynced[from(&self.unsynced)..];
         durable
             .iter()
@@ -82,14 +96,23 @@ impl Store {
     pub fn holds(&self, zxid: u64) -> bool {
         let logged =
             |records: &[(u64, Vec<u8>)]| records.binary_search_by_key(&zxid, |(z, _)| *z).is_ok();
-        logged(&self.log)
+        let installing = self.unsynced_install.as_ref();
+        (installing.is_none() && logged(&self.log))
             || logged(&self.unsynced)
-            || self.snapshot.as_ref().is_some_and(|(z, _)| *z == zxid)
+            || installing
+                .or(self.snapshot.as_ref())
+                .is_some_and(|(z, _)| *z == zxid)
     }
 
-    /// Makes every appended record durable, then the epochs written after them (as the
-    /// disk writer does): the last record's zxid and the epochs, where there were any.
-    pub fn sync(&mut self) -> (Option<u64>, Option<(i64, i64)>) {
+    /// Installs a pending snapshot, makes every record appended after it durable, then
+    /// the epochs (as the disk writer does). What became durable: the snapshot's zxid,
+    /// the last record's and the epochs, where there were any.
+    pub fn sync(&mut self) -> Synced {
+        let installed = self.unsynced_install.take().map(|(zxid, payload)| {
+            self.log.clear();
+            self.snapshot = Some((zxid, payload));
+            zxid
+        });
         let last = self.unsynced.last().map(|(z, _)| *z);
         self.log.append(&mut self.unsynced);
         let epochs = self.unsynced_epochs.take();
@@ -99,8 +122,19 @@ impl Store {
                 current: Some(current),
             };
         }
-        (last, epochs)
+        Synced {
+            installed,
+            records: last,
+            epochs,
+        }
     }
+}
+
+/// What one sync of a [`Store`] made durable.
+pub struct Synced {
+    pub installed: Option<u64>,
+    pub records: Option<u64>,
+    pub epochs: Option<(i64, i64)>,
 }
 
 fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
@@ -163,11 +197,12 @@ impl DataDir for SimData {
         Ok(())
     }
 
-    fn replace_with_snapshot(&self, zxid: Zxid, payload: &[u8]) -> storage::Result<()> {
+    fn install_snapshot(&self, zxid: Zxid, payload: Vec<u8>) -> storage::Result<()> {
         let mut store = lock(&self.store);
-        store.log.clear();
+        // The install replaces whatever was appended before it.
         store.unsynced.clear();
-        store.snapshot = Some((zxid as u64, payload.to_vec()));
+        store.unsynced_install = Some((zxid as u64, payload));
+        store.sync_wanted = true;
         Ok(())
     }
 

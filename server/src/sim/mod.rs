@@ -532,14 +532,17 @@ impl World {
                 if !running {
                     return;
                 }
-                let (records, epochs) = self.stores[&node]
+                let synced = self.stores[&node]
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .sync();
-                if let Some(zxid) = records {
+                if let Some(zxid) = synced.installed {
+                    self.step(node, CoreMsg::Disk(DiskEvent::SnapshotInstalled(zxid)));
+                }
+                if let Some(zxid) = synced.records {
                     self.step(node, CoreMsg::Disk(DiskEvent::Durable(zxid)));
                 }
-                if let Some((accepted, current)) = epochs {
+                if let Some((accepted, current)) = synced.epochs {
                     let durable = DiskEvent::EpochsDurable { accepted, current };
                     self.step(node, CoreMsg::Disk(durable));
                 }
