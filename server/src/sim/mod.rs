@@ -20,7 +20,8 @@
 //! servers die (`liveness`), reconfigs and leadership handoffs (`reconfig`), weighted and
 //! hierarchical quorums (`quorums`).
 //!
-//! `PADDOCK_SERVER_SIM_SEEDS=N` runs more seeds; `PADDOCK_SERVER_SIM_SEED=S` replays one.
+//! `PADDOCK_SERVER_SIM_SEEDS=N` runs more seeds (from `PADDOCK_SERVER_SIM_FIRST_SEED`,
+//! 1 by default); `PADDOCK_SERVER_SIM_SEED=S` replays one.
 
 mod checks;
 mod io;
@@ -807,11 +808,16 @@ pub(crate) fn seeds() -> Vec<u64> {
     {
         return vec![seed];
     }
-    let count = std::env::var("PADDOCK_SERVER_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
-    (1..=count).collect()
+    let var = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let count = var("PADDOCK_SERVER_SIM_SEEDS", 20);
+    // A soak split in ranges (over processes or days) starts each where the last ended.
+    let first = var("PADDOCK_SERVER_SIM_FIRST_SEED", 1);
+    (first..first.saturating_add(count)).collect()
 }
 
 /// Runs `scenario` for every seed of [`seeds`], with logs when
