@@ -20,8 +20,12 @@
 #      the server whose `srvr` says Mode: leader). An ensemble counts as formed when all
 #      three serve and a znode created through one is readable on the others; otherwise
 #      that server's 3-node cells say "n/a (...)" with the reason;
-#   5. prints one table (Paddock, ZooKeeper, ratio) and writes it with the machine
-#      description and the exact command to $BENCH_OUT/report.md.
+#   5. instructions per operation of paddock-server, counted by callgrind
+#      (bench/instructions.sh): the figure by which a change on a hot path is judged,
+#      since the machine's load does not move it;
+#   6. prints one table (Paddock, ZooKeeper, ratio) and the instructions table, and
+#      writes them with the machine description and the exact command to
+#      $BENCH_OUT/report.md.
 #
 # Settings (environment; defaults are the full run, BENCH_TINY=1 changes the defaults):
 #   BENCH_ROUNDS (3 | tiny 1)        BENCH_DURATION (8s | 1s)   BENCH_WARMUP (2s | 0.5s)
@@ -29,6 +33,7 @@
 #   BENCH_KEYS (10000 | 1000)        BENCH_MIXED (90: percent reads)
 #   BENCH_FANOUT (100 | 10)          BENCH_ZNODES (1000000 | 10000)
 #   BENCH_FAILOVER_TRIALS (3 | 1)    BENCH_SETUPS ("1-node 3-node")
+#   BENCH_INSTRUCTIONS (1; 0 skips step 5)   BENCH_INSN_OPS (2000 | 100)
 #   BENCH_WORKLOADS ("read write create-delete mixed:$BENCH_MIXED watch-fanout:$BENCH_FANOUT ephemeral-churn")
 #   BENCH_WORK (scratch dir; default a new mktemp dir, removed at the end unless BENCH_KEEP=1)
 #   BENCH_OUT (results dir; default $BENCH_WORK/results, kept if BENCH_OUT is given)
@@ -59,6 +64,8 @@ FANOUT="${BENCH_FANOUT:-$(pick 100 10)}"
 ZNODES="${BENCH_ZNODES:-$(pick 1000000 10000)}"
 TRIALS="${BENCH_FAILOVER_TRIALS:-$(pick 3 1)}"
 SETUPS="${BENCH_SETUPS:-1-node 3-node}"
+INSTRUCTIONS="${BENCH_INSTRUCTIONS:-1}"
+INSN_OPS="${BENCH_INSN_OPS:-$(pick 2000 100)}"
 WORKLOADS="${BENCH_WORKLOADS:-read write create-delete mixed:$MIXED watch-fanout:$FANOUT ephemeral-churn}"
 BASE_PORT="${BENCH_PORT:-24181}"
 # How long a server may take to start, an ensemble to form, a probe to succeed.
@@ -458,6 +465,12 @@ for s in $SETUPS; do
 done
 
 TABLE="$("$BENCH" summarize "$OUT")" || die "summarize failed"
+INSN_TABLE="(not counted: BENCH_INSTRUCTIONS=0)"
+if [ "$INSTRUCTIONS" = 1 ]; then
+  log "instructions per operation (callgrind, bench/instructions.sh, N = $INSN_OPS)"
+  INSN_TABLE="$(BENCH_INSN_OPS="$INSN_OPS" BENCH_INSN_OUT="$OUT/instructions" bash "$HERE/instructions.sh")" \
+    || INSN_TABLE="$INSN_TABLE"$'\n\n'"(incomplete: a run failed; see $OUT/instructions)"
+fi
 {
   echo "## Paddock vs Apache ZooKeeper $ZK_VERSION"
   echo
@@ -470,6 +483,10 @@ TABLE="$("$BENCH" summarize "$OUT")" || die "summarize failed"
   echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   echo "$TABLE"
+  echo
+  echo "### Instructions per operation (paddock-server, callgrind)"
+  echo
+  echo "$INSN_TABLE"
 } >"$OUT/report.md"
 echo
 cat "$OUT/report.md"

@@ -92,6 +92,20 @@ for w in read write create-delete mixed:80 watch-fanout:3 ephemeral-churn; do
   check_report "$w" "$out" || fail "$w"
 done
 
+# A fixed amount of work (--ops, what bench/instructions.sh counts): exactly that many
+# operations per session, measured over the time they took.
+for spec in "read 2 37 74" "create-delete 1 40 40" "watch-fanout:3 1 5 15" "ephemeral-churn 2 4 8"; do
+  read -r w sessions ops want <<<"$spec"
+  out="$DIR/ops-$w.json"
+  if ! timeout 60 "$BENCH" --servers "$S" --workload "$w" --sessions "$sessions" --inflight 3 \
+      --ops "$ops" --warmup 0s --duration 1m --keys 50 --json >"$out" 2>"$DIR/ops-$w.err" </dev/null; then
+    fail "--ops $ops $w: $(head -c 500 "$DIR/ops-$w.err")"
+    continue
+  fi
+  got="$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["ops"] if r["throughput_ops_s"] > 1 else "rate %s" % r["throughput_ops_s"])' "$out")"
+  [ "$got" = "$want" ] || fail "--ops $ops $w with $sessions session(s): $got operations measured, $want expected"
+done
+
 # The human-readable form works too.
 if ! timeout 30 "$BENCH" --servers "$S" --workload read --sessions 2 --duration 300ms --warmup 0s \
   | grep -q "ops/s"; then

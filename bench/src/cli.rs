@@ -65,6 +65,12 @@ pub struct RunArgs {
     /// Unmeasured load before the measured duration (JIT, caches, connection setup).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub warmup: Duration,
+    /// Each session does exactly this many operations (requests; ephemeral-churn:
+    /// session cycles; watch-fanout: setData rounds) and stops, unless the duration ends
+    /// first: a fixed amount of work, for counting what it costs the server
+    /// (bench/instructions.sh).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ops: Option<u64>,
     /// Znodes the read, write and mixed workloads pick from at random.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub keys: u32,

@@ -126,6 +126,7 @@ async fn run(args: RunArgs) -> ExitCode {
         keys: args.keys,
         duration: args.duration,
         warmup: args.warmup,
+        ops: args.ops,
         root: args.root,
         net: args.net,
     };

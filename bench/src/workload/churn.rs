@@ -2,7 +2,7 @@
 //! handshake), create an ephemeral znode, closeSession (which removes it), hang up.
 //! One cycle is one operation; connect, create and close are also timed separately.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use paddock_proto::{CreateMode, OpCode};
 
@@ -12,7 +12,7 @@ use crate::conn::Conn;
 use crate::stats::{OpKind, Stats};
 
 pub async fn run(plan: &Plan, layout: &Layout) -> Result<Outcome, RunError> {
-    let window = Window::new(plan.warmup, plan.duration);
+    let window = Window::new(plan);
     let value = plan.value();
     let mut tasks = Vec::new();
     for i in 0..plan.sessions as usize {
@@ -39,6 +39,7 @@ pub async fn run(plan: &Plan, layout: &Layout) -> Result<Outcome, RunError> {
     }
     Ok(Outcome {
         stats,
+        load_time: Duration::ZERO,
         sessions_lost,
         notes: Vec::new(),
     })
@@ -59,7 +60,9 @@ async fn churner(
     let addr = plan.server_for(index);
     let mut failures = 0;
     let mut n = 0u64;
-    while Instant::now() < window.end {
+    let mut cycles = 0u64;
+    while window.open(Instant::now(), cycles) {
+        cycles += 1;
         let t0 = Instant::now();
         let mut conn =
             match Conn::connect(addr, plan.net.session_timeout, plan.net.connect_timeout).await {

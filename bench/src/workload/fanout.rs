@@ -47,7 +47,7 @@ pub async fn run(plan: &Plan, layout: &Layout, watchers: u32) -> Result<Outcome,
         return Err(RunError::Setup("no writer session".into()));
     };
 
-    let window = Window::new(plan.warmup, plan.duration);
+    let window = Window::new(plan);
     // The writer tells the watchers to stop once its last round is collected; the hard
     // stop bounds them should the writer die first.
     let hard_stop = window.end + 2 * plan.net.request_timeout;
@@ -82,6 +82,7 @@ pub async fn run(plan: &Plan, layout: &Layout, watchers: u32) -> Result<Outcome,
     }
     Ok(Outcome {
         stats,
+        load_time: Duration::ZERO,
         sessions_lost,
         notes: Vec::new(),
     })
@@ -101,7 +102,9 @@ async fn writer(
     let mut alive = watchers;
     let mut armed = 0u32;
     let mut lost = false;
-    'rounds: while Instant::now() < window.end && alive > 0 {
+    let mut rounds = 0u64;
+    'rounds: while window.open(Instant::now(), rounds) && alive > 0 {
+        rounds += 1;
         // Wait until every live watcher has its watch set (bounded).
         let deadline = Instant::now() + limit;
         while armed < alive {

@@ -23,6 +23,8 @@ pub struct Plan {
     pub keys: u32,
     pub duration: Duration,
     pub warmup: Duration,
+    /// Operations per session, when the run is a fixed amount of work.
+    pub ops: Option<u64>,
     pub root: String,
     pub net: NetArgs,
 }
@@ -41,20 +43,27 @@ impl Plan {
 }
 
 /// The run's clock: load starts when the window is made and is measured from
-/// `measure` to `end`.
+/// `measure` to `end`; with an operation budget, a session also stops after `ops`.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
     pub measure: Instant,
     pub end: Instant,
+    pub ops: Option<u64>,
 }
 
 impl Window {
-    fn new(warmup: Duration, duration: Duration) -> Window {
-        let measure = Instant::now() + warmup;
+    fn new(plan: &Plan) -> Window {
+        let measure = Instant::now() + plan.warmup;
         Window {
             measure,
-            end: measure + duration,
+            end: measure + plan.duration,
+            ops: plan.ops,
         }
+    }
+
+    /// Whether a session that has done `done` operations starts another at `now`.
+    pub fn open(&self, now: Instant, done: u64) -> bool {
+        now < self.end && self.ops.is_none_or(|n| done < n)
     }
 
     /// Whether an operation sent at `sent` and finished at `done` is measured.
@@ -67,6 +76,8 @@ impl Window {
 #[derive(Debug)]
 pub struct Outcome {
     pub stats: Stats,
+    /// From the start of the load until its last session ended (set by [`run`]).
+    pub load_time: Duration,
     /// Sessions that ended early because their connection failed.
     pub sessions_lost: u32,
     /// Notes for the report (e.g. flags the workload ignores).
@@ -97,6 +108,7 @@ pub async fn run(plan: &Plan) -> Result<Outcome, RunError> {
     prepared?;
 
     let mut notes = Vec::new();
+    let started = Instant::now();
     let result = match plan.workload {
         Workload::Read | Workload::Write | Workload::Mixed(_) | Workload::CreateDelete => {
             pipelined::run(plan, &layout).await
@@ -119,6 +131,7 @@ pub async fn run(plan: &Plan) -> Result<Outcome, RunError> {
             churn::run(plan, &layout).await
         }
     };
+    let load_time = started.elapsed();
 
     // Clean up even after a failed load; a connection lost since setup is reopened.
     let cleanup = async {
@@ -139,6 +152,7 @@ pub async fn run(plan: &Plan) -> Result<Outcome, RunError> {
     let cleaned = cleanup.await;
 
     let mut outcome = result?;
+    outcome.load_time = load_time;
     outcome.notes.extend(notes);
     if let Err(e) = cleaned {
         outcome.notes.push(format!("cleanup incomplete: {e}"));
@@ -187,7 +201,13 @@ mod tests {
 
     #[test]
     fn window_counts_only_inside() {
-        let w = Window::new(Duration::from_millis(10), Duration::from_millis(10));
+        let now = Instant::now();
+        let w = Window {
+            measure: now + Duration::from_millis(10),
+            end: now + Duration::from_millis(20),
+            ops: Some(3),
+        };
+        assert!(w.open(now, 2) && !w.open(now, 3) && !w.open(w.end, 0));
         assert!(!w.counts(w.measure - Duration::from_millis(1), w.measure));
         assert!(w.counts(w.measure, w.end));
         assert!(!w.counts(w.measure, w.end + Duration::from_millis(1)));

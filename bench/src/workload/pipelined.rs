@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use paddock_proto::{CreateMode, GetDataRequest, OpCode, Request, SetDataRequest};
 
@@ -122,7 +122,7 @@ pub async fn run(plan: &Plan, layout: &Layout) -> Result<Outcome, RunError> {
         }
     }
 
-    let window = Window::new(plan.warmup, plan.duration);
+    let window = Window::new(plan);
     let mut tasks = Vec::new();
     for (i, conn) in conns.into_iter().enumerate() {
         let generator = Generator {
@@ -153,6 +153,7 @@ pub async fn run(plan: &Plan, layout: &Layout) -> Result<Outcome, RunError> {
     }
     Ok(Outcome {
         stats,
+        load_time: Duration::ZERO,
         sessions_lost,
         notes: Vec::new(),
     })
@@ -170,10 +171,13 @@ async fn session(
     let mut frames = Vec::new();
     let limit = plan.net.request_timeout;
     let mut last_heard = Instant::now();
+    let mut issued = 0u64;
     loop {
         let now = Instant::now();
-        while inflight.len() < plan.inflight as usize && (now < window.end || generator.mid_pair())
+        while inflight.len() < plan.inflight as usize
+            && (window.open(now, issued) || generator.mid_pair())
         {
+            issued += 1;
             let (req, kind) = generator.next();
             let xid = conn.queue(&req);
             inflight.push_back(InFlight {
