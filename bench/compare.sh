@@ -93,13 +93,8 @@ ZK_CP="$ZK_JAR"
 # INFO log like Paddock's, which matters when a run has to be explained.
 [ -r /usr/share/java/slf4j-simple.jar ] && ZK_CP="$ZK_CP:/usr/share/java/slf4j-simple.jar"
 
-log "building paddock-server and paddock-bench (release)"
-cargo build --release --quiet -p paddock-server -p paddock-bench --manifest-path "$ROOT/Cargo.toml" </dev/null \
-  || die "cargo build failed"
-BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-PADDOCK="$BIN_DIR/paddock-server"
-BENCH="$BIN_DIR/paddock-bench"
-[ -x "$PADDOCK" ] && [ -x "$BENCH" ] || die "binaries missing in $BIN_DIR"
+# shellcheck source=bench/build.sh
+source "$HERE/build.sh"
 
 # ------------------------------------------------------------------ scratch space ---
 if [ -n "${BENCH_WORK:-}" ]; then WORK="$BENCH_WORK"; mkdir -p "$WORK" || die "cannot create $WORK"

@@ -42,12 +42,8 @@ command -v valgrind >/dev/null 2>&1 || {
     || die "valgrind is missing and could not be installed"
 }
 
-log "building paddock-server and paddock-bench (release)"
-cargo build --release --quiet -p paddock-server -p paddock-bench --manifest-path "$ROOT/Cargo.toml" </dev/null \
-  || die "cargo build failed"
-BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-PADDOCK="$BIN_DIR/paddock-server"
-BENCH="$BIN_DIR/paddock-bench"
+# shellcheck source=bench/build.sh
+source "$HERE/build.sh"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/paddock-insn.XXXXXX")" || die "mktemp failed"
 OUT="${BENCH_INSN_OUT:-$WORK/out}"
