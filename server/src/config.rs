@@ -51,8 +51,8 @@ mod zoo_cfg;
 
 pub use cli::{Cli, DEFAULT_ELECTION_PORT, DEFAULT_QUORUM_PORT};
 pub use dynamic::{
-    DYNAMIC_FILE_PREFIX, DynamicConfig, HostPort, LearnerRole, PeerAddress, QuorumGroup,
-    QuorumKind, ServerEntry, delimited_host,
+    DynamicConfig, HostPort, LearnerRole, PeerAddress, QuorumGroup, QuorumKind, ServerEntry,
+    delimited_host,
 };
 pub use sasl_keys::{QuorumSasl, SaslConfig, SaslUsers, ServerLogin};
 pub use server_config::{

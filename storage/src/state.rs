@@ -1,5 +1,5 @@
 //! The small state files a data dir keeps beside the log and the snapshots: the database
-//! id, the commit index and ZAB's two epochs. Each is read here and written only through
+//! id, the commit index, ZAB's two epochs and the committed dynamic config. Each is read here and written only through
 //! [`write_atomically`], so a crash leaves the old or the new contents, never a torn file.
 
 use std::io::ErrorKind;
@@ -73,6 +73,43 @@ pub fn load_commit_index(dir: &Path) -> Result<u64> {
 pub fn persist_commit_index(dir: &Path, zxid: u64) -> Result<()> {
     let text = format!("{zxid:#x}\n");
     write_atomically(dir, &[(COMMITTED_ZXID, text.as_bytes())], Durability::Lazy)
+}
+
+/// In the snapshot dir: the committed dynamic config, one file per version, named as
+/// ZooKeeper names them (`zoo.cfg.dynamic.<hex version>`); only the newest is kept.
+pub const DYNAMIC_CONFIG_PREFIX: &str = "zoo.cfg.dynamic.";
+
+/// Writes the committed dynamic config `body` of `version` durably, then removes older
+/// versions (a stale one left behind is harmless: the newest is read).
+pub fn persist_dynamic_config(dir: &Path, version: u64, body: &str) -> Result<()> {
+    let name = format!("{DYNAMIC_CONFIG_PREFIX}{version:x}");
+    write_atomically(dir, &[(&name, body.as_bytes())], Durability::Durable)?;
+    let listing = std::fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))?;
+    for entry in listing.flatten() {
+        let other = entry.file_name().to_string_lossy().into_owned();
+        if other.starts_with(DYNAMIC_CONFIG_PREFIX) && other != name && !other.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// The newest committed dynamic config in `dir`: its version (from the file's name), its
+/// text and the file's path; `None` when there is none or it cannot be read.
+pub fn load_dynamic_config(dir: &Path) -> Option<(u64, String, std::path::PathBuf)> {
+    let mut best: Option<(u64, std::path::PathBuf)> = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(hex) = name.strip_prefix(DYNAMIC_CONFIG_PREFIX)
+            && let Ok(v) = u64::from_str_radix(hex, 16)
+            && best.as_ref().is_none_or(|(b, _)| v > *b)
+        {
+            best = Some((v, entry.path()));
+        }
+    }
+    let (version, path) = best?;
+    let text = std::fs::read_to_string(&path).ok()?;
+    Some((version, text, path))
 }
 
 /// ZAB's epochs as the data dir holds them; `None` for a file that does not exist yet.

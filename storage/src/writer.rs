@@ -134,6 +134,15 @@ enum Command {
         zxid: u64,
         payload: Vec<u8>,
     },
+    PersistCommitIndex {
+        dir: PathBuf,
+        zxid: u64,
+    },
+    PersistDynamicConfig {
+        dir: PathBuf,
+        version: u64,
+        body: String,
+    },
     Read {
         from: u64,
         reply: Sender<Result<LogReader>>,
@@ -211,6 +220,21 @@ impl DiskWriter {
     /// Off the caller's thread, in order with the log.
     pub fn install_snapshot(&self, dir: PathBuf, zxid: u64, payload: Vec<u8>) -> Result<()> {
         self.send(Command::InstallSnapshot { dir, zxid, payload })
+    }
+
+    /// Queues a write of the commit index in `dir` (the snapshot dir), after the records
+    /// queued before it are durable, so it never runs ahead of the log on disk. Not
+    /// reported: a lagging commit index is always safe.
+    pub fn persist_commit_index(&self, dir: PathBuf, zxid: u64) -> Result<()> {
+        self.send(Command::PersistCommitIndex { dir, zxid })
+    }
+
+    /// Queues a durable write of the committed dynamic config of `version` in `dir` (the
+    /// snapshot dir), in order with the log. Not reported: nothing waits for it (a server
+    /// that restarts without it starts from an older config and learns the newer one from
+    /// its peers).
+    pub fn persist_dynamic_config(&self, dir: PathBuf, version: u64, body: String) -> Result<()> {
+        self.send(Command::PersistDynamicConfig { dir, version, body })
     }
 
     /// A reader over records with zxid `>= from`, including everything submitted before
@@ -329,6 +353,12 @@ fn run(
                     .commit(&mut log, &mut sink, counters)
                     .and_then(|()| install_snapshot(&mut log, &dir, zxid, &payload))
                     .map(|()| sink(DiskEvent::SnapshotInstalled(zxid))),
+                Command::PersistCommitIndex { dir, zxid } => batch
+                    .commit(&mut log, &mut sink, counters)
+                    .and_then(|()| crate::state::persist_commit_index(&dir, zxid)),
+                Command::PersistDynamicConfig { dir, version, body } => batch
+                    .commit(&mut log, &mut sink, counters)
+                    .and_then(|()| crate::state::persist_dynamic_config(&dir, version, &body)),
                 Command::Read { from, reply } => {
                     let read = log.read_from(from);
                     let _ = reply.send(read);
@@ -572,6 +602,38 @@ mod tests {
         );
         let records: Vec<u64> = writer.read_from(0).unwrap().map(|r| r.unwrap().0).collect();
         assert_eq!(records, [10]);
+        writer.shutdown().unwrap();
+    }
+
+    /// The commit index and the committed dynamic config are written by the writer, after
+    /// the records queued before them are durable; a read queued after them sees both.
+    #[test]
+    fn the_commit_index_and_the_dynamic_config_follow_the_records_before_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let snap = tempfile::tempdir().unwrap();
+        let (sink, received) = channel_sink();
+        let writer = DiskWriter::spawn(open_log(dir.path()), sink, Duration::from_secs(1)).unwrap();
+        writer.append(1, b"r".to_vec()).unwrap();
+        writer
+            .persist_commit_index(snap.path().to_path_buf(), 1)
+            .unwrap();
+        writer
+            .persist_dynamic_config(
+                snap.path().to_path_buf(),
+                0x1_0000_0002,
+                "server.1=a\n".into(),
+            )
+            .unwrap();
+        // Done in order: once a later read is answered, both files are there.
+        drop(writer.read_from(u64::MAX).unwrap());
+        let seen: Vec<DiskEvent> = received.try_iter().collect();
+        assert!(
+            matches!(seen.as_slice(), [DiskEvent::Durable(1)]),
+            "{seen:?}"
+        );
+        assert_eq!(crate::state::load_commit_index(snap.path()).unwrap(), 1);
+        let (version, text, _) = crate::state::load_dynamic_config(snap.path()).unwrap();
+        assert_eq!((version, text.as_str()), (0x1_0000_0002, "server.1=a\n"));
         writer.shutdown().unwrap();
     }
 

@@ -395,9 +395,6 @@ pub(super) fn weight_of(
     }
 }
 
-/// The name of a committed config in the data dir, as ZooKeeper names dynamic files.
-pub const DYNAMIC_FILE_PREFIX: &str = "zoo.cfg.dynamic.";
-
 /// The replicated part of the configuration: members with their addresses, weights,
 /// groups and the version. It is what `/zookeeper/config` and a dynamic config file
 /// hold (`server.N=...`, `weight.N=...`, `group.G=...`, `version=<hex>`), and what a
@@ -506,12 +503,9 @@ impl DynamicConfig {
         s
     }
 
-    /// Writes `zoo.cfg.dynamic.<version>` durably (through storage's one atomic write)
-    /// and removes older ones.
-    pub fn write_committed(&self, dir: &Path) -> crate::storage::Result<()> {
-        use crate::storage::{Durability, StorageError, write_atomically};
-        let name = format!("{DYNAMIC_FILE_PREFIX}{:x}", self.version);
-        // The file carries its version in its name, as ZooKeeper's do.
+    /// The text of its `zoo.cfg.dynamic.<version>` file: the membership lines without
+    /// `version=`, which the file carries in its name, as ZooKeeper's do.
+    pub fn file_body(&self) -> String {
         let text = self.render();
         let mut body = text
             .lines()
@@ -519,33 +513,17 @@ impl DynamicConfig {
             .collect::<Vec<_>>()
             .join("\n");
         body.push('\n');
-        write_atomically(dir, &[(&name, body.as_bytes())], Durability::Durable)?;
-        let listing = std::fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))?;
-        for entry in listing.flatten() {
-            let other = entry.file_name().to_string_lossy().into_owned();
-            if other.starts_with(DYNAMIC_FILE_PREFIX) && other != name && !other.ends_with(".tmp") {
-                // A stale older version is harmless (the newest is read), so a failed
-                // removal is not worth failing the write for.
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-        Ok(())
+        body
+    }
+
+    /// Writes `zoo.cfg.dynamic.<version>` durably and removes older ones.
+    pub fn write_committed(&self, dir: &Path) -> crate::storage::Result<()> {
+        crate::storage::state::persist_dynamic_config(dir, self.version, &self.file_body())
     }
 
     /// The newest committed config persisted in the data dir, if any.
     pub fn read_committed(dir: &Path) -> Option<DynamicConfig> {
-        let mut best: Option<(u64, std::path::PathBuf)> = None;
-        for entry in std::fs::read_dir(dir).ok()?.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(hex) = name.strip_prefix(DYNAMIC_FILE_PREFIX)
-                && let Ok(v) = u64::from_str_radix(hex, 16)
-                && best.as_ref().is_none_or(|(b, _)| v > *b)
-            {
-                best = Some((v, entry.path()));
-            }
-        }
-        let (version, path) = best?;
-        let text = std::fs::read_to_string(&path).ok()?;
+        let (version, text, path) = crate::storage::state::load_dynamic_config(dir)?;
         match DynamicConfig::parse(&text, &path.display().to_string()) {
             Ok(mut c) => {
                 c.version = version;

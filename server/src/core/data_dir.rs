@@ -17,11 +17,12 @@ pub type SnapshotDone = Box<dyn FnOnce(bool) + Send>;
 
 /// What the core makes durable, and in what order it may rely on it.
 ///
-/// The log calls, the epochs and a snapshot install only queue: what they queued is
-/// durable once the disk reports it (`CoreMsg::Disk`), and ZAB says what must wait for
-/// that (its stages hold an ACKEPOCH until the epochs are durable; an ACK waits for the
-/// records, and for a TRUNC or SNAP to be done). Every other call is durable when it
-/// returns.
+/// Every write only queues, for the disk writer to carry out in order, off the core's
+/// thread: what it queued is durable once the disk reports it (`CoreMsg::Disk`), and ZAB
+/// says what must wait for that (its stages hold an ACKEPOCH until the epochs are
+/// durable; an ACK waits for the records, and for a TRUNC or SNAP to be done). The
+/// commit index and the dynamic config are not reported: nothing waits for them. A
+/// background snapshot runs on a thread of its own and reports through `done`.
 pub trait DataDir: Send {
     /// Queues a txn for the log.
     fn append(&self, zxid: Zxid, payload: Vec<u8>) -> storage::Result<()>;
@@ -32,9 +33,9 @@ pub trait DataDir: Send {
     /// Queues ZAB's acceptedEpoch and currentEpoch; durable once the disk reports
     /// `DiskEvent::EpochsDurable`.
     fn persist_epochs(&self, accepted: i64, current: i64) -> storage::Result<()>;
-    /// How far txns are known committed; need not be durable (lagging is safe).
+    /// Queues how far txns are known committed; need not be durable (lagging is safe).
     fn persist_commit_index(&self, zxid: Zxid) -> storage::Result<()>;
-    /// The committed dynamic config, durable on return.
+    /// Queues the committed dynamic config, in order with the log; nothing waits for it.
     fn persist_config(&self, config: &DynamicConfig) -> storage::Result<()>;
     /// Queues SNAP: the whole history replaced by the leader's snapshot, in order with
     /// the log; durable once the disk reports `DiskEvent::SnapshotInstalled`.
@@ -99,11 +100,16 @@ impl DataDir for Files {
     }
 
     fn persist_commit_index(&self, zxid: Zxid) -> storage::Result<()> {
-        storage::state::persist_commit_index(&self.snap_dir, zxid as u64)
+        self.log()?
+            .persist_commit_index(self.snap_dir.clone(), zxid as u64)
     }
 
     fn persist_config(&self, config: &DynamicConfig) -> storage::Result<()> {
-        config.write_committed(&self.snap_dir)
+        self.log()?.persist_dynamic_config(
+            self.snap_dir.clone(),
+            config.version,
+            config.file_body(),
+        )
     }
 
     fn install_snapshot(&self, zxid: Zxid, payload: Vec<u8>) -> storage::Result<()> {

@@ -112,6 +112,22 @@ fn open(dir: &Path, ensemble: DynamicConfig) -> Shell {
     Shell { core, internal }
 }
 
+/// The committed config file of `version` in `snap_dir`, once the disk writer has written
+/// it (20 s at most).
+fn committed_config(snap_dir: &Path, version: u64) -> DynamicConfig {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match DynamicConfig::read_committed(snap_dir) {
+            Some(c) if c.version == version => return c,
+            other => assert!(
+                Instant::now() < deadline,
+                "no committed config of version {version:#x} within 20 s: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn from_peer(core: &mut Shell, from: u64, msg: Message) {
     assert!(core.handle(CoreMsg::Peer { from, msg }));
 }
@@ -176,7 +192,7 @@ fn a_snapshot_sync_takes_the_leaders_config_with_its_addresses() {
         },
     );
     assert_eq!(core.ensemble().render(), new.render(), "with its addresses");
-    let persisted = DynamicConfig::read_committed(&dir.path().join("snap")).unwrap();
+    let persisted = committed_config(&dir.path().join("snap"), new.version);
     assert_eq!(
         persisted.render(),
         new.render(),
@@ -237,7 +253,7 @@ fn a_config_learned_from_a_vote_comes_with_its_addresses() {
     );
     assert_eq!(core.zab().membership().version, new_version as i64);
     assert_eq!(core.ensemble().render(), new.render());
-    let persisted = DynamicConfig::read_committed(&dir.path().join("snap")).unwrap();
+    let persisted = committed_config(&dir.path().join("snap"), new.version);
     assert_eq!(persisted.render(), new.render());
     // Not a voter of the new config: it may only learn.
     assert!(!core.zab().membership().is_member(3));

@@ -31,8 +31,10 @@ pub struct Store {
     /// The epoch files: durable ones, and a write not yet synced (a crash loses it).
     pub epochs: Epochs,
     unsynced_epochs: Option<(i64, i64)>,
-    /// The committed dynamic config's text.
+    /// The committed dynamic config's text, and a newer one written at the next sync (a
+    /// crash loses it: the node restarts from the older config).
     pub config: Option<String>,
+    unsynced_config: Option<String>,
     /// Every record a TRUNC cut: none may be a committed txn.
     pub truncated: Vec<(u64, Vec<u8>)>,
 }
@@ -59,6 +61,7 @@ impl Store {
         self.unsynced.clear();
         self.unsynced_epochs = None;
         self.unsynced_install = None;
+        self.unsynced_config = None;
         self.sync_wanted = false;
     }
 
@@ -115,6 +118,9 @@ impl Store {
         });
         let last = self.unsynced.last().map(|(z, _)| *z);
         self.log.append(&mut self.unsynced);
+        if let Some(config) = self.unsynced_config.take() {
+            self.config = Some(config);
+        }
         let epochs = self.unsynced_epochs.take();
         if let Some((accepted, current)) = epochs {
             self.epochs = Epochs {
@@ -193,7 +199,9 @@ impl DataDir for SimData {
     }
 
     fn persist_config(&self, config: &DynamicConfig) -> storage::Result<()> {
-        lock(&self.store).config = Some(config.render());
+        let mut store = lock(&self.store);
+        store.unsynced_config = Some(config.render());
+        store.sync_wanted = true;
         Ok(())
     }
 
