@@ -67,14 +67,30 @@ pub fn validate_path(path: &str, sequential: bool) -> Result<(), PathError> {
     if checked.len() > 1 && checked.ends_with('/') {
         return Err(PathError::TrailingSlash);
     }
-    for segment in checked[1..].split('/') {
-        match segment {
-            "" => return Err(PathError::EmptySegment),
-            "." | ".." => return Err(PathError::Relative),
-            _ => {}
+    // One pass over the bytes (this runs for every request): segment rules first, as
+    // ZooKeeper checks them, then characters. ASCII is checked byte by byte; only a
+    // path with other characters is decoded to look for the forbidden ones.
+    let bytes = checked.as_bytes();
+    let mut segment_start = 1;
+    let mut control = false;
+    let mut ascii = true;
+    for i in 1..=bytes.len() {
+        match bytes.get(i) {
+            None | Some(b'/') => {
+                match &bytes[segment_start..i] {
+                    [] => return Err(PathError::EmptySegment),
+                    [b'.'] | [b'.', b'.'] => return Err(PathError::Relative),
+                    _ => {}
+                }
+                segment_start = i + 1;
+            }
+            Some(&b) => {
+                control |= b < 0x20 || b == 0x7f;
+                ascii &= b.is_ascii();
+            }
         }
     }
-    if checked.chars().any(forbidden_char) {
+    if control || (!ascii && checked.chars().any(forbidden_char)) {
         return Err(PathError::InvalidChar);
     }
     Ok(())
@@ -83,6 +99,61 @@ pub fn validate_path(path: &str, sequential: bool) -> Result<(), PathError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The rules written plainly (the implementation before the one-pass version): the
+    /// fast one must agree with it on every path.
+    fn plainly(path: &str, sequential: bool) -> Result<(), PathError> {
+        if path.is_empty() {
+            return Err(PathError::Empty);
+        }
+        if !path.starts_with('/') {
+            return Err(PathError::NotAbsolute);
+        }
+        if path.len() == 1 {
+            return Ok(());
+        }
+        let checked = match path.strip_suffix('/') {
+            Some(prefix) if sequential => prefix,
+            _ => path,
+        };
+        if checked.len() > 1 && checked.ends_with('/') {
+            return Err(PathError::TrailingSlash);
+        }
+        for segment in checked[1..].split('/') {
+            match segment {
+                "" => return Err(PathError::EmptySegment),
+                "." | ".." => return Err(PathError::Relative),
+                _ => {}
+            }
+        }
+        if checked.chars().any(forbidden_char) {
+            return Err(PathError::InvalidChar);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn the_one_pass_check_agrees_with_the_rules_written_plainly(
+            segments in prop::collection::vec(
+                "[.a\\x00\\x1f\\x20\\x7f\u{80}\u{9f}\u{a0}\u{e000}\u{f8ff}\u{fff0}\u{10000}é]{0,3}",
+                0..5,
+            ),
+            leading: bool,
+            trailing: bool,
+            sequential: bool,
+        ) {
+            let mut path = segments.join("/");
+            if leading {
+                path.insert(0, '/');
+            }
+            if trailing {
+                path.push('/');
+            }
+            prop_assert_eq!(validate_path(&path, sequential), plainly(&path, sequential), "{:?}", path);
+        }
+    }
 
     #[test]
     fn accepts_what_zookeeper_accepts() {
