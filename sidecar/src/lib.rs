@@ -20,6 +20,7 @@ pub mod groups;
 pub mod hub;
 pub mod k8s;
 pub mod layout;
+pub mod link;
 pub mod locks;
 pub mod metrics;
 pub mod names;

@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::session::Link;
+use crate::link::Link;
 
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paddock_client::{AddWatchMode, Client, CreateMode, Error as ZkError, SessionState};
-use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::error::ApiError;
@@ -18,44 +17,7 @@ use crate::hub::Hub;
 use crate::layout::Layout;
 use crate::metrics::Metrics;
 
-/// Where the link to the ensemble stands, as the API reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Link {
-    /// No session yet: the ensemble has not been reached.
-    Connecting,
-    Connected,
-    /// Disconnected; the session may still live on the servers.
-    Suspended,
-    /// The session expired; a new one is being established.
-    Expired,
-    /// Closed (shutting down).
-    Closed,
-}
-
-impl Link {
-    pub fn name(self) -> &'static str {
-        match self {
-            Link::Connecting => "connecting",
-            Link::Connected => "connected",
-            Link::Suspended => "suspended",
-            Link::Expired => "expired",
-            Link::Closed => "closed",
-        }
-    }
-
-    fn of(state: SessionState) -> Link {
-        match state {
-            SessionState::Connecting => Link::Connecting,
-            SessionState::Connected => Link::Connected,
-            // The sidecar does not ask for read-only servers; one could not take its
-            // writes, so it would be as good as disconnected.
-            SessionState::Suspended | SessionState::ConnectedReadOnly => Link::Suspended,
-            SessionState::Expired => Link::Expired,
-            SessionState::Closed | SessionState::AuthFailed => Link::Closed,
-        }
-    }
-}
+pub use crate::link::Link;
 
 /// The current session as everyone sees it.
 #[derive(Debug, Clone)]
