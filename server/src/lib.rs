@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod config;
 pub mod core;
+pub mod hashing;
 pub mod hostid;
 pub mod join;
 pub mod net;

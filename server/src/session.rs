@@ -2,14 +2,16 @@
 //! tick-sized buckets (as ZooKeeper's ExpiryQueue), id generation and passwords.
 //! The replicated part (which sessions exist, their timeouts) lives in the tree.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use crate::hashing::{FastMap, FastSet};
 
 /// Tracks when each live session expires unless it is touched again.
 #[derive(Debug)]
 pub struct SessionTracker {
     bucket_ms: u64,
-    buckets: BTreeMap<u64, HashSet<i64>>,
-    deadlines: HashMap<i64, u64>,
+    buckets: BTreeMap<u64, FastSet<i64>>,
+    deadlines: FastMap<i64, u64>,
     next_id: i64,
 }
 
@@ -19,7 +21,7 @@ impl SessionTracker {
         SessionTracker {
             bucket_ms: bucket_ms.max(1),
             buckets: BTreeMap::new(),
-            deadlines: HashMap::new(),
+            deadlines: FastMap::default(),
             next_id: initial_session_id(server_id, now_wall_ms),
         }
     }

@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use crate::hashing::{FastMap, FastSet};
+
 use paddock_proto::{EventType, WatcherType};
 
 use crate::path;
@@ -62,9 +64,9 @@ pub struct Notification {
 #[derive(Debug, Default)]
 pub struct WatchManager {
     /// Per kind: path → connections.
-    tables: [HashMap<String, HashSet<ConnId>>; 4],
+    tables: [FastMap<String, FastSet<ConnId>>; 4],
     /// Connection → its (kind, path) registrations, for cleanup and the wchc report.
-    by_conn: HashMap<ConnId, BTreeSet<(WatchKind, String)>>,
+    by_conn: FastMap<ConnId, BTreeSet<(WatchKind, String)>>,
 }
 
 impl WatchManager {
@@ -191,13 +193,13 @@ impl WatchManager {
     pub fn count(&self) -> usize {
         self.tables
             .iter()
-            .map(|t| t.values().map(HashSet::len).sum::<usize>())
+            .map(|t| t.values().map(FastSet::len).sum::<usize>())
             .sum()
     }
 
     /// Distinct watched paths.
     pub fn path_count(&self) -> usize {
-        self.tables.iter().map(HashMap::len).sum()
+        self.tables.iter().map(FastMap::len).sum()
     }
 
     pub fn connection_count(&self) -> usize {

@@ -20,7 +20,9 @@ pub mod stats;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use crate::hashing::{FastMap, FastSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
@@ -246,16 +248,16 @@ pub struct Core {
     watches: WatchManager,
     sessions: SessionTracker,
     /// Sessions whose close is proposed: they accept nothing more.
-    closing: HashSet<i64>,
-    session_owner: HashMap<i64, ConnId>,
-    conns: HashMap<ConnId, Conn>,
+    closing: FastSet<i64>,
+    session_owner: FastMap<i64, ConnId>,
+    conns: FastMap<ConnId, Conn>,
     /// Who waits for the commit of (session, cxid), or the leader's answer to it.
-    waiting: HashMap<(i64, i32), ReplyTo>,
+    waiting: FastMap<(i64, i32), ReplyTo>,
     /// Answers to local requests on the leader that wait until everything up to the zxid
     /// is committed (`sync`, and writes refused because of pending changes).
     syncs: Vec<HeldAnswer>,
     /// Sessions active here since the last touch sent to the leader (learners).
-    touched: HashSet<i64>,
+    touched: FastSet<i64>,
     last_touch_ms: u64,
     /// The commit index last written to disk.
     persisted_commit: Zxid,

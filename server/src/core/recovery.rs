@@ -2,7 +2,7 @@
 //! writer. A torn log tail is cut by the log itself; a corrupt snapshot is skipped in
 //! favour of an older one (purge keeps the log an older one needs).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Instant;
 
@@ -214,12 +214,12 @@ impl Core {
             pending: PendingChanges::default(),
             watches: WatchManager::default(),
             sessions,
-            closing: HashSet::new(),
-            session_owner: HashMap::new(),
-            conns: HashMap::new(),
-            waiting: HashMap::new(),
+            closing: Default::default(),
+            session_owner: Default::default(),
+            conns: Default::default(),
+            waiting: Default::default(),
             syncs: Vec::new(),
-            touched: HashSet::new(),
+            touched: Default::default(),
             last_touch_ms: 0,
             persisted_commit: 0,
             zab,

@@ -6,7 +6,9 @@
 //! The histogram is what `/metrics` exports as `paddock_request_latency_seconds`
 //! (buckets, sum, count; cumulative since start, as Prometheus expects).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::hashing::FastMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -18,14 +20,14 @@ pub use crate::histogram::LatencyHistogram;
 /// reuse an xid, so each xid keeps a queue; replies to one xid come in order).
 #[derive(Debug)]
 pub struct ReplyClock {
-    waiting: Mutex<HashMap<i32, VecDeque<Instant>>>,
+    waiting: Mutex<FastMap<i32, VecDeque<Instant>>>,
     histogram: Arc<LatencyHistogram>,
 }
 
 impl ReplyClock {
     pub fn new(histogram: Arc<LatencyHistogram>) -> ReplyClock {
         ReplyClock {
-            waiting: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(FastMap::default()),
             histogram,
         }
     }

@@ -13,7 +13,9 @@ mod snapshot;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use imbl::{HashMap as PMap, OrdSet};
+use imbl::{GenericHashMap, OrdSet};
+
+use crate::hashing::Hasher;
 use paddock_proto::{Acl, Stat, StatPersisted};
 
 pub use apply::{ApplyResult, WatchTrigger};
@@ -106,10 +108,13 @@ pub struct SessionEntry {
     pub timeout_ms: i32,
 }
 
+/// Every node by path, in a persistent map (an O(1) clone for snapshots).
+type Nodes = GenericHashMap<Arc<str>, Node, Hasher, imbl::shared_ptr::DefaultSharedPtr>;
+
 /// The whole replicated state.
 #[derive(Debug, Clone)]
 pub struct DataTree {
-    nodes: PMap<Arc<str>, Node>,
+    nodes: Nodes,
     sessions: BTreeMap<i64, SessionEntry>,
     /// Session id → paths of its ephemerals (derived from `nodes`).
     ephemerals: HashMap<i64, BTreeSet<String>>,
@@ -137,7 +142,7 @@ impl DataTree {
     /// An empty tree with the root and the `/zookeeper` system nodes.
     pub fn new() -> DataTree {
         let mut tree = DataTree {
-            nodes: PMap::new(),
+            nodes: Nodes::default(),
             sessions: BTreeMap::new(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),

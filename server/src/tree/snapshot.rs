@@ -19,11 +19,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use imbl::HashMap as PMap;
 use paddock_proto::{Acl, DecodeError, Jute, JuteWrite, Reader, StatPersisted};
 use thiserror::Error;
 
-use super::{DataTree, Node, SessionEntry};
+use super::{DataTree, SessionEntry};
 use crate::path;
 
 /// Data is a plain buffer (null is never written).
@@ -44,7 +43,7 @@ pub enum SnapshotError {
 /// A frozen image of the tree, cheap to take and safe to serialize on another thread.
 #[derive(Clone)]
 pub struct SnapshotView {
-    nodes: PMap<Arc<str>, Node>,
+    nodes: super::Nodes,
     sessions: BTreeMap<i64, SessionEntry>,
     pub last_zxid: i64,
 }
@@ -68,7 +67,7 @@ impl DataTree {
         }
         let mut tree = DataTree::new();
         // Start from an empty map: the snapshot carries the system nodes itself.
-        tree.nodes = PMap::new();
+        tree.nodes = super::Nodes::default();
         tree.data_size = 0;
         tree.last_zxid = r.read_i64()?;
         let sessions = r.read_i32()?;
