@@ -200,13 +200,15 @@ impl Core {
         } = recovered;
         let snapshot_recovered_at =
             (replayed > 0 || !durable.uncommitted.is_empty()).then_some(durable.last_zxid);
-        let zab = Zab::new(
-            cfg.server_id,
-            cfg.membership.clone(),
-            cfg.timing,
-            durable,
-            0,
-        );
+        let newer = cfg
+            .distributed
+            .then(|| committed_config_newer_than(&tree, cfg.membership.version))
+            .flatten();
+        let membership = match &newer {
+            Some(config) => config.membership(),
+            None => cfg.membership.clone(),
+        };
+        let zab = Zab::new(cfg.server_id, membership, cfg.timing, durable, 0);
         let wall = clock.wall_ms().max(0) as u64;
         let sessions = SessionTracker::new(cfg.tick_ms, cfg.server_id, wall);
         let mut core = Core {
@@ -238,10 +240,30 @@ impl Core {
             fatal: None,
             cfg,
         };
+        if let Some(config) = newer {
+            info!(
+                version = format_args!("{:#x}", config.version),
+                "the log holds a newer committed config than the data dir's config file: \
+                 starting from it"
+            );
+            core.on_config_active(config.membership());
+        }
         // A standalone server elects itself at once.
         core.drive();
         core
     }
+}
+
+/// The committed config in the recovered tree (`/zookeeper/config`) when it is newer
+/// than `version`, the one the server was started with. The dynamic config file is
+/// written behind the log, so a crash can lose the file of a reconfig whose txn the
+/// commit index let recovery apply: the tree then knows a config that the file does not,
+/// and starting from the file would count the votes of an older membership.
+fn committed_config_newer_than(tree: &DataTree, version: i64) -> Option<DynamicConfig> {
+    let node = tree.get(crate::tree::CONFIG_NODE)?;
+    let text = std::str::from_utf8(node.bytes()).ok()?;
+    let config = DynamicConfig::parse(text, crate::tree::CONFIG_NODE).ok()?;
+    (config.version as i64 > version && !config.servers.is_empty()).then_some(config)
 }
 
 /// The newest valid snapshot's tree and zxid, or an empty tree.
