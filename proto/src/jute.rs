@@ -421,7 +421,7 @@ impl Jute for Data {
 macro_rules! jute_record {
     ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, Default)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
         pub struct $name {
             $($(#[$fmeta])* pub $field: $ty,)*
         }

@@ -12,6 +12,20 @@ use crate::storage::{self, DiskWriter, DiskWriterStats, StorageError, SyncTimes}
 use crate::tree::SnapshotView;
 use crate::zab::Zxid;
 
+/// Gives the pages of freed memory back to the system. Writes during a snapshot copy the
+/// parts of the tree they change (the snapshot keeps the old ones); once it is written
+/// those copies are freed, but glibc keeps freed memory in the middle of its heaps
+/// resident, so a server that loaded a large tree under snapshots would hold the peak
+/// for good. At a million znodes that was about 50 MB of 300.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's heaps to the system;
+    // it takes no pointer and changes no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Called once a background snapshot ends: whether it was written.
 pub type SnapshotDone = Box<dyn FnOnce(bool) + Send>;
 
@@ -125,6 +139,10 @@ impl DataDir for Files {
             .name("paddock-snapshot".into())
             .spawn(move || {
                 let ok = write_snapshot(&snap_dir, &view);
+                // The view kept the tree as it was; what the core changed meanwhile was
+                // copied, and the old copies go now.
+                drop(view);
+                release_free_memory();
                 if ok && let Some(retain) = retain {
                     match storage::purge(&snap_dir, &log_dir, retain) {
                         Ok(report) => info!(?report, "autopurge"),

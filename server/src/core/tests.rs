@@ -528,7 +528,7 @@ fn reconfig_needs_write_on_the_config_node() {
             },
         }];
         let view = NodeView {
-            acl: std::sync::Arc::new(acl),
+            acl: std::sync::Arc::from(acl),
             ..base.clone()
         };
         [(CONFIG_NODE.to_string(), Some(view))]

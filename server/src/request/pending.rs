@@ -17,7 +17,7 @@ pub struct NodeView {
     pub aversion: i32,
     pub kind: NodeKind,
     pub num_children: i32,
-    pub acl: Arc<Vec<Acl>>,
+    pub acl: Arc<[Acl]>,
     /// Last-modified time, for the TTL reaper.
     pub mtime: i64,
 }
@@ -37,14 +37,17 @@ impl PendingChanges {
         if let Some((_, change)) = self.changes.get(p) {
             return change.clone();
         }
-        tree.get(p).map(|n| NodeView {
-            version: n.stat.version,
-            cversion: n.stat.cversion,
-            aversion: n.stat.aversion,
-            kind: n.kind(),
-            num_children: n.children.len() as i32,
-            acl: n.acl.clone(),
-            mtime: n.stat.mtime,
+        tree.get(p).map(|n| {
+            let stat = n.persisted();
+            NodeView {
+                version: stat.version,
+                cversion: stat.cversion,
+                aversion: stat.aversion,
+                kind: NodeKind::from_owner(stat.ephemeral_owner),
+                num_children: n.num_children(),
+                acl: n.acl().clone(),
+                mtime: stat.mtime,
+            }
         })
     }
 

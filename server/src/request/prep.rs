@@ -235,7 +235,7 @@ fn prepare_op(
             check_version(r.version, node.aversion)?;
             let fixed = acl::fix_up(&r.acl, ctx.creds).map_err(|_| ErrorCode::InvalidAcl)?;
             node.aversion = node.aversion.wrapping_add(1);
-            node.acl = std::sync::Arc::new(fixed.clone());
+            node.acl = std::sync::Arc::from(fixed.clone());
             let version = node.aversion;
             scratch.set(&r.path, Some(node));
             Ok(TxnOp::SetAcl {
@@ -345,7 +345,7 @@ fn create(
             aversion: 0,
             kind,
             num_children: 0,
-            acl: std::sync::Arc::new(acl.clone()),
+            acl: std::sync::Arc::from(acl.clone()),
             mtime: i64::MAX,
         }),
     );

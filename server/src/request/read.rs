@@ -29,10 +29,10 @@ fn readable<'t>(
     ctx: &ReadContext<'_>,
     p: &str,
     wanted: i32,
-) -> Result<&'t crate::tree::Node, ErrorCode> {
+) -> Result<crate::tree::Node<'t>, ErrorCode> {
     checked_path(p)?;
     let node = tree.get(p).ok_or(ErrorCode::NoNode)?;
-    if ctx.creds.allows(&node.acl, wanted) {
+    if ctx.creds.allows(node.acl(), wanted) {
         Ok(node)
     } else {
         Err(ErrorCode::NoAuth)
@@ -66,7 +66,7 @@ pub fn answer(
             }
             // Null data answers null (length -1), as ZooKeeper does.
             Ok(Response::GetData(GetDataResponse {
-                data: node.data.as_deref().into(),
+                data: node.data().into(),
                 stat: node.stat(),
             }))
         }
@@ -165,7 +165,7 @@ fn get_children(
     if r.watch {
         watches.add(ctx.conn, WatchKind::Child, &r.path);
     }
-    let children: Vec<String> = node.children.iter().map(|c| c.to_string()).collect();
+    let children = node.children();
     Ok(if with_stat {
         Response::GetChildren2(GetChildren2Response {
             children,
@@ -180,8 +180,8 @@ fn get_children(
 /// as `user:x`, not the hash.
 fn get_acl(tree: &DataTree, ctx: &ReadContext<'_>, path: &str) -> Result<Response, ErrorCode> {
     let node = readable(tree, ctx, path, perms::READ | perms::ADMIN)?;
-    let mut acl = node.acl.to_vec();
-    if !ctx.creds.allows(&node.acl, perms::ADMIN) {
+    let mut acl = node.acl().to_vec();
+    if !ctx.creds.allows(node.acl(), perms::ADMIN) {
         for entry in acl.iter_mut().filter(|a| a.id.scheme == "digest") {
             if let Some((user, _)) = entry.id.id.split_once(':') {
                 entry.id.id = format!("{user}:x");
@@ -262,7 +262,7 @@ fn restore_watches(
     for p in &w.data_watches {
         match tree.get(p) {
             None => fire(EventType::NodeDeleted, p),
-            Some(n) if n.stat.mzxid > w.relative_zxid => fire(EventType::NodeDataChanged, p),
+            Some(n) if n.persisted().mzxid > w.relative_zxid => fire(EventType::NodeDataChanged, p),
             Some(_) => watches.add(conn, WatchKind::Data, p),
         }
     }
@@ -275,7 +275,9 @@ fn restore_watches(
     for p in &w.child_watches {
         match tree.get(p) {
             None => fire(EventType::NodeDeleted, p),
-            Some(n) if n.stat.pzxid > w.relative_zxid => fire(EventType::NodeChildrenChanged, p),
+            Some(n) if n.persisted().pzxid > w.relative_zxid => {
+                fire(EventType::NodeChildrenChanged, p)
+            }
             Some(_) => watches.add(conn, WatchKind::Child, p),
         }
     }

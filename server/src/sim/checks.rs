@@ -85,6 +85,8 @@ impl World {
                 return Err(format!("node {id} is down"));
             };
             let tree = node.core.tree();
+            tree.check_consistency()
+                .map_err(|e| format!("node {id}: the tree is inconsistent: {e}"))?;
             self.check_order(tree)?;
             for path in &self.acked {
                 if tree.get(path).is_none() {
@@ -93,7 +95,7 @@ impl World {
             }
             let paths: BTreeSet<String> = tree
                 .get("/")
-                .map(|root| root.children.iter().map(|c| c.to_string()).collect())
+                .map(|root| root.children().into_iter().collect())
                 .unwrap_or_default();
             match &reference {
                 None => reference = Some((*id, paths)),

@@ -204,11 +204,7 @@ impl World {
                 .core
                 .tree()
                 .get(CONFIG_NODE)
-                .and_then(|n| {
-                    n.data
-                        .as_deref()
-                        .map(|d| String::from_utf8_lossy(d).into_owned())
-                })
+                .and_then(|n| n.data().map(|d| String::from_utf8_lossy(d).into_owned()))
                 .unwrap_or_default();
             let from_tree = DynamicConfig::parse(&text, "the tree's config")
                 .map_err(|e| format!("node {id}: /zookeeper/config does not parse: {e}"))?;

@@ -7,6 +7,8 @@ use base64::Engine;
 use paddock_proto::{Acl, Id, perms};
 use sha1::{Digest, Sha1};
 
+use crate::hashing::FastMap;
+
 /// An identity a session has proven (addauth) or has by its address (ip).
 pub type AuthId = Id;
 
@@ -150,23 +152,88 @@ pub fn fix_up(acl: &[Acl], creds: &Credentials) -> Result<Vec<Acl>, &'static str
     Ok(fixed)
 }
 
-/// Interns ACL lists so the thousands of nodes that share one list share one allocation.
-#[derive(Debug, Default, Clone)]
-pub struct AclCache {
-    lists: Vec<Arc<Vec<Acl>>>,
+/// The ACL lists in use, by id: a node stores a 4-byte id instead of the list, and the
+/// thousands of nodes that share a list share one copy. As ZooKeeper's
+/// ReferenceCountedACLCache, an id counts the nodes that use it and is freed (for reuse)
+/// when the last goes, so distinct lists set and dropped over time do not accumulate.
+#[derive(Debug, Clone, Default)]
+pub struct AclTable {
+    /// Id → list. Shared with snapshot views, which resolve the ids their nodes hold.
+    lists: Arc<Vec<Option<Arc<[Acl]>>>>,
+    ids: FastMap<Arc<[Acl]>, u32>,
+    /// Id → nodes that use it.
+    users: Vec<u64>,
+    free: Vec<u32>,
+    /// What an unknown id resolves to: nobody but super may do anything.
+    none: Arc<[Acl]>,
 }
 
-impl AclCache {
-    pub fn intern(&mut self, acl: Vec<Acl>) -> Arc<Vec<Acl>> {
-        if let Some(found) = self.lists.iter().find(|l| ***l == acl) {
-            return found.clone();
+impl AclTable {
+    /// The id of `acl` for one more node.
+    pub fn acquire(&mut self, acl: &[Acl]) -> u32 {
+        if let Some(&id) = self.ids.get(acl) {
+            self.users[id as usize] += 1;
+            return id;
         }
-        let list = Arc::new(acl);
-        // Bounded: a pathological client with unique ACLs per node just stops sharing.
-        if self.lists.len() < 1024 {
-            self.lists.push(list.clone());
+        let list: Arc<[Acl]> = Arc::from(acl);
+        let lists = Arc::make_mut(&mut self.lists);
+        let id = match self.free.pop() {
+            Some(id) => {
+                lists[id as usize] = Some(list.clone());
+                self.users[id as usize] = 1;
+                id
+            }
+            None => {
+                lists.push(Some(list.clone()));
+                self.users.push(1);
+                (lists.len() - 1) as u32
+            }
+        };
+        self.ids.insert(list, id);
+        id
+    }
+
+    /// One node fewer uses `id`.
+    pub fn release(&mut self, id: u32) {
+        let Some(users) = self.users.get_mut(id as usize) else {
+            return;
+        };
+        *users = users.saturating_sub(1);
+        if *users > 0 {
+            return;
         }
-        list
+        if let Some(list) = Arc::make_mut(&mut self.lists)[id as usize].take() {
+            self.ids.remove(&list);
+            self.free.push(id);
+        }
+    }
+
+    pub fn list(&self, id: u32) -> &Arc<[Acl]> {
+        resolve(&self.lists, id).unwrap_or(&self.none)
+    }
+
+    /// A frozen copy of the id → list mapping, for a snapshot.
+    pub fn frozen(&self) -> FrozenAcls {
+        FrozenAcls(self.lists.clone())
+    }
+
+    /// Lists in use (tests and metrics).
+    pub fn in_use(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+fn resolve(lists: &[Option<Arc<[Acl]>>], id: u32) -> Option<&Arc<[Acl]>> {
+    lists.get(id as usize).and_then(Option::as_ref)
+}
+
+/// The ACL lists as they were when a snapshot was taken.
+#[derive(Debug, Clone)]
+pub struct FrozenAcls(Arc<Vec<Option<Arc<[Acl]>>>>);
+
+impl FrozenAcls {
+    pub fn list(&self, id: u32) -> &[Acl] {
+        resolve(&self.0, id).map_or(&[], |l| &l[..])
     }
 }
 

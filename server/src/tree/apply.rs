@@ -3,12 +3,10 @@
 //! made, so a failure here means the replica diverged; it is logged loudly and reported,
 //! never panicked on.
 
-use std::sync::Arc;
-
-use imbl::OrdSet;
 use paddock_proto::{ErrorCode, EventType, MultiResult, OpCode, Stat, StatPersisted};
 use tracing::error;
 
+use super::record::{Fields, NodeRecord};
 use super::{DataTree, Node, NodeKind, SessionEntry};
 use crate::path;
 use crate::txn::{Txn, TxnOp};
@@ -111,16 +109,13 @@ impl DataTree {
                 data,
                 version,
             } => {
-                let Some(node) = self.nodes.get_mut(path.as_str()) else {
+                let Some(stat) = self.set_data(path, data.as_deref(), |s| {
+                    s.version = *version;
+                    s.mzxid = txn.zxid;
+                    s.mtime = txn.time;
+                }) else {
                     return ApplyResult::Failed(ErrorCode::NoNode);
                 };
-                let old_len = node.bytes().len() as u64;
-                node.data = data.as_deref().map(Arc::from);
-                node.stat.version = *version;
-                node.stat.mzxid = txn.zxid;
-                node.stat.mtime = txn.time;
-                let stat = node.stat();
-                self.data_size = self.data_size - old_len + node.bytes().len() as u64;
                 triggers.push(WatchTrigger {
                     path: path.clone(),
                     event: EventType::NodeDataChanged,
@@ -128,25 +123,29 @@ impl DataTree {
                 ApplyResult::DataSet(stat)
             }
             TxnOp::SetAcl { path, acl, version } => {
-                let interned = self.acl_cache.intern(acl.clone());
-                let Some(node) = self.nodes.get_mut(path.as_str()) else {
+                let Some(record) = self.nodes.get(path.as_bytes()) else {
                     return ApplyResult::Failed(ErrorCode::NoNode);
                 };
-                node.acl = interned;
-                node.stat.aversion = *version;
-                ApplyResult::AclSet(node.stat())
+                let mut fields = record.fields();
+                let old_acl = fields.acl;
+                fields.acl = self.acls.acquire(acl);
+                fields.stat.aversion = *version;
+                let record = record.with_fields(&fields);
+                self.nodes.insert(record);
+                self.acls.release(old_acl);
+                match self.get(path) {
+                    Some(node) => ApplyResult::AclSet(node.stat()),
+                    None => ApplyResult::Failed(ErrorCode::NoNode),
+                }
             }
             TxnOp::Reconfig { data } => {
-                let Some(node) = self.nodes.get_mut(super::CONFIG_NODE) else {
+                let Some(stat) = self.set_data(super::CONFIG_NODE, Some(data), |s| {
+                    s.version = s.version.wrapping_add(1);
+                    s.mzxid = txn.zxid;
+                    s.mtime = txn.time;
+                }) else {
                     return ApplyResult::Failed(ErrorCode::NoNode);
                 };
-                let old_len = node.bytes().len() as u64;
-                node.data = Some(Arc::from(&data[..]));
-                node.stat.version = node.stat.version.wrapping_add(1);
-                node.stat.mzxid = txn.zxid;
-                node.stat.mtime = txn.time;
-                let stat = node.stat();
-                self.data_size = self.data_size - old_len + data.len() as u64;
                 triggers.push(WatchTrigger {
                     path: super::CONFIG_NODE.to_string(),
                     event: EventType::NodeDataChanged,
@@ -157,7 +156,7 @@ impl DataTree {
                 }
             }
             TxnOp::Check { path, .. } => {
-                if self.nodes.contains_key(path.as_str()) {
+                if self.contains(path) {
                     ApplyResult::Checked
                 } else {
                     ApplyResult::Failed(ErrorCode::NoNode)
@@ -191,6 +190,24 @@ impl DataTree {
         }
     }
 
+    /// Replaces a node's data and lets `update` change its Stat; the client's Stat after.
+    fn set_data(
+        &mut self,
+        p: &str,
+        data: Option<&[u8]>,
+        update: impl FnOnce(&mut StatPersisted),
+    ) -> Option<Stat> {
+        let record = self.nodes.get(p.as_bytes())?;
+        let old_len = record.data().map_or(0, <[u8]>::len) as u64;
+        let mut fields = record.fields();
+        update(&mut fields.stat);
+        let record = record.with_data(data, &fields);
+        self.nodes.insert(record);
+        self.data_size =
+            self.data_size.saturating_sub(old_len) + data.map_or(0, <[u8]>::len) as u64;
+        self.get(p).map(|node| node.stat())
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn create_node(
         &mut self,
@@ -202,46 +219,48 @@ impl DataTree {
         parent_cversion: i32,
         triggers: &mut Vec<WatchTrigger>,
     ) -> Result<Stat, ErrorCode> {
-        if p == "/" || self.nodes.contains_key(p) {
+        if p == "/" || self.contains(p) {
             return Err(ErrorCode::NodeExists);
         }
-        let parent_path = path::parent(p);
-        let acl = self.acl_cache.intern(acl.to_vec());
-        let Some(parent) = self.nodes.get_mut(parent_path) else {
+        let linked = self.link_child(p, |parent| {
+            if parent_cversion > parent.cversion {
+                parent.cversion = parent_cversion;
+                parent.pzxid = txn.zxid;
+            }
+        });
+        if !linked {
             return Err(ErrorCode::NoNode);
-        };
-        parent.children.insert(Arc::from(path::basename(p)));
-        if parent_cversion > parent.stat.cversion {
-            parent.stat.cversion = parent_cversion;
-            parent.stat.pzxid = txn.zxid;
         }
-        let stat = StatPersisted {
-            czxid: txn.zxid,
-            mzxid: txn.zxid,
-            ctime: txn.time,
-            mtime: txn.time,
-            version: 0,
-            cversion: 0,
-            aversion: 0,
-            ephemeral_owner: kind.owner(),
-            pzxid: txn.zxid,
+        let fields = Fields {
+            stat: StatPersisted {
+                czxid: txn.zxid,
+                mzxid: txn.zxid,
+                ctime: txn.time,
+                mtime: txn.time,
+                version: 0,
+                cversion: 0,
+                aversion: 0,
+                ephemeral_owner: kind.owner(),
+                pzxid: txn.zxid,
+            },
+            acl: self.acls.acquire(acl),
+            num_children: 0,
         };
-        let node = Node {
-            data: data.map(Arc::from),
-            acl,
-            stat,
-            children: OrdSet::new(),
-        };
-        let client_stat = node.stat();
-        self.data_size += (p.len() + node.bytes().len()) as u64;
+        let record = NodeRecord::new(p, data, &fields);
+        let client_stat = Node {
+            record: &record,
+            tree: self,
+        }
+        .stat();
+        self.data_size += (p.len() + data.map_or(0, <[u8]>::len)) as u64;
         self.index(p, kind);
-        self.nodes.insert(Arc::from(p), node);
+        self.nodes.insert(record);
         triggers.push(WatchTrigger {
             path: p.to_string(),
             event: EventType::NodeCreated,
         });
         triggers.push(WatchTrigger {
-            path: parent_path.to_string(),
+            path: path::parent(p).to_string(),
             event: EventType::NodeChildrenChanged,
         });
         Ok(client_stat)
@@ -253,27 +272,30 @@ impl DataTree {
         zxid: i64,
         triggers: &mut Vec<WatchTrigger>,
     ) -> Result<(), ErrorCode> {
-        let Some(node) = self.nodes.remove(p) else {
+        let Some(record) = self.nodes.remove(p.as_bytes()) else {
             return Err(ErrorCode::NoNode);
         };
+        let fields = record.fields();
         self.data_size = self
             .data_size
-            .saturating_sub((p.len() + node.bytes().len()) as u64);
-        self.unindex(p, node.kind());
-        let parent_path = path::parent(p);
-        if let Some(parent) = self.nodes.get_mut(parent_path) {
-            parent.children.remove(path::basename(p));
-            // The persisted cversion counts creations only (see Node::stat).
-            if zxid > parent.stat.pzxid {
-                parent.stat.pzxid = zxid;
+            .saturating_sub((p.len() + record.data().map_or(0, <[u8]>::len)) as u64);
+        self.acls.release(fields.acl);
+        self.unindex(p, NodeKind::from_owner(fields.stat.ephemeral_owner));
+        // Validation refuses to delete a node with children; should one be here anyway,
+        // its list goes with it rather than outliving the node.
+        self.children.remove(p.as_bytes());
+        // The persisted cversion counts creations only (see Node::stat).
+        self.unlink_child(p, |parent| {
+            if zxid > parent.pzxid {
+                parent.pzxid = zxid;
             }
-        }
+        });
         triggers.push(WatchTrigger {
             path: p.to_string(),
             event: EventType::NodeDeleted,
         });
         triggers.push(WatchTrigger {
-            path: parent_path.to_string(),
+            path: path::parent(p).to_string(),
             event: EventType::NodeChildrenChanged,
         });
         Ok(())

@@ -5,23 +5,32 @@
 //! replica that applies the same log holds the same tree. Nodes live in persistent
 //! (structurally shared) maps: cloning the whole tree for a background snapshot is O(1)
 //! and the request pipeline never pauses for it.
+//!
+//! Memory is kept near what a node carries: a node is one allocation (`record.rs`: path,
+//! a Stat that stores only what differs from a fresh node's, an ACL id, the data), the
+//! path map holds one pointer per node (`hamt.rs`), and a parent's child names are packed
+//! bytes (`children.rs`). `cargo run --release -p paddock-server --example tree_memory`
+//! counts the bytes per znode.
 
 pub mod acl;
 mod apply;
+mod children;
+mod hamt;
+mod record;
 mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use imbl::{GenericHashMap, OrdSet};
-
-use crate::hashing::Hasher;
 use paddock_proto::{Acl, Stat, StatPersisted};
 
 pub use apply::{ApplyResult, WatchTrigger};
 pub use snapshot::{SnapshotError, SnapshotView};
 
 use crate::path;
+use children::Children;
+use hamt::{Hamt, Keyed};
+use record::{Fields, NodeRecord};
 
 /// The ephemeralOwner ZooKeeper gives container nodes (EphemeralType.CONTAINER).
 pub const CONTAINER_OWNER: i64 = i64::MIN;
@@ -62,43 +71,91 @@ impl NodeKind {
     }
 }
 
-/// One znode.
-#[derive(Debug, Clone)]
-pub struct Node {
-    /// `None` when the node was created or last set with null data: ZooKeeper keeps
-    /// that distinct from empty data (getData answers null, dataLength is 0).
-    pub data: Option<Arc<[u8]>>,
-    pub acl: Arc<Vec<Acl>>,
-    pub stat: StatPersisted,
-    pub children: OrdSet<Arc<str>>,
+/// One znode, as read from the tree.
+#[derive(Clone, Copy)]
+pub struct Node<'t> {
+    record: &'t NodeRecord,
+    tree: &'t DataTree,
 }
 
-impl Node {
+impl<'t> Node<'t> {
     /// The Stat a client sees. As in ZooKeeper (DataNode.copyStat), the persisted
     /// cversion counts child creations only (it numbers sequential children), and the
     /// reported one counts creations and deletions: `2 * creations - numChildren`.
     /// Container and TTL nodes report ephemeralOwner 0; their marker stays internal.
     pub fn stat(&self) -> Stat {
-        let num_children = self.children.len() as i32;
-        let mut stat = Stat::from_persisted(&self.stat, self.bytes().len() as i32, num_children);
-        stat.cversion = self
+        let fields = self.record.fields();
+        let num_children = fields.num_children as i32;
+        let mut stat = Stat::from_persisted(&fields.stat, self.bytes().len() as i32, num_children);
+        stat.cversion = fields
             .stat
             .cversion
             .wrapping_mul(2)
             .wrapping_sub(num_children);
-        if matches!(self.kind(), NodeKind::Container | NodeKind::Ttl(_)) {
+        if matches!(
+            NodeKind::from_owner(fields.stat.ephemeral_owner),
+            NodeKind::Container | NodeKind::Ttl(_)
+        ) {
             stat.ephemeral_owner = 0;
         }
         stat
     }
 
+    /// The Stat as snapshots store it.
+    pub fn persisted(&self) -> StatPersisted {
+        self.record.fields().stat
+    }
+
     pub fn kind(&self) -> NodeKind {
-        NodeKind::from_owner(self.stat.ephemeral_owner)
+        NodeKind::from_owner(self.persisted().ephemeral_owner)
+    }
+
+    /// `None` when the node was created or last set with null data: ZooKeeper keeps
+    /// that distinct from empty data (getData answers null, dataLength is 0).
+    pub fn data(&self) -> Option<&'t [u8]> {
+        self.record.data()
     }
 
     /// The data's bytes; empty for null data.
-    pub fn bytes(&self) -> &[u8] {
-        self.data.as_deref().unwrap_or_default()
+    pub fn bytes(&self) -> &'t [u8] {
+        self.record.data().unwrap_or_default()
+    }
+
+    pub fn acl(&self) -> &'t Arc<[Acl]> {
+        self.tree.acls.list(self.record.acl())
+    }
+
+    pub fn num_children(&self) -> i32 {
+        self.record.fields().num_children as i32
+    }
+
+    /// Children names, sorted.
+    pub fn children(&self) -> Vec<String> {
+        self.tree.child_names(self.record.key())
+    }
+}
+
+/// Heap bytes by part (`DataTree::heap_usage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapUsage {
+    /// The nodes themselves: path, Stat, ACL id, data.
+    pub records: usize,
+    /// The map from path to node.
+    pub path_map: usize,
+    /// Parents' child names and the map that finds them.
+    pub child_lists: usize,
+}
+
+/// A parent's child names, keyed by the parent's path. Only nodes with children have one.
+#[derive(Debug, Clone)]
+struct ChildList {
+    parent: Arc<[u8]>,
+    names: Children,
+}
+
+impl Keyed for ChildList {
+    fn key(&self) -> &[u8] {
+        &self.parent
     }
 }
 
@@ -108,13 +165,14 @@ pub struct SessionEntry {
     pub timeout_ms: i32,
 }
 
-/// Every node by path, in a persistent map (an O(1) clone for snapshots).
-type Nodes = GenericHashMap<Arc<str>, Node, Hasher, imbl::shared_ptr::DefaultSharedPtr>;
-
 /// The whole replicated state.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DataTree {
-    nodes: Nodes,
+    /// Every node by path, in a persistent map (an O(1) clone for snapshots).
+    nodes: Hamt<NodeRecord>,
+    /// The child names of every node that has children, by the parent's path.
+    children: Hamt<ChildList>,
+    acls: acl::AclTable,
     sessions: BTreeMap<i64, SessionEntry>,
     /// Session id → paths of its ephemerals (derived from `nodes`).
     ephemerals: HashMap<i64, BTreeSet<String>>,
@@ -124,7 +182,16 @@ pub struct DataTree {
     /// Approximate bytes of paths and data, as ZooKeeper's approximate_data_size.
     data_size: u64,
     last_zxid: i64,
-    acl_cache: acl::AclCache,
+}
+
+impl std::fmt::Debug for DataTree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataTree")
+            .field("nodes", &self.nodes.len())
+            .field("sessions", &self.sessions.len())
+            .field("last_zxid", &self.last_zxid)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The `/zookeeper` system subtree.
@@ -141,61 +208,119 @@ impl Default for DataTree {
 impl DataTree {
     /// An empty tree with the root and the `/zookeeper` system nodes.
     pub fn new() -> DataTree {
-        let mut tree = DataTree {
-            nodes: Nodes::default(),
+        let mut tree = DataTree::empty();
+        let read_only = vec![Acl {
+            perms: paddock_proto::perms::READ,
+            id: paddock_proto::Id {
+                scheme: "world".into(),
+                id: "anyone".into(),
+            },
+        }];
+        for (p, acl) in [
+            ("/", acl::open_acl()),
+            (SYSTEM_ROOT, acl::open_acl()),
+            (QUOTA_ROOT, acl::open_acl()),
+            (CONFIG_NODE, read_only),
+        ] {
+            tree.insert_raw(p, Some(b""), &acl, StatPersisted::default());
+        }
+        tree
+    }
+
+    /// A tree without even a root (what a snapshot is loaded into).
+    fn empty() -> DataTree {
+        DataTree {
+            nodes: Hamt::new(),
+            children: Hamt::new(),
+            acls: acl::AclTable::default(),
             sessions: BTreeMap::new(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
             data_size: 0,
             last_zxid: 0,
-            acl_cache: acl::AclCache::default(),
-        };
-        let open = tree.acl_cache.intern(acl::open_acl());
-        let read_only = tree.acl_cache.intern(vec![Acl {
-            perms: paddock_proto::perms::READ,
-            id: paddock_proto::Id {
-                scheme: "world".into(),
-                id: "anyone".into(),
-            },
-        }]);
-        for (p, acl) in [
-            ("/", open.clone()),
-            (SYSTEM_ROOT, open.clone()),
-            (QUOTA_ROOT, open),
-            (CONFIG_NODE, read_only),
-        ] {
-            tree.insert_raw(p, Some(Arc::from(&b""[..])), acl, StatPersisted::default());
         }
-        tree
     }
 
-    /// Inserts a node and links it to its parent, without touching any Stat
-    /// (used to build system nodes and to load snapshots).
-    fn insert_raw(
-        &mut self,
-        p: &str,
-        data: Option<Arc<[u8]>>,
-        acl: Arc<Vec<Acl>>,
-        stat: StatPersisted,
-    ) {
+    /// Inserts a node and links it to its parent, without touching any Stat but the
+    /// parent's child count (used to build system nodes and to load snapshots).
+    fn insert_raw(&mut self, p: &str, data: Option<&[u8]>, acl: &[Acl], stat: StatPersisted) {
         if p != "/" {
-            let name: Arc<str> = Arc::from(path::basename(p));
-            if let Some(parent) = self.nodes.get_mut(path::parent(p)) {
-                parent.children.insert(name);
+            self.link_child(p, |_| {});
+        }
+        self.data_size += (p.len() + data.map_or(0, <[u8]>::len)) as u64;
+        self.index(p, NodeKind::from_owner(stat.ephemeral_owner));
+        let fields = Fields {
+            stat,
+            acl: self.acls.acquire(acl),
+            num_children: 0,
+        };
+        self.nodes.insert(NodeRecord::new(p, data, &fields));
+    }
+
+    /// Adds `p`'s name to its parent's children and counts it in the parent's record,
+    /// letting `update` change the parent's Stat too. False if the parent is missing.
+    fn link_child(&mut self, p: &str, update: impl FnOnce(&mut StatPersisted)) -> bool {
+        let parent_path = path::parent(p);
+        let Some(parent) = self.nodes.get(parent_path.as_bytes()) else {
+            return false;
+        };
+        let mut fields = parent.fields();
+        fields.num_children += 1;
+        update(&mut fields.stat);
+        let record = parent.with_fields(&fields);
+        self.nodes.insert(record);
+        let name = path::basename(p).as_bytes();
+        let listed = self
+            .children
+            .update(parent_path.as_bytes(), |list| list.names.insert(name));
+        match listed {
+            Some(_) => {}
+            None => {
+                let mut names = Children::default();
+                names.insert(name);
+                self.children.insert(ChildList {
+                    parent: Arc::from(parent_path.as_bytes()),
+                    names,
+                });
             }
         }
-        self.data_size += (p.len() + data.as_deref().map_or(0, <[u8]>::len)) as u64;
-        self.index(p, NodeKind::from_owner(stat.ephemeral_owner));
-        self.nodes.insert(
-            Arc::from(p),
-            Node {
-                data,
-                acl,
-                stat,
-                children: OrdSet::new(),
-            },
-        );
+        true
+    }
+
+    /// Removes `p`'s name from its parent's children and count, letting `update` change
+    /// the parent's Stat too.
+    fn unlink_child(&mut self, p: &str, update: impl FnOnce(&mut StatPersisted)) {
+        let parent_path = path::parent(p);
+        if let Some(parent) = self.nodes.get(parent_path.as_bytes()) {
+            let mut fields = parent.fields();
+            fields.num_children = fields.num_children.saturating_sub(1);
+            update(&mut fields.stat);
+            let record = parent.with_fields(&fields);
+            self.nodes.insert(record);
+        }
+        let key = parent_path.as_bytes();
+        let name = path::basename(p).as_bytes();
+        let emptied = self.children.update(key, |list| {
+            list.names.remove(name);
+            list.names.is_empty()
+        });
+        if emptied == Some(true) {
+            self.children.remove(key);
+        }
+    }
+
+    fn child_names(&self, parent: &[u8]) -> Vec<String> {
+        let Some(list) = self.children.get(parent) else {
+            return Vec::new();
+        };
+        // Names come from paths, which are strings; a name that were not UTF-8 could
+        // only come from a corrupted record, and is left out rather than invented.
+        list.names
+            .iter()
+            .filter_map(|n| std::str::from_utf8(n).ok())
+            .map(str::to_string)
+            .collect()
     }
 
     fn index(&mut self, p: &str, kind: NodeKind) {
@@ -239,20 +364,23 @@ impl DataTree {
     /// Sets /zookeeper/config's data outside the txn stream: the initial membership of
     /// an ensemble, identical on every member (they start from the same static config).
     pub fn seed_config(&mut self, data: &[u8]) {
-        if let Some(node) = self.nodes.get_mut(CONFIG_NODE)
-            && node.bytes().is_empty()
+        if let Some(node) = self.nodes.get(CONFIG_NODE.as_bytes())
+            && node.data().unwrap_or_default().is_empty()
         {
-            node.data = Some(Arc::from(data));
+            let record = node.with_data(Some(data), &node.fields());
+            self.nodes.insert(record);
             self.data_size += data.len() as u64;
         }
     }
 
-    pub fn get(&self, p: &str) -> Option<&Node> {
-        self.nodes.get(p)
+    pub fn get(&self, p: &str) -> Option<Node<'_>> {
+        self.nodes
+            .get(p.as_bytes())
+            .map(|record| Node { record, tree: self })
     }
 
     pub fn contains(&self, p: &str) -> bool {
-        self.nodes.contains_key(p)
+        self.nodes.contains_key(p.as_bytes())
     }
 
     pub fn node_count(&self) -> usize {
@@ -269,23 +397,93 @@ impl DataTree {
 
     /// Children names of a node, sorted.
     pub fn children(&self, p: &str) -> Option<Vec<String>> {
-        self.nodes
-            .get(p)
-            .map(|n| n.children.iter().map(|c| c.to_string()).collect())
+        self.get(p).map(|n| n.children())
     }
 
     /// The number of nodes below `p` (not counting `p`).
     pub fn descendant_count(&self, p: &str) -> Option<usize> {
-        let node = self.nodes.get(p)?;
+        let node = self.get(p)?;
         let mut count = 0;
-        let mut stack: Vec<String> = node.children.iter().map(|c| path::join(p, c)).collect();
+        let mut stack: Vec<String> = node.children().iter().map(|c| path::join(p, c)).collect();
         while let Some(child) = stack.pop() {
             count += 1;
-            if let Some(n) = self.nodes.get(child.as_str()) {
-                stack.extend(n.children.iter().map(|c| path::join(&child, c)));
+            if let Some(n) = self.get(&child) {
+                stack.extend(n.children().iter().map(|c| path::join(&child, c)));
             }
         }
         Some(count)
+    }
+
+    /// Checks that the derived parts agree with the nodes: every node but the root is
+    /// listed once by its parent, child counts match the lists, and every ACL id in use
+    /// resolves. Tests and the simulator call it; it walks the whole tree.
+    #[cfg(test)]
+    pub fn check_consistency(&self) -> Result<(), String> {
+        let mut listed = 0;
+        for list in self.children.iter() {
+            let parent = String::from_utf8_lossy(&list.parent);
+            let record = self
+                .nodes
+                .get(&list.parent)
+                .ok_or_else(|| format!("{parent} has a child list but is not a node"))?;
+            let names: Vec<&[u8]> = list.names.iter().collect();
+            if names.is_empty() || names.len() != record.fields().num_children as usize {
+                return Err(format!(
+                    "{parent} lists {} children and counts {}",
+                    names.len(),
+                    record.fields().num_children
+                ));
+            }
+            for name in names {
+                let child = path::join(&parent, &String::from_utf8_lossy(name));
+                if !self.contains(&child) {
+                    return Err(format!("{parent} lists {child}, which is not a node"));
+                }
+                listed += 1;
+            }
+        }
+        if listed + 1 != self.nodes.len() {
+            return Err(format!(
+                "{listed} nodes are listed as children of {} nodes",
+                self.nodes.len()
+            ));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for record in self.nodes.iter() {
+            let fields = record.fields();
+            if fields.num_children > 0 && self.children.get(record.key()).is_none() {
+                return Err(format!("{:?} counts children but lists none", record));
+            }
+            ids.insert(record.acl());
+        }
+        if ids.len() != self.acls.in_use() {
+            return Err(format!(
+                "{} ACL ids used, {} held",
+                ids.len(),
+                self.acls.in_use()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where the tree's heap bytes are, without the allocator's overhead. Walks the
+    /// whole tree.
+    pub fn heap_usage(&self) -> HeapUsage {
+        HeapUsage {
+            records: self.nodes.iter().map(NodeRecord::heap_bytes).sum(),
+            path_map: self.nodes.structure_bytes(),
+            child_lists: self.children.structure_bytes()
+                + self
+                    .children
+                    .iter()
+                    .map(|l| 16 + l.parent.len() + l.names.heap_bytes())
+                    .sum::<usize>(),
+        }
+    }
+
+    /// Distinct ACL lists in use.
+    pub fn acl_lists(&self) -> usize {
+        self.acls.in_use()
     }
 
     pub fn sessions(&self) -> &BTreeMap<i64, SessionEntry> {

@@ -17,12 +17,14 @@
 //! leader in a mixed ensemble during a rolling upgrade). Both versions load here.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use paddock_proto::{Acl, DecodeError, Jute, JuteWrite, Reader, StatPersisted};
 use thiserror::Error;
 
-use super::{DataTree, SessionEntry};
+use super::acl::FrozenAcls;
+use super::hamt::Hamt;
+use super::record::NodeRecord;
+use super::{ChildList, DataTree, SessionEntry};
 use crate::path;
 
 /// Data is a plain buffer (null is never written).
@@ -38,12 +40,16 @@ pub enum SnapshotError {
     Version(i32),
     #[error("snapshot node {0} comes before its parent")]
     Orphan(String),
+    #[error("snapshot holds node {0} twice")]
+    Duplicate(String),
 }
 
 /// A frozen image of the tree, cheap to take and safe to serialize on another thread.
 #[derive(Clone)]
 pub struct SnapshotView {
-    nodes: super::Nodes,
+    nodes: Hamt<NodeRecord>,
+    children: Hamt<ChildList>,
+    acls: FrozenAcls,
     sessions: BTreeMap<i64, SessionEntry>,
     pub last_zxid: i64,
 }
@@ -53,6 +59,8 @@ impl DataTree {
     pub fn snapshot_view(&self) -> SnapshotView {
         SnapshotView {
             nodes: self.nodes.clone(),
+            children: self.children.clone(),
+            acls: self.acls.frozen(),
             sessions: self.sessions.clone(),
             last_zxid: self.last_zxid,
         }
@@ -65,10 +73,8 @@ impl DataTree {
         if version != FORMAT_V1 && version != FORMAT_V2_NULL_DATA {
             return Err(SnapshotError::Version(version));
         }
-        let mut tree = DataTree::new();
-        // Start from an empty map: the snapshot carries the system nodes itself.
-        tree.nodes = super::Nodes::default();
-        tree.data_size = 0;
+        // The snapshot carries the system nodes itself.
+        let mut tree = DataTree::empty();
         tree.last_zxid = r.read_i64()?;
         let sessions = r.read_i32()?;
         for _ in 0..sessions.max(0) {
@@ -86,11 +92,13 @@ impl DataTree {
             };
             let acl: Vec<Acl> = r.read_vec()?;
             let stat = StatPersisted::read(&mut r)?;
-            if p != "/" && !tree.nodes.contains_key(path::parent(&p)) {
+            if tree.contains(&p) {
+                return Err(SnapshotError::Duplicate(p));
+            }
+            if p != "/" && !tree.contains(path::parent(&p)) {
                 return Err(SnapshotError::Orphan(p));
             }
-            let acl = tree.acl_cache.intern(acl);
-            tree.insert_raw(&p, data.map(Arc::from), acl, stat);
+            tree.insert_raw(&p, data.as_deref(), &acl, stat);
         }
         r.finish()?;
         Ok(tree)
@@ -118,15 +126,24 @@ impl SnapshotView {
         // Pre-order walk from the root so a loader always sees a parent before its children.
         let mut stack: Vec<String> = vec!["/".to_string()];
         while let Some(p) = stack.pop() {
-            let Some(node) = self.nodes.get(p.as_str()) else {
+            let Some(node) = self.nodes.get(p.as_bytes()) else {
                 continue;
             };
+            let fields = node.fields();
             out.put_ustring(&p);
-            out.put_nullable_buffer(node.data.as_deref());
-            null_data |= node.data.is_none();
-            out.put_vec(&node.acl[..]);
-            node.stat.write(&mut out);
-            stack.extend(node.children.iter().rev().map(|c| path::join(&p, c)));
+            out.put_nullable_buffer(node.data());
+            null_data |= node.data().is_none();
+            out.put_vec(self.acls.list(fields.acl));
+            fields.stat.write(&mut out);
+            if let Some(list) = self.children.get(p.as_bytes()) {
+                // Names come from paths, so they are UTF-8 (see DataTree::child_names).
+                let names: Vec<&str> = list
+                    .names
+                    .iter()
+                    .filter_map(|n| std::str::from_utf8(n).ok())
+                    .collect();
+                stack.extend(names.iter().rev().map(|c| path::join(&p, c)));
+            }
         }
         if null_data {
             out[..4].copy_from_slice(&FORMAT_V2_NULL_DATA.to_be_bytes());

@@ -61,7 +61,11 @@ impl Harness {
             op,
         };
         let mut triggers = Vec::new();
-        self.tree.apply(&txn, &mut triggers)
+        let result = self.tree.apply(&txn, &mut triggers);
+        if let Err(e) = self.tree.check_consistency() {
+            panic!("after {txn:?}: {e}");
+        }
+        result
     }
 
     fn create(&mut self, session: i64, path: &str, mode: CreateMode) -> Result<String, ErrorCode> {
@@ -292,7 +296,7 @@ fn containers_and_ttls_are_reaped_only_when_due() {
     });
     h.run(1, container).unwrap();
     assert_eq!(
-        h.tree.get("/c").unwrap().stat.ephemeral_owner,
+        h.tree.get("/c").unwrap().persisted().ephemeral_owner,
         CONTAINER_OWNER
     );
     // Never had a child: stays.
@@ -321,7 +325,7 @@ fn containers_and_ttls_are_reaped_only_when_due() {
     h.run(1, ttl).unwrap();
     let node = h.tree.get("/t").unwrap();
     assert_eq!(node.kind(), NodeKind::Ttl(100));
-    let mtime = node.stat.mtime;
+    let mtime = node.persisted().mtime;
     assert!(prep::prepare_reap(&h.tree, &h.pending, "/t", mtime + 100).is_none());
     assert!(prep::prepare_reap(&h.tree, &h.pending, "/t", mtime + 101).is_some());
 }
@@ -379,8 +383,9 @@ fn snapshot_round_trips_the_whole_state() {
     for p in ["/", "/a", "/a/b", "/a/c-0000000001", "/zookeeper/config"] {
         let (x, y) = (loaded.get(p).unwrap(), h.tree.get(p).unwrap());
         assert_eq!(x.stat(), y.stat(), "{p}");
-        assert_eq!(x.data, y.data);
-        assert_eq!(x.acl, y.acl);
+        assert_eq!(x.data(), y.data());
+        assert_eq!(x.acl(), y.acl());
+        assert_eq!(x.children(), y.children());
     }
     assert_eq!(loaded.session_ephemerals(9).count(), 1);
     assert_eq!(
@@ -438,12 +443,12 @@ fn null_data_stays_distinct_from_empty() {
     h.run(1, create_with("/n", Data::NULL)).unwrap();
     h.run(1, create_with("/e", Data::default())).unwrap();
     let (n, e) = (h.tree.get("/n").unwrap(), h.tree.get("/e").unwrap());
-    assert!(n.data.is_none());
+    assert!(n.data().is_none());
     assert_eq!(n.stat().data_length, 0);
-    assert_eq!(e.data.as_deref(), Some(&b""[..]));
+    assert_eq!(e.data(), Some(&b""[..]));
     // setData with null makes data null; with bytes, not null again.
     h.run(1, set_data("/e", Data::NULL)).unwrap();
-    assert!(h.tree.get("/e").unwrap().data.is_none());
+    assert!(h.tree.get("/e").unwrap().data().is_none());
     h.run(1, set_data("/n", b"xy".to_vec().into())).unwrap();
     let n = h.tree.get("/n").unwrap();
     assert_eq!((n.bytes(), n.stat().data_length), (&b"xy"[..], 2));
@@ -453,8 +458,8 @@ fn null_data_stays_distinct_from_empty() {
         set_data("/n", Data::NULL),
     ]);
     assert!(matches!(h.run(1, multi), Ok(ApplyResult::Multi(_))));
-    assert!(h.tree.get("/m").unwrap().data.is_none());
-    assert!(h.tree.get("/n").unwrap().data.is_none());
+    assert!(h.tree.get("/m").unwrap().data().is_none());
+    assert!(h.tree.get("/n").unwrap().data().is_none());
 }
 
 #[test]
@@ -468,8 +473,8 @@ fn snapshots_keep_null_data_as_version_2_and_stay_version_1_without_it() {
     let v2 = h.tree.snapshot_view().serialize();
     assert_eq!(v2[..4], 2i32.to_be_bytes(), "null data: version 2");
     let loaded = DataTree::from_snapshot(&v2).unwrap();
-    assert!(loaded.get("/n").unwrap().data.is_none());
-    assert_eq!(loaded.get("/e").unwrap().data.as_deref(), Some(&b""[..]));
+    assert!(loaded.get("/n").unwrap().data().is_none());
+    assert_eq!(loaded.get("/e").unwrap().data(), Some(&b""[..]));
     assert_eq!(loaded.get("/a").unwrap().bytes(), b"d");
     assert_eq!(
         loaded.get("/n").unwrap().stat(),
@@ -503,13 +508,72 @@ fn a_snapshot_written_before_null_data_was_kept_still_loads() {
     assert_eq!(tree.sessions().len(), 1);
     assert_eq!(tree.get("/a").unwrap().bytes(), b"d");
     let e = tree.get("/e").unwrap();
-    assert_eq!(
-        e.data.as_deref(),
-        Some(&b""[..]),
-        "empty stays empty, not null"
-    );
+    assert_eq!(e.data(), Some(&b""[..]), "empty stays empty, not null");
     assert_eq!((e.stat().czxid, e.stat().data_length), (3, 0));
     assert!(tree.get("/zookeeper/config").is_some());
     // Without null data, today's build writes the very same bytes.
     assert_eq!(tree.snapshot_view().serialize(), bytes);
+}
+
+mod random_changes {
+    use paddock_proto::{Acl, Id, SetAclRequest, perms};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const PATHS: [&str; 6] = ["/a", "/a/b", "/a/c", "/a/b/x", "/b", "/b/é"];
+
+    fn acl(perms: i32) -> Vec<Acl> {
+        vec![Acl {
+            perms,
+            id: Id {
+                scheme: "world".into(),
+                id: "anyone".into(),
+            },
+        }]
+    }
+
+    fn request() -> impl Strategy<Value = Request> {
+        let path = proptest::sample::select(&PATHS[..]).prop_map(str::to_string);
+        let data = prop_oneof![
+            Just(Data::NULL),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Data::from),
+        ];
+        let perms = prop_oneof![Just(perms::ALL), Just(perms::ALL & !perms::DELETE)];
+        prop_oneof![
+            3 => (path.clone(), data.clone()).prop_map(|(p, d)| create_with(&p, d)),
+            2 => path.clone().prop_map(|path| Request::Delete(DeleteRequest { path, version: -1 })),
+            2 => (path.clone(), data).prop_map(|(p, d)| set_data(&p, d)),
+            1 => (path, perms).prop_map(|(path, perms)| Request::SetAcl(SetAclRequest {
+                path,
+                acl: acl(perms),
+                version: -1,
+            })),
+        ]
+    }
+
+    proptest! {
+        /// Whatever a client does, the derived parts (child lists, counts, ACL ids) stay
+        /// consistent (checked after every txn by the harness), and a snapshot loads back
+        /// into a tree that writes the very same snapshot.
+        #[test]
+        fn the_tree_stays_consistent_and_snapshots_round_trip(
+            requests in proptest::collection::vec(request(), 0..60),
+        ) {
+            let mut h = Harness::new();
+            for req in requests {
+                let _ = h.run(1, req);
+            }
+            let bytes = h.tree.snapshot_view().serialize();
+            let loaded = DataTree::from_snapshot(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(loaded.check_consistency(), Ok(()));
+            prop_assert_eq!(loaded.snapshot_view().serialize(), bytes);
+            prop_assert_eq!(loaded.acl_lists(), h.tree.acl_lists());
+            for p in PATHS {
+                let (x, y) = (loaded.get(p), h.tree.get(p));
+                prop_assert_eq!(x.map(|n| n.stat()), y.map(|n| n.stat()));
+                prop_assert_eq!(x.map(|n| n.children()), y.map(|n| n.children()));
+            }
+        }
+    }
 }
