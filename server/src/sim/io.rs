@@ -27,7 +27,11 @@ pub struct Store {
     /// A leader's snapshot to install (SNAP), done at the next sync: until then a crash
     /// keeps the old history.
     unsynced_install: Option<(u64, Vec<u8>)>,
+    /// The commit index file, and a write not yet done: as the disk writer does, it is
+    /// written after the records and installs queued before it (at the next sync), and a
+    /// crash loses it.
     pub commit_index: Zxid,
+    unsynced_commit_index: Option<Zxid>,
     /// The epoch files: durable ones, and a write not yet synced (a crash loses it).
     pub epochs: Epochs,
     unsynced_epochs: Option<(i64, i64)>,
@@ -62,6 +66,7 @@ impl Store {
         self.unsynced_epochs = None;
         self.unsynced_install = None;
         self.unsynced_config = None;
+        self.unsynced_commit_index = None;
         self.sync_wanted = false;
     }
 
@@ -95,6 +100,17 @@ impl Store {
             .collect()
     }
 
+    /// Whether txn `zxid` was appended and is not durable yet.
+    pub fn holds_unsynced(&self, zxid: u64) -> bool {
+        self.unsynced
+            .binary_search_by_key(&zxid, |(z, _)| *z)
+            .is_ok()
+            || self
+                .unsynced_install
+                .as_ref()
+                .is_some_and(|(z, _)| *z == zxid)
+    }
+
     /// Whether the disk holds txn `zxid`: a record of it, or a snapshot taken at it.
     pub fn holds(&self, zxid: u64) -> bool {
         let logged =
@@ -120,6 +136,9 @@ impl Store {
         self.log.append(&mut self.unsynced);
         if let Some(config) = self.unsynced_config.take() {
             self.config = Some(config);
+        }
+        if let Some(zxid) = self.unsynced_commit_index.take() {
+            self.commit_index = zxid;
         }
         let epochs = self.unsynced_epochs.take();
         if let Some((accepted, current)) = epochs {
@@ -194,7 +213,9 @@ impl DataDir for SimData {
     }
 
     fn persist_commit_index(&self, zxid: Zxid) -> storage::Result<()> {
-        lock(&self.store).commit_index = zxid;
+        let mut store = lock(&self.store);
+        store.unsynced_commit_index = Some(zxid);
+        store.sync_wanted = true;
         Ok(())
     }
 

@@ -421,6 +421,18 @@ impl World {
             return;
         };
         let sent = node.outbox.take();
+        {
+            // ZAB's promise: an ACK names only what this node's disk already holds.
+            let store = self.stores[&id].lock().unwrap_or_else(|e| e.into_inner());
+            for (to, msg) in &sent {
+                if let Message::Ack { zxid } = msg
+                    && store.holds_unsynced(*zxid as u64)
+                {
+                    let what = format!("node {id} ACKed {zxid:#x} to {to} before it was durable");
+                    self.violations.push(what);
+                }
+            }
+        }
         let wants_sync = self.stores[&id]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
