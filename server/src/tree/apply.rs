@@ -131,12 +131,14 @@ impl DataTree {
                 fields.acl = self.acls.acquire(acl);
                 fields.stat.aversion = *version;
                 let record = record.with_fields(&fields);
-                self.nodes.insert(record);
                 self.acls.release(old_acl);
-                match self.get(path) {
-                    Some(node) => ApplyResult::AclSet(node.stat()),
-                    None => ApplyResult::Failed(ErrorCode::NoNode),
+                let stat = Node {
+                    record: &record,
+                    tree: self,
                 }
+                .stat();
+                self.nodes.insert(record);
+                ApplyResult::AclSet(stat)
             }
             TxnOp::Reconfig { data } => {
                 let Some(stat) = self.set_data(super::CONFIG_NODE, Some(data), |s| {
@@ -202,10 +204,15 @@ impl DataTree {
         let mut fields = record.fields();
         update(&mut fields.stat);
         let record = record.with_data(data, &fields);
+        let stat = Node {
+            record: &record,
+            tree: self,
+        }
+        .stat();
         self.nodes.insert(record);
         self.data_size =
             self.data_size.saturating_sub(old_len) + data.map_or(0, <[u8]>::len) as u64;
-        self.get(p).map(|node| node.stat())
+        Some(stat)
     }
 
     #[allow(clippy::too_many_arguments)]
