@@ -52,6 +52,11 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
 
+    /// The whole input, from its start (for slicing out what was just read).
+    pub fn whole(&self) -> &'a [u8] {
+        self.buf
+    }
+
     pub fn position(&self) -> usize {
         self.pos
     }
@@ -128,24 +133,40 @@ impl<'a> Reader<'a> {
     }
 
     pub fn read_buffer(&mut self) -> Result<Vec<u8>, DecodeError> {
+        self.read_buffer_ref().map(<[u8]>::to_vec)
+    }
+
+    /// A buffer, borrowed from the input (null reads as empty).
+    pub fn read_buffer_ref(&mut self) -> Result<&'a [u8], DecodeError> {
         let len = self.read_len("buffer", 1)?;
-        Ok(self.take(len, "buffer")?.to_vec())
+        self.take(len, "buffer")
     }
 
     /// Reads a buffer that may be null: length -1 is `None`, distinct from an empty one.
     pub fn read_nullable_buffer(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
+        self.read_nullable_buffer_ref()
+            .map(|b| b.map(<[u8]>::to_vec))
+    }
+
+    /// A buffer that may be null, borrowed from the input.
+    pub fn read_nullable_buffer_ref(&mut self) -> Result<Option<&'a [u8]>, DecodeError> {
         if self.buf.get(self.pos..self.pos + 4) == Some(&NULL_LEN[..]) {
             self.pos += 4;
             return Ok(None);
         }
-        self.read_buffer().map(Some)
+        self.read_buffer_ref().map(Some)
     }
 
     pub fn read_ustring(&mut self) -> Result<String, DecodeError> {
+        self.read_ustr().map(str::to_string)
+    }
+
+    /// A string, borrowed from the input.
+    pub fn read_ustr(&mut self) -> Result<&'a str, DecodeError> {
         let len = self.read_len("string", 1)?;
         let offset = self.pos;
         let bytes = self.take(len, "string")?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::BadUtf8 { offset })
+        std::str::from_utf8(bytes).map_err(|_| DecodeError::BadUtf8 { offset })
     }
 
     pub fn read_vec<T: Jute>(&mut self) -> Result<Vec<T>, DecodeError> {

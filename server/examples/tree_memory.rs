@@ -127,10 +127,12 @@ fn main() {
     );
     drop(tree);
     let reload_base = live();
+    let started = std::time::Instant::now();
     match DataTree::from_snapshot(&bytes) {
         Ok(loaded_tree) => {
             println!(
-                "after loading that snapshot: {:.1} B per znode live, {} nodes",
+                "after loading that snapshot ({} ms): {:.1} B per znode live, {} nodes",
+                started.elapsed().as_millis(),
                 (live() - reload_base) as f64 / count as f64,
                 loaded_tree.node_count()
             );

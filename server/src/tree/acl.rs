@@ -193,6 +193,13 @@ impl AclTable {
         id
     }
 
+    /// One more node uses `id`, which must be in use.
+    pub fn acquire_again(&mut self, id: u32) {
+        if let Some(users) = self.users.get_mut(id as usize) {
+            *users += 1;
+        }
+    }
+
     /// One node fewer uses `id`.
     pub fn release(&mut self, id: u32) {
         let Some(users) = self.users.get_mut(id as usize) else {

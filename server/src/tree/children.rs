@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use super::record::shared_bytes;
+
 /// A chunk that grows past this is split in two.
 const CHUNK_BYTES: usize = 512;
 /// A chunk that shrinks below this is merged with a neighbour when both fit in one.
@@ -39,6 +41,30 @@ impl Children {
             + self.chunks.iter().map(|c| 16 + c.len()).sum::<usize>()
     }
 
+    /// The list of `names`, which must be in strictly increasing order (as a snapshot
+    /// lists them); `None` if they are not. Chunks are filled to `CHUNK_BYTES`.
+    pub fn from_sorted<'a>(names: impl IntoIterator<Item = &'a [u8]>) -> Option<Children> {
+        let mut chunks = Vec::new();
+        let mut chunk = Vec::new();
+        let mut last: Option<&[u8]> = None;
+        for name in names {
+            if last.is_some_and(|l| l >= name) {
+                return None;
+            }
+            last = Some(name);
+            if !chunk.is_empty() && chunk.len() + encoded_len(name) > CHUNK_BYTES {
+                chunks.push(Chunk::from(std::mem::take(&mut chunk)));
+            }
+            encode(name, &mut chunk);
+        }
+        if !chunk.is_empty() {
+            chunks.push(Chunk::from(chunk));
+        }
+        Some(Children {
+            chunks: Arc::new(chunks),
+        })
+    }
+
     /// Adds `name`; false if it was there already.
     pub fn insert(&mut self, name: &[u8]) -> bool {
         if self.chunks.is_empty() {
@@ -47,11 +73,21 @@ impl Children {
         }
         let at = self.chunk_for(name);
         let chunk = &self.chunks[at];
-        let mut names: Vec<&[u8]> = Names(chunk).collect();
-        let pos = match names.binary_search(&name) {
-            Ok(_) => return false,
-            Err(pos) => pos,
+        let Err(offset) = locate(chunk, name) else {
+            return false;
         };
+        if chunk.len() + encoded_len(name) <= CHUNK_BYTES {
+            let grown = shared_bytes(|b| {
+                b.extend_from_slice(&chunk[..offset]);
+                encode(name, b);
+                b.extend_from_slice(&chunk[offset..]);
+            });
+            Arc::make_mut(&mut self.chunks)[at] = grown;
+            return true;
+        }
+        // The chunk would outgrow its size: it is split.
+        let mut names: Vec<&[u8]> = Names(chunk).collect();
+        let pos = names.partition_point(|n| *n < name);
         names.insert(pos, name);
         let mut replacement = Vec::new();
         pack(&names, &mut replacement);
@@ -65,15 +101,17 @@ impl Children {
             return false;
         }
         let at = self.chunk_for(name);
-        let chunk = self.chunks[at].clone();
-        let mut names: Vec<&[u8]> = Names(&chunk).collect();
-        let Ok(pos) = names.binary_search(&name) else {
+        let chunk = &self.chunks[at];
+        let Ok(offset) = locate(chunk, name) else {
             return false;
         };
-        names.remove(pos);
-        let rebuilt = encode_all(names.iter().copied());
+        let end = offset + encoded_len(name);
+        let rebuilt = shared_bytes(|b| {
+            b.extend_from_slice(&chunk[..offset]);
+            b.extend_from_slice(&chunk[end..]);
+        });
         let chunks = Arc::make_mut(&mut self.chunks);
-        if names.is_empty() {
+        if rebuilt.is_empty() {
             chunks.remove(at);
         } else if rebuilt.len() < MERGE_BELOW {
             // Merge with the smaller neighbour when the two fit in one chunk.
@@ -91,7 +129,10 @@ impl Children {
                     } else {
                         (&rebuilt[..], &chunks[n][..])
                     };
-                    let merged: Chunk = first.iter().chain(second).copied().collect();
+                    let merged = shared_bytes(|b| {
+                        b.extend_from_slice(first);
+                        b.extend_from_slice(second);
+                    });
                     let low = n.min(at);
                     chunks.splice(low..=low + 1, [merged]);
                 }
@@ -148,17 +189,36 @@ fn encoded_len(name: &[u8]) -> usize {
 }
 
 fn encode_all<'a>(names: impl IntoIterator<Item = &'a [u8]>) -> Chunk {
-    let mut out = Vec::new();
-    for name in names {
-        let mut len = name.len();
-        while len >= 0x80 {
-            out.push((len as u8 & 0x7f) | 0x80);
-            len >>= 7;
+    shared_bytes(|b| {
+        for name in names {
+            encode(name, b);
         }
-        out.push(len as u8);
-        out.extend_from_slice(name);
+    })
+}
+
+/// Where `name` is in `chunk`: `Ok` with its offset, or `Err` with the offset it would
+/// be inserted at to keep the order.
+fn locate(chunk: &[u8], name: &[u8]) -> Result<usize, usize> {
+    let mut at = 0;
+    let mut names = Names(chunk);
+    while let Some(next) = names.next() {
+        match next.cmp(name) {
+            std::cmp::Ordering::Less => at = chunk.len() - names.0.len(),
+            std::cmp::Ordering::Equal => return Ok(at),
+            std::cmp::Ordering::Greater => return Err(at),
+        }
     }
-    Arc::from(out)
+    Err(chunk.len())
+}
+
+fn encode(name: &[u8], out: &mut Vec<u8>) {
+    let mut len = name.len();
+    while len >= 0x80 {
+        out.push((len as u8 & 0x7f) | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(name);
 }
 
 /// The names of one chunk, in order.
@@ -222,6 +282,19 @@ mod tests {
                 for chunk in children.chunks.iter() {
                     prop_assert!(!chunk.is_empty());
                     prop_assert!(chunk.len() <= CHUNK_BYTES || Names(chunk).count() == 1);
+                }
+            }
+            let rebuilt = Children::from_sorted(model.iter().map(Vec::as_slice));
+            prop_assert!(rebuilt.as_ref().is_some_and(|r| r.iter().eq(model.iter().map(Vec::as_slice))));
+            if model.len() > 1 {
+                prop_assert!(Children::from_sorted(model.iter().rev().map(Vec::as_slice)).is_none());
+            }
+            if let Some(mut rebuilt) = rebuilt {
+                // A list built at once takes inserts and removals like any other.
+                if let Some(first) = model.iter().next() {
+                    prop_assert!(rebuilt.remove(first));
+                    prop_assert!(rebuilt.insert(first));
+                    prop_assert!(rebuilt.iter().eq(model.iter().map(Vec::as_slice)));
                 }
             }
             frozen.push((children, model));

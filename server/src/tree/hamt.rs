@@ -55,6 +55,51 @@ fn node<T>(head: Head, slots: Vec<Slot<T>>) -> Node<T> {
     ThinArc::from_header_and_iter(head, slots.into_iter())
 }
 
+/// A copy of `slots` with `range` replaced by `inserted`, under `head`, built in place in
+/// the new node's allocation.
+fn spliced<T: Clone>(
+    head: Head,
+    slots: &[Slot<T>],
+    range: std::ops::Range<usize>,
+    inserted: Option<Slot<T>>,
+) -> Node<T> {
+    let items = Splice {
+        before: slots[..range.start].iter(),
+        inserted,
+        after: slots[range.end..].iter(),
+    };
+    ThinArc::from_header_and_iter(head, items)
+}
+
+/// The slots of a node being rebuilt: clones of those before and after the change, and
+/// the new one between. Its exact length lets the node be allocated once.
+struct Splice<'a, T> {
+    before: std::slice::Iter<'a, Slot<T>>,
+    inserted: Option<Slot<T>>,
+    after: std::slice::Iter<'a, Slot<T>>,
+}
+
+impl<T: Clone> Iterator for Splice<'_, T> {
+    type Item = Slot<T>;
+
+    fn next(&mut self) -> Option<Slot<T>> {
+        if let Some(slot) = self.before.next() {
+            return Some(slot.clone());
+        }
+        if let Some(slot) = self.inserted.take() {
+            return Some(slot);
+        }
+        self.after.next().cloned()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let len = self.before.len() + usize::from(self.inserted.is_some()) + self.after.len();
+        (len, Some(len))
+    }
+}
+
+impl<T: Clone> ExactSizeIterator for Splice<'_, T> {}
+
 fn head<T>(node: &Node<T>) -> Head {
     node.header.header
 }
@@ -253,19 +298,18 @@ fn insert_in<T: Keyed>(
     let head = head(at);
     let Some(pos) = find(at, hash, shift, entry.key()) else {
         // A new slot: the node is rebuilt one slot longer.
-        let mut slots = at.slice.to_vec();
-        let head = if head.bucket {
-            slots.push(Slot::Entry(entry));
-            head
+        let (head, pos) = if head.bucket {
+            (head, at.slice.len())
         } else {
             let (bit, pos) = locate(head.bitmap, hash, shift);
-            slots.insert(pos, Slot::Entry(entry));
-            Head {
+            let head = Head {
                 bitmap: head.bitmap | bit,
                 ..head
-            }
+            };
+            (head, pos)
         };
-        *at = node(head, slots);
+        let grown = spliced(head, &at.slice, pos..pos, Some(Slot::Entry(entry)));
+        *at = grown;
         return (true, None);
     };
     let split = match &at.slice[pos] {
@@ -317,9 +361,8 @@ fn remove_in<T: Keyed>(at: &mut Node<T>, hash: u64, shift: u32, key: &[u8]) -> O
     let pos = find(at, hash, shift, key)?;
     match &at.slice[pos] {
         Slot::Entry(entry) if entry.key() != key => None,
-        Slot::Entry(_) => {
-            let mut slots = at.slice.to_vec();
-            let removed = slots.remove(pos);
+        Slot::Entry(entry) => {
+            let removed = entry.clone();
             let head = if head.bucket {
                 head
             } else {
@@ -329,11 +372,9 @@ fn remove_in<T: Keyed>(at: &mut Node<T>, hash: u64, shift: u32, key: &[u8]) -> O
                     ..head
                 }
             };
-            *at = node(head, slots);
-            match removed {
-                Slot::Entry(entry) => Some(entry),
-                Slot::Inner(_) => None,
-            }
+            let shrunk = spliced(head, &at.slice, pos..pos + 1, None);
+            *at = shrunk;
+            Some(removed)
         }
         Slot::Inner(_) => edit(at, |slots| {
             let Slot::Inner(next) = &mut slots[pos] else {

@@ -84,9 +84,10 @@ impl<'t> Node<'t> {
     /// reported one counts creations and deletions: `2 * creations - numChildren`.
     /// Container and TTL nodes report ephemeralOwner 0; their marker stays internal.
     pub fn stat(&self) -> Stat {
-        let fields = self.record.fields();
+        let (fields, data) = self.record.decode();
         let num_children = fields.num_children as i32;
-        let mut stat = Stat::from_persisted(&fields.stat, self.bytes().len() as i32, num_children);
+        let data_length = data.map_or(0, <[u8]>::len) as i32;
+        let mut stat = Stat::from_persisted(&fields.stat, data_length, num_children);
         stat.cversion = fields
             .stat
             .cversion

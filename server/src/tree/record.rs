@@ -56,12 +56,28 @@ const MAX_HEADER: usize = 5 + 8 * 5 + 4 * 3 + 8 + 4;
 const MAX_VARINT: usize = 5;
 
 thread_local! {
-    /// Where records are assembled (the core thread makes nearly all of them).
+    /// Where shared bytes are assembled (the core thread makes nearly all of them).
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A scratch buffer grown past this by a large node is let go rather than kept.
 const SCRATCH_KEPT: usize = 64 * 1024;
+
+/// Shared bytes that `build` writes: assembled in a reused buffer, then copied once into
+/// their own allocation. (Collecting pieces straight into an `Arc<[u8]>` copies byte by
+/// byte, about 2,000 instructions for a record of 150 bytes by bench/instructions.sh;
+/// building a Vec first costs a second allocation.) `build` must not call it again.
+pub(super) fn shared_bytes(build: impl FnOnce(&mut Vec<u8>)) -> Arc<[u8]> {
+    SCRATCH.with_borrow_mut(|buf| {
+        buf.clear();
+        build(buf);
+        let bytes = Arc::from(&buf[..]);
+        if buf.capacity() > SCRATCH_KEPT {
+            *buf = Vec::new();
+        }
+        bytes
+    })
+}
 
 /// A znode's fields, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,22 +156,13 @@ impl NodeRecord {
         let mut path_len = [0u8; MAX_VARINT];
         let path_len_bytes = put_varint(&mut path_len, path.len() as u32);
         let path_len = &path_len[..path_len_bytes];
-        // Assembled in a reused buffer, then copied once into the record's allocation
-        // (collecting the pieces straight into the Arc copied byte by byte: about 2,000
-        // instructions for a record of 150 bytes, by bench/instructions.sh).
-        SCRATCH.with_borrow_mut(|buf| {
-            buf.clear();
+        NodeRecord(shared_bytes(|buf| {
             buf.push(flags);
             buf.extend_from_slice(path_len);
             buf.extend_from_slice(path);
             buf.extend_from_slice(&header[..len]);
             buf.extend_from_slice(data.unwrap_or_default());
-            let record = NodeRecord(Arc::from(&buf[..]));
-            if buf.capacity() > SCRATCH_KEPT {
-                *buf = Vec::new();
-            }
-            record
-        })
+        }))
     }
 
     fn flags(&self) -> u8 {
@@ -188,8 +195,14 @@ impl NodeRecord {
     }
 
     pub fn fields(&self) -> Fields {
+        self.decode().0
+    }
+
+    /// The fields and the data, decoding the header once.
+    pub fn decode(&self) -> (Fields, Option<&[u8]>) {
         let flags = self.flags();
-        let (acl, fixed, _) = self.header();
+        let (acl, fixed, data_start) = self.header();
+        let data = (flags & NULL_DATA == 0).then(|| &self.0[data_start..]);
         let b = &self.0;
         let czxid = i64_at(b, fixed);
         let ctime = i64_at(b, fixed + 8);
@@ -223,7 +236,7 @@ impl NodeRecord {
             0
         };
         let [version, cversion, aversion] = versions;
-        Fields {
+        let fields = Fields {
             stat: StatPersisted {
                 czxid,
                 mzxid,
@@ -237,7 +250,8 @@ impl NodeRecord {
             },
             acl,
             num_children,
-        }
+        };
+        (fields, data)
     }
 
     /// The same node with other fields.

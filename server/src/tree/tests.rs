@@ -515,6 +515,59 @@ fn a_snapshot_written_before_null_data_was_kept_still_loads() {
     assert_eq!(tree.snapshot_view().serialize(), bytes);
 }
 
+/// A snapshot payload with `nodes` (path, data) in the given order, open ACLs.
+fn snapshot_of(nodes: &[(&str, &[u8])]) -> Vec<u8> {
+    use paddock_proto::{Jute, JuteWrite};
+    let mut out = Vec::new();
+    out.put_i32(1);
+    out.put_i64(7);
+    out.put_i32(0);
+    out.put_i64(nodes.len() as i64);
+    for (i, (p, data)) in nodes.iter().enumerate() {
+        out.put_ustring(p);
+        out.put_nullable_buffer(Some(data));
+        out.put_vec(&acl::open_acl()[..]);
+        StatPersisted {
+            czxid: i as i64,
+            mzxid: i as i64,
+            pzxid: i as i64,
+            ..StatPersisted::default()
+        }
+        .write(&mut out);
+    }
+    out
+}
+
+#[test]
+fn a_snapshot_in_another_order_than_ours_loads_the_same_tree() {
+    // Parents first, but not depth first, and children out of order.
+    let nodes: [(&str, &[u8]); 7] = [
+        ("/", b""),
+        ("/b", b"1"),
+        ("/a", b"2"),
+        ("/b/y", b"3"),
+        ("/a/x", b"4"),
+        ("/b/c", b"5"),
+        ("/a/x/deep", b"6"),
+    ];
+    let tree = DataTree::from_snapshot(&snapshot_of(&nodes)).unwrap();
+    assert_eq!(tree.check_consistency(), Ok(()));
+    assert_eq!(tree.children("/").unwrap(), ["a", "b"]);
+    assert_eq!(tree.children("/b").unwrap(), ["c", "y"]);
+    assert_eq!(tree.get("/a").unwrap().stat().num_children, 1);
+    assert_eq!(tree.get("/a/x/deep").unwrap().bytes(), b"6");
+    assert_eq!(tree.acl_lists(), 1);
+    // An orphan, and a node listed twice, are refused.
+    let orphan = snapshot_of(&[("/", b""), ("/a/x", b"")]);
+    assert!(
+        matches!(DataTree::from_snapshot(&orphan), Err(SnapshotError::Orphan(p)) if p == "/a/x")
+    );
+    let twice = snapshot_of(&[("/", b""), ("/a", b""), ("/a", b"")]);
+    assert!(
+        matches!(DataTree::from_snapshot(&twice), Err(SnapshotError::Duplicate(p)) if p == "/a")
+    );
+}
+
 mod random_changes {
     use paddock_proto::{Acl, Id, SetAclRequest, perms};
     use proptest::prelude::*;
