@@ -163,6 +163,77 @@ impl<T: Keyed> Hamt<T> {
     pub fn new() -> Self {
         Hamt::default()
     }
+
+    /// The map of `entries`, built at once: sorted by their hashes' digits, each branch
+    /// is allocated once at its final size (inserting one by one rebuilds the bottom
+    /// branch at every insert). `Err` with an entry whose key came twice.
+    pub fn from_entries(entries: Vec<T>) -> Result<Self, T> {
+        let mut map = Hamt::new();
+        let mut keyed: Vec<(u64, T)> = entries
+            .into_iter()
+            .map(|e| (map.hash(e.key()), e))
+            .collect();
+        keyed.sort_unstable_by_key(|(hash, _)| trie_order(*hash));
+        let (hashes, entries): (Vec<u64>, Vec<T>) = keyed.into_iter().unzip();
+        map.root = build(&hashes, &mut entries.into_iter(), 0)?;
+        map.len = hashes.len();
+        Ok(map)
+    }
+}
+
+/// The hash with its level digits in reverse, so that sorting by it groups entries as
+/// the trie does: by the first level's digit, then the second's, and so on.
+fn trie_order(hash: u64) -> u64 {
+    let mut order = 0;
+    for level in 0..HASH_BITS_USED / BITS {
+        order = (order << BITS) | ((hash >> (level * BITS)) & 31);
+    }
+    order
+}
+
+/// The branch at `shift` (a bucket past the hash bits) holding the next `hashes.len()`
+/// entries, which agree on every digit below `shift` and come in trie order.
+fn build<T: Keyed>(
+    hashes: &[u64],
+    entries: &mut std::vec::IntoIter<T>,
+    shift: u32,
+) -> Result<Node<T>, T> {
+    if shift >= HASH_BITS_USED {
+        let bucket: Vec<T> = entries.take(hashes.len()).collect();
+        for (i, entry) in bucket.iter().enumerate() {
+            if let Some(twice) = bucket[i + 1..].iter().find(|e| e.key() == entry.key()) {
+                return Err(twice.clone());
+            }
+        }
+        let head = Head {
+            bitmap: 0,
+            bucket: true,
+        };
+        return Ok(node(head, bucket.into_iter().map(Slot::Entry).collect()));
+    }
+    let digit = |hash: u64| (hash >> shift) & 31;
+    let mut bitmap = 0u32;
+    let mut slots = Vec::new();
+    let mut rest = hashes;
+    while let Some(&first) = rest.first() {
+        let run = rest.partition_point(|h| digit(*h) == digit(first));
+        let slot = if run == 1 {
+            match entries.next() {
+                Some(entry) => Slot::Entry(entry),
+                None => break,
+            }
+        } else {
+            Slot::Inner(build(&rest[..run], entries, shift + BITS)?)
+        };
+        bitmap |= 1 << digit(first);
+        slots.push(slot);
+        rest = &rest[run..];
+    }
+    let head = Head {
+        bitmap,
+        bucket: false,
+    };
+    Ok(node(head, slots))
 }
 
 impl<T: Keyed, S: BuildHasher> Hamt<T, S> {
@@ -527,6 +598,38 @@ mod tests {
         #[test]
         fn behaves_as_a_map_when_every_hash_collides(ops in proptest::collection::vec(op(), 0..200)) {
             check_against_model(BuildHasherDefault::<FirstByte>::default(), &ops);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_map_built_at_once_is_the_map_built_by_inserts(
+            keys in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..6), 0..300),
+        ) {
+            let mut inserted: Hamt<Item> = Hamt::new();
+            let mut unique = Vec::new();
+            for key in &keys {
+                if inserted.insert(Item { key: key.clone(), value: 1 }).is_none() {
+                    unique.push(Item { key: key.clone(), value: 1 });
+                }
+            }
+            let built = Hamt::<Item>::from_entries(unique.clone()).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            prop_assert_eq!(built.len(), inserted.len());
+            for item in &unique {
+                prop_assert!(built.get(&item.key).is_some());
+            }
+            prop_assert_eq!(built.iter().count(), unique.len());
+            // The same shape: a built map and an inserted one take the same removals.
+            let mut built = built;
+            for item in &unique {
+                prop_assert!(built.remove(&item.key).is_some());
+            }
+            prop_assert!(built.is_empty() && built.root.slice.is_empty());
+            if let Some(first) = unique.first() {
+                let mut twice = unique.clone();
+                twice.push(first.clone());
+                prop_assert!(Hamt::<Item>::from_entries(twice).is_err());
+            }
         }
     }
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use super::acl::FrozenAcls;
 use super::children::Children;
-use super::hamt::Hamt;
+use super::hamt::{Hamt, Keyed};
 use super::record::{Fields, NodeRecord};
 use super::{ChildList, DataTree, NodeKind, SessionEntry};
 use crate::path;
@@ -98,7 +98,7 @@ impl DataTree {
             let stat = StatPersisted::read(&mut r)?;
             loader.add(&mut tree, p, data, acl, stat)?;
         }
-        loader.finish(&mut tree);
+        loader.finish(&mut tree)?;
         r.finish()?;
         Ok(tree)
     }
@@ -107,16 +107,30 @@ impl DataTree {
 /// Builds a tree from a snapshot's nodes, which come parents first in a depth-first walk
 /// with each parent's children in order (as `serialize` writes them). The open path from
 /// the root is kept on a stack, so a parent's child list is built once, in order, when
-/// its last child is in, instead of being updated child by child; nodes are only ever
-/// inserted. Nodes in any other order that still come after their parent go through the
-/// ordinary, slower linking. Nothing of the input is copied but into the tree.
+/// its last child is in, instead of being updated child by child; and the records are
+/// collected and put in the path map at once at the end (`Hamt::from_entries`). A node
+/// whose parent is not on the open path (a snapshot in another order) first moves what
+/// was collected into the map, and it and the rest go through the ordinary linking.
+/// Nothing of the input is copied but into the tree.
 #[derive(Default)]
 struct Loader<'a> {
-    /// The nodes from the root to the last one loaded, each with the names of its
-    /// children so far.
-    open: Vec<(&'a str, Vec<&'a [u8]>)>,
+    /// The nodes from the root to the last one loaded.
+    open: Vec<OpenNode<'a>>,
+    /// Records not yet in the map.
+    collected: Vec<NodeRecord>,
+    /// Records go into the map one by one from now on.
+    linking: bool,
     /// The last ACL list read, as its bytes, and its id.
     last_acl: Option<(&'a [u8], u32)>,
+}
+
+/// A node whose children may still come.
+struct OpenNode<'a> {
+    path: &'a str,
+    /// Where its record is in `Loader::collected`, while it is there.
+    index: Option<usize>,
+    /// Its children's names so far.
+    names: Vec<&'a [u8]>,
 }
 
 impl<'a> Loader<'a> {
@@ -147,15 +161,17 @@ impl<'a> Loader<'a> {
     ) -> Result<(), SnapshotError> {
         if p != "/" {
             let parent = path::parent(p);
-            while self.open.last().is_some_and(|(open, _)| *open != parent) {
+            while self.open.last().is_some_and(|open| open.path != parent) {
                 self.close(tree);
             }
             match self.open.last_mut() {
-                Some((_, names)) => names.push(path::basename(p).as_bytes()),
-                None if tree.link_child(p, |_| {}) => {}
+                Some(open) => open.names.push(path::basename(p).as_bytes()),
                 None => {
-                    tree.acls.release(acl);
-                    return Err(SnapshotError::Orphan(p.to_string()));
+                    self.move_collected(tree)?;
+                    if !tree.link_child(p, |_| {}) {
+                        tree.acls.release(acl);
+                        return Err(SnapshotError::Orphan(p.to_string()));
+                    }
                 }
             }
         }
@@ -166,20 +182,48 @@ impl<'a> Loader<'a> {
             acl,
             num_children: 0,
         };
-        if tree
-            .nodes
-            .insert(NodeRecord::new(p, data, &fields))
-            .is_some()
-        {
-            return Err(SnapshotError::Duplicate(p.to_string()));
+        let record = NodeRecord::new(p, data, &fields);
+        let index = if self.linking {
+            if tree.nodes.insert(record).is_some() {
+                return Err(SnapshotError::Duplicate(p.to_string()));
+            }
+            None
+        } else {
+            self.collected.push(record);
+            Some(self.collected.len() - 1)
+        };
+        self.open.push(OpenNode {
+            path: p,
+            index,
+            names: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Puts the collected records in the map; later ones go in one by one.
+    fn move_collected(&mut self, tree: &mut DataTree) -> Result<(), SnapshotError> {
+        if self.linking {
+            return Ok(());
         }
-        self.open.push((p, Vec::new()));
+        self.linking = true;
+        for open in &mut self.open {
+            open.index = None;
+        }
+        let collected = std::mem::take(&mut self.collected);
+        tree.nodes = Hamt::from_entries(collected).map_err(|twice| {
+            SnapshotError::Duplicate(String::from_utf8_lossy(twice.key()).into_owned())
+        })?;
         Ok(())
     }
 
     /// The last open node is complete: its child list and count go in.
     fn close(&mut self, tree: &mut DataTree) {
-        let Some((p, names)) = self.open.pop() else {
+        let Some(OpenNode {
+            path: p,
+            index,
+            names,
+        }) = self.open.pop()
+        else {
             return;
         };
         if names.is_empty() {
@@ -200,18 +244,27 @@ impl<'a> Loader<'a> {
             parent: Arc::from(p.as_bytes()),
             names: list,
         });
-        if let Some(record) = tree.nodes.get(p.as_bytes()) {
+        let counted = |record: &NodeRecord| {
             let mut fields = record.fields();
             fields.num_children = count;
-            let record = record.with_fields(&fields);
-            tree.nodes.insert(record);
+            record.with_fields(&fields)
+        };
+        match index {
+            Some(i) => self.collected[i] = counted(&self.collected[i]),
+            None => {
+                if let Some(record) = tree.nodes.get(p.as_bytes()) {
+                    let record = counted(record);
+                    tree.nodes.insert(record);
+                }
+            }
         }
     }
 
-    fn finish(mut self, tree: &mut DataTree) {
+    fn finish(mut self, tree: &mut DataTree) -> Result<(), SnapshotError> {
         while !self.open.is_empty() {
             self.close(tree);
         }
+        self.move_collected(tree)
     }
 }
 
