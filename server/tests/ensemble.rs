@@ -264,8 +264,10 @@ fn five_nodes_kill9_and_sigstop_under_load() {
         let old = leader;
         let epoch = ens.status(old).await.expect("leader status").epoch;
         let mut probe = Probe::open(&ens, old).await;
-        let frozen_at = Instant::now();
         ens.sigstop(old);
+        // Taken once the old leader is frozen: a write sent before that may still have
+        // been committed in its epoch.
+        let frozen_at = Instant::now();
         probe.send("frozen", 5).await;
         let (new_leader, new_epoch) = ens.wait_new_leader(old, epoch, RESUME).await;
         let took = load.wait_resumed(frozen_at, epoch, RESUME).await;

@@ -315,8 +315,28 @@ impl Server {
     }
 
     /// SIGSTOP: the process freezes (its sockets stay open, the kernel keeps accepting).
+    /// Returns once the kernel reports it stopped, so that whatever a test sends after
+    /// this call reaches a frozen process (on a loaded machine the signal can take a
+    /// while to land, and the process serves meanwhile).
     pub fn sigstop(&mut self) {
         self.signal(libc::SIGSTOP);
+        let Some(pid) = self.pid() else { return };
+        let stat = format!("/proc/{pid}/stat");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            // The state is the field after the parenthesized command name.
+            let state = std::fs::read_to_string(&stat)
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.chars().next()));
+            if state == Some(Some('T')) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server {pid} is not stopped 5 s after SIGSTOP (state {state:?})"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     /// SIGCONT: a stopped process resumes.
