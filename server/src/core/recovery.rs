@@ -131,7 +131,8 @@ impl Core {
         let started = Instant::now();
         let (tree, snap_zxid) = load_snapshot(&cfg.snap_dir)?;
         let db_id = storage::state::database_id(&cfg.log_dir)?;
-        let mut log = TxnLog::open(&cfg.log_dir, TxnLogOptions::new(db_id))?;
+        let options = TxnLogOptions::new(db_id).needed_after(snap_zxid);
+        let mut log = TxnLog::open(&cfg.log_dir, options)?;
         // The log must continue where the snapshot ends; a gap means lost transactions.
         // The next txn after zxid S is S+1, or counter 1 of a later epoch.
         if let Some(first) = log.first_zxid()?

@@ -169,12 +169,16 @@ impl<T: Keyed> Hamt<T> {
     /// branch at every insert). `Err` with an entry whose key came twice.
     pub fn from_entries(entries: Vec<T>) -> Result<Self, T> {
         let mut map = Hamt::new();
-        let mut keyed: Vec<(u64, T)> = entries
+        let mut keyed: Vec<(u64, u64, T)> = entries
             .into_iter()
-            .map(|e| (map.hash(e.key()), e))
+            .map(|e| {
+                let hash = map.hash(e.key());
+                (trie_order(hash), hash, e)
+            })
             .collect();
-        keyed.sort_unstable_by_key(|(hash, _)| trie_order(*hash));
-        let (hashes, entries): (Vec<u64>, Vec<T>) = keyed.into_iter().unzip();
+        keyed.sort_unstable_by_key(|(order, _, _)| *order);
+        let (hashes, entries): (Vec<u64>, Vec<T>) =
+            keyed.into_iter().map(|(_, hash, e)| (hash, e)).unzip();
         map.root = build(&hashes, &mut entries.into_iter(), 0)?;
         map.len = hashes.len();
         Ok(map)

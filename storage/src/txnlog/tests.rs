@@ -23,6 +23,7 @@ fn small_options() -> TxnLogOptions {
         preallocate_bytes: 4096,
         segment_size_limit: 16 * 1024,
         write_buffer_bytes: 1024,
+        needed_after: 0,
     }
 }
 
@@ -57,6 +58,31 @@ fn record_layout(path: &Path) -> Vec<(usize, u64, usize)> {
         offset += 8 + body;
     }
     layout
+}
+
+/// Records as written: (zxid, payload).
+type Records = Vec<(u64, Vec<u8>)>;
+
+/// A log of records 1..=`last` over several segments, closed: its directory, what was
+/// written and the segments.
+fn closed_log(last: u64) -> (tempfile::TempDir, Records, Vec<files::ZxidFile>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
+    let written = fill(&mut log, 1..=last);
+    drop(log);
+    let segments = files::list_zxid_files(dir.path(), LOG_PREFIX).unwrap();
+    (dir, written, segments)
+}
+
+/// Zeroes the length field of the middle record of segment `path` (a lost sector) and
+/// returns that record's zxid.
+fn lose_a_middle_length_field(path: &Path) -> u64 {
+    let layout = record_layout(path);
+    let (offset, zxid, _) = layout[layout.len() / 2];
+    let mut bytes = fs::read(path).unwrap();
+    bytes[offset..offset + 4].fill(0);
+    fs::write(path, &bytes).unwrap();
+    zxid
 }
 
 /// Appends `zxids` with payloads of varying length (0..300 bytes) and syncs.
@@ -206,11 +232,7 @@ fn torn_tail_at_every_byte_offset_is_cut() {
 
 #[test]
 fn flipped_bit_in_a_middle_record_cuts_from_there() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
-    let written = fill(&mut log, 1..=600);
-    drop(log);
-    let segments = files::list_zxid_files(dir.path(), LOG_PREFIX).unwrap();
+    let (dir, written, segments) = closed_log(600);
     assert!(segments.len() >= 6);
     // Damage the middle record of the second segment; later segments must go too.
     let victim = &segments[1];
@@ -242,24 +264,43 @@ fn flipped_bit_in_a_middle_record_cuts_from_there() {
 
 #[test]
 fn records_lost_inside_a_closed_segment_cut_instead_of_leaving_a_hole() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
-    let written = fill(&mut log, 1..=400);
-    drop(log);
-    let segments = files::list_zxid_files(dir.path(), LOG_PREFIX).unwrap();
+    let (dir, written, segments) = closed_log(400);
     assert!(segments.len() >= 3);
     // A lost sector zeroes a length field in the first segment: its records seem to
     // end early, yet later records and segments are intact.
-    let layout = record_layout(&segments[0].path);
-    let (offset, lost_zxid, _) = layout[layout.len() / 2];
-    let mut bytes = fs::read(&segments[0].path).unwrap();
-    bytes[offset..offset + 4].fill(0);
-    fs::write(&segments[0].path, &bytes).unwrap();
+    let lost_zxid = lose_a_middle_length_field(&segments[0].path);
 
     let mut log = TxnLog::open(dir.path(), small_options()).unwrap();
     assert_eq!(log.last_zxid(), Some(lost_zxid - 1));
     assert_eq!(read_all(&mut log, 0), written[..(lost_zxid - 1) as usize]);
     assert_eq!(segment_names(dir.path()), ["log.1"]);
+}
+
+#[test]
+fn segments_a_snapshot_covers_are_not_read_on_open() {
+    let (dir, written, segments) = closed_log(400);
+    assert!(segments.len() >= 3);
+    // The same lost sector in the first segment, but a snapshot holds everything up to
+    // the second segment's start: the first is not read, nothing is cut.
+    lose_a_middle_length_field(&segments[0].path);
+    let snapshot = segments[1].zxid - 1;
+    let options = small_options().needed_after(snapshot);
+    let mut log = TxnLog::open(dir.path(), options).unwrap();
+    assert_eq!(log.last_zxid(), Some(400));
+    assert_eq!(
+        read_all(&mut log, snapshot + 1),
+        written[snapshot as usize..]
+    );
+    assert_eq!(segment_names(dir.path()).len(), segments.len());
+    // Damage in a segment that holds needed records is still found and cut.
+    drop(log);
+    let lost_zxid = lose_a_middle_length_field(&segments[1].path);
+    let mut log = TxnLog::open(dir.path(), small_options().needed_after(snapshot)).unwrap();
+    assert_eq!(log.last_zxid(), Some(lost_zxid - 1));
+    assert_eq!(
+        read_all(&mut log, snapshot + 1),
+        written[snapshot as usize..(lost_zxid - 1) as usize]
+    );
 }
 
 #[test]
