@@ -12,7 +12,9 @@
 #   3. 1-node: starts one Paddock and one ZooKeeper, runs every workload against both,
 #      alternating which goes first, for BENCH_ROUNDS rounds (figures are medians);
 #      then per server: RSS idle, loads BENCH_ZNODES znodes of 100 bytes, RSS and data
-#      size after loading, restart-to-serving time (process start until the first
+#      size after loading (snapshots and logs apart, and how much the load alone added:
+#      the workloads before ran for a fixed time, so the faster server logged more),
+#      restart-to-serving time (process start until the first
 #      successful getData of the last loaded znode), RSS after the restart;
 #   4. 3-node: the same workloads against a 3-server ensemble of each (sessions spread
 #      over the three), then failover: kill -9 of the leader until the first
@@ -143,6 +145,12 @@ json_field() { # FILE KEY -> a top-level number or string field of one-line JSON
   sed -n "s/.*\"$2\": *\\(\"[^\"]*\"\\|[-0-9.e]*\\).*/\\1/p" "$1" | tr -d '"' | head -1
 }
 metric() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$OUT/metrics.tsv"; }
+
+# MiB on disk (allocated, as du counts) of the files named PATTERN under DIR; both
+# servers name their snapshots snapshot.<zxid> and their logs log.<zxid>.
+du_files_mib() { # DIR PATTERN
+  find "$1" -type f -name "$2" -print0 | du -cm --files0-from=- 2>/dev/null | tail -n 1 | cut -f1
+}
 
 # A free client port on ADDR, the same number for every address of an ensemble.
 pick_port() { # ADDR...
@@ -294,6 +302,7 @@ one_node() {
     pid=${PIDS[$name]}
     metric "RSS idle (after the workloads, before loading)" "$kind" "$(rss_mib "$pid")" MiB
     log "$kind: loading $ZNODES znodes"
+    local disk_before; disk_before=$(du -sm "$dir/data" | cut -f1)
     t0=$(now_ns)
     pop=$("$BENCH" populate --servers "$addr:$port" --count "$ZNODES" --value-size 100 --sessions 8 --inflight 64 \
       --request-timeout 60s --json 2>>"$OUT/logs/populate.$kind.err")
@@ -309,6 +318,12 @@ one_node() {
     sleep 5 # let background snapshotting and GC settle before reading RSS
     metric "$label_load" "$kind" "$(rss_mib "$pid")" MiB
     metric "data dir size after loading" "$kind" "$(du -sm "$dir/data" | cut -f1)" MiB
+    metric "… of which snapshots" "$kind" "$(du_files_mib "$dir/data" 'snapshot.*')" MiB
+    metric "… of which txn logs" "$kind" "$(du_files_mib "$dir/data" 'log.*')" MiB
+    # The workloads before ran for a fixed time, so the faster server logged more txns;
+    # the growth while loading is the same creates for both.
+    metric "data dir growth while loading (the same creates for both)" "$kind" \
+      "$(( $(du -sm "$dir/data" | cut -f1) - disk_before ))" MiB
     log "$kind: restarting with $ZNODES znodes"
     stop_server "$name"
     t0=$(now_ns)
