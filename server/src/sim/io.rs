@@ -39,7 +39,8 @@ pub struct Store {
     /// crash loses it: the node restarts from the older config).
     pub config: Option<String>,
     unsynced_config: Option<String>,
-    /// Every record a TRUNC cut: none may be a committed txn.
+    /// Records a TRUNC cut, until the checker looks at them (after the step that cut
+    /// them): none may be a txn committed by then.
     pub truncated: Vec<(u64, Vec<u8>)>,
 }
 

@@ -160,6 +160,10 @@ struct World {
     /// The payload of every txn some node applied, by zxid: a zxid is applied with one
     /// payload everywhere.
     committed: BTreeMap<i64, Vec<u8>>,
+    /// Txns a TRUNC cut from some node before they were committed, by zxid.
+    cut_uncommitted: BTreeMap<i64, Vec<u8>>,
+    /// How many of those were committed later all the same (by a leader that held them).
+    committed_after_a_cut: u64,
     /// Every acknowledged create, persistent or ephemeral, with its times.
     acked_order: Vec<Acked>,
     /// Paths whose create was acknowledged to a client.
@@ -254,6 +258,8 @@ impl World {
             link_epochs: BTreeMap::new(),
             disk_free_at: BTreeMap::new(),
             committed: BTreeMap::new(),
+            cut_uncommitted: BTreeMap::new(),
+            committed_after_a_cut: 0,
             acked_order: Vec::new(),
             acked: BTreeSet::new(),
             acked_ephemerals: BTreeMap::new(),
@@ -417,6 +423,7 @@ impl World {
             node.core.step(internal);
         }
         self.check_step(id);
+        self.check_truncations();
         let Some(Some(node)) = self.nodes.get_mut(&id) else {
             return;
         };
