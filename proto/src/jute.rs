@@ -38,6 +38,8 @@ pub enum DecodeError {
     NegativeFrameLength(i32),
     #[error("invalid value {value} for {what}")]
     BadValue { what: &'static str, value: i64 },
+    #[error("{what} at offset {offset} is not a LEB128 number of at most 32 bits")]
+    BadVarint { what: &'static str, offset: usize },
 }
 
 /// A cursor over a byte slice that decodes jute primitives.
@@ -82,6 +84,26 @@ impl<'a> Reader<'a> {
             0 => Ok(()),
             n => Err(DecodeError::TrailingBytes(n)),
         }
+    }
+
+    /// The next `n` bytes as they are (for formats of our own beside jute).
+    pub fn read_bytes(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        self.take(n, what)
+    }
+
+    /// An unsigned LEB128 number of at most 32 bits (five bytes), for formats of our own
+    /// beside jute; a longer or larger one is an error.
+    pub fn read_varint_u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        let offset = self.pos;
+        let mut value = 0u64;
+        for i in 0..5 {
+            let byte = self.take(1, what)?[0];
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return u32::try_from(value).map_err(|_| DecodeError::BadVarint { what, offset });
+            }
+        }
+        Err(DecodeError::BadVarint { what, offset })
     }
 
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
@@ -568,6 +590,33 @@ mod tests {
         assert!(Data::NULL.is_empty() && Data::NULL.is_null());
         assert!(!Data::default().is_null());
         assert_eq!(format!("{:?}", Data::NULL), "null");
+    }
+
+    #[test]
+    fn varints_read_up_to_32_bits_and_refuse_the_rest() {
+        let mut r = Reader::new(&[0x00, 0x7f, 0x80, 0x01, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert_eq!(r.read_varint_u32("n").unwrap(), 0);
+        assert_eq!(r.read_varint_u32("n").unwrap(), 127);
+        assert_eq!(r.read_varint_u32("n").unwrap(), 128);
+        assert_eq!(r.read_varint_u32("n").unwrap(), u32::MAX);
+        assert!(r.is_empty());
+        // 2^32 does not fit; six bytes are too many; a cut one is truncated.
+        for bad in [&[0x80, 0x80, 0x80, 0x80, 0x10][..], &[0x80; 6], &[0x80]] {
+            let err = Reader::new(bad).read_varint_u32("n").unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    DecodeError::BadVarint { .. } | DecodeError::Truncated { .. }
+                ),
+                "{bad:?}: {err}"
+            );
+        }
+        assert!(matches!(
+            Reader::new(&[0x80]).read_varint_u32("n"),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert_eq!(Reader::new(&[1, 2, 3]).read_bytes(2, "b").unwrap(), &[1, 2]);
+        assert!(Reader::new(&[1]).read_bytes(2, "b").is_err());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Builds the tree `bench/compare.sh` loads (`paddock-bench populate`: parents of 1,000
 //! children, 100 bytes of data each) by applying create txns, then reports the live heap
-//! bytes per znode, and the same after a snapshot round trip (serialize, then load).
+//! bytes per znode, and the same after a snapshot round trip (serialize, then load), in
+//! both snapshot formats.
 //!
 //!     cargo run --release -p paddock-server --example tree_memory -- [COUNT]
 
@@ -120,26 +121,37 @@ fn main() {
         per(usage.path_map),
         per(usage.child_lists),
     );
-    let bytes = tree.snapshot_view().serialize();
-    println!(
-        "snapshot payload: {:.1} B per znode",
-        bytes.len() as f64 / count as f64
-    );
-    drop(tree);
-    let reload_base = live();
+    // Both snapshot formats: jute (SNAP syncs to peers), compact (snapshot files).
+    let view = tree.snapshot_view();
     let started = std::time::Instant::now();
-    match DataTree::from_snapshot(&bytes) {
-        Ok(loaded_tree) => {
-            println!(
-                "after loading that snapshot ({} ms): {:.1} B per znode live, {} nodes",
-                started.elapsed().as_millis(),
-                (live() - reload_base) as f64 / count as f64,
-                loaded_tree.node_count()
-            );
-        }
-        Err(e) => {
-            eprintln!("the snapshot does not load: {e}");
-            std::process::exit(1);
+    let jute = view.serialize();
+    let jute_ms = started.elapsed().as_millis();
+    let started = std::time::Instant::now();
+    let compact = view.serialize_compact();
+    let compact_ms = started.elapsed().as_millis();
+    println!(
+        "snapshot payload: {:.1} B per znode in a file (compact, written in {compact_ms} ms), {:.1} B per znode to a peer (jute, {jute_ms} ms)",
+        compact.len() as f64 / count as f64,
+        jute.len() as f64 / count as f64,
+    );
+    drop(view);
+    drop(tree);
+    for (format, bytes) in [("jute", jute), ("compact", compact)] {
+        let reload_base = live();
+        let started = std::time::Instant::now();
+        match DataTree::from_snapshot(&bytes) {
+            Ok(loaded_tree) => {
+                println!(
+                    "after loading the {format} snapshot ({} ms): {:.1} B per znode live, {} nodes",
+                    started.elapsed().as_millis(),
+                    (live() - reload_base) as f64 / count as f64,
+                    loaded_tree.node_count()
+                );
+            }
+            Err(e) => {
+                eprintln!("the {format} snapshot does not load: {e}");
+                std::process::exit(1);
+            }
         }
     }
 }

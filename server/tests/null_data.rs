@@ -15,7 +15,7 @@ use paddock_proto::{
     CreateRequest, Data, ExistsRequest, GetDataRequest, OpCode, Request, Response, SetDataRequest,
 };
 use paddock_server::storage::{self, TxnLog, TxnLogOptions};
-use paddock_server::tree::NodeKind;
+use paddock_server::tree::{DataTree, NodeKind};
 use paddock_server::txn::{Txn, TxnOp};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -147,8 +147,15 @@ fn null_data_survives_a_restart_from_the_log_and_from_a_snapshot() {
             storage::read_snapshot(dir.join(format!("snapshot.{newest:x}"))).expect("snapshot");
         assert_eq!(
             payload[..4],
-            2i32.to_be_bytes(),
-            "a snapshot holding null data is format version 2"
+            3i32.to_be_bytes(),
+            "snapshot files are written in the compact format, version 3"
+        );
+        let tree = DataTree::from_snapshot(&payload).expect("the snapshot loads");
+        let null_node = tree.get("/n1").expect("/n1 is in the snapshot");
+        assert_eq!(
+            null_node.data(),
+            None,
+            "null data stays null in the snapshot file"
         );
         // After the snapshot: only in the log.
         write(&mut conn, 30, &create("/n2", Data::NULL)).await;

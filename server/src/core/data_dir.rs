@@ -171,7 +171,7 @@ impl DataDir for Files {
 fn write_snapshot(snap_dir: &std::path::Path, view: &SnapshotView) -> bool {
     let started = std::time::Instant::now();
     let zxid = view.last_zxid;
-    let payload = view.serialize();
+    let payload = view.serialize_compact();
     match storage::write_snapshot(snap_dir, zxid as u64, &payload) {
         Ok(path) => {
             info!(

@@ -237,7 +237,7 @@ impl DataDir for SimData {
     }
 
     fn snapshot(&self, view: SnapshotView, done: SnapshotDone) -> storage::Result<()> {
-        let payload = view.serialize();
+        let payload = view.serialize_compact();
         lock(&self.store).snapshot = Some((view.last_zxid as u64, payload));
         done(true);
         Ok(())

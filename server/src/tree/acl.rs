@@ -242,6 +242,14 @@ impl FrozenAcls {
     pub fn list(&self, id: u32) -> &[Acl] {
         resolve(&self.0, id).map_or(&[], |l| &l[..])
     }
+
+    /// Every list in use, with its id.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &[Acl])> {
+        self.0
+            .iter()
+            .enumerate()
+            .filter_map(|(id, list)| list.as_ref().map(|l| (id as u32, &l[..])))
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use paddock_proto::StatPersisted;
+use paddock_proto::{DecodeError, Reader, StatPersisted};
 
 use super::hamt::Keyed;
 
@@ -203,55 +203,59 @@ impl NodeRecord {
         let flags = self.flags();
         let (acl, fixed, data_start) = self.header();
         let data = (flags & NULL_DATA == 0).then(|| &self.0[data_start..]);
-        let b = &self.0;
-        let czxid = i64_at(b, fixed);
-        let ctime = i64_at(b, fixed + 8);
-        let mut at = fixed + 16;
-        let mut next_i64 = |stored: bool, default: i64| {
-            if !stored {
-                return default;
-            }
-            at += 8;
-            i64_at(b, at - 8)
-        };
-        let mzxid = next_i64(flags & MODIFIED != 0, czxid);
-        let mtime = next_i64(flags & MODIFIED != 0, ctime);
-        let pzxid = next_i64(flags & PZXID != 0, czxid);
-        let mut versions = [0i32; 3];
-        if flags & VERSIONS != 0 {
-            for v in &mut versions {
-                *v = u32_at(b, at) as i32;
-                at += 4;
-            }
-        }
-        let ephemeral_owner = if flags & OWNER != 0 {
-            at += 8;
-            i64_at(b, at - 8)
-        } else {
-            0
-        };
-        let num_children = if flags & CHILDREN != 0 {
-            u32_at(b, at)
-        } else {
-            0
-        };
-        let [version, cversion, aversion] = versions;
+        let (stat, num_children) = decode_fixed(flags, &self.0[fixed..data_start]);
         let fields = Fields {
-            stat: StatPersisted {
-                czxid,
-                mzxid,
-                ctime,
-                mtime,
-                version,
-                cversion,
-                aversion,
-                ephemeral_owner,
-                pzxid,
-            },
+            stat,
             acl,
             num_children,
         };
         (fields, data)
+    }
+
+    /// Writes the node as a compact snapshot holds it after the path (see
+    /// `tree::snapshot`): the flags, the header from the ACL id on as it is here, then
+    /// the data's length (LEB128) and the data, both left out when the data is null.
+    pub(super) fn write_compact(&self, out: &mut Vec<u8>) {
+        let (_, _, data_start) = self.header();
+        out.push(self.flags());
+        out.extend_from_slice(&self.0[self.path_range().1..data_start]);
+        if let Some(data) = self.data() {
+            let mut len = [0u8; MAX_VARINT];
+            // Data is bounded by the request frame, far below 4 GiB.
+            let n = put_varint(&mut len, data.len() as u32);
+            out.extend_from_slice(&len[..n]);
+            out.extend_from_slice(data);
+        }
+    }
+
+    /// Reads what [`write_compact`](Self::write_compact) wrote: the fields (with the ACL
+    /// id as the snapshot numbers it) and the data, borrowed from the input.
+    pub(super) fn read_compact<'a>(
+        r: &mut Reader<'a>,
+    ) -> Result<(Fields, Option<&'a [u8]>), DecodeError> {
+        let flags = r.read_bytes(1, "node flags")?[0];
+        if flags > 0x3f {
+            return Err(DecodeError::BadValue {
+                what: "node flags",
+                value: flags.into(),
+            });
+        }
+        let acl = r.read_varint_u32("node ACL id")?;
+        let fixed = r.read_bytes(HEADER_LEN[usize::from(flags)], "node stat")?;
+        let (stat, num_children) = decode_fixed(flags, fixed);
+        let data = match flags & NULL_DATA {
+            0 => {
+                let len = r.read_varint_u32("node data length")?;
+                Some(r.read_bytes(len as usize, "node data")?)
+            }
+            _ => None,
+        };
+        let fields = Fields {
+            stat,
+            acl,
+            num_children,
+        };
+        Ok((fields, data))
     }
 
     /// The same node with other fields.
@@ -269,6 +273,55 @@ impl NodeRecord {
         // Arc's two counts, then the bytes.
         16 + self.0.len()
     }
+}
+
+/// The Stat and the child count in `b`: czxid and ctime, then the fields that `flags`
+/// says are stored (`b` is `HEADER_LEN[flags]` bytes long).
+fn decode_fixed(flags: u8, b: &[u8]) -> (StatPersisted, u32) {
+    let czxid = i64_at(b, 0);
+    let ctime = i64_at(b, 8);
+    let mut at = 16;
+    let mut next_i64 = |stored: bool, default: i64| {
+        if !stored {
+            return default;
+        }
+        at += 8;
+        i64_at(b, at - 8)
+    };
+    let mzxid = next_i64(flags & MODIFIED != 0, czxid);
+    let mtime = next_i64(flags & MODIFIED != 0, ctime);
+    let pzxid = next_i64(flags & PZXID != 0, czxid);
+    let mut versions = [0i32; 3];
+    if flags & VERSIONS != 0 {
+        for v in &mut versions {
+            *v = u32_at(b, at) as i32;
+            at += 4;
+        }
+    }
+    let ephemeral_owner = if flags & OWNER != 0 {
+        at += 8;
+        i64_at(b, at - 8)
+    } else {
+        0
+    };
+    let num_children = if flags & CHILDREN != 0 {
+        u32_at(b, at)
+    } else {
+        0
+    };
+    let [version, cversion, aversion] = versions;
+    let stat = StatPersisted {
+        czxid,
+        mzxid,
+        ctime,
+        mtime,
+        version,
+        cversion,
+        aversion,
+        ephemeral_owner,
+        pzxid,
+    };
+    (stat, num_children)
 }
 
 /// Writes `value` as LEB128 into `out`; the bytes written.

@@ -375,18 +375,33 @@ fn snapshot_round_trips_the_whole_state() {
     h.create(9, "/a/b", CreateMode::Ephemeral).unwrap();
     h.create(9, "/a/c-", CreateMode::PersistentSequential)
         .unwrap();
-    let bytes = h.tree.snapshot_view().serialize();
-    let loaded = DataTree::from_snapshot(&bytes).unwrap();
+    let view = h.tree.snapshot_view();
+    for bytes in [view.serialize(), view.serialize_compact()] {
+        snapshot_loads_the_same_tree(&h, &bytes);
+    }
+}
+
+/// Every node of `expected` is in `tree` with the same Stat, data, ACL and children.
+fn assert_same_nodes(tree: &DataTree, expected: &DataTree) {
+    let mut open = vec!["/".to_string()];
+    let mut seen = 0;
+    while let Some(p) = open.pop() {
+        let (x, y) = (tree.get(&p).unwrap(), expected.get(&p).unwrap());
+        assert_eq!(x.stat(), y.stat(), "{p}");
+        assert_eq!((x.data(), x.acl()), (y.data(), y.acl()), "{p}");
+        assert_eq!(x.children(), y.children(), "{p}");
+        open.extend(y.children().iter().map(|c| crate::path::join(&p, c)));
+        seen += 1;
+    }
+    assert_eq!(seen, expected.node_count());
+}
+
+fn snapshot_loads_the_same_tree(h: &Harness, bytes: &[u8]) {
+    let loaded = DataTree::from_snapshot(bytes).unwrap();
     assert_eq!(loaded.node_count(), h.tree.node_count());
     assert_eq!(loaded.last_zxid(), h.tree.last_zxid());
     assert_eq!(loaded.sessions(), h.tree.sessions());
-    for p in ["/", "/a", "/a/b", "/a/c-0000000001", "/zookeeper/config"] {
-        let (x, y) = (loaded.get(p).unwrap(), h.tree.get(p).unwrap());
-        assert_eq!(x.stat(), y.stat(), "{p}");
-        assert_eq!(x.data(), y.data());
-        assert_eq!(x.acl(), y.acl());
-        assert_eq!(x.children(), y.children());
-    }
+    assert_same_nodes(&loaded, &h.tree);
     assert_eq!(loaded.session_ephemerals(9).count(), 1);
     assert_eq!(
         loaded.approximate_data_size(),
@@ -484,11 +499,113 @@ fn snapshots_keep_null_data_as_version_2_and_stay_version_1_without_it() {
     h.run(1, set_data("/n", Data::default())).unwrap();
     assert_eq!(h.tree.snapshot_view().serialize()[..4], 1i32.to_be_bytes());
     let mut bad = v2.clone();
-    bad[..4].copy_from_slice(&3i32.to_be_bytes());
-    assert!(matches!(
-        DataTree::from_snapshot(&bad),
-        Err(SnapshotError::Version(3))
-    ));
+    for version in [0, 4] {
+        bad[..4].copy_from_slice(&i32::to_be_bytes(version));
+        assert!(matches!(
+            DataTree::from_snapshot(&bad),
+            Err(SnapshotError::Version(v)) if v == version
+        ));
+    }
+}
+
+#[test]
+fn compact_snapshots_keep_every_field_in_about_half_the_bytes() {
+    let mut h = Harness::new();
+    h.apply(9, TxnOp::CreateSession { timeout_ms: 6000 });
+    h.create(1, "/app", CreateMode::Persistent).unwrap();
+    for i in 0..200 {
+        let data = Data::from(vec![i as u8; 100]);
+        h.run(1, create_with(&format!("/app/n{i:06}"), data))
+            .unwrap();
+    }
+    // Nodes off the usual: null data, changed data and versions, an ephemeral owner, a
+    // multi-byte name, an ACL of their own, and children under them.
+    h.run(1, create_with("/app/n000007/null", Data::NULL))
+        .unwrap();
+    h.run(1, set_data("/app/n000003", b"changed".to_vec().into()))
+        .unwrap();
+    h.create(9, "/app/n000003/eph", CreateMode::Ephemeral)
+        .unwrap();
+    h.run(1, create_with("/é", Data::default())).unwrap();
+    let restricted = Request::SetAcl(paddock_proto::SetAclRequest {
+        path: "/app/n000005".into(),
+        acl: vec![paddock_proto::Acl {
+            perms: paddock_proto::perms::READ,
+            id: paddock_proto::Id {
+                scheme: "world".into(),
+                id: "anyone".into(),
+            },
+        }],
+        version: -1,
+    });
+    h.run(1, restricted).unwrap();
+    let view = h.tree.snapshot_view();
+    let (jute, compact) = (view.serialize(), view.serialize_compact());
+    assert_eq!(compact[..4], 3i32.to_be_bytes());
+    snapshot_loads_the_same_tree(&h, &compact);
+    let loaded = DataTree::from_snapshot(&compact).unwrap();
+    assert_eq!(loaded.check_consistency(), Ok(()));
+    assert_eq!(loaded.acl_lists(), h.tree.acl_lists());
+    // Loaded from either format, the tree writes the same version 1 bytes.
+    assert_eq!(loaded.snapshot_view().serialize(), jute);
+    // 100 bytes of data, a 12-byte path: about 25 bytes more per node instead of 100.
+    let per_node = |bytes: &[u8]| bytes.len() / h.tree.node_count();
+    assert!(
+        per_node(&compact) <= 128,
+        "compact: {} bytes per node",
+        per_node(&compact)
+    );
+    assert!(
+        per_node(&jute) >= 200,
+        "jute: {} bytes per node",
+        per_node(&jute)
+    );
+    // Cut anywhere, it is an error, never a panic.
+    for cut in 0..compact.len() {
+        assert!(
+            DataTree::from_snapshot(&compact[..cut]).is_err(),
+            "cut at {cut}"
+        );
+    }
+}
+
+#[test]
+fn a_malformed_compact_snapshot_is_refused_with_the_reason() {
+    let mut h = Harness::new();
+    h.create(1, "/a", CreateMode::Persistent).unwrap();
+    h.create(1, "/a/b", CreateMode::Persistent).unwrap();
+    let good = h.tree.snapshot_view().serialize_compact();
+    let node_at = |path: &str| {
+        let name = path.rsplit('/').next().unwrap_or_default().as_bytes();
+        good.windows(name.len() + 1)
+            .position(|w| w[0] as usize == name.len() && &w[1..] == name)
+            .map(|i| i - 1)
+            .unwrap()
+    };
+    let refused = |bytes: &[u8]| match DataTree::from_snapshot(bytes) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("loaded a malformed snapshot"),
+    };
+    // "/a/b" says its parent is 5 bytes long: no node before it has such a prefix.
+    let mut bad = good.clone();
+    bad[node_at("/a/b")] = 5;
+    assert!(
+        refused(&bad).contains("snapshot path prefix"),
+        "{}",
+        refused(&bad)
+    );
+    // Flags past the six the format knows.
+    let mut bad = good.clone();
+    bad[node_at("/a/b") + 3] = 0x40;
+    assert!(refused(&bad).contains("node flags"), "{}", refused(&bad));
+    // An ACL id the table does not hold.
+    let mut bad = good.clone();
+    bad[node_at("/a/b") + 4] = 9;
+    assert!(
+        refused(&bad).contains("snapshot ACL id"),
+        "{}",
+        refused(&bad)
+    );
 }
 
 /// The payload of a snapshot written by the build before null data was kept (format
@@ -607,8 +724,8 @@ mod random_changes {
 
     proptest! {
         /// Whatever a client does, the derived parts (child lists, counts, ACL ids) stay
-        /// consistent (checked after every txn by the harness), and a snapshot loads back
-        /// into a tree that writes the very same snapshot.
+        /// consistent (checked after every txn by the harness), and a snapshot in either
+        /// format loads back into a tree that writes the very same snapshots.
         #[test]
         fn the_tree_stays_consistent_and_snapshots_round_trip(
             requests in proptest::collection::vec(request(), 0..60),
@@ -617,15 +734,24 @@ mod random_changes {
             for req in requests {
                 let _ = h.run(1, req);
             }
-            let bytes = h.tree.snapshot_view().serialize();
-            let loaded = DataTree::from_snapshot(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            prop_assert_eq!(loaded.check_consistency(), Ok(()));
-            prop_assert_eq!(loaded.snapshot_view().serialize(), bytes);
-            prop_assert_eq!(loaded.acl_lists(), h.tree.acl_lists());
-            for p in PATHS {
-                let (x, y) = (loaded.get(p), h.tree.get(p));
-                prop_assert_eq!(x.map(|n| n.stat()), y.map(|n| n.stat()));
-                prop_assert_eq!(x.map(|n| n.children()), y.map(|n| n.children()));
+            let view = h.tree.snapshot_view();
+            let (jute, compact) = (view.serialize(), view.serialize_compact());
+            for bytes in [&jute, &compact] {
+                let loaded = DataTree::from_snapshot(bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(loaded.check_consistency(), Ok(()));
+                // Both write the same jute bytes (ACL ids, which compact snapshots hold,
+                // may be numbered otherwise after a load).
+                let again = loaded.snapshot_view();
+                prop_assert_eq!(&again.serialize(), &jute);
+                let compact_again = DataTree::from_snapshot(&again.serialize_compact())
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(&compact_again.snapshot_view().serialize(), &jute);
+                prop_assert_eq!(loaded.acl_lists(), h.tree.acl_lists());
+                for p in PATHS {
+                    let (x, y) = (loaded.get(p), h.tree.get(p));
+                    prop_assert_eq!(x.map(|n| n.stat()), y.map(|n| n.stat()));
+                    prop_assert_eq!(x.map(|n| n.children()), y.map(|n| n.children()));
+                }
             }
         }
     }
