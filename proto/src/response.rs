@@ -1,7 +1,7 @@
 //! Server replies: the body after a [`ReplyHeader`](crate::ReplyHeader) whose `err` is 0.
 //! (A failed request carries only the header, as in ZooKeeper.)
 
-use crate::jute::{Data, DecodeError, Jute, Reader};
+use crate::jute::{Data, DecodeError, Jute, JuteWrite, Reader};
 use crate::opcode::OpCode;
 use crate::records::*;
 use crate::request::{MULTI_END, MultiResult};
@@ -103,9 +103,16 @@ impl Response {
 /// Encodes a complete reply (header and, when `err` is 0, the body) without the frame length.
 pub fn encode_reply(xid: i32, zxid: i64, err: i32, body: &Response) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
-    ReplyHeader { xid, zxid, err }.write(&mut out);
+    write_reply(&mut out, xid, zxid, err, body);
+    out
+}
+
+/// Appends what [`encode_reply`] returns to `out` (a connection's send buffer, with no
+/// copy in between).
+pub fn write_reply(out: &mut Vec<u8>, xid: i32, zxid: i64, err: i32, body: &Response) {
+    ReplyHeader { xid, zxid, err }.write(out);
     if err == 0 {
-        body.write_body(&mut out);
+        body.write_body(out);
     } else if let Response::Sasl(_) = body {
         // ZooKeeper answers a failed SASL login with an error header *and* a
         // SetSASLResponse whose token is null; its Java client reads that body as the next
@@ -113,21 +120,28 @@ pub fn encode_reply(xid: i32, zxid: i64, err: i32, body: &Response) -> Vec<u8> {
         // so the body must be there.
         out.extend_from_slice(&(-1i32).to_be_bytes());
     }
-    out
 }
 
 /// Encodes a watch notification without the frame length. ZooKeeper's header for it is
 /// always (xid -1, zxid -1, err 0).
 pub fn encode_notification(event: &WatcherEvent) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + event.path.len());
+    write_notification(&mut out, event.kind, event.state, &event.path);
+    out
+}
+
+/// Appends what [`encode_notification`] returns to `out`, from the event's fields (the
+/// path shared by every watcher told of one change, not copied per watcher).
+pub fn write_notification(out: &mut Vec<u8>, kind: i32, state: i32, path: &str) {
     ReplyHeader {
         xid: crate::consts::xid::NOTIFICATION,
         zxid: -1,
         err: 0,
     }
-    .write(&mut out);
-    event.write(&mut out);
-    out
+    .write(out);
+    out.put_i32(kind);
+    out.put_i32(state);
+    out.put_ustring(path);
 }
 
 /// Convenience for building GetData responses (with non-null data).
@@ -136,4 +150,33 @@ pub fn get_data_response(data: &[u8], stat: Stat) -> Response {
         data: Data::from(data),
         stat,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_is_its_header_then_the_watcher_event_record() {
+        let event = WatcherEvent {
+            kind: 3,
+            state: 3,
+            path: "/a/b".into(),
+        };
+        let mut expected = Vec::new();
+        ReplyHeader {
+            xid: -1,
+            zxid: -1,
+            err: 0,
+        }
+        .write(&mut expected);
+        event.write(&mut expected);
+        assert_eq!(encode_notification(&event), expected);
+
+        // Appending leaves what the buffer held in front.
+        let mut out = vec![9u8];
+        write_notification(&mut out, 3, 3, "/a/b");
+        assert_eq!(out[0], 9);
+        assert_eq!(&out[1..], expected.as_slice());
+    }
 }

@@ -10,12 +10,15 @@
 //! still loads on them, with null turned into empty.
 
 use paddock_proto::{
-    Acl, Buffer, CheckVersionTxn, CloseSessionTxn, CreateContainerTxn, CreateSessionTxn,
-    CreateTtlTxn, CreateTxn, DecodeError, DeleteTxn, Jute, MultiTxn, OpCode, Reader, SetAclTxn,
+    Acl, CheckVersionTxn, CloseSessionTxn, CreateContainerTxn, CreateSessionTxn, CreateTtlTxn,
+    CreateTxn, DecodeError, DeleteTxn, Jute, JuteWrite, MultiTxn, OpCode, Reader, SetAclTxn,
     SetDataTxn, TxnHeader,
 };
 
 use crate::tree::NodeKind;
+
+/// A TxnHeader's encoded length: client id, cxid, zxid, time, type.
+const TXN_HEADER_LEN: usize = 8 + 4 + 8 + 8 + 4;
 
 /// A transaction with its header fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,13 +102,15 @@ impl TxnOp {
         }
     }
 
+    /// Writes the body in the layout of its jute record (`CreateTxn`, `SetDataTxn`, …:
+    /// field by field, as `read_body` reads it back through those records), straight
+    /// from the op's fields: building the record first would copy the path and the
+    /// data once more for every write.
     fn write_body(&self, out: &mut Vec<u8>) {
         match self {
-            TxnOp::CreateSession { timeout_ms } => CreateSessionTxn {
-                time_out: *timeout_ms,
-            }
-            .write(out),
-            TxnOp::CloseSession => CloseSessionTxn::default().write(out),
+            TxnOp::CreateSession { timeout_ms } => out.put_i32(*timeout_ms),
+            // CloseSessionTxn: an empty paths_to_delete vector.
+            TxnOp::CloseSession => out.put_i32(0),
             TxnOp::Create {
                 path,
                 data,
@@ -113,73 +118,71 @@ impl TxnOp {
                 kind,
                 parent_cversion,
                 ..
-            } => match kind {
-                NodeKind::Container => CreateContainerTxn {
-                    path: path.clone(),
-                    data: data.clone().into(),
-                    acl: acl.clone(),
-                    parent_cversion: *parent_cversion,
+            } => {
+                out.put_ustring(path);
+                out.put_nullable_buffer(data.as_deref());
+                out.put_vec(acl);
+                match kind {
+                    NodeKind::Container => out.put_i32(*parent_cversion),
+                    NodeKind::Ttl(ttl) => {
+                        out.put_i32(*parent_cversion);
+                        out.put_i64(*ttl);
+                    }
+                    NodeKind::Persistent | NodeKind::Ephemeral(_) => {
+                        out.put_bool(matches!(kind, NodeKind::Ephemeral(_)));
+                        out.put_i32(*parent_cversion);
+                    }
                 }
-                .write(out),
-                NodeKind::Ttl(ttl) => CreateTtlTxn {
-                    path: path.clone(),
-                    data: data.clone().into(),
-                    acl: acl.clone(),
-                    parent_cversion: *parent_cversion,
-                    ttl: *ttl,
-                }
-                .write(out),
-                NodeKind::Persistent | NodeKind::Ephemeral(_) => CreateTxn {
-                    path: path.clone(),
-                    data: data.clone().into(),
-                    acl: acl.clone(),
-                    ephemeral: matches!(kind, NodeKind::Ephemeral(_)),
-                    parent_cversion: *parent_cversion,
-                }
-                .write(out),
-            },
-            TxnOp::Delete { path, .. } => DeleteTxn { path: path.clone() }.write(out),
+            }
+            TxnOp::Delete { path, .. } => out.put_ustring(path),
             TxnOp::SetData {
                 path,
                 data,
                 version,
-            } => SetDataTxn {
-                path: path.clone(),
-                data: data.clone().into(),
-                version: *version,
+            } => {
+                out.put_ustring(path);
+                out.put_nullable_buffer(data.as_deref());
+                out.put_i32(*version);
             }
-            .write(out),
-            TxnOp::SetAcl { path, acl, version } => SetAclTxn {
-                path: path.clone(),
-                acl: acl.clone(),
-                version: *version,
+            TxnOp::SetAcl { path, acl, version } => {
+                out.put_ustring(path);
+                out.put_vec(acl);
+                out.put_i32(*version);
             }
-            .write(out),
-            TxnOp::Check { path, version } => CheckVersionTxn {
-                path: path.clone(),
-                version: *version,
+            TxnOp::Check { path, version } => {
+                out.put_ustring(path);
+                out.put_i32(*version);
             }
-            .write(out),
-            TxnOp::Reconfig { data } => SetDataTxn {
-                path: crate::tree::CONFIG_NODE.to_string(),
-                data: data.clone().into(),
-                version: -1,
+            TxnOp::Reconfig { data } => {
+                out.put_ustring(crate::tree::CONFIG_NODE);
+                out.put_nullable_buffer(Some(data));
+                out.put_i32(-1);
             }
-            .write(out),
-            TxnOp::Multi(ops) => MultiTxn {
-                txns: ops
-                    .iter()
-                    .map(|op| {
-                        let mut data = Vec::new();
-                        op.write_body(&mut data);
-                        paddock_proto::Txn {
-                            kind: op.opcode().code(),
-                            data: Buffer(data),
-                        }
-                    })
-                    .collect(),
+            // MultiTxn: the count, then each sub-txn as its type and its body as a buffer
+            // (the body's length is filled in once it is written).
+            TxnOp::Multi(ops) => {
+                out.put_i32(i32::try_from(ops.len()).unwrap_or(i32::MAX));
+                for op in ops {
+                    out.put_i32(op.opcode().code());
+                    let len_at = out.len();
+                    out.put_i32(0);
+                    op.write_body(out);
+                    let len = i32::try_from(out.len() - len_at - 4).unwrap_or(i32::MAX);
+                    out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
+                }
             }
-            .write(out),
+        }
+    }
+
+    /// Bytes the body will take, near enough to size the buffer once.
+    fn body_len_hint(&self) -> usize {
+        match self {
+            TxnOp::Create { path, data, .. } | TxnOp::SetData { path, data, .. } => {
+                path.len() + data.as_ref().map_or(0, Vec::len) + 64
+            }
+            TxnOp::Reconfig { data } => data.len() + 64,
+            TxnOp::Multi(ops) => ops.iter().map(|op| op.body_len_hint() + 8).sum::<usize>() + 4,
+            _ => 64,
         }
     }
 
@@ -302,7 +305,7 @@ impl TxnOp {
 impl Txn {
     /// The log record: TxnHeader then body.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
+        let mut out = Vec::with_capacity(TXN_HEADER_LEN + self.op.body_len_hint());
         TxnHeader {
             client_id: self.session,
             cxid: self.cxid,

@@ -5,7 +5,8 @@
 //! (addWatch) that stay until removed. A connection hears of one change once, however
 //! many of its watches match.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::hashing::{FastMap, FastSet};
 
@@ -53,20 +54,26 @@ impl WatchKind {
     }
 }
 
+/// A watched path: one allocation shared by the table's key, every connection's
+/// registration of it and the notifications of one change.
+pub type WatchedPath = Arc<str>;
+
 /// A notification to deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
     pub conn: ConnId,
     pub event: EventType,
-    pub path: String,
+    pub path: WatchedPath,
 }
 
 #[derive(Debug, Default)]
 pub struct WatchManager {
     /// Per kind: path → connections.
-    tables: [FastMap<String, FastSet<ConnId>>; 4],
-    /// Connection → its (kind, path) registrations, for cleanup and the wchc report.
-    by_conn: FastMap<ConnId, BTreeSet<(WatchKind, String)>>,
+    tables: [FastMap<WatchedPath, FastSet<ConnId>>; 4],
+    /// Connection → its (kind, path) registrations, for cleanup and the wchc report. A
+    /// connection's set stays (empty) until the connection closes, so that re-arming a
+    /// one-shot watch after each event does not allocate it again.
+    by_conn: FastMap<ConnId, BTreeSet<(WatchKind, WatchedPath)>>,
 }
 
 impl WatchManager {
@@ -82,32 +89,35 @@ impl WatchManager {
             }
             _ => {}
         }
-        self.tables[kind.index()]
-            .entry(p.to_string())
-            .or_default()
-            .insert(conn);
-        self.by_conn
-            .entry(conn)
-            .or_default()
-            .insert((kind, p.to_string()));
+        let table = &mut self.tables[kind.index()];
+        let key = match table.get_key_value(p) {
+            Some((key, _)) => key.clone(),
+            None => WatchedPath::from(p),
+        };
+        if table.entry(key.clone()).or_default().insert(conn) {
+            self.by_conn.entry(conn).or_default().insert((kind, key));
+        }
     }
 
     fn drop_one(&mut self, conn: ConnId, kind: WatchKind, p: &str) -> bool {
         let table = &mut self.tables[kind.index()];
-        let Some(set) = table.get_mut(p) else {
+        let Some((key, set)) = table.get_key_value(p) else {
             return false;
         };
-        let removed = set.remove(&conn);
-        if set.is_empty() {
-            table.remove(p);
+        if !set.contains(&conn) {
+            return false;
         }
-        if removed && let Some(regs) = self.by_conn.get_mut(&conn) {
-            regs.remove(&(kind, p.to_string()));
-            if regs.is_empty() {
-                self.by_conn.remove(&conn);
+        let key = key.clone();
+        if let Some(set) = table.get_mut(p) {
+            set.remove(&conn);
+            if set.is_empty() {
+                table.remove(p);
             }
         }
-        removed
+        if let Some(regs) = self.by_conn.get_mut(&conn) {
+            regs.remove(&(kind, key));
+        }
+        true
     }
 
     /// Removes the connection's watches of the given type on `p`; false if there were none.
@@ -146,9 +156,11 @@ impl WatchManager {
         }
     }
 
-    /// Fires the watches a change triggers, appending the notifications to `out`.
+    /// Fires the watches a change triggers, appending the notifications to `out`, one
+    /// per connection, in connection order.
     pub fn trigger(&mut self, t: &WatchTrigger, out: &mut Vec<Notification>) {
-        let mut told: HashSet<ConnId> = HashSet::new();
+        let mut told: Vec<ConnId> = Vec::new();
+        let mut path: Option<WatchedPath> = None;
         let one_shot: &[WatchKind] = match t.event {
             EventType::NodeCreated | EventType::NodeDataChanged => &[WatchKind::Data],
             EventType::NodeDeleted => &[WatchKind::Data, WatchKind::Child],
@@ -156,20 +168,22 @@ impl WatchManager {
             _ => &[],
         };
         for kind in one_shot {
-            if let Some(conns) = self.tables[kind.index()].remove(&t.path) {
+            if let Some((key, conns)) = self.tables[kind.index()].remove_entry(t.path.as_str()) {
+                let registration = (*kind, key);
                 for conn in conns {
                     if let Some(regs) = self.by_conn.get_mut(&conn) {
-                        regs.remove(&(*kind, t.path.clone()));
-                        if regs.is_empty() {
-                            self.by_conn.remove(&conn);
-                        }
+                        regs.remove(&registration);
                     }
-                    told.insert(conn);
+                    told.push(conn);
                 }
+                path = Some(registration.1);
             }
         }
-        if let Some(conns) = self.tables[WatchKind::Persistent.index()].get(&t.path) {
+        if let Some((key, conns)) =
+            self.tables[WatchKind::Persistent.index()].get_key_value(t.path.as_str())
+        {
             told.extend(conns.iter().copied());
+            path.get_or_insert_with(|| key.clone());
         }
         // Recursive watches hear of node events anywhere below them, never of child-list changes.
         let recursive = &self.tables[WatchKind::PersistentRecursive.index()];
@@ -180,12 +194,16 @@ impl WatchManager {
                 }
             }
         }
-        let mut told: Vec<ConnId> = told.into_iter().collect();
+        if told.is_empty() {
+            return;
+        }
         told.sort_unstable();
+        told.dedup();
+        let path = path.unwrap_or_else(|| WatchedPath::from(t.path.as_str()));
         out.extend(told.into_iter().map(|conn| Notification {
             conn,
             event: t.event,
-            path: t.path.clone(),
+            path: path.clone(),
         }));
     }
 
@@ -202,8 +220,12 @@ impl WatchManager {
         self.tables.iter().map(FastMap::len).sum()
     }
 
+    /// Connections holding at least one watch.
     pub fn connection_count(&self) -> usize {
-        self.by_conn.len()
+        self.by_conn
+            .values()
+            .filter(|regs| !regs.is_empty())
+            .count()
     }
 
     /// Connection → watched paths (wchc).
@@ -211,8 +233,9 @@ impl WatchManager {
         let mut out: Vec<(ConnId, Vec<String>)> = self
             .by_conn
             .iter()
+            .filter(|(_, regs)| !regs.is_empty())
             .map(|(c, regs)| {
-                let mut paths: Vec<String> = regs.iter().map(|(_, p)| p.clone()).collect();
+                let mut paths: Vec<String> = regs.iter().map(|(_, p)| p.to_string()).collect();
                 paths.dedup();
                 (*c, paths)
             })
@@ -223,18 +246,15 @@ impl WatchManager {
 
     /// Path → watching connections (wchp).
     pub fn by_path(&self) -> Vec<(String, Vec<ConnId>)> {
-        let mut map: HashMap<&String, BTreeSet<ConnId>> = HashMap::new();
+        let mut map: BTreeMap<&str, BTreeSet<ConnId>> = BTreeMap::new();
         for table in &self.tables {
             for (p, conns) in table {
                 map.entry(p).or_default().extend(conns.iter().copied());
             }
         }
-        let mut out: Vec<(String, Vec<ConnId>)> = map
-            .into_iter()
-            .map(|(p, c)| (p.clone(), c.into_iter().collect()))
-            .collect();
-        out.sort();
-        out
+        map.into_iter()
+            .map(|(p, c)| (p.to_string(), c.into_iter().collect()))
+            .collect()
     }
 }
 

@@ -511,18 +511,35 @@ impl Zab {
         if leader.phase != Phase::Broadcast {
             return;
         }
-        let mut upto = None;
-        for zxid in self.pending.keys() {
-            let mut holders: BTreeSet<Sid> = leader
-                .learners
-                .iter()
-                .filter(|(_, l)| !l.observer && l.acked >= *zxid)
-                .map(|(s, _)| *s)
-                .collect();
-            if self.last_durable >= *zxid {
-                holders.insert(me);
+        // The voters holding a zxid only thin out as the zxid grows, and stay the same
+        // up to the lowest of their acked zxids: the set is rebuilt only past that point
+        // (at most once per voter), not for every pending txn.
+        let holding = |zxid: Zxid| -> (BTreeSet<Sid>, Zxid) {
+            let mut holders = BTreeSet::new();
+            let mut same_through = Zxid::MAX;
+            for (sid, l) in &leader.learners {
+                if !l.observer && l.acked >= zxid {
+                    holders.insert(*sid);
+                    same_through = same_through.min(l.acked);
+                }
             }
-            if self.commit_quorum(*zxid, &holders) {
+            if self.last_durable >= zxid {
+                holders.insert(me);
+                same_through = same_through.min(self.last_durable);
+            }
+            (holders, same_through)
+        };
+        let mut upto = None;
+        let mut current: Option<(BTreeSet<Sid>, Zxid)> = None;
+        for zxid in self.pending.keys() {
+            if current
+                .as_ref()
+                .is_none_or(|(_, same_through)| zxid > same_through)
+            {
+                current = Some(holding(*zxid));
+            }
+            let Some((set, _)) = &current else { break };
+            if self.commit_quorum(*zxid, set) {
                 upto = Some(*zxid);
             } else {
                 break;
@@ -535,10 +552,14 @@ impl Zab {
 
     /// Commits pending txns up to `upto`, tells learners, and releases deferred messages.
     fn commit_through(&mut self, upto: Zxid) {
-        let committed: Vec<(Zxid, Vec<u8>)> = self
-            .pending
-            .range(..=upto)
-            .map(|(z, p)| (*z, p.clone()))
+        // Taken out of pending, not copied: each payload is cloned once more below, for
+        // the history of DIFF syncs.
+        let later = match upto.checked_add(1) {
+            Some(next) => self.pending.split_off(&next),
+            None => BTreeMap::new(),
+        };
+        let committed: Vec<(Zxid, Vec<u8>)> = std::mem::replace(&mut self.pending, later)
+            .into_iter()
             .collect();
         if committed.is_empty() {
             return;
@@ -551,7 +572,6 @@ impl Zab {
             .map(|(z, c)| (*z, c.clone()))
             .collect();
         for (zxid, payload) in &committed {
-            self.pending.remove(zxid);
             self.commit(*zxid, payload.clone());
         }
         let State::Leading(leader) = &self.state else {

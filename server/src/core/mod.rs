@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use paddock_proto::{
-    ConnectRequest, ConnectResponse, ErrorCode, OpCode, Request, Response, WatcherEvent,
+    ConnectRequest, ConnectResponse, ErrorCode, EventType, OpCode, Request, Response,
 };
 use tokio::sync::mpsc;
 use tracing::{error, info};
@@ -56,8 +56,12 @@ pub enum Outgoing {
         err: ErrorCode,
         body: Response,
     },
-    /// A watch notification (its header always carries zxid -1, as ZooKeeper's does).
-    Event(WatcherEvent),
+    /// A watch notification (its header always carries zxid -1, as ZooKeeper's does, and
+    /// its state is SyncConnected). The path is shared by every watcher of the change.
+    Event {
+        kind: EventType,
+        path: crate::watch::WatchedPath,
+    },
     /// Flush what was sent and close the socket.
     Close,
 }

@@ -7,8 +7,7 @@
 use std::time::Instant;
 
 use paddock_proto::{
-    Create2Response, CreateResponse, ErrorCode, KeeperState, OpCode, Request, Response,
-    SyncResponse, WatcherEvent,
+    Create2Response, CreateResponse, ErrorCode, OpCode, Request, Response, SyncResponse,
 };
 use tracing::{debug, warn};
 
@@ -602,11 +601,10 @@ impl Core {
         if let Some(conn) = self.conns.get_mut(&n.conn) {
             conn.packets_sent += 1;
             self.stats.packets_sent += 1;
-            let _ = conn.tx.send(Outgoing::Event(WatcherEvent {
-                kind: n.event.code(),
-                state: KeeperState::SyncConnected.code(),
+            let _ = conn.tx.send(Outgoing::Event {
+                kind: n.event,
                 path: n.path,
-            }));
+            });
         }
     }
 }

@@ -531,7 +531,7 @@ fn reconfig_needs_write_on_the_config_node() {
             acl: std::sync::Arc::from(acl),
             ..base.clone()
         };
-        [(CONFIG_NODE.to_string(), Some(view))]
+        [(std::sync::Arc::from(CONFIG_NODE), Some(view))]
     };
     core.pending.record(1_000_001, with_perms(perms::WRITE));
     assert!(core.plan_reconfig(&op, &r).is_ok());

@@ -9,7 +9,7 @@
 //! their announced length), and the reader stops reading while the connection (or the
 //! server) has too many requests outstanding or too many reply bytes unread (`flow`).
 
-use std::collections::HashMap;
+use crate::hashing::FastMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use paddock_proto::{
-    ConnectRequest, DecodeError, ErrorCode, Id, Jute, Reader, Request, RequestHeader,
-    encode_notification, encode_reply,
+    ConnectRequest, DecodeError, ErrorCode, Id, Jute, KeeperState, Reader, Request, RequestHeader,
+    write_notification, write_reply,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -94,7 +94,7 @@ struct Shared {
 
 /// Counts connections per address for maxClientCnxns.
 #[derive(Default)]
-struct PerIp(Mutex<HashMap<IpAddr, usize>>);
+struct PerIp(Mutex<FastMap<IpAddr, usize>>);
 
 struct PerIpGuard<'a> {
     table: &'a PerIp,
@@ -464,14 +464,10 @@ fn encode(msg: Outgoing, out: &mut Vec<u8>) -> bool {
             zxid,
             err,
             body,
-        } => {
-            let bytes = encode_reply(xid, zxid, err.code(), &body);
-            put_frame(out, |o| o.extend_from_slice(&bytes));
-        }
-        Outgoing::Event(event) => {
-            let bytes = encode_notification(&event);
-            put_frame(out, |o| o.extend_from_slice(&bytes));
-        }
+        } => put_frame(out, |o| write_reply(o, xid, zxid, err.code(), &body)),
+        Outgoing::Event { kind, path } => put_frame(out, |o| {
+            write_notification(o, kind.code(), KeeperState::SyncConnected.code(), &path)
+        }),
         Outgoing::Close => return true,
     }
     false

@@ -7,8 +7,6 @@
 //! (buckets, sum, count; cumulative since start, as Prometheus expects).
 
 use std::collections::VecDeque;
-
-use crate::hashing::FastMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -16,18 +14,21 @@ use paddock_proto::xid;
 
 pub use crate::histogram::LatencyHistogram;
 
-/// One connection's requests that await their reply: arrival times by xid (a client may
-/// reuse an xid, so each xid keeps a queue; replies to one xid come in order).
+/// One connection's requests that await their reply, as (xid, arrival) in arrival order.
+/// The server answers a connection's requests in the order they came (ZooKeeper's
+/// guarantee, which clients check), so the reply to the front is the one expected; a
+/// reply further back (an xid the client reused out of order) is looked up, and its
+/// entry taken. A queue that keeps its capacity costs no allocation per request.
 #[derive(Debug)]
 pub struct ReplyClock {
-    waiting: Mutex<FastMap<i32, VecDeque<Instant>>>,
+    waiting: Mutex<VecDeque<(i32, Instant)>>,
     histogram: Arc<LatencyHistogram>,
 }
 
 impl ReplyClock {
     pub fn new(histogram: Arc<LatencyHistogram>) -> ReplyClock {
         ReplyClock {
-            waiting: Mutex::new(FastMap::default()),
+            waiting: Mutex::new(VecDeque::new()),
             histogram,
         }
     }
@@ -38,7 +39,7 @@ impl ReplyClock {
             return;
         }
         if let Ok(mut waiting) = self.waiting.lock() {
-            waiting.entry(xid).or_default().push_back(received);
+            waiting.push_back((xid, received));
         }
     }
 
@@ -48,12 +49,8 @@ impl ReplyClock {
             return;
         }
         let received = self.waiting.lock().ok().and_then(|mut waiting| {
-            let queue = waiting.get_mut(&xid)?;
-            let first = queue.pop_front();
-            if queue.is_empty() {
-                waiting.remove(&xid);
-            }
-            first
+            let at = waiting.iter().position(|(x, _)| *x == xid)?;
+            waiting.remove(at).map(|(_, received)| received)
         });
         if let Some(received) = received {
             self.histogram.observe(received.elapsed());

@@ -2,11 +2,12 @@
 //! that is proposed but not applied yet (ZooKeeper's outstandingChanges). Without it,
 //! two pipelined creates of the same path would both pass validation.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use paddock_proto::Acl;
 
+use crate::hashing::FastMap;
 use crate::tree::{DataTree, NodeKind};
 
 /// What validation needs to know about a node.
@@ -25,10 +26,17 @@ pub struct NodeView {
 /// A path's state after the changes not yet applied: `None` means deleted.
 type Change = Option<NodeView>;
 
+/// A changed path: shared by the map's key and the order queue (one allocation).
+pub type ChangedPath = Arc<str>;
+
 /// Proposed-but-unapplied changes, each tagged with the zxid that will make it real.
 #[derive(Debug, Default)]
 pub struct PendingChanges {
-    changes: HashMap<String, (i64, Change)>,
+    changes: FastMap<ChangedPath, (i64, Change)>,
+    /// Every recorded change in proposal order (zxids only grow), so that `applied`
+    /// forgets from the front instead of scanning the map: with many writes in flight
+    /// the scan cost grew with their number on every commit.
+    order: VecDeque<(i64, ChangedPath)>,
 }
 
 impl PendingChanges {
@@ -52,16 +60,25 @@ impl PendingChanges {
     }
 
     /// Records the changes of a txn that was just proposed with `zxid`.
-    pub fn record(&mut self, zxid: i64, changes: impl IntoIterator<Item = (String, Change)>) {
+    pub fn record(&mut self, zxid: i64, changes: impl IntoIterator<Item = (ChangedPath, Change)>) {
         for (p, change) in changes {
+            self.order.push_back((zxid, p.clone()));
             self.changes.insert(p, (zxid, change));
         }
     }
 
     /// Forgets changes that the tree now reflects (everything up to `zxid` applied).
+    /// A path changed again by a later txn keeps that later change.
     pub fn applied(&mut self, zxid: i64) {
-        if !self.changes.is_empty() {
-            self.changes.retain(|_, (z, _)| *z > zxid);
+        while let Some((z, _)) = self.order.front()
+            && *z <= zxid
+        {
+            let Some((z, p)) = self.order.pop_front() else {
+                break;
+            };
+            if self.changes.get(&p).is_some_and(|(latest, _)| *latest == z) {
+                self.changes.remove(&p);
+            }
         }
     }
 
@@ -79,8 +96,8 @@ impl PendingChanges {
 pub struct Scratch<'a> {
     tree: &'a DataTree,
     pending: &'a PendingChanges,
-    layer: HashMap<String, Change>,
-    order: Vec<String>,
+    layer: FastMap<ChangedPath, Change>,
+    order: Vec<ChangedPath>,
 }
 
 impl<'a> Scratch<'a> {
@@ -88,7 +105,7 @@ impl<'a> Scratch<'a> {
         Scratch {
             tree,
             pending,
-            layer: HashMap::new(),
+            layer: FastMap::default(),
             order: Vec::new(),
         }
     }
@@ -101,16 +118,74 @@ impl<'a> Scratch<'a> {
     }
 
     pub fn set(&mut self, p: &str, change: Change) {
-        if self.layer.insert(p.to_string(), change).is_none() {
-            self.order.push(p.to_string());
+        if let Some(slot) = self.layer.get_mut(p) {
+            *slot = change;
+            return;
         }
+        let p: ChangedPath = Arc::from(p);
+        self.order.push(p.clone());
+        self.layer.insert(p, change);
     }
 
     /// The accumulated changes, ready for [`PendingChanges::record`].
-    pub fn into_changes(mut self) -> Vec<(String, Change)> {
+    pub fn into_changes(mut self) -> Vec<(ChangedPath, Change)> {
         self.order
             .drain(..)
             .filter_map(|p| self.layer.remove(&p).map(|c| (p, c)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(version: i32) -> Change {
+        Some(NodeView {
+            version,
+            cversion: 0,
+            aversion: 0,
+            kind: NodeKind::Persistent,
+            num_children: 0,
+            acl: Arc::from(Vec::new()),
+            mtime: 0,
+        })
+    }
+
+    #[test]
+    fn a_change_is_forgotten_once_its_txn_is_applied_and_not_before() {
+        let tree = DataTree::new();
+        let mut pending = PendingChanges::default();
+        pending.record(5, [(Arc::from("/a"), view(1)), (Arc::from("/b"), None)]);
+        pending.record(6, [(Arc::from("/a"), view(2))]);
+        pending.record(7, [(Arc::from("/c"), view(0))]);
+
+        pending.applied(4);
+        assert_eq!(pending.len(), 3);
+        assert_eq!(pending.view(&tree, "/b"), None);
+
+        // /a was changed again by txn 6: applying 5 leaves that change in place.
+        pending.applied(5);
+        assert_eq!(pending.len(), 2);
+        assert_eq!(pending.view(&tree, "/a").map(|v| v.version), Some(2));
+
+        pending.applied(7);
+        assert!(pending.is_empty());
+        assert_eq!(pending.view(&tree, "/a"), None, "the tree has no /a");
+    }
+
+    #[test]
+    fn a_scratch_layer_keeps_the_last_change_of_a_path_in_first_change_order() {
+        let tree = DataTree::new();
+        let pending = PendingChanges::default();
+        let mut scratch = Scratch::new(&tree, &pending);
+        scratch.set("/x", view(1));
+        scratch.set("/y", None);
+        scratch.set("/x", view(3));
+        assert_eq!(scratch.view("/x").map(|v| v.version), Some(3));
+        let changes = scratch.into_changes();
+        let paths: Vec<&str> = changes.iter().map(|(p, _)| &**p).collect();
+        assert_eq!(paths, ["/x", "/y"]);
+        assert_eq!(changes[0].1.as_ref().map(|v| v.version), Some(3));
     }
 }

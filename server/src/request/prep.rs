@@ -20,7 +20,7 @@ pub struct WriteContext<'a> {
 /// A validated write: its txn and the changes it will make once applied.
 pub struct Prepared {
     pub op: TxnOp,
-    pub changes: Vec<(String, Option<NodeView>)>,
+    pub changes: Vec<(super::pending::ChangedPath, Option<NodeView>)>,
 }
 
 /// Validates a single write request.

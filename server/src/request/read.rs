@@ -256,7 +256,7 @@ fn restore_watches(
         events.push(Notification {
             conn,
             event,
-            path: p.clone(),
+            path: crate::watch::WatchedPath::from(p.as_str()),
         })
     };
     for p in &w.data_watches {

@@ -620,7 +620,7 @@ impl World {
                         client.in_flight = None;
                     }
                 }
-                Outgoing::Event(_) => {}
+                Outgoing::Event { .. } => {}
                 Outgoing::Close => closed = true,
             }
         }

@@ -19,7 +19,7 @@ mod hamt;
 mod record;
 mod snapshot;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use paddock_proto::{Acl, Stat, StatPersisted};
@@ -27,6 +27,7 @@ use paddock_proto::{Acl, Stat, StatPersisted};
 pub use apply::{ApplyResult, WatchTrigger};
 pub use snapshot::{SnapshotError, SnapshotView};
 
+use crate::hashing::FastMap;
 use crate::path;
 use children::Children;
 use hamt::{Hamt, Keyed};
@@ -176,7 +177,7 @@ pub struct DataTree {
     acls: acl::AclTable,
     sessions: BTreeMap<i64, SessionEntry>,
     /// Session id → paths of its ephemerals (derived from `nodes`).
-    ephemerals: HashMap<i64, BTreeSet<String>>,
+    ephemerals: FastMap<i64, BTreeSet<String>>,
     /// Paths of container and TTL nodes, the reaper's candidates (derived).
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
@@ -235,7 +236,7 @@ impl DataTree {
             children: Hamt::new(),
             acls: acl::AclTable::default(),
             sessions: BTreeMap::new(),
-            ephemerals: HashMap::new(),
+            ephemerals: FastMap::default(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
             data_size: 0,
@@ -499,7 +500,7 @@ impl DataTree {
         self.ephemerals.values().map(BTreeSet::len).sum()
     }
 
-    pub fn ephemerals_by_session(&self) -> &HashMap<i64, BTreeSet<String>> {
+    pub fn ephemerals_by_session(&self) -> &FastMap<i64, BTreeSet<String>> {
         &self.ephemerals
     }
 
