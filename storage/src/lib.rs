@@ -44,15 +44,16 @@
 //! Why this shape:
 //! * Segments are preallocated with `set_len` in large chunks, so an append inside the
 //!   chunk does not change the file size and `fdatasync` does not have to log a size
-//!   change on every group commit. (The chunk is sparse: the filesystem still allocates
-//!   blocks as records first land in it. Writing zeros at creation would avoid that at
-//!   the cost of writing the whole chunk once; measure before switching.) The end of the
-//!   log is therefore not the end of the file: a record whose length field is zero marks
-//!   the end. The length counts the zxid as well as the payload so it is never zero for a
-//!   real record, even an empty one. A segment is trimmed to its records when it is
-//!   closed (roll, size limit), so only the newest segment carries zero padding, and data
-//!   after the end of a closed segment is recognised as records lost mid-log rather than
-//!   taken for a clean end.
+//!   change on every group commit. The chunk is sparse, and appending into a hole makes
+//!   the filesystem allocate blocks, which `fdatasync` must then record (the block map:
+//!   a second write to wait for). So the active segment writes zeros 1 MiB ahead of its
+//!   last record, and pays that once per MiB instead of at almost every group commit.
+//!   The end of the log is therefore not the end of the file: a record whose length
+//!   field is zero marks the end. The length counts the zxid as well as the payload so
+//!   it is never zero for a real record, even an empty one. A segment is trimmed to its
+//!   records when it is closed (roll, size limit), so only the newest segment carries
+//!   zero padding, and data after the end of a closed segment is recognised as records
+//!   lost mid-log rather than taken for a clean end.
 //! * Every record carries its own checksum, so recovery can tell a record that was fully
 //!   written from one that a crash tore in half, without trusting the file size.
 //! * On open, every record is validated. The first damaged record (bad checksum, length

@@ -243,6 +243,8 @@ impl TxnLog {
             match &mut self.active {
                 Some(active) if is_active => {
                     active.written_end = cut.offset;
+                    // zero_tail made everything after the cut a hole again.
+                    active.zeroed_end = cut.offset;
                     active.unsynced = false;
                 }
                 _ => {
@@ -338,6 +340,14 @@ impl Drop for TxnLog {
     }
 }
 
+/// How far ahead of the last record the active segment's blocks are written with zeros
+/// (see [`ActiveSegment::zero_ahead`]): the first sync after each step writes this much
+/// more, and the block map is written once per step instead of at almost every sync.
+const ZERO_AHEAD_BYTES: u64 = 1024 * 1024;
+
+/// A buffer of zeros, written as many times as a step needs.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
 /// The newest segment, open for appending.
 #[derive(Debug)]
 struct ActiveSegment {
@@ -347,6 +357,9 @@ struct ActiveSegment {
     written_end: u64,
     /// Current file length (the preallocated size).
     allocated: u64,
+    /// Up to here the file's blocks are written (records, or the zeros written ahead of
+    /// them); beyond, up to `allocated`, the chunk is still a hole.
+    zeroed_end: u64,
     /// Encoded records not yet written.
     pending: Vec<u8>,
     /// Written since the last `fdatasync`.
@@ -378,6 +391,7 @@ impl ActiveSegment {
             file,
             written_end: SEGMENT_HEADER_LEN,
             allocated,
+            zeroed_end: SEGMENT_HEADER_LEN,
             pending: Vec::with_capacity(options.write_buffer_bytes),
             unsynced: false,
         })
@@ -396,6 +410,8 @@ impl ActiveSegment {
             file,
             written_end: tail.end,
             allocated,
+            // What lies beyond the records is not known to be more than a hole.
+            zeroed_end: tail.end,
             pending: Vec::new(),
             unsynced: false,
         })
@@ -423,11 +439,34 @@ impl ActiveSegment {
         self.file
             .write_all_at(&self.pending, self.written_end)
             .map_err(|e| StorageError::io("write txn log segment", &self.path, e))?;
+        if end > self.zeroed_end {
+            self.zero_ahead(end)?;
+        }
         self.written_end = end;
         self.unsynced = true;
         self.pending.clear();
         // One oversized record should not pin a huge buffer forever.
         self.pending.shrink_to(options.write_buffer_bytes);
+        Ok(())
+    }
+
+    /// Writes zeros from `end` to [`ZERO_AHEAD_BYTES`] past it (within the chunk), so
+    /// that the records of the next group commits land in blocks the filesystem has
+    /// already allocated. Appending into a hole allocates blocks, and then every
+    /// `fdatasync` must also write the inode's block map, a second I/O to wait for;
+    /// with the zeros written once ahead, that happens once per `ZERO_AHEAD_BYTES` of
+    /// log. Readers see the same thing either way: zeros where no record is.
+    fn zero_ahead(&mut self, end: u64) -> Result<()> {
+        let target = (end + ZERO_AHEAD_BYTES).min(self.allocated);
+        let mut at = end;
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64) as usize;
+            self.file.write_all_at(&ZEROS[..n], at).map_err(|e| {
+                StorageError::io("write zeros ahead in txn log segment", &self.path, e)
+            })?;
+            at += n as u64;
+        }
+        self.zeroed_end = target.max(end);
         Ok(())
     }
 

@@ -182,6 +182,38 @@ fn preallocation_keeps_file_size_steady_and_grows_in_chunks() {
 }
 
 #[test]
+fn the_active_segment_is_written_with_zeros_ahead_of_its_records() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = TxnLog::open(dir.path(), TxnLogOptions::new(DB)).unwrap();
+    let path = dir.path().join("log.1");
+    let allocated = |path: &Path| fs::metadata(path).unwrap().blocks() * 512;
+    log.append(1, &[1; 100]).unwrap();
+    log.sync().unwrap();
+    // The chunk is 64 MiB of file, but only the records and the zeros ahead of them
+    // are blocks on disk.
+    assert_eq!(fs::metadata(&path).unwrap().len(), 64 * 1024 * 1024);
+    let after_one = allocated(&path);
+    assert!(
+        (ZERO_AHEAD_BYTES..=2 * ZERO_AHEAD_BYTES).contains(&after_one),
+        "{after_one} bytes allocated after one record"
+    );
+    // Records up to the zeroed end allocate nothing more.
+    let written = fill(&mut log, 2..=5000);
+    let bytes_of_records: usize = written.iter().map(|(_, p)| 16 + p.len()).sum();
+    assert!((bytes_of_records as u64) < ZERO_AHEAD_BYTES);
+    assert_eq!(allocated(&path), after_one);
+    // Past it, the next step is written.
+    fill(&mut log, 5001..=10_000);
+    assert!(allocated(&path) > after_one);
+    // Readers see the same log: the zeros read as its end.
+    drop(log);
+    let mut log = TxnLog::open(dir.path(), TxnLogOptions::new(DB)).unwrap();
+    assert_eq!(read_all(&mut log, 1).len(), 10_000);
+    assert_eq!(record_layout(&path).len(), 10_000);
+}
+
+#[test]
 fn torn_tail_at_every_byte_offset_is_cut() {
     let dir = tempfile::tempdir().unwrap();
     let options = TxnLogOptions {
