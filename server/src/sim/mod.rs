@@ -29,6 +29,7 @@ mod liveness;
 mod quorums;
 mod reconfig;
 mod sessions;
+mod trace;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -536,6 +537,7 @@ impl World {
             } => {
                 let current = self.link_epochs.get(&link(from, to)).copied().unwrap_or(0);
                 if epoch == current && self.linked(from, to) {
+                    trace::delivered(self.now(), from, to, &msg);
                     self.step(to, CoreMsg::Peer { from, msg });
                 }
             }
