@@ -220,10 +220,8 @@ impl NodeRecord {
         out.push(self.flags());
         out.extend_from_slice(&self.0[self.path_range().1..data_start]);
         if let Some(data) = self.data() {
-            let mut len = [0u8; MAX_VARINT];
             // Data is bounded by the request frame, far below 4 GiB.
-            let n = put_varint(&mut len, data.len() as u32);
-            out.extend_from_slice(&len[..n]);
+            push_varint(out, data.len() as u32);
             out.extend_from_slice(data);
         }
     }
@@ -325,6 +323,13 @@ fn decode_fixed(flags: u8, b: &[u8]) -> (StatPersisted, u32) {
 }
 
 /// Writes `value` as LEB128 into `out`; the bytes written.
+/// Appends `value` in LEB128 (what [`put_varint`] writes) to `out`.
+pub(super) fn push_varint(out: &mut Vec<u8>, value: u32) {
+    let mut bytes = [0u8; MAX_VARINT];
+    let n = put_varint(&mut bytes, value);
+    out.extend_from_slice(&bytes[..n]);
+}
+
 fn put_varint(out: &mut [u8; MAX_VARINT], mut value: u32) -> usize {
     let mut n = 0;
     while value >= 0x80 {

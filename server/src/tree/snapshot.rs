@@ -46,7 +46,7 @@ use std::sync::Arc;
 use super::acl::FrozenAcls;
 use super::children::Children;
 use super::hamt::{Hamt, Keyed};
-use super::record::{Fields, NodeRecord};
+use super::record::{Fields, NodeRecord, push_varint};
 use super::{ChildList, DataTree, NodeKind, SessionEntry};
 use crate::hashing::FastMap;
 use crate::path;
@@ -123,7 +123,13 @@ impl DataTree {
                 let acl = loader.acl(&mut tree, &mut r)?;
                 let stat = StatPersisted::read(&mut r)?;
                 let name = path::basename(p).as_bytes();
-                loader.add(&mut tree, p, name, data, acl, stat)?;
+                let fields = Fields {
+                    stat,
+                    acl,
+                    // Set when the node's children are all in (`close`).
+                    num_children: 0,
+                };
+                loader.add(&mut tree, p, name, data, fields)?;
             }
         }
         loader.finish(&mut tree)?;
@@ -191,7 +197,7 @@ fn load_compact_nodes<'a>(
         };
         tree.acls.acquire_again(acl);
         fields.acl = acl;
-        loader.add_fields(tree, &path, name, data, fields)?;
+        loader.add(tree, &path, name, data, fields)?;
     }
     for ours in acls.into_values() {
         tree.acls.release(ours);
@@ -247,26 +253,9 @@ impl<'a> Loader<'a> {
         Ok(id)
     }
 
-    fn add(
-        &mut self,
-        tree: &mut DataTree,
-        p: &str,
-        name: &'a [u8],
-        data: Option<&'a [u8]>,
-        acl: u32,
-        stat: StatPersisted,
-    ) -> Result<(), SnapshotError> {
-        let fields = Fields {
-            stat,
-            acl,
-            num_children: 0,
-        };
-        self.add_fields(tree, p, name, data, fields)
-    }
-
     /// Adds node `p`, whose last component is `name`; its child count is set when its
     /// children are all in (`close`).
-    fn add_fields(
+    fn add(
         &mut self,
         tree: &mut DataTree,
         p: &str,
@@ -443,8 +432,8 @@ impl SnapshotView {
                 Some(slash) => (slash, &p[slash + 1..]),
                 None => (0, p),
             };
-            put_varint(&mut out, prefix as u32);
-            put_varint(&mut out, name.len() as u32);
+            push_varint(&mut out, prefix as u32);
+            push_varint(&mut out, name.len() as u32);
             out.extend_from_slice(name.as_bytes());
             node.write_compact(&mut out);
         });
@@ -480,13 +469,4 @@ impl SnapshotView {
             }
         }
     }
-}
-
-/// Appends `value` as LEB128.
-fn put_varint(out: &mut Vec<u8>, mut value: u32) {
-    while value >= 0x80 {
-        out.push((value as u8 & 0x7f) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
 }
