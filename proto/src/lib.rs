@@ -24,7 +24,7 @@ pub use opcode::{InMulti, OpCode, OpInfo, OpKind, Route};
 pub use path::{PathError, validate_path};
 pub use records::*;
 pub use request::{MULTI_END, MultiResult, Request};
-pub use response::{Response, encode_notification, encode_reply, write_notification, write_reply};
+pub use response::{Response, encode_reply, write_notification, write_reply};
 
 #[cfg(test)]
 mod fuzz;

@@ -122,16 +122,9 @@ pub fn write_reply(out: &mut Vec<u8>, xid: i32, zxid: i64, err: i32, body: &Resp
     }
 }
 
-/// Encodes a watch notification without the frame length. ZooKeeper's header for it is
-/// always (xid -1, zxid -1, err 0).
-pub fn encode_notification(event: &WatcherEvent) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + event.path.len());
-    write_notification(&mut out, event.kind, event.state, &event.path);
-    out
-}
-
-/// Appends what [`encode_notification`] returns to `out`, from the event's fields (the
-/// path shared by every watcher told of one change, not copied per watcher).
+/// Appends a watch notification without the frame length: ZooKeeper's header for it
+/// (always xid -1, zxid -1, err 0), then the WatcherEvent record, written from its
+/// fields (the path shared by every watcher told of one change, not copied per watcher).
 pub fn write_notification(out: &mut Vec<u8>, kind: i32, state: i32, path: &str) {
     ReplyHeader {
         xid: crate::consts::xid::NOTIFICATION,
@@ -171,8 +164,6 @@ mod tests {
         }
         .write(&mut expected);
         event.write(&mut expected);
-        assert_eq!(encode_notification(&event), expected);
-
         // Appending leaves what the buffer held in front.
         let mut out = vec![9u8];
         write_notification(&mut out, 3, 3, "/a/b");
