@@ -5,7 +5,8 @@
 #   BENCH_TINY=1 bash bench/compare.sh   # a minute or two, to prove it still works
 #
 # What it does, all on loopback (127.0.0.0/8) with the same zoo.cfg settings for both
-# servers (fsync on: forceSync=yes, which Paddock always does anyway):
+# servers (fsync on: forceSync=yes, which Paddock always does anyway; autopurge on,
+# keeping 3 snapshots, as the operator configures every ensemble):
 #   1. installs Debian's `zookeeper` package (Apache ZooKeeper 3.8) if it is missing and
 #      builds paddock-server and paddock-bench in release mode;
 #   2. describes the machine (cores, memory, disk, measured fsync latency);
@@ -14,6 +15,8 @@
 #      then per server: RSS idle, loads BENCH_ZNODES znodes of 100 bytes, RSS and data
 #      size after loading (snapshots and logs apart, and how much the load alone added:
 #      the workloads before ran for a fixed time, so the faster server logged more),
+#      data size once each server's purge has run (Paddock purges after each snapshot;
+#      ZooKeeper's autopurge runs hourly, so the script runs its PurgeTxnLog -n 3),
 #      restart-to-serving time (process start until the first
 #      successful getData of the last loaded znode), RSS after the restart;
 #   4. 3-node: the same workloads against a 3-server ensemble of each (sessions spread
@@ -181,6 +184,8 @@ maxClientCnxns=0
 forceSync=yes
 admin.enableServer=false
 4lw.commands.whitelist=srvr,ruok,mntr
+autopurge.snapRetainCount=3
+autopurge.purgeInterval=1
 EOF
   if [ -n "$ensemble" ]; then
     for a in $ensemble; do
@@ -324,6 +329,16 @@ one_node() {
     # the growth while loading is the same creates for both.
     metric "data dir growth while loading (the same creates for both)" "$kind" \
       "$(( $(du -sm "$dir/data" | cut -f1) - disk_before ))" MiB
+    # Both keep 3 snapshots and the logs they need. Paddock purges as each snapshot is
+    # written; ZooKeeper's autopurge runs once an hour (first at start), so here its own
+    # purge tool does what the next hourly run would.
+    if [ "$kind" = zookeeper ]; then
+      java -cp "$ZK_CP" org.apache.zookeeper.server.PurgeTxnLog "$dir/data" "$dir/data" -n 3 \
+        >>"$OUT/logs/purge.$kind.log" 2>&1 || log "zookeeper: PurgeTxnLog failed (log: $OUT/logs/purge.$kind.log)"
+    fi
+    metric "data dir once each server's purge has run (3 snapshots kept)" "$kind" "$(du -sm "$dir/data" | cut -f1)" MiB
+    metric "… of which snapshots, after the purge" "$kind" "$(du_files_mib "$dir/data" 'snapshot.*')" MiB
+    metric "… of which txn logs, after the purge" "$kind" "$(du_files_mib "$dir/data" 'log.*')" MiB
     log "$kind: restarting with $ZNODES znodes"
     stop_server "$name"
     t0=$(now_ns)
