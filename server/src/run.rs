@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tracing::info;
 
@@ -292,6 +293,39 @@ fn client_tls(cfg: &ServerConfig) -> Result<Option<client::TlsPort>, StartError>
     }))
 }
 
+/// Starts the core's thread: a current-thread runtime that runs the core's loop, and on
+/// which the plaintext client connections are spawned (the returned handle).
+fn start_core_thread(
+    core: Core,
+    clients: mpsc::Receiver<CoreMsg>,
+    internal: mpsc::UnboundedReceiver<CoreMsg>,
+) -> Result<(std::thread::JoinHandle<Result<(), String>>, Handle), StartError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Thread)?;
+    let handle = runtime.handle().clone();
+    let thread = std::thread::Builder::new()
+        .name("paddock-core".into())
+        .spawn(move || {
+            let result = core.run(&runtime, clients, internal);
+            // Dropping the runtime drops the connections' tasks, which closes their
+            // sockets: the core that served them has stopped.
+            drop(runtime);
+            result
+        })
+        .map_err(StartError::Thread)?;
+    Ok((thread, handle))
+}
+
+/// Registers `listener` with `runtime`'s reactor instead of the current one, so that it
+/// and the connections it accepts are driven by the thread that runs `runtime`.
+fn move_to(runtime: &Handle, listener: TcpListener) -> std::io::Result<TcpListener> {
+    let listener = listener.into_std()?;
+    let _entered = runtime.enter();
+    TcpListener::from_std(listener)
+}
+
 /// Recovers state and starts serving. Must be called inside a tokio runtime.
 pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     // TLS stores first: a wrong password or a missing file stops the start at once.
@@ -317,10 +351,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         .await
         .map_err(|e| StartError::Thread(std::io::Error::other(e.to_string())))??
     };
-    let core_thread = std::thread::Builder::new()
-        .name("paddock-core".into())
-        .spawn(move || core.run(core_rx, internal_rx))
-        .map_err(StartError::Thread)?;
+    let (core_thread, core_runtime) = start_core_thread(core, core_rx, internal_rx)?;
 
     // With only secureClientPort in zoo.cfg (no clientPort), the TLS port is the client
     // port, as in ZooKeeper: no plaintext port is opened.
@@ -363,13 +394,27 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         Some(tls) if cfg.tls.client_port_unification => client::Security::Unified(tls.clone()),
         _ => client::Security::Plain,
     };
-    tokio::spawn(client::serve(
-        listener,
-        core_tx.clone(),
-        port_cfg.clone(),
-        words.clone(),
-        plain,
-    ));
+    let serve_client_port = |listener| {
+        client::serve(
+            listener,
+            core_tx.clone(),
+            port_cfg.clone(),
+            words.clone(),
+            plain.clone(),
+        )
+    };
+    if matches!(plain, client::Security::Plain) {
+        // Plaintext connections share the core's thread: a request and its reply then
+        // cross no thread, which is most of a small request's cost (bench/RESULTS.md).
+        let listener = move_to(&core_runtime, listener).map_err(|source| StartError::Bind {
+            addr: cfg.client_listen_address(),
+            source,
+        })?;
+        core_runtime.spawn(serve_client_port(listener));
+    } else {
+        // TLS does its cryptography on the runtime's workers, off the core's thread.
+        tokio::spawn(serve_client_port(listener));
+    }
     let secure_client_addr = match (cfg.tls.secure_client_port, client_tls) {
         (Some(_), Some(_)) if cfg.tls.secure_only => Some(client_addr),
         (Some(port), Some(tls)) => {

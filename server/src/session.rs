@@ -61,6 +61,13 @@ impl SessionTracker {
         }
     }
 
+    /// The earliest deadline of any tracked session.
+    pub fn first_deadline(&self) -> Option<u64> {
+        self.buckets
+            .first_key_value()
+            .map(|(deadline, _)| *deadline)
+    }
+
     /// Removes and returns every session whose deadline has passed.
     pub fn expire(&mut self, now_ms: u64) -> Vec<i64> {
         let mut expired = Vec::new();

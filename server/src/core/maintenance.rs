@@ -24,6 +24,28 @@ impl Core {
             }
             return;
         }
+        self.expire_sessions(now);
+        if now.saturating_sub(self.last_reap_ms) >= self.cfg.container_check_ms {
+            self.last_reap_ms = now;
+            self.reap();
+        }
+    }
+
+    /// Expires what is overdue before a client's message is handled, so that the message
+    /// cannot revive a session whose deadline passed while the server could not run
+    /// (stopped, starved): its tick may come after it. The leader alone decides expiry.
+    pub(super) fn expire_overdue_sessions(&mut self) {
+        let Some(first) = self.sessions.first_deadline() else {
+            return;
+        };
+        let now = self.now_ms();
+        if first <= now && self.is_leader() {
+            self.expire_sessions(now);
+        }
+    }
+
+    /// Proposes closeSession for every session whose deadline has passed.
+    fn expire_sessions(&mut self, now: u64) {
         for session in self.sessions.expire(now) {
             if !self.tree.sessions().contains_key(&session) || !self.closing.insert(session) {
                 continue;
@@ -37,10 +59,6 @@ impl Core {
             self.stats.sessions_expired += 1;
             let prepared = prep::prepare_close(&self.tree, &self.pending, session);
             self.propose(session, 0, prepared, None);
-        }
-        if now.saturating_sub(self.last_reap_ms) >= self.cfg.container_check_ms {
-            self.last_reap_ms = now;
-            self.reap();
         }
     }
 

@@ -1,7 +1,9 @@
 //! The server core: one thread that owns the tree, the sessions and the watches, and
 //! sequences every request. Connection tasks and the disk writer talk to it through one
 //! channel of [`CoreMsg`]; it talks back through per-connection channels of
-//! [`Outgoing`]. Keeping all state on one thread means no locks on the hot path and a
+//! [`Outgoing`]. The plaintext connections' tasks run on the core's own thread (its
+//! current-thread runtime, see `run.rs`), so their requests and replies wake no other
+//! thread. Keeping all state on one thread means no locks on the hot path and a
 //! total order of changes, which is what replication needs (issue: ZAB goes between
 //! "propose" and "apply" in `pipeline.rs`).
 
@@ -288,6 +290,9 @@ pub struct Core {
     fatal: Option<String>,
 }
 
+/// How long a stopping core waits for its connections to send their last replies.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Core {
     /// Monotonic milliseconds since the core started (session deadlines).
     fn now_ms(&self) -> u64 {
@@ -299,17 +304,17 @@ impl Core {
         self.clock.wall_ms()
     }
 
-    /// Runs the core on the current thread until shutdown; returns an error if the
-    /// server had to stop (e.g. the disk failed). Internal messages (durability, ticks)
-    /// go first so that a flood of client requests cannot delay commits.
+    /// Runs the core on `runtime`, a current-thread runtime owned by the calling thread,
+    /// until shutdown; returns an error if the server had to stop (e.g. the disk
+    /// failed). Internal messages (durability, ticks) go first so that a flood of client
+    /// requests cannot delay commits. Other tasks spawned on `runtime` (the plaintext
+    /// client connections) run between the core's messages.
     pub fn run(
         mut self,
+        runtime: &tokio::runtime::Runtime,
         mut clients: mpsc::Receiver<CoreMsg>,
         mut internal: mpsc::UnboundedReceiver<CoreMsg>,
     ) -> Result<(), String> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map_err(|e| format!("cannot start the core's event loop: {e}"))?;
         info!(
             zxid = format_args!("{:#x}", self.tree.last_zxid()),
             nodes = self.tree.node_count(),
@@ -334,6 +339,17 @@ impl Core {
             }
         });
         self.shutdown();
+        // The connections on this thread's runtime get to send what is queued for them
+        // and close; one whose client does not read is dropped with the runtime.
+        let closing: Vec<ConnTx> = self.conns.values().map(|c| c.tx.clone()).collect();
+        runtime.block_on(async {
+            let all_closed = async {
+                for tx in &closing {
+                    tx.closed().await;
+                }
+            };
+            let _ = tokio::time::timeout(CLOSE_GRACE, all_closed).await;
+        });
         result
     }
 
@@ -359,13 +375,19 @@ impl Core {
                 req,
                 tx,
                 tls_ids,
-            } => self.on_connect(conn, addr, req, tx, tls_ids),
+            } => {
+                self.expire_overdue_sessions();
+                self.on_connect(conn, addr, req, tx, tls_ids);
+            }
             CoreMsg::Request {
                 conn,
                 xid,
                 req,
                 received,
-            } => self.on_request(conn, xid, req, received),
+            } => {
+                self.expire_overdue_sessions();
+                self.on_request(conn, xid, req, received);
+            }
             CoreMsg::Refused {
                 conn,
                 xid,

@@ -79,6 +79,10 @@ impl Shell {
 
 /// Server 3 of `ensemble`, recovered from the empty data dir `dir`.
 fn open(dir: &Path, ensemble: DynamicConfig) -> Shell {
+    open_with_clock(dir, ensemble, Box::new(super::SystemClock::new()))
+}
+
+fn open_with_clock(dir: &Path, ensemble: DynamicConfig, clock: Box<dyn super::Clock>) -> Shell {
     let cfg = CoreConfig {
         server_id: 3,
         tick_ms: 100,
@@ -102,13 +106,7 @@ fn open(dir: &Path, ensemble: DynamicConfig) -> Shell {
         distributed: true,
     };
     let (internal_tx, internal) = tokio::sync::mpsc::unbounded_channel();
-    let core = Core::open(
-        cfg,
-        internal_tx,
-        Box::new(super::NoPeers),
-        Box::new(super::SystemClock::new()),
-    )
-    .unwrap();
+    let core = Core::open(cfg, internal_tx, Box::new(super::NoPeers), clock).unwrap();
     Shell { core, internal }
 }
 
@@ -673,4 +671,76 @@ fn a_forwarded_request_of_a_session_gone_here_is_refused() {
         core.tree().get("/orphan").is_none(),
         "an ephemeral was created for a session the leader does not hold"
     );
+}
+
+/// A client's message that reaches the core after its session's deadline passed (the
+/// server could not run: stopped, starved) must not revive the session, even though no
+/// tick came in between: the session is expired first, as its deadline says.
+#[test]
+fn a_request_after_the_session_deadline_does_not_revive_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Time moves only when the test moves it.
+    struct StepClock(Arc<AtomicU64>);
+    impl super::Clock for StepClock {
+        fn now_ms(&self) -> u64 {
+            self.0.load(Ordering::Relaxed)
+        }
+        fn wall_ms(&self) -> i64 {
+            1_780_000_000_000 + self.0.load(Ordering::Relaxed) as i64
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicU64::new(1_000));
+    let clock = Box::new(StepClock(now.clone()));
+    let mut core = open_with_clock(dir.path(), config(&[3], 0x1_0000_0000), clock);
+    let (tx, mut replies) = tokio::sync::mpsc::unbounded_channel();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while core.role() != Role::Leader {
+        assert!(Instant::now() < deadline, "server 3 did not lead itself");
+        now.fetch_add(10, Ordering::Relaxed);
+        assert!(core.handle(CoreMsg::Tick));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let connect = CoreMsg::Connect {
+        conn: 7,
+        addr: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        req: paddock_proto::ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            time_out: 4_000,
+            session_id: 0,
+            passwd: vec![0; 16].into(),
+            read_only: Some(false),
+        },
+        tx,
+        tls_ids: vec![],
+    };
+    assert!(core.handle(connect));
+    // Ticks without moving the clock hand the disk's reports back and expire nothing.
+    let session = loop {
+        assert!(Instant::now() < deadline, "the session was not created");
+        if let Ok(super::Outgoing::Connected(r)) = replies.try_recv() {
+            break r.session_id;
+        }
+        assert!(core.handle(CoreMsg::Tick));
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert!(core.sessions.is_tracked(session));
+
+    now.fetch_add(10_000, Ordering::Relaxed);
+    let ping = CoreMsg::Request {
+        conn: 7,
+        xid: -2,
+        req: paddock_proto::Request::Ping,
+        received: Instant::now(),
+    };
+    assert!(core.handle(ping));
+    assert!(
+        core.closing.contains(&session),
+        "the session past its deadline was not expired before its ping"
+    );
+    assert!(!core.sessions.is_tracked(session));
 }
