@@ -678,23 +678,14 @@ fn a_forwarded_request_of_a_session_gone_here_is_refused() {
 /// tick came in between: the session is expired first, as its deadline says.
 #[test]
 fn a_request_after_the_session_deadline_does_not_revive_it() {
+    use crate::sim::SimClock;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    /// Time moves only when the test moves it.
-    struct StepClock(Arc<AtomicU64>);
-    impl super::Clock for StepClock {
-        fn now_ms(&self) -> u64 {
-            self.0.load(Ordering::Relaxed)
-        }
-        fn wall_ms(&self) -> i64 {
-            1_780_000_000_000 + self.0.load(Ordering::Relaxed) as i64
-        }
-    }
-
     let dir = tempfile::tempdir().unwrap();
     let now = Arc::new(AtomicU64::new(1_000));
-    let clock = Box::new(StepClock(now.clone()));
+    // Time moves only when the test moves it.
+    let clock = Box::new(SimClock::new(now.clone()));
     let mut core = open_with_clock(dir.path(), config(&[3], 0x1_0000_0000), clock);
     let (tx, mut replies) = tokio::sync::mpsc::unbounded_channel();
     let deadline = Instant::now() + Duration::from_secs(20);

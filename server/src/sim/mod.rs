@@ -44,7 +44,8 @@ use crate::core::{Core, CoreConfig, CoreMsg, Outgoing, rebuild};
 use crate::storage::DiskEvent;
 use crate::tree::DataTree;
 use crate::zab::{Message, Role, Sid, Timing};
-use io::{Outbox, SimClock, SimData, SimPeers, Store};
+pub(crate) use io::SimClock;
+use io::{Outbox, SimData, SimPeers, Store};
 
 const TICK_MS: u64 = 50;
 /// How often each node's client may start its next create.
