@@ -332,13 +332,19 @@ one_node() {
     # Both keep 3 snapshots and the logs they need. Paddock purges as each snapshot is
     # written; ZooKeeper's autopurge runs once an hour (first at start), so here its own
     # purge tool does what the next hourly run would.
-    if [ "$kind" = zookeeper ]; then
-      java -cp "$ZK_CP" org.apache.zookeeper.server.PurgeTxnLog "$dir/data" "$dir/data" -n 3 \
-        >>"$OUT/logs/purge.$kind.log" 2>&1 || log "zookeeper: PurgeTxnLog failed (log: $OUT/logs/purge.$kind.log)"
+    local purged=1
+    if [ "$kind" = zookeeper ] && ! java -cp "$ZK_CP" org.apache.zookeeper.server.PurgeTxnLog \
+        "$dir/data" "$dir/data" -n 3 >>"$OUT/logs/purge.$kind.log" 2>&1; then
+      log "zookeeper: PurgeTxnLog failed (log: $OUT/logs/purge.$kind.log)"
+      purged=0
     fi
-    metric "data dir once each server's purge has run (3 snapshots kept)" "$kind" "$(du -sm "$dir/data" | cut -f1)" MiB
-    metric "… of which snapshots, after the purge" "$kind" "$(du_files_mib "$dir/data" 'snapshot.*')" MiB
-    metric "… of which txn logs, after the purge" "$kind" "$(du_files_mib "$dir/data" 'log.*')" MiB
+    if [ "$purged" = 1 ]; then
+      metric "data dir once each server's purge has run (3 snapshots kept)" "$kind" "$(du -sm "$dir/data" | cut -f1)" MiB
+      metric "… of which snapshots, after the purge" "$kind" "$(du_files_mib "$dir/data" 'snapshot.*')" MiB
+      metric "… of which txn logs, after the purge" "$kind" "$(du_files_mib "$dir/data" 'log.*')" MiB
+    else
+      metric "data dir once each server's purge has run (3 snapshots kept)" "$kind" "failed: PurgeTxnLog" MiB
+    fi
     log "$kind: restarting with $ZNODES znodes"
     stop_server "$name"
     t0=$(now_ns)
