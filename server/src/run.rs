@@ -170,10 +170,15 @@ pub fn core_config(cfg: &ServerConfig, ensemble: &DynamicConfig) -> CoreConfig {
 /// address is resolved here (it must be bound; while its name does not resolve yet the
 /// start waits); peers are named, not resolved, and every link looks its peer's name up
 /// again on each connection attempt.
+///
+/// Without TLS the quorum port runs on `core_runtime`, the core's own thread: a
+/// proposal, its ACKs and the COMMIT then cross no thread on their way between the
+/// socket and the core. TLS links do their cryptography on the multi-threaded runtime.
 async fn start_peers(
     cfg: &ServerConfig,
     ensemble: &DynamicConfig,
     internal: &InternalTx,
+    core_runtime: &Handle,
 ) -> Result<PeerNet, StartError> {
     if cfg.is_standalone() {
         return Ok(PeerNet::none());
@@ -221,7 +226,20 @@ async fn start_peers(
             .await?
         }
     };
+    let tls = quorum_tls(cfg)?;
+    let bind_error = |source| StartError::Bind {
+        addr: format!("server.{me} quorum port"),
+        source,
+    };
+    let (runtime, listener) = match tls {
+        None => (
+            core_runtime.clone(),
+            move_to(core_runtime, listener).map_err(bind_error)?,
+        ),
+        Some(_) => (Handle::current(), listener),
+    };
     crate::net::peer::start(
+        runtime,
         me,
         listener,
         own_address,
@@ -229,12 +247,9 @@ async fn start_peers(
         internal.clone(),
         cfg.limits.quorum_max_frame as usize,
         crate::sasl::quorum::QuorumAuth::from_config(&cfg.sasl.quorum),
-        quorum_tls(cfg)?,
+        tls,
     )
-    .map_err(|source| StartError::Bind {
-        addr: format!("server.{me} quorum port"),
-        source,
-    })
+    .map_err(bind_error)
 }
 
 /// TLS between servers (`sslQuorum`, `portUnification`), its `ssl.quorum.*` stores
@@ -293,21 +308,50 @@ fn client_tls(cfg: &ServerConfig) -> Result<Option<client::TlsPort>, StartError>
     }))
 }
 
-/// Starts the core's thread: a current-thread runtime that runs the core's loop, and on
-/// which the plaintext client connections are spawned (the returned handle).
+/// The core's runtime: one thread's, with I/O and timers. The plaintext client
+/// connections and the plaintext quorum port are spawned on it, and the core's loop
+/// drives them all ([`start_core_thread`]); until then what is spawned waits.
+///
+/// A start that fails before the core's thread takes it drops it inside `start`'s async
+/// body, where dropping a tokio runtime (which waits for its blocking threads) panics;
+/// this one then shuts down in the background.
+struct CoreRuntime(Option<tokio::runtime::Runtime>);
+
+impl CoreRuntime {
+    fn new() -> Result<CoreRuntime, StartError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(StartError::Thread)?;
+        Ok(CoreRuntime(Some(runtime)))
+    }
+
+    fn handle(&self) -> Option<Handle> {
+        self.0.as_ref().map(|r| r.handle().clone())
+    }
+}
+
+impl Drop for CoreRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Starts the core's thread, which runs the core's loop on `runtime`.
 fn start_core_thread(
+    mut runtime: CoreRuntime,
     core: Core,
     clients: mpsc::Receiver<CoreMsg>,
     internal: mpsc::UnboundedReceiver<CoreMsg>,
-) -> Result<(std::thread::JoinHandle<Result<(), String>>, Handle), StartError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(StartError::Thread)?;
-    let handle = runtime.handle().clone();
+) -> Result<std::thread::JoinHandle<Result<(), String>>, StartError> {
     let thread = std::thread::Builder::new()
         .name("paddock-core".into())
         .spawn(move || {
+            let Some(runtime) = runtime.0.take() else {
+                return Err("the core's runtime was already shut down".to_string());
+            };
             let result = core.run(&runtime, clients, internal);
             // Dropping the runtime drops the connections' tasks, which closes their
             // sockets: the core that served them has stopped.
@@ -315,7 +359,7 @@ fn start_core_thread(
             result
         })
         .map_err(StartError::Thread)?;
-    Ok((thread, handle))
+    Ok(thread)
 }
 
 /// Registers `listener` with `runtime`'s reactor instead of the current one, so that it
@@ -336,7 +380,11 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     let core_cfg = core_config(&cfg, &ensemble);
     // Fine-grained ticks: elections and heartbeats work in milliseconds, not tickTime.
     let tick = Duration::from_millis(50);
-    let peers = start_peers(&cfg, &ensemble, &internal_tx).await?;
+    let runtime = CoreRuntime::new()?;
+    let core_runtime = runtime
+        .handle()
+        .ok_or_else(|| StartError::Thread(std::io::Error::other("the core's runtime is gone")))?;
+    let peers = start_peers(&cfg, &ensemble, &internal_tx, &core_runtime).await?;
     let core = {
         let core_cfg = core_cfg.clone();
         let internal_tx = internal_tx.clone();
@@ -351,7 +399,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         .await
         .map_err(|e| StartError::Thread(std::io::Error::other(e.to_string())))??
     };
-    let (core_thread, core_runtime) = start_core_thread(core, core_rx, internal_rx)?;
+    let core_thread = start_core_thread(runtime, core, core_rx, internal_rx)?;
 
     // With only secureClientPort in zoo.cfg (no clientPort), the TLS port is the client
     // port, as in ZooKeeper: no plaintext port is opened.

@@ -1,9 +1,9 @@
 //! The server core: one thread that owns the tree, the sessions and the watches, and
 //! sequences every request. Connection tasks and the disk writer talk to it through one
 //! channel of [`CoreMsg`]; it talks back through per-connection channels of
-//! [`Outgoing`]. The plaintext connections' tasks run on the core's own thread (its
-//! current-thread runtime, see `run.rs`), so their requests and replies wake no other
-//! thread. Keeping all state on one thread means no locks on the hot path and a
+//! [`Outgoing`]. The plaintext connections' tasks and the plaintext quorum port's run on
+//! the core's own thread (its current-thread runtime, see `run.rs`), so their requests,
+//! replies and peer messages wake no other thread. Keeping all state on one thread means no locks on the hot path and a
 //! total order of changes, which is what replication needs (issue: ZAB goes between
 //! "propose" and "apply" in `pipeline.rs`).
 

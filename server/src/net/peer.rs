@@ -262,11 +262,13 @@ impl PeerLinks for PeerNet {
     }
 }
 
-/// Starts accepting on `listener` and connecting to every peer. `own` is this server's
-/// quorum address as its `server.N` line names it; `auth` says whether links log in
-/// with SASL and whether peers must.
+/// Starts accepting on `listener` and connecting to every peer, all on `runtime` (the
+/// links' and the accepted connections' tasks are spawned there; `listener` must be
+/// registered with it). `own` is this server's quorum address as its `server.N` line
+/// names it; `auth` says whether links log in with SASL and whether peers must.
 #[allow(clippy::too_many_arguments)] // each is a separate part of the config
 pub fn start(
+    runtime: tokio::runtime::Handle,
     me: Sid,
     listener: TcpListener,
     own: HostPort,
@@ -279,7 +281,7 @@ pub fn start(
     let local = listener.local_addr()?;
     info!(me, %local, address = %own, tls = tls.is_some(), "quorum port listening");
     let links = Links::default();
-    tokio::spawn(accept_loop(
+    runtime.spawn(accept_loop(
         listener,
         internal.clone(),
         links.clone(),
@@ -293,7 +295,7 @@ pub fn start(
         hello: own.to_string(),
         local: Some(local),
         internal: Some(internal),
-        runtime: Some(tokio::runtime::Handle::current()),
+        runtime: Some(runtime),
         outbound: BTreeMap::new(),
         links,
         refused_log: LogEvery::new(resolve::WAIT_LOG_EVERY),
@@ -323,6 +325,7 @@ async fn accept_loop(
                 let links = links.clone();
                 let auth = auth.clone();
                 let tls = tls.clone();
+                // On the runtime this loop runs on (the core's, without TLS).
                 tokio::spawn(async move {
                     let mut from = None;
                     let (stream, check) = match accept_tls(stream, addr, tls.as_ref()).await {
@@ -791,6 +794,7 @@ mod tests {
         let (tx1, mut rx1) = mpsc::unbounded_channel();
         let (tx2, mut rx2) = mpsc::unbounded_channel();
         let net1 = start(
+            tokio::runtime::Handle::current(),
             1,
             l1,
             a1.clone(),
@@ -802,6 +806,7 @@ mod tests {
         )
         .unwrap();
         let _net2 = start(
+            tokio::runtime::Handle::current(),
             2,
             l2,
             a2,
