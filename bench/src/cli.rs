@@ -24,6 +24,12 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub run: RunArgs,
+    /// Threads of the load generator. One by default: on a machine it shares with the
+    /// server under test, a second thread mostly adds a wake-up (a futex and a context
+    /// switch) to every event that moves a session between threads, and takes CPU from
+    /// the server (bench/RESULTS.md measures the difference).
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
 }
 
 #[derive(Debug, Subcommand)]
