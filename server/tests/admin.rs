@@ -91,9 +91,14 @@ fn a_bearer_token_from_a_file_lets_changes_through() {
 
 /// Runs the binary on a zoo.cfg holding `line`; (exit code, stderr), bounded.
 fn start_with(line: &str) -> (Option<i32>, String) {
+    start_on(next_loopback(), line, &[])
+}
+
+/// Runs the binary with `args` on a zoo.cfg holding `line`, its client port on `ip`;
+/// (exit code, stderr), bounded.
+fn start_on(ip: Ipv4Addr, line: &str, args: &[&str]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("zoo.cfg");
-    let ip = next_loopback();
     std::fs::write(
         &cfg,
         format!(
@@ -105,6 +110,7 @@ fn start_with(line: &str) -> (Option<i32>, String) {
     let mut child = Command::new(SERVER_BIN)
         .arg("--config")
         .arg(&cfg)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -143,6 +149,30 @@ fn an_unimplemented_security_setting_stops_the_start_naming_the_key() {
         );
         assert!(err.to_lowercase().contains("remove it"), "{line}: {err}");
     }
+}
+
+/// The core's runtime exists before the quorum port is bound (the port runs on it): a
+/// start that fails there must end with the error, not with tokio's panic on dropping
+/// a runtime inside async code.
+#[test]
+fn a_quorum_port_in_use_stops_the_start_with_an_error_not_a_panic() {
+    let ip = next_loopback();
+    let taken = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let quorum = taken.local_addr().unwrap().port();
+    let ensemble = format!(
+        "tickTime=500\ninitLimit=10\nsyncLimit=5\nserver.1={ip}:{quorum}:{}\nserver.2={ip}:{}:{}",
+        free_port(ip),
+        free_port(ip),
+        free_port(ip)
+    );
+    let (code, err) = start_on(ip, &ensemble, &["--myid", "1"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on {ip}:{quorum}")),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    drop(taken);
 }
 
 #[test]
