@@ -16,6 +16,7 @@ pub mod core;
 pub mod hashing;
 pub mod hostid;
 pub mod join;
+pub mod malloc_cache;
 pub mod net;
 pub mod path;
 pub mod request;

@@ -12,6 +12,8 @@ use paddock_server::config::{Cli, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
+    // First, while this is the only thread: returns only when no re-execution happened.
+    let malloc_cache = paddock_server::malloc_cache::reexec_with_tcache();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -21,6 +23,9 @@ fn main() -> std::process::ExitCode {
         // Colour codes only for a terminal, not for log files.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Err(why) = malloc_cache {
+        tracing::warn!("{why}");
+    }
     let cfg = match ServerConfig::load(&cli) {
         Ok(cfg) => cfg,
         Err(e) => {
