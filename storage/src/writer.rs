@@ -20,6 +20,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tracing::{error, info, warn};
 
 use super::{LogReader, Result, StorageError, TxnLog};
@@ -120,7 +121,7 @@ impl Counters {
 enum Command {
     Append {
         zxid: u64,
-        payload: Vec<u8>,
+        payload: Bytes,
     },
     Roll,
     TruncateAfter(u64),
@@ -191,8 +192,11 @@ impl DiskWriter {
 
     /// Queues a record for appending; never blocks. Durability is reported later through
     /// the sink. An out-of-order zxid makes the writer fail (see [`DiskEvent::Failed`]).
-    pub fn append(&self, zxid: u64, payload: Vec<u8>) -> Result<()> {
-        self.send(Command::Append { zxid, payload })
+    pub fn append(&self, zxid: u64, payload: impl Into<Bytes>) -> Result<()> {
+        self.send(Command::Append {
+            zxid,
+            payload: payload.into(),
+        })
     }
 
     /// Queues a roll to a new segment after everything submitted before it.

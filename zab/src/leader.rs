@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::message::Message;
 use super::{
-    COUNTER_LIMIT, Membership, Output, ProposeError, ReconfigError, Role, Sid, State,
+    Bytes, COUNTER_LIMIT, Membership, Output, ProposeError, ReconfigError, Role, Sid, State,
     TransferError, Zab, Zxid, make_zxid,
 };
 
@@ -297,7 +297,7 @@ impl Zab {
         }
         match base {
             Some(base) => {
-                let committed: Vec<(Zxid, Vec<u8>)> = self
+                let committed: Vec<(Zxid, Bytes)> = self
                     .history
                     .iter()
                     .filter(|(z, _)| *z > base)
@@ -347,7 +347,7 @@ impl Zab {
             self.send(sid, Message::Config { zxid, config });
         }
         if !observer {
-            let pending: Vec<(Zxid, Vec<u8>)> = self
+            let pending: Vec<(Zxid, Bytes)> = self
                 .pending
                 .iter()
                 .filter(|(z, _)| base.is_none_or(|b| **z > b))
@@ -552,13 +552,13 @@ impl Zab {
 
     /// Commits pending txns up to `upto`, tells learners, and releases deferred messages.
     fn commit_through(&mut self, upto: Zxid) {
-        // Taken out of pending, not copied: each payload is cloned once more below, for
-        // the history of DIFF syncs.
+        // Taken out of pending; the payloads are shared (Bytes), so handing each to the
+        // commit, the DIFF history and the observers copies none of them.
         let later = match upto.checked_add(1) {
             Some(next) => self.pending.split_off(&next),
             None => BTreeMap::new(),
         };
-        let committed: Vec<(Zxid, Vec<u8>)> = std::mem::replace(&mut self.pending, later)
+        let committed: Vec<(Zxid, Bytes)> = std::mem::replace(&mut self.pending, later)
             .into_iter()
             .collect();
         if committed.is_empty() {
@@ -728,7 +728,7 @@ impl Zab {
             .filter(|(_, l)| !l.observer && matches!(l.stage, Stage::Syncing | Stage::Synced))
             .map(|(s, _)| *s)
             .collect();
-        let payload = make(zxid);
+        let payload = Bytes::from(make(zxid));
         let config = config.map(|c| Membership { version: zxid, ..c });
         if let Some(c) = &config {
             self.pending_configs.insert(zxid, c.clone());

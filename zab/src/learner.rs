@@ -3,7 +3,7 @@
 //! synced txn is durable, persist currentEpoch, then ACK) → UPTODATE → broadcast.
 
 use super::message::Message;
-use super::{Output, Role, Sid, State, Zab, Zxid, counter_of, epoch_of};
+use super::{Bytes, Output, Role, Sid, State, Zab, Zxid, counter_of, epoch_of};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -260,7 +260,7 @@ impl Zab {
 
     /// Commits, in order, every pending txn up to `zxid`.
     fn commit_pending_through(&mut self, zxid: Zxid) {
-        let ready: Vec<(Zxid, Vec<u8>)> = self
+        let ready: Vec<(Zxid, Bytes)> = self
             .pending
             .range(..=zxid)
             .map(|(z, p)| (*z, p.clone()))

@@ -37,6 +37,10 @@ mod scripted;
 
 use std::collections::{BTreeMap, VecDeque};
 
+/// A txn's bytes. One buffer is shared by everything that holds the txn (the pending
+/// map, the log append, each follower's PROPOSAL, the commit, the DIFF history): a clone
+/// is a reference count, not a copy.
+pub use bytes::Bytes;
 use election::Election;
 use leader::Leader;
 use learner::Learner;
@@ -179,12 +183,12 @@ pub enum Output {
     /// Append to the txn log; durability comes back as [`Zab::on_durable`].
     Append {
         zxid: Zxid,
-        payload: Vec<u8>,
+        payload: Bytes,
     },
     /// The txn is committed: apply it.
     Commit {
         zxid: Zxid,
-        payload: Vec<u8>,
+        payload: Bytes,
     },
     /// Drop log records after `zxid` (never committed: nothing applied changes).
     Truncate {
@@ -273,7 +277,7 @@ pub struct Durable {
     /// commits them — a server never serves a txn that was not committed.
     pub last_committed: Zxid,
     /// The logged records after `last_committed`, in order.
-    pub uncommitted: Vec<(Zxid, Vec<u8>)>,
+    pub uncommitted: Vec<(Zxid, Bytes)>,
     /// The configs that uncommitted reconfig records activate when committed (the shell
     /// reads them out of the records).
     pub uncommitted_configs: Vec<(Zxid, Membership)>,
@@ -306,9 +310,9 @@ pub struct Zab {
     /// Last zxid committed (and handed out as `Output::Commit`).
     last_committed: Zxid,
     /// Logged but not yet committed txns (a learner's proposals, the leader's outstanding ones).
-    pending: BTreeMap<Zxid, Vec<u8>>,
+    pending: BTreeMap<Zxid, Bytes>,
     /// Recently committed txns, for syncing learners by DIFF (bounded).
-    history: VecDeque<(Zxid, Vec<u8>)>,
+    history: VecDeque<(Zxid, Bytes)>,
     history_bytes: usize,
     /// Configs proposed (or learned) but not active yet, by the zxid whose commit
     /// activates them.
@@ -442,12 +446,12 @@ impl Zab {
     }
 
     /// Hands a log record to the shell; the log must stay contiguous.
-    fn append(&mut self, zxid: Zxid, payload: Vec<u8>) {
+    fn append(&mut self, zxid: Zxid, payload: Bytes) {
         self.last_logged = zxid;
         self.emit(Output::Append { zxid, payload });
     }
 
-    fn commit(&mut self, zxid: Zxid, payload: Vec<u8>) {
+    fn commit(&mut self, zxid: Zxid, payload: Bytes) {
         if zxid > self.last_committed {
             self.last_committed = zxid;
             self.remember_committed(zxid, payload.clone());
@@ -518,7 +522,7 @@ impl Zab {
 
     /// Keeps a committed txn for DIFF syncs. The history is contiguous and ends at the
     /// last commit, so "everything after z" is exactly its tail.
-    fn remember_committed(&mut self, zxid: Zxid, payload: Vec<u8>) {
+    fn remember_committed(&mut self, zxid: Zxid, payload: Bytes) {
         self.history_bytes += payload.len();
         self.history.push_back((zxid, payload));
         while self.history.len() > HISTORY_MAX_TXNS || self.history_bytes > HISTORY_MAX_BYTES {

@@ -6,7 +6,9 @@ use paddock_proto::{DecodeError, JuteWrite, Reader};
 
 use std::collections::BTreeMap;
 
-use super::{ClientAddress, MemberAddresses, Membership, PeerAddress, QuorumVerifier, Sid, Zxid};
+use super::{
+    Bytes, ClientAddress, MemberAddresses, Membership, PeerAddress, QuorumVerifier, Sid, Zxid,
+};
 
 /// What a peer says about itself in election notifications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +100,7 @@ pub enum Message {
     /// the same message, so the two can never be separated by a lost link).
     Proposal {
         zxid: Zxid,
-        payload: Vec<u8>,
+        payload: Bytes,
         config: Option<Membership>,
     },
     Commit {
@@ -108,7 +110,7 @@ pub enum Message {
     /// ZooKeeper's INFORMANDACTIVATE).
     Inform {
         zxid: Zxid,
-        payload: Vec<u8>,
+        payload: Bytes,
         config: Option<Membership>,
     },
     NewLeader {
@@ -295,12 +297,12 @@ impl Message {
             },
             code::PROPOSAL => Message::Proposal {
                 zxid: r.read_i64()?,
-                payload: r.read_buffer()?,
+                payload: r.read_buffer()?.into(),
                 config: read_config(&mut r)?,
             },
             code::INFORM => Message::Inform {
                 zxid: r.read_i64()?,
-                payload: r.read_buffer()?,
+                payload: r.read_buffer()?.into(),
                 config: read_config(&mut r)?,
             },
             code::UPTODATE => Message::UpToDate,
@@ -577,12 +579,12 @@ mod tests {
             },
             Message::Proposal {
                 zxid: 4,
-                payload: vec![9],
+                payload: Bytes::from_static(&[9]),
                 config: None,
             },
             Message::Proposal {
                 zxid: 6,
-                payload: vec![9],
+                payload: Bytes::from_static(&[9]),
                 config: Some(Membership {
                     verifier: QuorumVerifier::majority([1, 2]),
                     observers: [3].into_iter().collect(),
@@ -593,7 +595,7 @@ mod tests {
             Message::Commit { zxid: 4 },
             Message::Inform {
                 zxid: 5,
-                payload: vec![],
+                payload: Bytes::new(),
                 config: None,
             },
             Message::NewLeader { zxid: 3 << 32 },

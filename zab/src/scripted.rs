@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::message::Message;
-use super::{Durable, Epochs, Membership, Output, QuorumVerifier, Role, Sid, Timing, Zab, Zxid};
+use super::{
+    Bytes, Durable, Epochs, Membership, Output, QuorumVerifier, Role, Sid, Timing, Zab, Zxid,
+};
 
 struct Server {
     zab: Zab,
@@ -793,7 +795,7 @@ fn a_server_removed_with_an_older_reconfig_pending_learns_as_a_non_voter() {
         current_epoch,
         last_zxid: kept,
         last_committed: commits.last().copied().unwrap_or(0),
-        uncommitted: vec![(kept, b"keep 1,2,3".to_vec())],
+        uncommitted: vec![(kept, Bytes::from_static(b"keep 1,2,3"))],
         uncommitted_configs: vec![(
             kept,
             Membership {
@@ -887,7 +889,7 @@ fn a_follower_acks_newleader_only_once_its_trunc_is_on_disk() {
         current_epoch: crate::epoch_of(committed),
         last_zxid: diverged,
         last_committed: committed,
-        uncommitted: vec![(diverged, b"never committed".to_vec())],
+        uncommitted: vec![(diverged, Bytes::from_static(b"never committed"))],
         uncommitted_configs: vec![],
     };
     s.hold_disk(f, true);

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use crate::config::DynamicConfig;
 use crate::storage::{self, DiskWriter, DiskWriterStats, StorageError, SyncTimes};
 use crate::tree::SnapshotView;
-use crate::zab::Zxid;
+use crate::zab::{Bytes, Zxid};
 
 /// Gives the pages of freed memory back to the system. Writes during a snapshot copy the
 /// parts of the tree they change (the snapshot keeps the old ones); once it is written
@@ -39,7 +39,7 @@ pub type SnapshotDone = Box<dyn FnOnce(bool) + Send>;
 /// background snapshot runs on a thread of its own and reports through `done`.
 pub trait DataDir: Send {
     /// Queues a txn for the log.
-    fn append(&self, zxid: Zxid, payload: Vec<u8>) -> storage::Result<()>;
+    fn append(&self, zxid: Zxid, payload: Bytes) -> storage::Result<()>;
     /// Queues a cut of the log after `zxid` (TRUNC).
     fn truncate_after(&self, zxid: Zxid) -> storage::Result<()>;
     /// Queues a roll to a new segment, so that the segments before it can be purged.
@@ -96,7 +96,7 @@ impl Files {
 }
 
 impl DataDir for Files {
-    fn append(&self, zxid: Zxid, payload: Vec<u8>) -> storage::Result<()> {
+    fn append(&self, zxid: Zxid, payload: Bytes) -> storage::Result<()> {
         self.log()?.append(zxid as u64, payload)
     }
 

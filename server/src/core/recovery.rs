@@ -90,7 +90,7 @@ pub fn rebuild(
         {
             uncommitted_configs.push((zxid as Zxid, config.membership()));
         }
-        uncommitted.push((zxid as Zxid, payload));
+        uncommitted.push((zxid as Zxid, payload.into()));
     }
     if let Some(config) = seed_config {
         // Every member starts from the same config, so this is the same on all of them.

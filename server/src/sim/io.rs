@@ -11,7 +11,7 @@ use crate::core::{Clock, CoreMsg, DataDir, PeerLinks, SnapshotDone};
 use crate::storage::state::Epochs;
 use crate::storage::{self, DiskWriterStats, SyncTimes};
 use crate::tree::SnapshotView;
-use crate::zab::{Message, Sid, Zxid};
+use crate::zab::{Bytes, Message, Sid, Zxid};
 
 /// One node's disk. It outlives the node: a crash loses only what was not yet durable.
 #[derive(Default)]
@@ -180,9 +180,9 @@ impl SimData {
 }
 
 impl DataDir for SimData {
-    fn append(&self, zxid: Zxid, payload: Vec<u8>) -> storage::Result<()> {
+    fn append(&self, zxid: Zxid, payload: Bytes) -> storage::Result<()> {
         let mut store = lock(&self.store);
-        store.unsynced.push((zxid as u64, payload));
+        store.unsynced.push((zxid as u64, payload.to_vec()));
         store.sync_wanted = true;
         Ok(())
     }
