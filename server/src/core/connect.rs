@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use paddock_proto::{AuthPacket, ConnectRequest, ConnectResponse, ErrorCode, Id, Response};
@@ -71,7 +72,7 @@ impl Core {
             tx,
             addr,
             session: None,
-            creds: Credentials { ids, is_super },
+            creds: Arc::new(Credentials { ids, is_super }),
             sasl: None,
             queue: VecDeque::new(),
             connected_at: SystemTime::now(),
@@ -201,15 +202,16 @@ impl Core {
         };
         match credential {
             Some(id) => {
+                let creds = Arc::make_mut(&mut conn.creds);
                 if self.cfg.super_digest.as_deref() == Some(id.as_str()) {
-                    conn.creds.is_super = true;
+                    creds.is_super = true;
                 }
                 let id = Id {
                     scheme: "digest".into(),
                     id,
                 };
-                if !conn.creds.ids.contains(&id) {
-                    conn.creds.ids.push(id);
+                if !creds.ids.contains(&id) {
+                    creds.ids.push(id);
                 }
                 self.send(conn_id, xid, zxid, Ok(Response::Empty), received);
             }

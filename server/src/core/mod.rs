@@ -27,6 +27,7 @@ use std::collections::VecDeque;
 use crate::hashing::{FastMap, FastSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use paddock_proto::{
@@ -196,7 +197,9 @@ struct Conn {
     tx: ConnTx,
     addr: IpAddr,
     session: Option<i64>,
-    creds: Credentials,
+    /// Shared with each write in flight rather than copied into it (a write's ACL check
+    /// and its forwarding read them); an auth copies them only when they are shared.
+    creds: Arc<Credentials>,
     /// The SASL exchange in progress or done on this connection.
     sasl: Option<Box<paddock_proto::sasl::Server>>,
     /// Requests answered in arrival order: writes wait for their txn, and whatever came

@@ -4,6 +4,7 @@
 //! forward them. Every server applies a txn when ZAB commits it, and the server that
 //! holds the client's connection answers it then.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use paddock_proto::{
@@ -141,10 +142,11 @@ impl Core {
         conn_id: ConnId,
         session: i64,
         xid: i32,
-        creds: Credentials,
+        creds: Arc<Credentials>,
         req: Request,
         received: Instant,
     ) {
+        let creds = Arc::unwrap_or_clone(creds);
         let msg = AppMsg::Forward {
             session,
             cxid: xid,
@@ -247,18 +249,22 @@ impl Core {
                     .map(|()| Response::Sync(SyncResponse { path: r.path })),
             ),
             Request::Multi(ops) if ops.is_empty() => Decision::Answer(Ok(Response::Multi(vec![]))),
-            Request::Multi(ops) => match prep::prepare_multi(&self.tree, &self.pending, &ctx, &ops)
-            {
-                Ok(prepared) => Decision::Propose(prepared),
-                // ZooKeeper answers a failed multi with err 0 and per-op errors.
-                Err(results) => Decision::Answer(Ok(Response::Multi(results))),
-            },
-            req => match prep::prepare(&self.tree, &self.pending, &ctx, &req) {
-                // A check alone changes nothing: answer it in order, no txn needed.
-                Ok(_) if matches!(req, Request::Check(_)) => Decision::Answer(Ok(Response::Empty)),
-                Ok(prepared) => Decision::Propose(prepared),
-                Err(err) => Decision::Answer(Err(err)),
-            },
+            Request::Multi(ops) => {
+                match prep::prepare_multi(&self.tree, &self.pending, &ctx, ops) {
+                    Ok(prepared) => Decision::Propose(prepared),
+                    // ZooKeeper answers a failed multi with err 0 and per-op errors.
+                    Err(results) => Decision::Answer(Ok(Response::Multi(results))),
+                }
+            }
+            req => {
+                let check = matches!(req, Request::Check(_));
+                match prep::prepare(&self.tree, &self.pending, &ctx, req) {
+                    // A check alone changes nothing: answer it in order, no txn needed.
+                    Ok(_) if check => Decision::Answer(Ok(Response::Empty)),
+                    Ok(prepared) => Decision::Propose(prepared),
+                    Err(err) => Decision::Answer(Err(err)),
+                }
+            }
         }
     }
 

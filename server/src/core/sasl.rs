@@ -5,6 +5,7 @@
 //! required) and closes the connection. Nothing here panics on what a client sends, and
 //! a connection holds at most one exchange (a few hundred bytes).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use paddock_proto::sasl::{self, ServerStep};
@@ -115,10 +116,11 @@ impl Core {
                     scheme: "sasl".into(),
                     id: user,
                 };
-                if !conn.creds.ids.contains(&id) {
-                    conn.creds.ids.push(id);
+                let creds = Arc::make_mut(&mut conn.creds);
+                if !creds.ids.contains(&id) {
+                    creds.ids.push(id);
                 }
-                conn.creds.is_super |= is_super;
+                creds.is_super |= is_super;
                 let body = Response::Sasl(SetSaslResponse {
                     token: token.into(),
                 });

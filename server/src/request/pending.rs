@@ -96,43 +96,69 @@ impl PendingChanges {
 pub struct Scratch<'a> {
     tree: &'a DataTree,
     pending: &'a PendingChanges,
-    layer: FastMap<ChangedPath, Change>,
-    order: Vec<ChangedPath>,
+    /// Each changed path once, in first-change order, with its latest change.
+    changes: Vec<(ChangedPath, Change)>,
+    /// Path → position in `changes`, built only once a multi has changed more than
+    /// [`SCAN_MAX`] paths: a single op changes one or two, and a scan of those costs
+    /// less than hashing (and allocates no table).
+    index: FastMap<ChangedPath, usize>,
 }
+
+/// The most changed paths looked up by a scan.
+const SCAN_MAX: usize = 8;
 
 impl<'a> Scratch<'a> {
     pub fn new(tree: &'a DataTree, pending: &'a PendingChanges) -> Scratch<'a> {
         Scratch {
             tree,
             pending,
-            layer: FastMap::default(),
-            order: Vec::new(),
+            changes: Vec::new(),
+            index: FastMap::default(),
         }
     }
 
     pub fn view(&self, p: &str) -> Option<NodeView> {
-        match self.layer.get(p) {
-            Some(change) => change.clone(),
+        match self.position(p) {
+            Some(i) => self.changes[i].1.clone(),
             None => self.pending.view(self.tree, p),
         }
     }
 
     pub fn set(&mut self, p: &str, change: Change) {
-        if let Some(slot) = self.layer.get_mut(p) {
-            *slot = change;
+        if let Some(i) = self.position(p) {
+            self.changes[i].1 = change;
             return;
         }
         let p: ChangedPath = Arc::from(p);
-        self.order.push(p.clone());
-        self.layer.insert(p, change);
+        self.changes.push((p.clone(), change));
+        match self.changes.len() {
+            n if n <= SCAN_MAX => {}
+            n if n == SCAN_MAX + 1 => {
+                let positions = self.changes.iter().enumerate();
+                self.index = positions.map(|(i, (p, _))| (p.clone(), i)).collect();
+            }
+            n => {
+                self.index.insert(p, n - 1);
+            }
+        }
+    }
+
+    /// `acl` as a shared list (the tree's copy when a node uses it already).
+    pub fn shared_acl(&self, acl: &[Acl]) -> Arc<[Acl]> {
+        self.tree.shared_acl(acl)
     }
 
     /// The accumulated changes, ready for [`PendingChanges::record`].
-    pub fn into_changes(mut self) -> Vec<(ChangedPath, Change)> {
-        self.order
-            .drain(..)
-            .filter_map(|p| self.layer.remove(&p).map(|c| (p, c)))
-            .collect()
+    pub fn into_changes(self) -> Vec<(ChangedPath, Change)> {
+        self.changes
+    }
+
+    fn position(&self, p: &str) -> Option<usize> {
+        if self.changes.len() <= SCAN_MAX {
+            self.changes.iter().position(|(q, _)| **q == *p)
+        } else {
+            self.index.get(p).copied()
+        }
     }
 }
 
@@ -187,5 +213,28 @@ mod tests {
         let paths: Vec<&str> = changes.iter().map(|(p, _)| &**p).collect();
         assert_eq!(paths, ["/x", "/y"]);
         assert_eq!(changes[0].1.as_ref().map(|v| v.version), Some(3));
+    }
+
+    #[test]
+    fn a_scratch_layer_finds_its_changes_past_the_scan_limit() {
+        let tree = DataTree::new();
+        let pending = PendingChanges::default();
+        let mut scratch = Scratch::new(&tree, &pending);
+        let paths: Vec<String> = (0..3 * SCAN_MAX).map(|i| format!("/n{i}")).collect();
+        for (i, p) in paths.iter().enumerate() {
+            scratch.set(p, view(i as i32));
+        }
+        // Every path changed again, found whether it was set before or after the index.
+        for (i, p) in paths.iter().enumerate() {
+            assert_eq!(scratch.view(p).map(|v| v.version), Some(i as i32), "{p}");
+            scratch.set(p, view(100 + i as i32));
+        }
+        assert_eq!(scratch.view("/elsewhere"), None);
+        let changes = scratch.into_changes();
+        assert_eq!(changes.len(), paths.len(), "each path once");
+        for (i, (p, change)) in changes.iter().enumerate() {
+            assert_eq!(&**p, paths[i]);
+            assert_eq!(change.as_ref().map(|v| v.version), Some(100 + i as i32));
+        }
     }
 }

@@ -23,12 +23,13 @@ pub struct Prepared {
     pub changes: Vec<(super::pending::ChangedPath, Option<NodeView>)>,
 }
 
-/// Validates a single write request.
+/// Validates a single write request. It is taken, not borrowed: its path, data and ACL
+/// move into the txn rather than being copied.
 pub fn prepare(
     tree: &DataTree,
     pending: &PendingChanges,
     ctx: &WriteContext<'_>,
-    req: &Request,
+    req: Request,
 ) -> Result<Prepared, ErrorCode> {
     let mut scratch = Scratch::new(tree, pending);
     let op = prepare_op(&mut scratch, ctx, req)?;
@@ -44,15 +45,16 @@ pub fn prepare_multi(
     tree: &DataTree,
     pending: &PendingChanges,
     ctx: &WriteContext<'_>,
-    ops: &[Request],
+    ops: Vec<Request>,
 ) -> Result<Prepared, Vec<MultiResult>> {
     let mut scratch = Scratch::new(tree, pending);
-    let mut txns = Vec::with_capacity(ops.len());
-    for (i, op) in ops.iter().enumerate() {
+    let count = ops.len();
+    let mut txns = Vec::with_capacity(count);
+    for (i, op) in ops.into_iter().enumerate() {
         match prepare_op(&mut scratch, ctx, op) {
             Ok(txn) => txns.push(txn),
             Err(code) => {
-                return Err((0..ops.len())
+                return Err((0..count)
                     .map(|j| {
                         MultiResult::Error(match j.cmp(&i) {
                             std::cmp::Ordering::Less => ErrorCode::Ok.code(),
@@ -154,7 +156,7 @@ fn remove_node(scratch: &mut Scratch<'_>, p: &str) {
 fn prepare_op(
     scratch: &mut Scratch<'_>,
     ctx: &WriteContext<'_>,
-    req: &Request,
+    req: Request,
 ) -> Result<TxnOp, ErrorCode> {
     match req {
         // createContainer takes only the container mode, createTTL only the TTL ones,
@@ -167,9 +169,9 @@ fn prepare_op(
         }
         Request::CreateTtl(r) => {
             let plain = CreateRequest {
-                path: r.path.clone(),
-                data: r.data.clone(),
-                acl: r.acl.clone(),
+                path: r.path,
+                data: r.data,
+                acl: r.acl,
                 flags: r.flags,
             };
             create(
@@ -177,7 +179,7 @@ fn prepare_op(
                 ctx,
                 OpCode::CreateTtl,
                 CreateMode::is_ttl,
-                &plain,
+                plain,
                 Some(r.ttl),
             )
         }
@@ -195,22 +197,22 @@ fn prepare_op(
             }
             remove_node(scratch, &r.path);
             Ok(TxnOp::Delete {
-                path: r.path.clone(),
+                path: r.path,
                 reaped: false,
             })
         }
         Request::DeleteContainer(p) => {
-            checked_path(p)?;
-            let node = existing(scratch, p)?;
+            checked_path(&p)?;
+            let node = existing(scratch, &p)?;
             if !matches!(node.kind, NodeKind::Container | NodeKind::Ttl(_)) {
                 return Err(ErrorCode::BadArguments);
             }
             if node.num_children > 0 {
                 return Err(ErrorCode::NotEmpty);
             }
-            remove_node(scratch, p);
+            remove_node(scratch, &p);
             Ok(TxnOp::Delete {
-                path: p.clone(),
+                path: p,
                 reaped: true,
             })
         }
@@ -223,8 +225,8 @@ fn prepare_op(
             let version = node.version;
             scratch.set(&r.path, Some(node));
             Ok(TxnOp::SetData {
-                path: r.path.clone(),
-                data: r.data.0.clone(),
+                path: r.path,
+                data: r.data.0,
                 version,
             })
         }
@@ -233,13 +235,13 @@ fn prepare_op(
             let mut node = existing(scratch, &r.path)?;
             authorize(ctx, &node, perms::ADMIN)?;
             check_version(r.version, node.aversion)?;
-            let fixed = acl::fix_up(&r.acl, ctx.creds).map_err(|_| ErrorCode::InvalidAcl)?;
+            let fixed = acl::fix_up(r.acl, ctx.creds).map_err(|_| ErrorCode::InvalidAcl)?;
             node.aversion = node.aversion.wrapping_add(1);
-            node.acl = std::sync::Arc::from(fixed.clone());
+            node.acl = scratch.shared_acl(&fixed);
             let version = node.aversion;
             scratch.set(&r.path, Some(node));
             Ok(TxnOp::SetAcl {
-                path: r.path.clone(),
+                path: r.path,
                 acl: fixed,
                 version,
             })
@@ -250,7 +252,7 @@ fn prepare_op(
             authorize(ctx, &node, perms::READ)?;
             check_version(r.version, node.version)?;
             Ok(TxnOp::Check {
-                path: r.path.clone(),
+                path: r.path,
                 version: r.version,
             })
         }
@@ -290,7 +292,7 @@ fn create(
     ctx: &WriteContext<'_>,
     op: OpCode,
     takes: fn(CreateMode) -> bool,
-    r: &CreateRequest,
+    r: CreateRequest,
     ttl: Option<i64>,
 ) -> Result<TxnOp, ErrorCode> {
     let mode = CreateMode::from_code(r.flags).ok_or(ErrorCode::BadArguments)?;
@@ -311,14 +313,14 @@ fn create(
     let parent_path = path::parent(&r.path).to_string();
     let mut parent = scratch.view(&parent_path).ok_or(ErrorCode::NoNode)?;
     authorize(ctx, &parent, perms::CREATE)?;
-    let acl = acl::fix_up(&r.acl, ctx.creds).map_err(|_| ErrorCode::InvalidAcl)?;
+    let acl = acl::fix_up(r.acl, ctx.creds).map_err(|_| ErrorCode::InvalidAcl)?;
     if matches!(parent.kind, NodeKind::Ephemeral(_)) {
         return Err(ErrorCode::NoChildrenForEphemerals);
     }
     let final_path = if mode.is_sequential() {
         format!("{}{:010}", r.path, parent.cversion)
     } else {
-        r.path.clone()
+        r.path
     };
     checked_path(&final_path)?;
     if scratch.view(&final_path).is_some() {
@@ -345,14 +347,14 @@ fn create(
             aversion: 0,
             kind,
             num_children: 0,
-            acl: std::sync::Arc::from(acl.clone()),
+            acl: scratch.shared_acl(&acl),
             mtime: i64::MAX,
         }),
     );
     Ok(TxnOp::Create {
         op,
         path: final_path,
-        data: r.data.0.clone(),
+        data: r.data.0,
         acl,
         kind,
         parent_cversion,

@@ -95,61 +95,79 @@ fn prefix_eq(a: &[u8], b: &[u8], bits: u32) -> bool {
 }
 
 /// Checks a client-supplied ACL list and expands the `auth` scheme into the session's
-/// ids, as ZooKeeper's fixupACL does. Errors mean InvalidACL.
-pub fn fix_up(acl: &[Acl], creds: &Credentials) -> Result<Vec<Acl>, &'static str> {
+/// ids, as ZooKeeper's fixupACL does. Errors mean InvalidACL. A list without `auth`
+/// entries (nearly all of them) is returned as it came, not copied.
+pub fn fix_up(acl: Vec<Acl>, creds: &Credentials) -> Result<Vec<Acl>, &'static str> {
     if acl.is_empty() {
         return Err("empty ACL list");
     }
-    let mut fixed: Vec<Acl> = Vec::with_capacity(acl.len());
-    for entry in acl {
-        if entry.perms & !perms::ALL != 0 || entry.perms == 0 {
-            return Err("invalid permission bits");
-        }
-        match entry.id.scheme.as_str() {
-            "world" if entry.id.id == "anyone" => fixed.push(entry.clone()),
-            "world" => return Err("world scheme only accepts the id 'anyone'"),
-            "auth" => {
-                let mut any = false;
-                for id in creds
-                    .ids
-                    .iter()
-                    .filter(|id| id.scheme != "ip" && id.scheme != "super")
-                {
-                    any = true;
-                    fixed.push(Acl {
-                        perms: entry.perms,
-                        id: id.clone(),
-                    });
-                }
-                if !any {
-                    return Err("auth scheme used without any authenticated identity");
-                }
-            }
-            "digest" => {
-                let parts: Vec<&str> = entry.id.id.split(':').collect();
-                if parts.len() != 2 || parts[0].is_empty() {
-                    return Err("digest ids are user:base64digest");
-                }
-                fixed.push(entry.clone());
-            }
-            "ip" => {
-                let addr = entry.id.id.split('/').next().unwrap_or("");
-                if addr.parse::<IpAddr>().is_err() {
-                    return Err("ip ids are an address or address/bits");
-                }
-                fixed.push(entry.clone());
-            }
-            "sasl" if crate::sasl::valid_acl_id(&entry.id.id) => fixed.push(entry.clone()),
-            "sasl" => return Err("sasl ids are user names (a Kerberos name has one '@')"),
-            // ZooKeeper's X509AuthenticationProvider: a subject DN, compared as written.
-            "x509" if !entry.id.id.is_empty() => fixed.push(entry.clone()),
-            "x509" => return Err("x509 ids are a certificate subject DN"),
-            "super" => fixed.push(entry.clone()),
-            _ => return Err("unknown ACL scheme"),
-        }
+    let mut expands = false;
+    for entry in &acl {
+        expands |= check_entry(entry, creds)?;
     }
+    let mut fixed = if expands {
+        let mut fixed: Vec<Acl> = Vec::with_capacity(acl.len());
+        for entry in acl {
+            if entry.id.scheme == "auth" {
+                fixed.extend(authenticated(creds).map(|id| Acl {
+                    perms: entry.perms,
+                    id: id.clone(),
+                }));
+            } else {
+                fixed.push(entry);
+            }
+        }
+        fixed
+    } else {
+        acl
+    };
     fixed.dedup();
     Ok(fixed)
+}
+
+/// The ids an `auth` ACL entry stands for.
+fn authenticated(creds: &Credentials) -> impl Iterator<Item = &Id> {
+    creds
+        .ids
+        .iter()
+        .filter(|id| id.scheme != "ip" && id.scheme != "super")
+}
+
+/// Checks one entry of a client-supplied list; `Ok(true)` when it is an `auth` entry,
+/// to be expanded.
+fn check_entry(entry: &Acl, creds: &Credentials) -> Result<bool, &'static str> {
+    if entry.perms & !perms::ALL != 0 || entry.perms == 0 {
+        return Err("invalid permission bits");
+    }
+    match entry.id.scheme.as_str() {
+        "world" if entry.id.id == "anyone" => Ok(false),
+        "world" => Err("world scheme only accepts the id 'anyone'"),
+        "auth" if authenticated(creds).next().is_none() => {
+            Err("auth scheme used without any authenticated identity")
+        }
+        "auth" => Ok(true),
+        "digest" => {
+            let mut parts = entry.id.id.split(':');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(user), Some(_), None) if !user.is_empty() => Ok(false),
+                _ => Err("digest ids are user:base64digest"),
+            }
+        }
+        "ip" => {
+            let addr = entry.id.id.split('/').next().unwrap_or("");
+            match addr.parse::<IpAddr>() {
+                Ok(_) => Ok(false),
+                Err(_) => Err("ip ids are an address or address/bits"),
+            }
+        }
+        "sasl" if crate::sasl::valid_acl_id(&entry.id.id) => Ok(false),
+        "sasl" => Err("sasl ids are user names (a Kerberos name has one '@')"),
+        // ZooKeeper's X509AuthenticationProvider: a subject DN, compared as written.
+        "x509" if !entry.id.id.is_empty() => Ok(false),
+        "x509" => Err("x509 ids are a certificate subject DN"),
+        "super" => Ok(false),
+        _ => Err("unknown ACL scheme"),
+    }
 }
 
 /// The ACL lists in use, by id: a node stores a 4-byte id instead of the list, and the
@@ -191,6 +209,15 @@ impl AclTable {
         };
         self.ids.insert(list, id);
         id
+    }
+
+    /// `acl` as a shared list: the table's own copy when a node uses it already (no
+    /// allocation: nearly every create names a list in use), else a new one.
+    pub fn shared(&self, acl: &[Acl]) -> Arc<[Acl]> {
+        match self.ids.get_key_value(acl) {
+            Some((list, _)) => list.clone(),
+            None => Arc::from(acl),
+        }
     }
 
     /// One more node uses `id`, which must be in use.
@@ -309,7 +336,7 @@ mod tests {
             is_super: false,
         };
         let fixed = fix_up(
-            &[Acl {
+            vec![Acl {
                 perms: perms::ALL,
                 id: id("auth", ""),
             }],
@@ -323,10 +350,10 @@ mod tests {
                 id: id("digest", "u:h")
             }]
         );
-        assert!(fix_up(&[], &creds).is_err());
+        assert!(fix_up(vec![], &creds).is_err());
         assert!(
             fix_up(
-                &[Acl {
+                vec![Acl {
                     perms: 31,
                     id: id("auth", "")
                 }],
@@ -336,7 +363,7 @@ mod tests {
         );
         assert!(
             fix_up(
-                &[Acl {
+                vec![Acl {
                     perms: 31,
                     id: id("nope", "x")
                 }],
@@ -346,7 +373,7 @@ mod tests {
         );
         assert!(
             fix_up(
-                &[Acl {
+                vec![Acl {
                     perms: 31,
                     id: id("digest", "nocolon")
                 }],
@@ -356,7 +383,7 @@ mod tests {
         );
         assert!(
             fix_up(
-                &[Acl {
+                vec![Acl {
                     perms: 64,
                     id: id("world", "anyone")
                 }],

@@ -488,6 +488,11 @@ impl DataTree {
         self.acls.in_use()
     }
 
+    /// `acl` as a shared list, the tree's own copy when a node uses it already.
+    pub fn shared_acl(&self, acl: &[Acl]) -> Arc<[Acl]> {
+        self.acls.shared(acl)
+    }
+
     pub fn sessions(&self) -> &BTreeMap<i64, SessionEntry> {
         &self.sessions
     }

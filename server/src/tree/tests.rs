@@ -39,14 +39,14 @@ impl Harness {
     }
 
     fn run(&mut self, session: i64, req: Request) -> Result<ApplyResult, ErrorCode> {
-        let prepared = match &req {
+        let prepared = match req {
             Request::Multi(ops) => {
                 match prep::prepare_multi(&self.tree, &self.pending, &self.ctx(session), ops) {
                     Ok(p) => p,
                     Err(results) => return Ok(ApplyResult::Multi(results)),
                 }
             }
-            _ => prep::prepare(&self.tree, &self.pending, &self.ctx(session), &req)?,
+            req => prep::prepare(&self.tree, &self.pending, &self.ctx(session), req)?,
         };
         Ok(self.apply(session, prepared.op))
     }
@@ -192,7 +192,7 @@ fn pending_changes_make_pipelined_writes_validate_in_order() {
         &h.tree,
         &pending,
         &ctx,
-        &create("/dup", CreateMode::Persistent),
+        create("/dup", CreateMode::Persistent),
     )
     .unwrap();
     pending.record(1, first.changes);
@@ -202,7 +202,7 @@ fn pending_changes_make_pipelined_writes_validate_in_order() {
             &h.tree,
             &pending,
             &ctx,
-            &create("/dup", CreateMode::Persistent)
+            create("/dup", CreateMode::Persistent)
         )
         .err(),
         Some(ErrorCode::NodeExists)
@@ -211,7 +211,7 @@ fn pending_changes_make_pipelined_writes_validate_in_order() {
         &h.tree,
         &pending,
         &ctx,
-        &create("/dup/c", CreateMode::Persistent),
+        create("/dup/c", CreateMode::Persistent),
     );
     assert!(child.is_ok(), "a child of a pending node validates");
     pending.applied(1);
@@ -348,11 +348,11 @@ fn ttl_needs_extended_types_and_a_sane_ttl() {
         extended_types: false,
     };
     assert_eq!(
-        prep::prepare(&h.tree, &h.pending, &off, &ttl(10)).err(),
+        prep::prepare(&h.tree, &h.pending, &off, ttl(10)).err(),
         Some(ErrorCode::Unimplemented)
     );
     assert_eq!(
-        prep::prepare(&h.tree, &h.pending, &h.ctx(1), &ttl(0)).err(),
+        prep::prepare(&h.tree, &h.pending, &h.ctx(1), ttl(0)).err(),
         Some(ErrorCode::BadArguments)
     );
     assert_eq!(
@@ -360,7 +360,7 @@ fn ttl_needs_extended_types_and_a_sane_ttl() {
             &h.tree,
             &h.pending,
             &h.ctx(1),
-            &create("/t", CreateMode::PersistentWithTtl)
+            create("/t", CreateMode::PersistentWithTtl)
         )
         .err(),
         Some(ErrorCode::BadArguments)
