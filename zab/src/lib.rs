@@ -141,29 +141,23 @@ impl Role {
     }
 }
 
-/// Everything one step asks of the shell: stages, to be carried out in order. A stage's
-/// `then` may happen only once its `durable_first` is on disk, so a message that promises
-/// what the server wrote (a follower's ACKEPOCH, its ACK of NEWLEADER) cannot leave
-/// before the write, whether the shell writes synchronously or in the background.
-/// (Log records follow their own rule: they are queued in order by [`Output::Append`],
-/// and ZAB acknowledges them only after [`Zab::on_durable`].)
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Ready {
-    pub stages: Vec<Stage>,
-}
-
-impl Ready {
-    pub fn is_empty(&self) -> bool {
-        self.stages.is_empty()
-    }
-}
-
-/// One stage of [`Ready`]: a durable write, then what must wait for it.
+/// One thing ZAB asks of the shell ([`Zab::next_ready`]); the shell carries them out in
+/// the order they come. Nothing after a `PersistEpochs` may happen before those epochs
+/// are on disk, so a message that promises what the server wrote (a follower's ACKEPOCH,
+/// its ACK of NEWLEADER) cannot leave before the write, whether the shell writes
+/// synchronously or in the background. (Log records follow their own rule: they are
+/// queued in order by [`Output::Append`], and ZAB acknowledges them only after
+/// [`Zab::on_durable`].)
+///
+/// The items wait in one queue inside ZAB and are taken one at a time: a step allocates
+/// nothing to hand them over, and a shell that calls back into ZAB while carrying one
+/// out (a forwarded write proposed from an [`Output::App`]) still performs everything
+/// in the order it was asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stage {
-    /// Made durable before anything in `then` happens.
-    pub durable_first: Option<Epochs>,
-    pub then: Vec<Output>,
+pub enum Ready {
+    /// Make these durable; what comes after waits until they are.
+    PersistEpochs(Epochs),
+    Output(Output),
 }
 
 /// ZAB's acceptedEpoch and currentEpoch, as persisted.
@@ -324,8 +318,8 @@ pub struct Zab {
     /// (a connection alone proves nothing: a silent partition may accept and hold it).
     /// Election only counts on candidates it hears (see `reachable`).
     connected: BTreeMap<Sid, Option<u64>>,
-    /// What the shell is to do, in stages (see [`Ready`]).
-    out: Vec<Stage>,
+    /// What the shell is to do, in order (see [`Ready`]).
+    out: VecDeque<Ready>,
 }
 
 impl Zab {
@@ -354,7 +348,7 @@ impl Zab {
             state: State::Looking,
             role: Role::Looking,
             connected: BTreeMap::new(),
-            out: Vec::new(),
+            out: VecDeque::new(),
         };
         zab.start_looking();
         zab
@@ -388,22 +382,19 @@ impl Zab {
         self.accepted_epoch
     }
 
-    /// Everything the shell must do now.
-    pub fn take_ready(&mut self) -> Ready {
-        Ready {
-            stages: std::mem::take(&mut self.out),
-        }
+    /// The next thing the shell must do, in order; `None` when there is nothing more.
+    pub fn next_ready(&mut self) -> Option<Ready> {
+        self.out.pop_front()
+    }
+
+    /// Everything the shell must do now, in order (for shells that do it all at once).
+    pub fn take_ready(&mut self) -> Vec<Ready> {
+        self.out.drain(..).collect()
     }
 
     /// Queues `out` after everything queued so far (behind the last durable write).
     fn emit(&mut self, out: Output) {
-        match self.out.last_mut() {
-            Some(stage) => stage.then.push(out),
-            None => self.out.push(Stage {
-                durable_first: None,
-                then: vec![out],
-            }),
-        }
+        self.out.push_back(Ready::Output(out));
     }
 
     fn send(&mut self, to: Sid, msg: Message) {
@@ -439,10 +430,7 @@ impl Zab {
             accepted: self.accepted_epoch,
             current: self.current_epoch,
         };
-        self.out.push(Stage {
-            durable_first: Some(epochs),
-            then: Vec::new(),
-        });
+        self.out.push_back(Ready::PersistEpochs(epochs));
     }
 
     /// Hands a log record to the shell; the log must stay contiguous.

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::message::Message;
 use super::{
-    Bytes, Durable, Epochs, Membership, Output, QuorumVerifier, Role, Sid, Timing, Zab, Zxid,
+    Bytes, Durable, Epochs, Membership, Output, QuorumVerifier, Ready, Role, Sid, Timing, Zab, Zxid,
 };
 
 struct Server {
@@ -20,7 +20,7 @@ struct Server {
     /// TRUNCs and SNAPs handed to the disk, done at its next sync.
     resets: u32,
     commits: Vec<Zxid>,
-    /// The epochs on disk: those of the last stage whose `durable_first` was written.
+    /// The epochs on disk: those of the last `Ready::PersistEpochs` performed.
     epochs: Epochs,
     /// Every message sent, with the epochs on disk when it left.
     sent: Vec<(Epochs, Sid, Message)>,
@@ -164,53 +164,51 @@ impl Script {
     }
 
     /// Performs a server's outputs (only what these scripts need: messages, the log,
-    /// commits, the epochs), stage by stage; an epochs write is durable at once.
+    /// commits, the epochs), in order; an epochs write is durable at once.
     fn drain(&mut self, id: Sid) {
-        for stage in self.zab(id).take_ready().stages {
-            if let Some(epochs) = stage.durable_first {
-                self.servers.get_mut(&id).unwrap().epochs = epochs;
+        while let Some(ready) = self.zab(id).next_ready() {
+            match ready {
+                Ready::PersistEpochs(epochs) => self.servers.get_mut(&id).unwrap().epochs = epochs,
+                Ready::Output(out) => self.perform(id, out),
             }
-            self.perform(id, stage.then);
         }
     }
 
-    fn perform(&mut self, id: Sid, outputs: Vec<Output>) {
-        for out in outputs {
-            let server = self.servers.get_mut(&id).unwrap();
-            match out {
-                Output::Send { to, msg } => {
-                    server.sent.push((server.epochs, to, msg.clone()));
-                    self.queue.push_back((id, to, msg));
-                }
-                Output::Append { zxid, .. } => server.logged = zxid,
-                Output::Truncate { zxid } => {
-                    server.logged = zxid;
-                    server.durable = server.durable.min(zxid);
-                    server.resets += 1;
-                }
-                Output::Commit { zxid, .. } => server.commits.push(zxid),
-                // A snapshot is the list of committed zxids, 8 bytes each.
-                Output::SendSnapshot { to } => {
-                    let zxid = server.commits.last().copied().unwrap_or(0);
-                    let payload = server
-                        .commits
-                        .iter()
-                        .flat_map(|z| z.to_be_bytes())
-                        .collect();
-                    self.queue
-                        .push_back((id, to, Message::Snap { zxid, payload }));
-                }
-                Output::InstallSnapshot { zxid, payload } => {
-                    server.commits = payload
-                        .chunks_exact(8)
-                        .map(|c| Zxid::from_be_bytes(c.try_into().unwrap()))
-                        .collect();
-                    server.logged = zxid;
-                    server.durable = zxid;
-                    server.resets += 1;
-                }
-                _ => {}
+    fn perform(&mut self, id: Sid, out: Output) {
+        let server = self.servers.get_mut(&id).unwrap();
+        match out {
+            Output::Send { to, msg } => {
+                server.sent.push((server.epochs, to, msg.clone()));
+                self.queue.push_back((id, to, msg));
             }
+            Output::Append { zxid, .. } => server.logged = zxid,
+            Output::Truncate { zxid } => {
+                server.logged = zxid;
+                server.durable = server.durable.min(zxid);
+                server.resets += 1;
+            }
+            Output::Commit { zxid, .. } => server.commits.push(zxid),
+            // A snapshot is the list of committed zxids, 8 bytes each.
+            Output::SendSnapshot { to } => {
+                let zxid = server.commits.last().copied().unwrap_or(0);
+                let payload = server
+                    .commits
+                    .iter()
+                    .flat_map(|z| z.to_be_bytes())
+                    .collect();
+                self.queue
+                    .push_back((id, to, Message::Snap { zxid, payload }));
+            }
+            Output::InstallSnapshot { zxid, payload } => {
+                server.commits = payload
+                    .chunks_exact(8)
+                    .map(|c| Zxid::from_be_bytes(c.try_into().unwrap()))
+                    .collect();
+                server.logged = zxid;
+                server.durable = zxid;
+                server.resets += 1;
+            }
+            _ => {}
         }
     }
 

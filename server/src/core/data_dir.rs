@@ -33,7 +33,7 @@ pub type SnapshotDone = Box<dyn FnOnce(bool) + Send>;
 ///
 /// Every write only queues, for the disk writer to carry out in order, off the core's
 /// thread: what it queued is durable once the disk reports it (`CoreMsg::Disk`), and ZAB
-/// says what must wait for that (its stages hold an ACKEPOCH until the epochs are
+/// says what must wait for that (its outputs hold an ACKEPOCH until the epochs are
 /// durable; an ACK waits for the records, and for a TRUNC or SNAP to be done). The
 /// commit index and the dynamic config are not reported: nothing waits for them. A
 /// background snapshot runs on a thread of its own and reports through `done`.

@@ -12,45 +12,32 @@ use crate::request::prep::Prepared;
 use crate::tree::DataTree;
 use crate::tree::acl::Credentials;
 use crate::txn::TxnOp;
-use crate::zab::{Output, Role, Sid, Stage, Zxid};
+use crate::zab::{Output, Ready, Role, Sid, Zxid};
 
 impl Core {
-    /// Performs ZAB's outputs until it has nothing more to say.
-    /// Carries out what ZAB asked, stage by stage (`zab::Ready`): a stage's effects
-    /// wait until the epochs it writes are durable (`DiskEvent::EpochsDurable`, see
-    /// [`Core::on_epochs_durable`]), and every later stage waits behind it. Meanwhile the
-    /// disk writer does the fsync and this thread goes on taking input.
+    /// Performs ZAB's outputs until it has nothing more to say, in the order it asked
+    /// (`zab::Ready`). What follows an epochs write waits until the epochs are durable
+    /// (`DiskEvent::EpochsDurable`, see [`Core::on_epochs_durable`]); meanwhile the disk
+    /// writer does the fsync and this thread goes on taking input. The outputs wait in
+    /// ZAB's queue, not here: one taken is done before the next is taken, even when
+    /// doing it calls back into ZAB and drives again.
     pub(super) fn drive(&mut self) {
-        loop {
-            self.stages.extend(self.zab.take_ready().stages);
-            if self.awaiting_epochs {
-                return;
-            }
-            let Some(stage) = self.stages.pop_front() else {
-                return;
-            };
-            if let Some(epochs) = stage.durable_first {
-                if let Err(e) = self.data.persist_epochs(epochs.accepted, epochs.current) {
-                    self.fatal = Some(format!("cannot persist epochs: {e}"));
-                    return;
+        while !self.awaiting_epochs && self.fatal.is_none() {
+            match self.zab.next_ready() {
+                None => return,
+                Some(Ready::PersistEpochs(epochs)) => {
+                    if let Err(e) = self.data.persist_epochs(epochs.accepted, epochs.current) {
+                        self.fatal = Some(format!("cannot persist epochs: {e}"));
+                        return;
+                    }
+                    self.awaiting_epochs = true;
                 }
-                self.awaiting_epochs = true;
-                self.stages.push_front(Stage {
-                    durable_first: None,
-                    then: stage.then,
-                });
-                return;
-            }
-            for out in stage.then {
-                self.perform(out);
-                if self.fatal.is_some() {
-                    return;
-                }
+                Some(Ready::Output(out)) => self.perform(out),
             }
         }
     }
 
-    /// The epochs of the stage at the front are on disk: what waited for them goes.
+    /// The epochs last asked for are on disk: what waited for them goes.
     pub(super) fn on_epochs_durable(&mut self) {
         self.awaiting_epochs = false;
         self.drive();

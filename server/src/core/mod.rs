@@ -42,7 +42,7 @@ use crate::storage::DiskEvent;
 use crate::tree::DataTree;
 use crate::tree::acl::Credentials;
 use crate::watch::{ConnId, WatchManager};
-use crate::zab::{Membership, Message, Role, Sid, Stage, Timing, Zab, Zxid};
+use crate::zab::{Membership, Message, Role, Sid, Timing, Zab, Zxid};
 
 pub use clock::{Clock, SystemClock};
 pub use data_dir::{DataDir, Files, SnapshotDone};
@@ -271,9 +271,8 @@ pub struct Core {
     /// The commit index last written to disk.
     persisted_commit: Zxid,
     zab: Zab,
-    /// What ZAB asked that is not done yet: the front stage's effects wait for its
-    /// epochs to be durable while `awaiting_epochs` (see `drive`).
-    stages: VecDeque<Stage>,
+    /// ZAB's outputs wait (in ZAB) for the epochs last asked for to be durable (see
+    /// `drive`).
     awaiting_epochs: bool,
     /// Read-only mode, a role beside looking that the shell decides (see `readonly`).
     read_only: readonly::ReadOnly,

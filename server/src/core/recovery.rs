@@ -2,7 +2,6 @@
 //! writer. A torn log tail is cut by the log itself; a corrupt snapshot is skipped in
 //! favour of an older one (purge keeps the log an older one needs).
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Instant;
 
@@ -226,7 +225,6 @@ impl Core {
             last_touch_ms: 0,
             persisted_commit: 0,
             zab,
-            stages: VecDeque::new(),
             awaiting_epochs: false,
             read_only: super::readonly::ReadOnly::new(cfg.read_only_mode, cfg.tick_ms, 0),
             peers,
