@@ -552,15 +552,15 @@ impl Zab {
 
     /// Commits pending txns up to `upto`, tells learners, and releases deferred messages.
     fn commit_through(&mut self, upto: Zxid) {
-        // Taken out of pending; the payloads are shared (Bytes), so handing each to the
-        // commit, the DIFF history and the observers copies none of them.
-        let later = match upto.checked_add(1) {
-            Some(next) => self.pending.split_off(&next),
-            None => BTreeMap::new(),
-        };
-        let committed: Vec<(Zxid, Bytes)> = std::mem::replace(&mut self.pending, later)
-            .into_iter()
-            .collect();
+        // Taken out of pending from the front (a split would allocate a new map for what
+        // stays); the payloads are shared (Bytes), so handing each to the commit, the
+        // DIFF history and the observers copies none of them.
+        let mut committed: Vec<(Zxid, Bytes)> = Vec::new();
+        while let Some(first) = self.pending.first_entry()
+            && *first.key() <= upto
+        {
+            committed.push(first.remove_entry());
+        }
         if committed.is_empty() {
             return;
         }

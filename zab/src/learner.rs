@@ -3,7 +3,7 @@
 //! synced txn is durable, persist currentEpoch, then ACK) → UPTODATE → broadcast.
 
 use super::message::Message;
-use super::{Bytes, Output, Role, Sid, State, Zab, Zxid, counter_of, epoch_of};
+use super::{Output, Role, Sid, State, Zab, Zxid, counter_of, epoch_of};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -260,13 +260,10 @@ impl Zab {
 
     /// Commits, in order, every pending txn up to `zxid`.
     fn commit_pending_through(&mut self, zxid: Zxid) {
-        let ready: Vec<(Zxid, Bytes)> = self
-            .pending
-            .range(..=zxid)
-            .map(|(z, p)| (*z, p.clone()))
-            .collect();
-        for (z, p) in ready {
-            self.pending.remove(&z);
+        while let Some(first) = self.pending.first_entry()
+            && *first.key() <= zxid
+        {
+            let (z, p) = first.remove_entry();
             self.commit(z, p);
         }
     }
