@@ -123,6 +123,8 @@ enum Command {
         zxid: u64,
         payload: Bytes,
     },
+    /// Records in zxid order, appended as if each came alone.
+    AppendAll(Vec<(u64, Bytes)>),
     Roll,
     TruncateAfter(u64),
     PersistEpochs {
@@ -197,6 +199,12 @@ impl DiskWriter {
             zxid,
             payload: payload.into(),
         })
+    }
+
+    /// Queues records for appending, in order, as one command: what [`Self::append`] does
+    /// for each, at the cost of one hand-over to the writer thread for all of them.
+    pub fn append_all(&self, records: Vec<(u64, Bytes)>) -> Result<()> {
+        self.send(Command::AppendAll(records))
     }
 
     /// Queues a roll to a new segment after everything submitted before it.
@@ -330,12 +338,11 @@ fn run(
         while let Some(command) = next.take() {
             let outcome = match command {
                 Command::Append { zxid, payload } => {
-                    batch.bytes += payload.len();
-                    log.append(zxid, &payload).map(|()| {
-                        batch.appended = true;
-                        counters.records.fetch_add(1, Ordering::Relaxed);
-                    })
+                    batch.append(&mut log, zxid, &payload, counters)
                 }
+                Command::AppendAll(records) => records.iter().try_for_each(|(zxid, payload)| {
+                    batch.append(&mut log, *zxid, payload, counters)
+                }),
                 // Everything else happens after the appends before it are committed, so
                 // the events reach the sink in the order things happened on disk.
                 Command::Roll => batch
@@ -425,6 +432,20 @@ struct Batch {
 }
 
 impl Batch {
+    fn append(
+        &mut self,
+        log: &mut TxnLog,
+        zxid: u64,
+        payload: &[u8],
+        counters: &Counters,
+    ) -> Result<()> {
+        self.bytes += payload.len();
+        log.append(zxid, payload)?;
+        self.appended = true;
+        counters.records.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// One `fdatasync` for everything appended, then the durable report.
     fn commit(
         &mut self,
@@ -692,6 +713,48 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["log.1", "log.9"]);
+    }
+
+    #[test]
+    fn records_handed_over_together_are_appended_in_order_with_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, received) = channel_sink();
+        let writer = DiskWriter::spawn(open_log(dir.path()), sink, Duration::from_secs(1)).unwrap();
+        let record = |z: u64| (z, Bytes::from(format!("record {z}")));
+        writer.append(1, record(1).1).unwrap();
+        writer.append_all((2..=40).map(record).collect()).unwrap();
+        writer.append(41, record(41).1).unwrap();
+        writer.append_all(vec![]).unwrap();
+        writer.append_all((42..=50).map(record).collect()).unwrap();
+        wait_for(&received, |e| matches!(e, DiskEvent::Durable(50)));
+        assert_eq!(writer.stats().records, 50);
+        writer.shutdown().unwrap();
+
+        let mut log = open_log(dir.path());
+        let records: Vec<(u64, Vec<u8>)> = log.read_from(0).unwrap().map(|r| r.unwrap()).collect();
+        let expected: Vec<(u64, Vec<u8>)> = (1..=50).map(|z| (z, record(z).1.to_vec())).collect();
+        assert_eq!(records, expected);
+    }
+
+    #[test]
+    fn a_record_out_of_order_inside_a_hand_over_fails_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, received) = channel_sink();
+        let writer = DiskWriter::spawn(open_log(dir.path()), sink, Duration::from_secs(1)).unwrap();
+        let records = [4, 5, 3, 6].map(|z| (z, Bytes::from_static(b"r"))).to_vec();
+        writer.append_all(records).unwrap();
+        let seen = wait_for(&received, |e| matches!(e, DiskEvent::Failed(_)));
+        assert!(
+            matches!(
+                seen.last(),
+                Some(DiskEvent::Failed(StorageError::ZxidNotIncreasing {
+                    zxid: 3,
+                    last: 5
+                }))
+            ),
+            "{seen:?}"
+        );
+        assert!(writer.shutdown().is_err());
     }
 
     #[test]

@@ -295,6 +295,10 @@ pub struct Core {
 /// How long a stopping core waits for its connections to send their last replies.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// The most messages the core handles in one burst, before the log records they
+/// produced go to the disk writer.
+const BURST_MAX: usize = 64;
+
 impl Core {
     /// Monotonic milliseconds since the core started (session deadlines).
     fn now_ms(&self) -> u64 {
@@ -331,9 +335,20 @@ impl Core {
                     Some(msg) = clients.recv() => msg,
                     else => return Ok(()),
                 };
-                if !self.handle(msg) {
-                    return Ok(());
+                // The messages already queued are handled as one burst, and the log
+                // records they produced go to the disk writer together at its end.
+                let mut next = Some(msg);
+                let mut handled = 0;
+                while let Some(msg) = next.take() {
+                    if !self.handle(msg) {
+                        return Ok(());
+                    }
+                    handled += 1;
+                    if handled < BURST_MAX && self.fatal.is_none() {
+                        next = internal.try_recv().or_else(|_| clients.try_recv()).ok();
+                    }
                 }
+                self.end_burst();
                 if let Some(reason) = self.fatal.take() {
                     error!(%reason, "stopping the server");
                     return Err(reason);
@@ -359,7 +374,19 @@ impl Core {
     /// shutdown; a fatal error is then in [`Core::take_fatal`].
     #[cfg(test)]
     pub(crate) fn step(&mut self, msg: CoreMsg) -> bool {
-        self.handle(msg)
+        let alive = self.handle(msg);
+        self.end_burst();
+        alive
+    }
+
+    /// The messages at hand are handled: the log records they produced go to the disk
+    /// writer now (the data dir holds them until then, to hand them over together).
+    fn end_burst(&mut self) {
+        if let Err(e) = self.data.flush()
+            && self.fatal.is_none()
+        {
+            self.fatal = Some(format!("cannot queue txns for the log: {e}"));
+        }
     }
 
     /// Why the core must stop, once (a failed disk, an undecodable committed txn).

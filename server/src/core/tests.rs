@@ -57,12 +57,12 @@ impl Shell {
     /// its epochs to be durable, or for a TRUNC or SNAP to be done, waits for the report
     /// (20 s at most).
     fn handle(&mut self, msg: CoreMsg) -> bool {
-        let alive = self.core.handle(msg);
+        let alive = self.core.step(msg);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             match self.internal.try_recv() {
                 Ok(reported) => {
-                    self.core.handle(reported);
+                    self.core.step(reported);
                 }
                 Err(_) if self.core.awaiting_epochs || self.core.zab().awaits_log_reset() => {
                     assert!(
