@@ -79,6 +79,7 @@ impl World {
 
     /// Every acknowledged create is on every node, and the nodes hold the same znodes.
     fn check_agreement(&self) -> Result<(), String> {
+        self.check_same_nodes()?;
         let mut reference: Option<(Sid, BTreeSet<String>)> = None;
         for (id, node) in &self.nodes {
             let Some(node) = node else {
@@ -107,6 +108,56 @@ impl World {
                     ));
                 }
                 Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Every server holds the same znodes with the same Stat, data and ACL: what a
+    /// server applied from the txn it proposed (without decoding it) and what the others
+    /// applied from its payload must not differ in any field.
+    fn check_same_nodes(&self) -> Result<(), String> {
+        let mut reference: Option<(Sid, BTreeMap<String, String>)> = None;
+        for (id, node) in &self.nodes {
+            let Some(node) = node else {
+                return Err(format!("node {id} is down"));
+            };
+            let tree = node.core.tree();
+            let mut znodes = BTreeMap::new();
+            let mut stack = vec!["/".to_string()];
+            while let Some(path) = stack.pop() {
+                let Some(znode) = tree.get(&path) else {
+                    continue;
+                };
+                let what = format!("{:?} {:?} {:?}", znode.stat(), znode.data(), znode.acl());
+                for child in znode.children() {
+                    stack.push(match path.as_str() {
+                        "/" => format!("/{child}"),
+                        _ => format!("{path}/{child}"),
+                    });
+                }
+                znodes.insert(path, what);
+            }
+            match &reference {
+                None => reference = Some((*id, znodes)),
+                Some((other, theirs)) => {
+                    let differing = znodes
+                        .iter()
+                        .find(|(path, what)| theirs.get(*path) != Some(*what))
+                        .map(|(path, what)| (path, what, theirs.get(path)));
+                    if let Some((path, what, there)) = differing {
+                        return Err(format!(
+                            "nodes {id} and {other} differ at {path}: {what} against {there:?}"
+                        ));
+                    }
+                    if znodes.len() != theirs.len() {
+                        return Err(format!(
+                            "nodes {id} and {other} hold {} and {} znodes",
+                            znodes.len(),
+                            theirs.len()
+                        ));
+                    }
+                }
             }
         }
         Ok(())
