@@ -552,18 +552,6 @@ impl Zab {
 
     /// Commits pending txns up to `upto`, tells learners, and releases deferred messages.
     fn commit_through(&mut self, upto: Zxid) {
-        // Taken out of pending from the front (a split would allocate a new map for what
-        // stays); the payloads are shared (Bytes), so handing each to the commit, the
-        // DIFF history and the observers copies none of them.
-        let mut committed: Vec<(Zxid, Bytes)> = Vec::new();
-        while let Some(first) = self.pending.first_entry()
-            && *first.key() <= upto
-        {
-            committed.push(first.remove_entry());
-        }
-        if committed.is_empty() {
-            return;
-        }
         // Observers learn a reconfig's config with its INFORM (committing activates it
         // here and drops it from pending_configs, so take it first).
         let activated: Vec<(Zxid, Membership)> = self
@@ -571,8 +559,28 @@ impl Zab {
             .range(..=upto)
             .map(|(z, c)| (*z, c.clone()))
             .collect();
-        for (zxid, payload) in &committed {
-            self.commit(*zxid, payload.clone());
+        // Followers learn a commit by its zxid alone; only observers need the txns kept
+        // for their INFORMs (kept too when a config activates, which may change who
+        // observes).
+        let observed = !activated.is_empty()
+            || matches!(&self.state, State::Leading(l) if l.learners.values().any(|l| l.observer));
+        // Taken out of pending from the front (a split would allocate a new map for what
+        // stays); the payloads are shared (Bytes), so handing each to the commit, the
+        // DIFF history and the observers copies none of them.
+        let mut committed: Vec<(Zxid, Bytes)> = Vec::new();
+        let mut any = false;
+        while let Some(first) = self.pending.first_entry()
+            && *first.key() <= upto
+        {
+            let (zxid, payload) = first.remove_entry();
+            if observed {
+                committed.push((zxid, payload.clone()));
+            }
+            self.commit(zxid, payload);
+            any = true;
+        }
+        if !any {
+            return;
         }
         let State::Leading(leader) = &self.state else {
             return;

@@ -107,9 +107,16 @@ impl Files {
         let log = self.log.as_ref().ok_or(StorageError::WriterStopped {
             reason: "the server is shutting down",
         })?;
-        let held = std::mem::take(&mut *self.held.borrow_mut());
-        if !held.is_empty() {
-            log.append_all(held)?;
+        let mut held = self.held.borrow_mut();
+        match held.len() {
+            0 => {}
+            // One alone goes as it is, and the hold keeps its buffer.
+            1 => {
+                if let Some((zxid, payload)) = held.pop() {
+                    log.append(zxid, payload)?;
+                }
+            }
+            _ => log.append_all(std::mem::take(&mut *held))?,
         }
         Ok(log)
     }

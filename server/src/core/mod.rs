@@ -41,6 +41,7 @@ use crate::session::SessionTracker;
 use crate::storage::DiskEvent;
 use crate::tree::DataTree;
 use crate::tree::acl::Credentials;
+use crate::txn::Txn;
 use crate::watch::{ConnId, WatchManager};
 use crate::zab::{Membership, Message, Role, Sid, Timing, Zab, Zxid};
 
@@ -274,6 +275,10 @@ pub struct Core {
     /// ZAB's outputs wait (in ZAB) for the epochs last asked for to be durable (see
     /// `drive`).
     awaiting_epochs: bool,
+    /// The txns this server proposed as leader and has not applied yet, in zxid order:
+    /// applying one of them takes it from here rather than decoding its payload again
+    /// (`apply_commit`).
+    own_txns: VecDeque<Txn>,
     /// Read-only mode, a role beside looking that the shell decides (see `readonly`).
     read_only: readonly::ReadOnly,
     peers: Box<dyn PeerLinks>,

@@ -279,18 +279,20 @@ impl Core {
         let Prepared { op, changes } = prepared;
         let closes = matches!(op, TxnOp::CloseSession);
         let time = self.wall_ms();
+        let mut txn = None;
         let proposed = self.zab.propose(|zxid| {
-            Txn {
+            let made = txn.insert(Txn {
                 session,
                 cxid,
                 zxid,
                 time,
                 op,
-            }
-            .encode()
+            });
+            made.encode()
         });
         match proposed {
             Ok(zxid) => {
+                self.own_txns.extend(txn);
                 self.pending.record(zxid, changes);
                 self.stats.writes_proposed += 1;
                 if let Some(r) = reply {
@@ -336,12 +338,15 @@ impl Core {
 
     /// Applies a committed txn and answers whoever waits for it here.
     pub(super) fn apply_commit(&mut self, zxid: Zxid, payload: &[u8]) {
-        let txn = match Txn::decode(payload) {
-            Ok(txn) => txn,
-            Err(e) => {
-                self.fatal = Some(format!("committed txn {zxid:#x} cannot be decoded: {e}"));
-                return;
-            }
+        let txn = match self.own_txn(zxid) {
+            Some(txn) => txn,
+            None => match Txn::decode(payload) {
+                Ok(txn) => txn,
+                Err(e) => {
+                    self.fatal = Some(format!("committed txn {zxid:#x} cannot be decoded: {e}"));
+                    return;
+                }
+            },
         };
         let mut triggers: Vec<WatchTrigger> = Vec::new();
         let result = self.tree.apply(&txn, &mut triggers);
@@ -371,6 +376,24 @@ impl Core {
         }
         self.txns_since_snapshot += 1;
         self.maybe_snapshot();
+    }
+
+    /// The txn this server proposed as `zxid`, as it was before encoding, if it still
+    /// holds it. A zxid names one txn (only the leader of its epoch proposes it, and a
+    /// commit carries what was proposed), so it is the txn the payload encodes. Txns
+    /// passed over are dropped: commits come in zxid order, so they will not commit here
+    /// any more (their leadership ended first).
+    fn own_txn(&mut self, zxid: Zxid) -> Option<Txn> {
+        while let Some(front) = self.own_txns.front() {
+            match front.zxid.cmp(&zxid) {
+                std::cmp::Ordering::Less => {
+                    self.own_txns.pop_front();
+                }
+                std::cmp::Ordering::Equal => return self.own_txns.pop_front(),
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
     }
 
     /// Follower: the leader answered a forwarded request without a txn.

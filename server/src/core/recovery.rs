@@ -2,6 +2,7 @@
 //! writer. A torn log tail is cut by the log itself; a corrupt snapshot is skipped in
 //! favour of an older one (purge keeps the log an older one needs).
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Instant;
 
@@ -226,6 +227,7 @@ impl Core {
             persisted_commit: 0,
             zab,
             awaiting_epochs: false,
+            own_txns: VecDeque::new(),
             read_only: super::readonly::ReadOnly::new(cfg.read_only_mode, cfg.tick_ms, 0),
             peers,
             data,
