@@ -168,7 +168,7 @@ impl WatchManager {
             _ => &[],
         };
         for kind in one_shot {
-            if let Some((key, conns)) = self.tables[kind.index()].remove_entry(t.path.as_str()) {
+            if let Some((key, conns)) = self.tables[kind.index()].remove_entry(&*t.path) {
                 let registration = (*kind, key);
                 for conn in conns {
                     if let Some(regs) = self.by_conn.get_mut(&conn) {
@@ -180,7 +180,7 @@ impl WatchManager {
             }
         }
         if let Some((key, conns)) =
-            self.tables[WatchKind::Persistent.index()].get_key_value(t.path.as_str())
+            self.tables[WatchKind::Persistent.index()].get_key_value(&*t.path)
         {
             told.extend(conns.iter().copied());
             path.get_or_insert_with(|| key.clone());
@@ -199,7 +199,7 @@ impl WatchManager {
         }
         told.sort_unstable();
         told.dedup();
-        let path = path.unwrap_or_else(|| WatchedPath::from(t.path.as_str()));
+        let path = path.unwrap_or_else(|| WatchedPath::from(&*t.path));
         out.extend(told.into_iter().map(|conn| Notification {
             conn,
             event: t.event,

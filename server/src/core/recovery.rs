@@ -66,7 +66,6 @@ pub fn rebuild(
     let mut last_record: Zxid = 0;
     let mut uncommitted = Vec::new();
     let mut uncommitted_configs = Vec::new();
-    let mut scratch = Vec::new();
     for record in records_after_snapshot {
         let (zxid, payload) = record?;
         last_record = zxid as Zxid;
@@ -75,8 +74,7 @@ pub fn rebuild(
                 zxid,
                 reason: e.to_string(),
             })?;
-            scratch.clear();
-            tree.apply(&txn, &mut scratch);
+            tree.apply(&txn, &mut Vec::new());
             replayed += 1;
             continue;
         }

@@ -100,8 +100,8 @@ pub struct Scratch<'a> {
     changes: Vec<(ChangedPath, Change)>,
     /// Path → position in `changes`, built only once a multi has changed more than
     /// [`SCAN_MAX`] paths: a single op changes one or two, and a scan of those costs
-    /// less than hashing (and allocates no table).
-    index: FastMap<ChangedPath, usize>,
+    /// less than hashing (and needs no table, nor the random key a new one draws).
+    index: Option<FastMap<ChangedPath, usize>>,
 }
 
 /// The most changed paths looked up by a scan.
@@ -113,7 +113,7 @@ impl<'a> Scratch<'a> {
             tree,
             pending,
             changes: Vec::new(),
-            index: FastMap::default(),
+            index: None,
         }
     }
 
@@ -131,14 +131,17 @@ impl<'a> Scratch<'a> {
         }
         let p: ChangedPath = Arc::from(p);
         self.changes.push((p.clone(), change));
-        match self.changes.len() {
-            n if n <= SCAN_MAX => {}
-            n if n == SCAN_MAX + 1 => {
-                let positions = self.changes.iter().enumerate();
-                self.index = positions.map(|(i, (p, _))| (p.clone(), i)).collect();
+        let n = self.changes.len();
+        if n <= SCAN_MAX {
+            return;
+        }
+        match &mut self.index {
+            Some(index) => {
+                index.insert(p, n - 1);
             }
-            n => {
-                self.index.insert(p, n - 1);
+            None => {
+                let positions = self.changes.iter().enumerate();
+                self.index = Some(positions.map(|(i, (p, _))| (p.clone(), i)).collect());
             }
         }
     }
@@ -154,10 +157,9 @@ impl<'a> Scratch<'a> {
     }
 
     fn position(&self, p: &str) -> Option<usize> {
-        if self.changes.len() <= SCAN_MAX {
-            self.changes.iter().position(|(q, _)| **q == *p)
-        } else {
-            self.index.get(p).copied()
+        match &self.index {
+            None => self.changes.iter().position(|(q, _)| **q == *p),
+            Some(index) => index.get(p).copied(),
         }
     }
 }

@@ -3,6 +3,8 @@
 //! made, so a failure here means the replica diverged; it is logged loudly and reported,
 //! never panicked on.
 
+use std::borrow::Cow;
+
 use paddock_proto::{ErrorCode, EventType, MultiResult, OpCode, Stat, StatPersisted};
 use tracing::error;
 
@@ -12,10 +14,12 @@ use crate::path;
 use crate::txn::{Txn, TxnOp};
 
 /// A watch that the applied change fires: the event at a path. The watch manager decides
-/// who is told (data, child, persistent and recursive watches).
+/// who is told (data, child, persistent and recursive watches). The path is borrowed
+/// from the txn when it can be: most triggers find no watch, and a copy for each was
+/// an allocation per write.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WatchTrigger {
-    pub path: String,
+pub struct WatchTrigger<'t> {
+    pub path: Cow<'t, str>,
     pub event: EventType,
 }
 
@@ -44,7 +48,7 @@ pub enum ApplyResult {
 
 impl DataTree {
     /// Applies `txn`, appending the watch triggers it fires to `triggers`.
-    pub fn apply(&mut self, txn: &Txn, triggers: &mut Vec<WatchTrigger>) -> ApplyResult {
+    pub fn apply<'t>(&mut self, txn: &'t Txn, triggers: &mut Vec<WatchTrigger<'t>>) -> ApplyResult {
         if txn.zxid > self.last_zxid {
             self.last_zxid = txn.zxid;
         }
@@ -56,7 +60,12 @@ impl DataTree {
         result
     }
 
-    fn apply_op(&mut self, txn: &Txn, op: &TxnOp, triggers: &mut Vec<WatchTrigger>) -> ApplyResult {
+    fn apply_op<'t>(
+        &mut self,
+        txn: &Txn,
+        op: &'t TxnOp,
+        triggers: &mut Vec<WatchTrigger<'t>>,
+    ) -> ApplyResult {
         match op {
             TxnOp::CreateSession { timeout_ms } => {
                 self.sessions.insert(
@@ -73,7 +82,7 @@ impl DataTree {
                 for p in doomed {
                     // Ephemerals have no children, so deleting them one by one is atomic
                     // as far as any reader of this single-threaded tree can tell.
-                    let _ = self.delete_node(&p, txn.zxid, triggers);
+                    let _ = self.delete_node(Cow::Owned(p), txn.zxid, triggers);
                 }
                 ApplyResult::SessionClosed
             }
@@ -100,7 +109,7 @@ impl DataTree {
                 },
                 Err(code) => ApplyResult::Failed(code),
             },
-            TxnOp::Delete { path, .. } => match self.delete_node(path, txn.zxid, triggers) {
+            TxnOp::Delete { path, .. } => match self.delete_node(path.into(), txn.zxid, triggers) {
                 Ok(()) => ApplyResult::Deleted,
                 Err(code) => ApplyResult::Failed(code),
             },
@@ -117,7 +126,7 @@ impl DataTree {
                     return ApplyResult::Failed(ErrorCode::NoNode);
                 };
                 triggers.push(WatchTrigger {
-                    path: path.clone(),
+                    path: Cow::Borrowed(path),
                     event: EventType::NodeDataChanged,
                 });
                 ApplyResult::DataSet(stat)
@@ -149,7 +158,7 @@ impl DataTree {
                     return ApplyResult::Failed(ErrorCode::NoNode);
                 };
                 triggers.push(WatchTrigger {
-                    path: super::CONFIG_NODE.to_string(),
+                    path: Cow::Borrowed(super::CONFIG_NODE),
                     event: EventType::NodeDataChanged,
                 });
                 ApplyResult::Reconfigured {
@@ -216,15 +225,15 @@ impl DataTree {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn create_node(
+    fn create_node<'t>(
         &mut self,
         txn: &Txn,
-        p: &str,
+        p: &'t str,
         data: Option<&[u8]>,
         acl: &[paddock_proto::Acl],
         kind: NodeKind,
         parent_cversion: i32,
-        triggers: &mut Vec<WatchTrigger>,
+        triggers: &mut Vec<WatchTrigger<'t>>,
     ) -> Result<Stat, ErrorCode> {
         if p == "/" || self.contains(p) {
             return Err(ErrorCode::NodeExists);
@@ -263,21 +272,21 @@ impl DataTree {
         self.index(p, kind);
         self.nodes.insert(record);
         triggers.push(WatchTrigger {
-            path: p.to_string(),
+            path: Cow::Borrowed(p),
             event: EventType::NodeCreated,
         });
         triggers.push(WatchTrigger {
-            path: path::parent(p).to_string(),
+            path: Cow::Borrowed(path::parent(p)),
             event: EventType::NodeChildrenChanged,
         });
         Ok(client_stat)
     }
 
-    fn delete_node(
+    fn delete_node<'t>(
         &mut self,
-        p: &str,
+        p: Cow<'t, str>,
         zxid: i64,
-        triggers: &mut Vec<WatchTrigger>,
+        triggers: &mut Vec<WatchTrigger<'t>>,
     ) -> Result<(), ErrorCode> {
         let Some(record) = self.nodes.remove(p.as_bytes()) else {
             return Err(ErrorCode::NoNode);
@@ -287,22 +296,26 @@ impl DataTree {
             .data_size
             .saturating_sub((p.len() + record.data().map_or(0, <[u8]>::len)) as u64);
         self.acls.release(fields.acl);
-        self.unindex(p, NodeKind::from_owner(fields.stat.ephemeral_owner));
+        self.unindex(&p, NodeKind::from_owner(fields.stat.ephemeral_owner));
         // Validation refuses to delete a node with children; should one be here anyway,
         // its list goes with it rather than outliving the node.
         self.children.remove(p.as_bytes());
         // The persisted cversion counts creations only (see Node::stat).
-        self.unlink_child(p, |parent| {
+        self.unlink_child(&p, |parent| {
             if zxid > parent.pzxid {
                 parent.pzxid = zxid;
             }
         });
+        let parent = match &p {
+            Cow::Borrowed(p) => Cow::Borrowed(path::parent(p)),
+            Cow::Owned(p) => Cow::Owned(path::parent(p).to_string()),
+        };
         triggers.push(WatchTrigger {
-            path: p.to_string(),
+            path: p,
             event: EventType::NodeDeleted,
         });
         triggers.push(WatchTrigger {
-            path: path::parent(p).to_string(),
+            path: parent,
             event: EventType::NodeChildrenChanged,
         });
         Ok(())

@@ -265,16 +265,14 @@ fn closing_a_session_removes_exactly_its_ephemerals() {
     let close = prep::prepare_close(&h.tree, &h.pending, 5);
     let mut triggers = Vec::new();
     h.zxid += 1;
-    h.tree.apply(
-        &Txn {
-            session: 5,
-            cxid: 0,
-            zxid: h.zxid,
-            time: 0,
-            op: close.op,
-        },
-        &mut triggers,
-    );
+    let txn = Txn {
+        session: 5,
+        cxid: 0,
+        zxid: h.zxid,
+        time: 0,
+        op: close.op,
+    };
+    h.tree.apply(&txn, &mut triggers);
     assert!(!h.tree.contains("/e1"));
     assert!(h.tree.contains("/other"));
     assert!(h.tree.sessions().is_empty());
