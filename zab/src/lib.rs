@@ -167,7 +167,7 @@ pub struct Epochs {
     pub current: i64,
 }
 
-/// One thing the shell does, in a [`Stage`].
+/// One thing the shell does (inside a [`Ready`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     Send {
