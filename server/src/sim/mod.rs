@@ -36,7 +36,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use paddock_proto::{Acl, ConnectRequest, CreateRequest, ErrorCode, Id, Request};
+use paddock_proto::{Acl, ConnectRequest, CreateRequest, ErrorCode, Id, Request, SetDataRequest};
 use tokio::sync::mpsc;
 
 use crate::config::DynamicConfig;
@@ -106,6 +106,8 @@ struct Client {
 struct InFlight {
     xid: i32,
     path: String,
+    /// A create, whose answer is recorded; else a setData, whose answer is not.
+    create: bool,
     ephemeral: bool,
     /// When it was sent (simulated milliseconds).
     sent: u64,
@@ -610,14 +612,15 @@ impl World {
                     client.session = (resp.session_id != 0).then_some(resp.session_id)
                 }
                 Outgoing::Reply { xid, err, .. } => {
-                    if let Some(create) = &client.in_flight
-                        && create.xid == xid
+                    if let Some(request) = &client.in_flight
+                        && request.xid == xid
                     {
                         match (err, client.session) {
-                            (ErrorCode::Ok, Some(session)) if create.ephemeral => {
-                                acked_ephemerals.push((create.path.clone(), session, create.sent))
+                            _ if !request.create => {}
+                            (ErrorCode::Ok, Some(session)) if request.ephemeral => {
+                                acked_ephemerals.push((request.path.clone(), session, request.sent))
                             }
-                            (ErrorCode::Ok, _) => acked.push((create.path.clone(), create.sent)),
+                            (ErrorCode::Ok, _) => acked.push((request.path.clone(), request.sent)),
                             _ => {}
                         }
                         client.in_flight = None;
@@ -631,34 +634,66 @@ impl World {
             node.client = None;
         } else if client.session.is_some() && client.in_flight.is_none() {
             self.next_path += 1;
-            let ephemeral = self.next_path.is_multiple_of(4);
-            let path = match ephemeral {
-                true => format!("/e-{:06}", self.next_path),
-                false => format!("/k-{:06}", self.next_path),
-            };
             let xid = client.next_xid;
             client.next_xid += 1;
-            client.in_flight = Some(InFlight {
-                xid,
-                path: path.clone(),
-                ephemeral,
-                sent: now,
-            });
+            // Every fifth request rewrites a node acknowledged earlier, so that the
+            // servers' trees are compared on data and versions too, not only on names.
+            let rewritten = match self.next_path.is_multiple_of(5) {
+                true => self
+                    .acked_order
+                    .iter()
+                    .rev()
+                    .find(|a| a.path.starts_with("/k-")),
+                false => None,
+            };
+            let (in_flight, req) = match rewritten {
+                Some(target) => (
+                    InFlight {
+                        xid,
+                        path: target.path.clone(),
+                        create: false,
+                        ephemeral: false,
+                        sent: now,
+                    },
+                    Request::SetData(SetDataRequest {
+                        path: target.path.clone(),
+                        data: self.next_path.to_string().into_bytes().into(),
+                        version: -1,
+                    }),
+                ),
+                None => {
+                    let ephemeral = self.next_path.is_multiple_of(4);
+                    let path = match ephemeral {
+                        true => format!("/e-{:06}", self.next_path),
+                        false => format!("/k-{:06}", self.next_path),
+                    };
+                    let create = Request::Create(CreateRequest {
+                        path: path.clone(),
+                        data: b"v".to_vec().into(),
+                        acl: vec![Acl {
+                            perms: 31,
+                            id: Id {
+                                scheme: "world".into(),
+                                id: "anyone".into(),
+                            },
+                        }],
+                        flags: if ephemeral { 1 } else { 0 },
+                    });
+                    let in_flight = InFlight {
+                        xid,
+                        path,
+                        create: true,
+                        ephemeral,
+                        sent: now,
+                    };
+                    (in_flight, create)
+                }
+            };
+            client.in_flight = Some(in_flight);
             to_core.push(CoreMsg::Request {
                 conn: client.conn,
                 xid,
-                req: Request::Create(CreateRequest {
-                    path,
-                    data: b"v".to_vec().into(),
-                    acl: vec![Acl {
-                        perms: 31,
-                        id: Id {
-                            scheme: "world".into(),
-                            id: "anyone".into(),
-                        },
-                    }],
-                    flags: if ephemeral { 1 } else { 0 },
-                }),
+                req,
                 received: Instant::now(),
             });
         }
