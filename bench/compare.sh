@@ -12,7 +12,8 @@
 #   2. describes the machine (cores, memory, disk, measured fsync latency);
 #   3. 1-node: starts one Paddock and one ZooKeeper, runs every workload against both,
 #      alternating which goes first, for BENCH_ROUNDS rounds (figures are medians);
-#      then per server: RSS idle, loads BENCH_ZNODES znodes of 100 bytes, RSS and data
+#      then per server: RSS idle, loads BENCH_ZNODES znodes of 100 bytes (BENCH_VALUES:
+#      the same repeated alphabet in each, or random bytes that do not compress), RSS and data
 #      size after loading (snapshots and logs apart, and how much the load alone added:
 #      the workloads before ran for a fixed time, so the faster server logged more),
 #      data size once each server's purge has run (Paddock purges after each snapshot;
@@ -37,6 +38,8 @@
 #   BENCH_SESSIONS (16 | 4)          BENCH_INFLIGHT (8 | 4)     BENCH_VALUE_SIZE (100)
 #   BENCH_KEYS (10000 | 1000)        BENCH_MIXED (90: percent reads)
 #   BENCH_FANOUT (100 | 10)          BENCH_ZNODES (1000000 | 10000)
+#   BENCH_VALUES (alphabet | random: what the loaded znodes hold; Paddock compresses its
+#                 snapshots, and random bytes show the size when nothing compresses)
 #   BENCH_FAILOVER_TRIALS (3 | 1)    BENCH_SETUPS ("1-node 3-node")
 #   BENCH_INSTRUCTIONS (1; 0 skips step 5)   BENCH_INSN_OPS (2000 | 100)
 #   BENCH_WORKLOADS ("read write create-delete mixed:$BENCH_MIXED watch-fanout:$BENCH_FANOUT ephemeral-churn")
@@ -67,6 +70,8 @@ KEYS="${BENCH_KEYS:-$(pick 10000 1000)}"
 MIXED="${BENCH_MIXED:-90}"
 FANOUT="${BENCH_FANOUT:-$(pick 100 10)}"
 ZNODES="${BENCH_ZNODES:-$(pick 1000000 10000)}"
+VALUES="${BENCH_VALUES:-alphabet}"
+case "$VALUES" in alphabet | random) ;; *) die "BENCH_VALUES must be alphabet or random, got '$VALUES'" ;; esac
 TRIALS="${BENCH_FAILOVER_TRIALS:-$(pick 3 1)}"
 SETUPS="${BENCH_SETUPS:-1-node 3-node}"
 INSTRUCTIONS="${BENCH_INSTRUCTIONS:-1}"
@@ -300,7 +305,7 @@ one_node() {
 
   # Resources, one server at a time (the other one idles).
   local kind name addr port dir pid pop last t0 ready
-  local label_load="RSS after loading $ZNODES znodes of 100 B"
+  local label_load="RSS after loading $ZNODES znodes of 100 B ($VALUES values)"
   for kind in paddock zookeeper; do
     if [ "$kind" = paddock ]; then name=paddock-1 addr=$pa port=$pp dir="$WORK/p1"
     else name=zookeeper-1 addr=$za port=$zp dir="$WORK/z1"; fi
@@ -309,7 +314,7 @@ one_node() {
     log "$kind: loading $ZNODES znodes"
     local disk_before; disk_before=$(du -sm "$dir/data" | cut -f1)
     t0=$(now_ns)
-    pop=$("$BENCH" populate --servers "$addr:$port" --count "$ZNODES" --value-size 100 --sessions 8 --inflight 64 \
+    pop=$("$BENCH" populate --servers "$addr:$port" --count "$ZNODES" --value-size 100 --values "$VALUES" --sessions 8 --inflight 64 \
       --request-timeout 60s --json 2>>"$OUT/logs/populate.$kind.err")
     if [ -z "$pop" ]; then
       log "$kind: populate failed: $(tail -c 300 "$OUT/logs/populate.$kind.err")"
@@ -508,7 +513,8 @@ fi
   echo "Command: \`$COMMAND_LINE\` ($(date -u +%Y-%m-%dT%H:%MZ), took $(( (SECONDS - T_START) / 60 )) min $(( (SECONDS - T_START) % 60 )) s)"
   echo
   echo "Workloads: $ROUNDS round(s) of $DURATION measured after $WARMUP warm-up; $SESSIONS sessions x $INFLIGHT in flight;" \
-       "values of $VALUE_SIZE B; $KEYS keys; watch-fanout $FANOUT watchers; figures are medians over the rounds."
+       "values of $VALUE_SIZE B; $KEYS keys; watch-fanout $FANOUT watchers; figures are medians over the rounds." \
+       "The $ZNODES loaded znodes hold $VALUES values of 100 B."
   echo
   cat "$OUT/machine.md"
   echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -113,6 +113,11 @@ pub struct PopulateArgs {
     pub count: u64,
     #[arg(long, default_value_t = 100, value_parser = parse_value_size)]
     pub value_size: usize,
+    /// What the values hold: `alphabet` (the same repeated a-z in every znode, which
+    /// compresses well) or `random` (different pseudo-random bytes in every znode,
+    /// which does not compress).
+    #[arg(long, value_enum, default_value_t = Values::Alphabet)]
+    pub values: Values,
     #[arg(long, default_value = "/paddock-bench-load", value_parser = parse_root)]
     pub root: String,
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -123,6 +128,13 @@ pub struct PopulateArgs {
     pub net: NetArgs,
     #[arg(long)]
     pub json: bool,
+}
+
+/// The values `populate` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Values {
+    Alphabet,
+    Random,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@ use paddock_proto::{CreateMode, ErrorCode, GetDataRequest, OpCode, Request, SetD
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::cli::{NetArgs, PopulateArgs, WaitArgs};
+use crate::cli::{NetArgs, PopulateArgs, Values, WaitArgs};
 use crate::conn::{Conn, ConnError};
 use crate::workload::setup::{BulkResult, bulk, create};
 
@@ -64,14 +64,14 @@ pub async fn populate(a: &PopulateArgs) -> Result<PopulateReport, String> {
     check_creates(&res, "parents")?;
     let _ = admin.close(limit).await;
 
-    let value: Vec<u8> = (0..a.value_size).map(|i| b'a' + (i % 26) as u8).collect();
+    let values = a.values;
+    let value_size = a.value_size;
     let mut tasks = JoinSet::new();
     let sessions = u64::from(a.sessions).min(parents).max(1);
     for s in 0..sessions {
         let addr = servers[s as usize % servers.len()].clone();
         let net = a.net.clone();
         let root = a.root.clone();
-        let value = value.clone();
         let (count, inflight) = (a.count, a.inflight as usize);
         tasks.spawn(async move {
             let mut conn = connect(&addr, &net).await?;
@@ -79,7 +79,13 @@ pub async fn populate(a: &PopulateArgs) -> Result<PopulateReport, String> {
             let reqs = (s..parents)
                 .step_by(sessions as usize)
                 .flat_map(|p| p * FANOUT..((p + 1) * FANOUT).min(count))
-                .map(|i| create(child(&root, i), value.clone(), CreateMode::Persistent));
+                .map(|i| {
+                    create(
+                        child(&root, i),
+                        value(values, value_size, i),
+                        CreateMode::Persistent,
+                    )
+                });
             let res = bulk(&mut conn, reqs, inflight, net.request_timeout)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -106,6 +112,25 @@ pub async fn populate(a: &PopulateArgs) -> Result<PopulateReport, String> {
         creates_per_s: (total.ok as f64 / elapsed.max(1e-9)).round(),
         last_path: child(&a.root, a.count - 1),
     })
+}
+
+/// The value of znode `i`: the alphabet repeated, or bytes of a xorshift generator seeded
+/// by `i`, so that no two znodes (and no two parts of one) share a run to compress.
+fn value(kind: Values, size: usize, i: u64) -> Vec<u8> {
+    match kind {
+        Values::Alphabet => (0..size).map(|j| b'a' + (j % 26) as u8).collect(),
+        Values::Random => {
+            let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            (0..size)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 24) as u8
+                })
+                .collect()
+        }
+    }
 }
 
 /// Only NodeExists is acceptable (a re-run); anything else fails the populate.
@@ -276,5 +301,22 @@ mod tests {
         assert_eq!(child("/r", 999), "/r/p00000/n0999");
         assert_eq!(child("/r", 1000), "/r/p00001/n0000");
         assert_eq!(child("/r", 999_999), "/r/p00999/n0999");
+    }
+
+    #[test]
+    fn random_values_differ_between_znodes_and_alphabet_ones_do_not() {
+        assert_eq!(
+            value(Values::Alphabet, 30, 1),
+            value(Values::Alphabet, 30, 2)
+        );
+        assert_eq!(&value(Values::Alphabet, 28, 0)[24..], b"yzab");
+        let (a, b) = (value(Values::Random, 100, 1), value(Values::Random, 100, 2));
+        assert_eq!((a.len(), b.len()), (100, 100));
+        assert_ne!(a, b);
+        assert_eq!(a, value(Values::Random, 100, 1));
+        // Not a short cycle either: most byte values appear in a few thousand bytes.
+        let long = value(Values::Random, 4096, 7);
+        let distinct = (0..=255u8).filter(|v| long.contains(v)).count();
+        assert!(distinct > 200, "{distinct} distinct bytes");
     }
 }

@@ -80,12 +80,19 @@
 //! ```text
 //!   0  magic        8 bytes  b"PADDOCKS"
 //!   8  version      u32      1
-//!  12  flags        u32      0
+//!  12  flags        u32      bit 0: the payload is compressed (always set by this build)
 //!  16  zxid         u64      must match the file name
-//!  24  payload len  u64      the file must be exactly 32 + len + 4 bytes
-//!  32  payload
-//!  end crc32        u32      CRC-32 of the header and the payload
+//!  24  payload len  u64      as stored; the file must be exactly 32 + len + 4 bytes
+//!  32  payload      compressed: an LZ4 frame (4 MiB blocks, no checksums of its own),
+//!                   then the length it decompresses to (u64); else the bytes as they are
+//!  end crc32        u32      CRC-32 of the header and the payload as stored
 //! ```
+//!
+//! The tree's snapshot format is compact but keeps names and data as they are; LZ4
+//! finds what repeats across nodes (common name prefixes, Stat fields, values that
+//! resemble each other) at a cost a restart hardly notices: 0.75 to 1.2 GB/s to
+//! decompress on the bench machine, against 0.25 GB/s to build the tree from it. Files of older builds (flags
+//! 0) load as before; an older build refuses a compressed file ("unknown flags 0x1").
 //!
 //! Loading tries snapshots newest first and skips (with a `warn!`) any that fails a
 //! check; the log segments retained by [`purge`] make replay from an older one possible.

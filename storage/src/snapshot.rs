@@ -6,6 +6,7 @@ use std::io::{self, BufWriter, ErrorKind, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use lz4_flex::frame::{BlockMode, BlockSize, FrameDecoder, FrameEncoder, FrameInfo};
 use tracing::{info, warn};
 
 use super::files::{self, SNAPSHOT_PREFIX, TEMP_SUFFIX};
@@ -16,12 +17,24 @@ const SNAPSHOT_VERSION: u32 = 1;
 const HEADER_LEN: u64 = 32;
 const TRAILER_LEN: u64 = 4;
 const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+/// Header flag: the payload is stored LZ4-compressed (the module docs in lib.rs).
+const FLAG_LZ4: u64 = 1;
+/// Every flag this build reads.
+const KNOWN_FLAGS: u64 = FLAG_LZ4;
+/// A compressed payload ends with the length it decompresses to (u64, little-endian).
+const RAW_LEN_BYTES: usize = 8;
+/// LZ4 blocks of 4 MiB: a snapshot is large and read whole, so big blocks cost nothing
+/// and find more repeats than the 64 KiB default.
+const LZ4_BLOCK: BlockSize = BlockSize::Max4MB;
+/// LZ4 turns a byte into at most 255 (one 4-byte match token per 255 bytes of match and
+/// change); a compressed payload claiming more is corrupt, not a reason to allocate.
+const LZ4_MAX_RATIO: u64 = 255;
 
-fn encode_header(zxid: u64, payload_len: u64) -> [u8; HEADER_LEN as usize] {
+fn encode_header(flags: u64, zxid: u64, payload_len: u64) -> [u8; HEADER_LEN as usize] {
     let mut header = [0u8; HEADER_LEN as usize];
     header[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
     header[8..12].copy_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-    // 12..16: flags, zero in version 1.
+    header[12..16].copy_from_slice(&(flags as u32).to_le_bytes());
     header[16..24].copy_from_slice(&zxid.to_le_bytes());
     header[24..32].copy_from_slice(&payload_len.to_le_bytes());
     header
@@ -39,18 +52,47 @@ pub fn write_snapshot(dir: impl AsRef<Path>, zxid: u64, payload: &[u8]) -> Resul
 }
 
 /// Streams a snapshot to disk, for payloads the server would rather not build in memory
-/// first (serialize the tree straight into it). Nothing appears under the final name
-/// until [`finish`](Self::finish) succeeds; dropping the writer unfinished deletes the
-/// temp file.
-#[derive(Debug)]
+/// first (serialize the tree straight into it). What is written is compressed on the
+/// way. Nothing appears under the final name until [`finish`](Self::finish) succeeds;
+/// dropping the writer unfinished deletes the temp file.
 pub struct SnapshotWriter {
     dir: PathBuf,
     zxid: u64,
     temp_path: PathBuf,
     /// `None` once finished.
-    out: Option<BufWriter<File>>,
-    payload_crc: crc32fast::Hasher,
-    payload_len: u64,
+    out: Option<FrameEncoder<Stored>>,
+    /// Bytes written so far, before compression.
+    raw_len: u64,
+}
+
+impl std::fmt::Debug for SnapshotWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotWriter")
+            .field("temp_path", &self.temp_path)
+            .field("zxid", &self.zxid)
+            .field("raw_len", &self.raw_len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The file under the compressor: counts and checksums the payload as stored.
+struct Stored {
+    file: BufWriter<File>,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl Write for Stored {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.file.write(buf)?;
+        self.crc.update(&buf[..written]);
+        self.len += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
 }
 
 impl SnapshotWriter {
@@ -65,17 +107,25 @@ impl SnapshotWriter {
             .truncate(true)
             .open(&temp_path)
             .map_err(|e| StorageError::io("create snapshot", &temp_path, e))?;
-        let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
+        let mut file = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
         // The real header needs the payload length; it is written over this at finish.
-        out.write_all(&[0u8; HEADER_LEN as usize])
+        file.write_all(&[0u8; HEADER_LEN as usize])
             .map_err(|e| StorageError::io("write snapshot", &temp_path, e))?;
+        let stored = Stored {
+            file,
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        };
+        // The file's own CRC covers the stored bytes, so the frame carries no checksums.
+        let frame = FrameInfo::new()
+            .block_size(LZ4_BLOCK)
+            .block_mode(BlockMode::Independent);
         Ok(SnapshotWriter {
             dir,
             zxid,
             temp_path,
-            out: Some(out),
-            payload_crc: crc32fast::Hasher::new(),
-            payload_len: 0,
+            out: Some(FrameEncoder::with_frame_info(frame, stored)),
+            raw_len: 0,
         })
     }
 
@@ -84,16 +134,23 @@ impl SnapshotWriter {
     pub fn finish(mut self) -> Result<PathBuf> {
         let temp_path = self.temp_path.clone();
         let io_error = |op, e| StorageError::io(op, &temp_path, e);
-        let Some(mut out) = self.out.take() else {
+        let Some(out) = self.out.take() else {
             return Err(io_error(
                 "finish snapshot",
                 io::Error::other("snapshot writer already finished"),
             ));
         };
-        let header = encode_header(self.zxid, self.payload_len);
+        let mut stored = out
+            .finish()
+            .map_err(|e| io_error("compress snapshot", e.into()))?;
+        stored
+            .write_all(&self.raw_len.to_le_bytes())
+            .map_err(|e| io_error("write snapshot", e))?;
+        let header = encode_header(FLAG_LZ4, self.zxid, stored.len);
         let mut crc = crc32fast::Hasher::new();
         crc.update(&header);
-        crc.combine(&self.payload_crc);
+        crc.combine(&stored.crc);
+        let mut out = stored.file;
         out.write_all(&crc.finalize().to_le_bytes())
             .map_err(|e| io_error("write snapshot", e))?;
         let file = out
@@ -113,8 +170,7 @@ impl Write for SnapshotWriter {
             return Err(io::Error::other("snapshot writer already finished"));
         };
         let written = out.write(buf)?;
-        self.payload_crc.update(&buf[..written]);
-        self.payload_len += written as u64;
+        self.raw_len += written as u64;
         Ok(written)
     }
 
@@ -228,8 +284,10 @@ fn read_checked(path: &Path, expected_zxid: Option<u64>) -> Result<(u64, Vec<u8>
         )));
     }
     let flags = field(12..16);
-    if flags != 0 {
-        return Err(corrupt(format!("unknown flags {flags:#x}")));
+    if flags & !KNOWN_FLAGS != 0 {
+        return Err(corrupt(format!(
+            "unknown flags {flags:#x} (a newer build's snapshot?)"
+        )));
     }
     let zxid = field(16..24);
     if let Some(expected) = expected_zxid
@@ -270,7 +328,51 @@ fn read_checked(path: &Path, expected_zxid: Option<u64>) -> Result<(u64, Vec<u8>
             "checksum mismatch (stored {stored_crc:#010x}, computed {computed_crc:#010x})"
         )));
     }
-    Ok((zxid, payload))
+    if flags & FLAG_LZ4 == 0 {
+        // Written uncompressed, by a build before snapshots were compressed.
+        return Ok((zxid, payload));
+    }
+    let raw = decompress(&payload).map_err(corrupt)?;
+    Ok((zxid, raw))
+}
+
+/// The payload a compressed one stands for: an LZ4 frame, then its length (the module
+/// docs in lib.rs). The checksum has passed, so a failure here means a bug or a file
+/// written by something else, and says which.
+fn decompress(stored: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let Some(frame_len) = stored.len().checked_sub(RAW_LEN_BYTES) else {
+        return Err(format!(
+            "compressed payload of {} bytes is shorter than its length field",
+            stored.len()
+        ));
+    };
+    let (frame, len_field) = stored.split_at(frame_len);
+    let mut len_bytes = [0u8; RAW_LEN_BYTES];
+    len_bytes.copy_from_slice(len_field);
+    let raw_len = u64::from_le_bytes(len_bytes);
+    let bound = (frame.len() as u64)
+        .saturating_mul(LZ4_MAX_RATIO)
+        .saturating_add(u64::from(u16::MAX));
+    if raw_len > bound {
+        return Err(format!(
+            "compressed payload of {frame_len} bytes claims to expand to {raw_len}, \
+             more than LZ4 can"
+        ));
+    }
+    let raw_len = usize::try_from(raw_len)
+        .map_err(|_| format!("payload of {raw_len} bytes does not fit in memory"))?;
+    let mut raw = Vec::with_capacity(raw_len);
+    FrameDecoder::new(frame)
+        .take(raw_len as u64 + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("LZ4 payload does not decompress: {e}"))?;
+    if raw.len() != raw_len {
+        return Err(format!(
+            "LZ4 payload decompresses to {} bytes, its length field says {raw_len}",
+            raw.len()
+        ));
+    }
+    Ok(raw)
 }
 
 #[cfg(test)]
@@ -289,10 +391,9 @@ mod tests {
         let data = payload(1, 100_000);
         let path = write_snapshot(dir.path(), 0x2_0000_0010, &data).unwrap();
         assert_eq!(path, dir.path().join("snapshot.200000010"));
-        assert_eq!(
-            fs::metadata(&path).unwrap().len(),
-            HEADER_LEN + data.len() as u64 + TRAILER_LEN
-        );
+        // The test payload repeats every 256 bytes: compressed, it is a small fraction.
+        let stored = fs::metadata(&path).unwrap().len();
+        assert!(stored < data.len() as u64 / 10, "{stored} bytes stored");
         let loaded = load_newest_valid(dir.path()).unwrap();
         assert_eq!(loaded, Some((0x2_0000_0010, data.clone())));
         assert_eq!(read_snapshot(&path).unwrap(), (0x2_0000_0010, data));
@@ -356,7 +457,8 @@ mod tests {
 
         // A flipped bit in the payload is caught by the checksum.
         let mut bytes = fs::read(&newest).unwrap();
-        bytes[500] ^= 0x10;
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x10;
         fs::write(&newest, &bytes).unwrap();
         assert!(matches!(
             read_snapshot(&newest),
@@ -406,5 +508,93 @@ mod tests {
             Some((10, b"good".to_vec()))
         );
         assert!(!temp.exists());
+    }
+
+    /// A whole snapshot file as `write_snapshot` lays it out, with any flags and payload.
+    fn file_with(flags: u64, zxid: u64, stored: &[u8]) -> Vec<u8> {
+        let header = encode_header(flags, zxid, stored.len() as u64);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&header);
+        crc.update(stored);
+        let mut file = header.to_vec();
+        file.extend_from_slice(stored);
+        file.extend_from_slice(&crc.finalize().to_le_bytes());
+        file
+    }
+
+    /// The LZ4 frame and length field of the snapshot written for `data`.
+    fn compressed(data: &[u8]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = fs::read(write_snapshot(dir.path(), 1, data).unwrap()).unwrap();
+        file[HEADER_LEN as usize..file.len() - TRAILER_LEN as usize].to_vec()
+    }
+
+    #[test]
+    fn uncompressed_snapshots_of_older_builds_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = payload(4, 10_000);
+        fs::write(dir.path().join("snapshot.7"), file_with(0, 7, &data)).unwrap();
+        assert_eq!(load_newest_valid(dir.path()).unwrap(), Some((7, data)));
+    }
+
+    #[test]
+    fn incompressible_payloads_round_trip_at_about_their_size() {
+        let dir = tempfile::tempdir().unwrap();
+        // A xorshift sequence: nothing for LZ4 to find.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let data: Vec<u8> = (0..5 * 1024 * 1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let path = write_snapshot(dir.path(), 3, &data).unwrap();
+        let stored = fs::metadata(&path).unwrap().len();
+        assert!(stored < data.len() as u64 + 1024, "{stored} bytes stored");
+        assert_eq!(read_snapshot(&path).unwrap(), (3, data));
+    }
+
+    #[test]
+    fn a_bad_compressed_payload_is_named_not_loaded() {
+        let data = payload(5, 50_000);
+        let good = compressed(&data);
+        let refused = |stored: &[u8]| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("snapshot.9");
+            fs::write(&path, file_with(FLAG_LZ4, 9, stored)).unwrap();
+            match read_snapshot(&path) {
+                Err(StorageError::CorruptSnapshot { reason, .. }) => reason,
+                other => panic!("loaded: {other:?}"),
+            }
+        };
+        // The checksum matches each of these: the payload itself is wrong.
+        let mut longer = good.clone();
+        let at = longer.len() - RAW_LEN_BYTES;
+        longer[at..].copy_from_slice(&(data.len() as u64 + 1).to_le_bytes());
+        assert!(refused(&longer).contains("its length field says"));
+        let mut huge = good.clone();
+        huge[at..].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(refused(&huge).contains("more than LZ4 can"));
+        assert!(refused(&good[..4]).contains("shorter than its length field"));
+        let mut garbled = good.clone();
+        garbled[0] ^= 0xff; // the LZ4 frame's magic number
+        assert!(refused(&garbled).contains("does not decompress"));
+        // The good one loads.
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("snapshot.9"), file_with(FLAG_LZ4, 9, &good)).unwrap();
+        assert_eq!(load_newest_valid(dir.path()).unwrap(), Some((9, data)));
+    }
+
+    #[test]
+    fn unknown_flags_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot.4");
+        fs::write(&path, file_with(2, 4, b"tree")).unwrap();
+        assert!(matches!(
+            read_snapshot(&path),
+            Err(StorageError::CorruptSnapshot { reason, .. }) if reason.contains("unknown flags 0x2")
+        ));
     }
 }

@@ -267,14 +267,21 @@ fn committed_config_newer_than(tree: &DataTree, version: i64) -> Option<DynamicC
 
 /// The newest valid snapshot's tree and zxid, or an empty tree.
 fn load_snapshot(snap_dir: &Path) -> Result<(DataTree, u64), RecoveryError> {
-    Ok(match storage::load_newest_valid(snap_dir)? {
-        Some((zxid, payload)) => (
-            DataTree::from_snapshot(&payload)
-                .map_err(|source| RecoveryError::Snapshot { zxid, source })?,
-            zxid,
-        ),
-        None => (DataTree::new(), 0),
-    })
+    let started = Instant::now();
+    let Some((zxid, payload)) = storage::load_newest_valid(snap_dir)? else {
+        return Ok((DataTree::new(), 0));
+    };
+    let read = started.elapsed();
+    let tree = DataTree::from_snapshot(&payload)
+        .map_err(|source| RecoveryError::Snapshot { zxid, source })?;
+    info!(
+        zxid = format_args!("{zxid:#x}"),
+        bytes = payload.len(),
+        read_ms = read.as_millis() as u64,
+        build_ms = (started.elapsed() - read).as_millis() as u64,
+        "snapshot loaded"
+    );
+    Ok((tree, zxid))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //!
 //! Every format starts (jute primitives) with the format version, the last zxid, the
 //! session count, then (id, timeout) per session. The storage layer adds the header and
-//! checksum. Nodes come in pre-order (parents first, each parent's children in order).
+//! checksum, and compresses files (not SNAP syncs) with LZ4. Nodes come in pre-order (parents first, each parent's children in order).
 //!
 //! Format versions:
 //! * 1: node count, then per node: path, data, ACL list, StatPersisted, all jute. Data is
