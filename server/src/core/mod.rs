@@ -45,6 +45,7 @@ use crate::txn::Txn;
 use crate::watch::{ConnId, WatchManager};
 use crate::zab::{Membership, Message, Role, Sid, Timing, Zab, Zxid};
 
+use clock::BurstClock;
 pub use clock::{Clock, SystemClock};
 pub use data_dir::{DataDir, Files, SnapshotDone};
 pub use recovery::{Recovered, RecoveryError, rebuild};
@@ -286,8 +287,8 @@ pub struct Core {
     data: Box<dyn DataDir>,
     internal_tx: InternalTx,
     stats: Stats,
-    /// Monotonic and wall time (the system's, or a simulator's).
-    clock: Box<dyn Clock>,
+    /// Monotonic and wall time (the system's, or a simulator's), read once a burst.
+    clock: BurstClock,
     txns_since_snapshot: u64,
     snapshot_running: bool,
     /// Set when recovery read txns from the log: once serving with the tree at this
@@ -387,6 +388,7 @@ impl Core {
     /// The messages at hand are handled: the log records they produced go to the disk
     /// writer now (the data dir holds them until then, to hand them over together).
     fn end_burst(&mut self) {
+        self.clock.end_burst();
         if let Err(e) = self.data.flush()
             && self.fatal.is_none()
         {

@@ -231,7 +231,7 @@ impl Core {
             data,
             internal_tx,
             stats: Stats::default(),
-            clock,
+            clock: super::BurstClock::new(clock),
             txns_since_snapshot: replayed,
             snapshot_running: false,
             snapshot_recovered_at,
