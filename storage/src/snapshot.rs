@@ -222,6 +222,14 @@ pub fn load_newest_valid(dir: impl AsRef<Path>) -> Result<Option<(u64, Vec<u8>)>
     Ok(None)
 }
 
+/// The zxid in the name of the newest snapshot file in `dir`, unchecked (the file may
+/// still fail [`load_newest_valid`]'s checks); `None` when there is none.
+pub fn newest_snapshot_zxid(dir: impl AsRef<Path>) -> Result<Option<u64>> {
+    Ok(files::list_zxid_files(dir.as_ref(), SNAPSHOT_PREFIX)?
+        .last()
+        .map(|snapshot| snapshot.zxid))
+}
+
 /// Deletes every snapshot in `dir` (and makes the deletions durable); returns how many.
 /// Before a leader's snapshot is installed, the old ones hold a history this server no
 /// longer has: left behind, a newer one would be loaded at the next start.

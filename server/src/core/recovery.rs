@@ -127,10 +127,33 @@ impl Core {
             })?;
         }
         let started = Instant::now();
-        let (tree, snap_zxid) = load_snapshot(&cfg.snap_dir)?;
         let db_id = storage::state::database_id(&cfg.log_dir)?;
-        let options = TxnLogOptions::new(db_id).needed_after(snap_zxid);
-        let mut log = TxnLog::open(&cfg.log_dir, options)?;
+        let log_options = |needed_after| TxnLogOptions::new(db_id).needed_after(needed_after);
+        // The log opens (its needed segments are read and checked) while the snapshot
+        // loads, on a thread of its own: the newest snapshot's zxid is in its file name.
+        // Should that snapshot fail its checks and an older one load, the log is opened
+        // again, for the older zxid.
+        let newest = storage::newest_snapshot_zxid(&cfg.snap_dir)?.unwrap_or(0);
+        let (loaded, opened) = std::thread::scope(|scope| {
+            let opening = scope.spawn(|| {
+                let opened = TxnLog::open(&cfg.log_dir, log_options(newest));
+                (opened, started.elapsed().as_millis() as u64)
+            });
+            let loaded = load_snapshot(&cfg.snap_dir);
+            let snapshot_ms = started.elapsed().as_millis() as u64;
+            let opened = match opening.join() {
+                Ok(opened) => opened,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            (loaded.map(|(tree, zxid)| (tree, zxid, snapshot_ms)), opened)
+        });
+        let (tree, snap_zxid, snapshot_ms) = loaded?;
+        let (opened, log_open_ms) = opened;
+        let mut log = opened?;
+        if snap_zxid != newest {
+            drop(log);
+            log = TxnLog::open(&cfg.log_dir, log_options(snap_zxid))?;
+        }
         // The log must continue where the snapshot ends; a gap means lost transactions.
         // The next txn after zxid S is S+1, or counter 1 of a later epoch.
         if let Some(first) = log.first_zxid()?
@@ -162,6 +185,8 @@ impl Core {
             committed = format_args!("{:#x}", recovered.tree.last_zxid()),
             nodes = recovered.tree.node_count(),
             ms = started.elapsed().as_millis() as u64,
+            snapshot_ms,
+            log_open_ms,
             "recovered"
         );
 
@@ -285,11 +310,12 @@ fn load_snapshot(snap_dir: &Path) -> Result<(DataTree, u64), RecoveryError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::storage::state::Epochs;
 
-    fn session_record(zxid: i64) -> Result<(u64, Vec<u8>), StorageError> {
+    /// The log record of a CreateSession txn at `zxid` (session id `zxid`).
+    pub(in crate::core) fn session_record(zxid: i64) -> Result<(u64, Vec<u8>), StorageError> {
         let txn = Txn {
             session: zxid,
             cxid: 0,

@@ -735,3 +735,68 @@ fn a_request_after_the_session_deadline_does_not_revive_it() {
     );
     assert!(!core.sessions.is_tracked(session));
 }
+
+// ---- recovery ----
+
+/// The log opens while the snapshot loads, for the zxid in the newest snapshot's file
+/// name. When that snapshot fails its checks and an older one loads, the log is opened
+/// again for the older one: the segments after it are checked as a start from it needs,
+/// and a damaged record cuts the log there, as it would have without the newer snapshot.
+#[test]
+fn a_corrupt_newest_snapshot_falls_back_to_an_older_one_and_the_log_after_it() {
+    use crate::storage::{self, TxnLog, TxnLogOptions, state::Epochs};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (snap, log_dir) = (dir.path().join("snap"), dir.path().join("log"));
+    let record = |counter| super::recovery::tests::session_record(make_zxid(1, counter));
+    // Two segments: zxids 1-5, then 6-10; all committed.
+    std::fs::create_dir_all(&log_dir).unwrap();
+    std::fs::create_dir_all(&snap).unwrap();
+    let db_id = storage::state::database_id(&log_dir).unwrap();
+    let mut log = TxnLog::open(&log_dir, TxnLogOptions::new(db_id)).unwrap();
+    for counter in 1..=10 {
+        if counter == 6 {
+            log.roll().unwrap();
+        }
+        let (zxid, payload) = record(counter).unwrap();
+        log.append(zxid, &payload).unwrap();
+    }
+    log.sync().unwrap();
+    log.close().unwrap();
+    storage::state::persist_commit_index(&snap, make_zxid(1, 10) as u64).unwrap();
+    // A good snapshot at zxid 3, and a newer one at 8 that fails its checksum.
+    let at_3 = super::recovery::rebuild(
+        DataTree::new(),
+        0,
+        (1..=3).map(record),
+        make_zxid(1, 3),
+        Epochs::default(),
+        None,
+    )
+    .unwrap()
+    .tree;
+    storage::write_snapshot(
+        &snap,
+        make_zxid(1, 3) as u64,
+        &at_3.snapshot_view().serialize_compact(),
+    )
+    .unwrap();
+    let newest = storage::write_snapshot(&snap, make_zxid(1, 8) as u64, b"tree at 8").unwrap();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&newest, bytes).unwrap();
+
+    // Record 5, the last of the first segment, is damaged: only a log opened for the
+    // snapshot at 3 reads that segment through and finds it, and cuts the log there.
+    let first_segment = log_dir.join(format!("log.{:x}", make_zxid(1, 1)));
+    let mut bytes = std::fs::read(&first_segment).unwrap();
+    let last_written = bytes.iter().rposition(|b| *b != 0).unwrap();
+    bytes[last_written] ^= 0xff;
+    std::fs::write(&first_segment, bytes).unwrap();
+
+    let core = open(dir.path(), config(&[1, 2, 3], 0x1_0000_0000));
+    assert_eq!(core.tree.last_zxid(), make_zxid(1, 4));
+    assert_eq!(core.tree.sessions().len(), 4);
+    assert!(!log_dir.join(format!("log.{:x}", make_zxid(1, 6))).exists());
+}
