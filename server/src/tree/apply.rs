@@ -9,7 +9,7 @@ use paddock_proto::{ErrorCode, EventType, MultiResult, OpCode, Stat, StatPersist
 use tracing::error;
 
 use super::record::{Fields, NodeRecord};
-use super::{DataTree, Node, NodeKind, SessionEntry};
+use super::{DataTree, Node, NodeKind, SessionEntry, stat_of};
 use crate::path;
 use crate::txn::{Txn, TxnOp};
 
@@ -208,17 +208,13 @@ impl DataTree {
         data: Option<&[u8]>,
         update: impl FnOnce(&mut StatPersisted),
     ) -> Option<Stat> {
-        let record = self.nodes.get(p.as_bytes())?;
-        let old_len = record.data().map_or(0, <[u8]>::len) as u64;
-        let mut fields = record.fields();
-        update(&mut fields.stat);
-        let record = record.with_data(data, &fields);
-        let stat = Node {
-            record: &record,
-            tree: self,
-        }
-        .stat();
-        self.nodes.insert(record);
+        let (old_len, stat) = self.nodes.update(p.as_bytes(), |record| {
+            let old_len = record.data().map_or(0, <[u8]>::len) as u64;
+            let mut fields = record.fields();
+            update(&mut fields.stat);
+            *record = record.with_data(data, &fields);
+            (old_len, stat_of(record))
+        })?;
         self.data_size =
             self.data_size.saturating_sub(old_len) + data.map_or(0, <[u8]>::len) as u64;
         Some(stat)

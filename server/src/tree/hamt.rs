@@ -286,11 +286,11 @@ impl<T: Keyed, S: BuildHasher> Hamt<T, S> {
         self.get(key).is_some()
     }
 
-    /// Runs `f` on the entry for `key`, in place; its key must not change.
+    /// Runs `f` on the entry for `key`, in place; its key must not change. One walk down
+    /// the trie: the branches on the way are made this map's own (copied if a frozen
+    /// clone shares them) before the key is known to be there, so a miss may have copied
+    /// some, unchanged. Meant for keys the caller knows are present.
     pub fn update<R>(&mut self, key: &[u8], f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        if !self.contains_key(key) {
-            return None;
-        }
         let hash = self.hash(key);
         update_in(&mut self.root, hash, 0, key, f)
     }

@@ -72,6 +72,26 @@ impl NodeKind {
     }
 }
 
+/// The Stat clients see of the node `record` holds.
+fn stat_of(record: &NodeRecord) -> Stat {
+    let (fields, data) = record.decode();
+    let num_children = fields.num_children as i32;
+    let data_length = data.map_or(0, <[u8]>::len) as i32;
+    let mut stat = Stat::from_persisted(&fields.stat, data_length, num_children);
+    stat.cversion = fields
+        .stat
+        .cversion
+        .wrapping_mul(2)
+        .wrapping_sub(num_children);
+    if matches!(
+        NodeKind::from_owner(fields.stat.ephemeral_owner),
+        NodeKind::Container | NodeKind::Ttl(_)
+    ) {
+        stat.ephemeral_owner = 0;
+    }
+    stat
+}
+
 /// One znode, as read from the tree.
 #[derive(Clone, Copy)]
 pub struct Node<'t> {
@@ -85,22 +105,7 @@ impl<'t> Node<'t> {
     /// reported one counts creations and deletions: `2 * creations - numChildren`.
     /// Container and TTL nodes report ephemeralOwner 0; their marker stays internal.
     pub fn stat(&self) -> Stat {
-        let (fields, data) = self.record.decode();
-        let num_children = fields.num_children as i32;
-        let data_length = data.map_or(0, <[u8]>::len) as i32;
-        let mut stat = Stat::from_persisted(&fields.stat, data_length, num_children);
-        stat.cversion = fields
-            .stat
-            .cversion
-            .wrapping_mul(2)
-            .wrapping_sub(num_children);
-        if matches!(
-            NodeKind::from_owner(fields.stat.ephemeral_owner),
-            NodeKind::Container | NodeKind::Ttl(_)
-        ) {
-            stat.ephemeral_owner = 0;
-        }
-        stat
+        stat_of(self.record)
     }
 
     /// The Stat as snapshots store it.
@@ -264,14 +269,15 @@ impl DataTree {
     /// letting `update` change the parent's Stat too. False if the parent is missing.
     fn link_child(&mut self, p: &str, update: impl FnOnce(&mut StatPersisted)) -> bool {
         let parent_path = path::parent(p);
-        let Some(parent) = self.nodes.get(parent_path.as_bytes()) else {
+        let counted = self.nodes.update(parent_path.as_bytes(), |parent| {
+            let mut fields = parent.fields();
+            fields.num_children += 1;
+            update(&mut fields.stat);
+            *parent = parent.with_fields(&fields);
+        });
+        if counted.is_none() {
             return false;
-        };
-        let mut fields = parent.fields();
-        fields.num_children += 1;
-        update(&mut fields.stat);
-        let record = parent.with_fields(&fields);
-        self.nodes.insert(record);
+        }
         let name = path::basename(p).as_bytes();
         let listed = self
             .children
@@ -294,13 +300,12 @@ impl DataTree {
     /// the parent's Stat too.
     fn unlink_child(&mut self, p: &str, update: impl FnOnce(&mut StatPersisted)) {
         let parent_path = path::parent(p);
-        if let Some(parent) = self.nodes.get(parent_path.as_bytes()) {
+        self.nodes.update(parent_path.as_bytes(), |parent| {
             let mut fields = parent.fields();
             fields.num_children = fields.num_children.saturating_sub(1);
             update(&mut fields.stat);
-            let record = parent.with_fields(&fields);
-            self.nodes.insert(record);
-        }
+            *parent = parent.with_fields(&fields);
+        });
         let key = parent_path.as_bytes();
         let name = path::basename(p).as_bytes();
         let emptied = self.children.update(key, |list| {
