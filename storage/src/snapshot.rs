@@ -129,6 +129,11 @@ impl SnapshotWriter {
         })
     }
 
+    /// Bytes written so far, before compression.
+    pub fn raw_len(&self) -> u64 {
+        self.raw_len
+    }
+
     /// Writes the header and checksum, makes the file durable, and renames it into
     /// place. Returns the snapshot's path.
     pub fn finish(mut self) -> Result<PathBuf> {

@@ -210,17 +210,24 @@ impl DataDir for Files {
     }
 }
 
-/// Serializes and writes one snapshot; false (logged) when it failed.
+/// Serializes and writes one snapshot, streaming the tree into the file (no copy of the
+/// whole payload in memory); false (logged) when it failed.
 fn write_snapshot(snap_dir: &std::path::Path, view: &SnapshotView) -> bool {
     let started = std::time::Instant::now();
     let zxid = view.last_zxid;
-    let payload = view.serialize_compact();
-    match storage::write_snapshot(snap_dir, zxid as u64, &payload) {
-        Ok(path) => {
+    let written = storage::SnapshotWriter::create(snap_dir, zxid as u64).and_then(|mut file| {
+        view.serialize_compact_into(&mut file)
+            .map_err(|e| StorageError::io("write snapshot", snap_dir, e))?;
+        let bytes = file.raw_len();
+        file.finish().map(|path| (path, bytes))
+    });
+    match written {
+        Ok((path, bytes)) => {
             info!(
                 zxid = format_args!("{zxid:#x}"),
                 nodes = view.node_count(),
-                bytes = payload.len(),
+                bytes,
+                stored = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
                 ms = started.elapsed().as_millis() as u64,
                 file = %path.display(),
                 "snapshot written"

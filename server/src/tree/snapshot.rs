@@ -414,6 +414,16 @@ impl SnapshotView {
     /// Serializes the frozen tree for a snapshot file: version 3 (see the module docs).
     pub fn serialize_compact(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.nodes.len() * 64);
+        // Writing to a Vec cannot fail.
+        let _ = self.serialize_compact_into(&mut out);
+        out
+    }
+
+    /// [`serialize_compact`](Self::serialize_compact) streamed to `sink` a megabyte at a
+    /// time: a snapshot file is written without the whole payload in memory first.
+    pub fn serialize_compact_into(&self, sink: &mut impl std::io::Write) -> std::io::Result<()> {
+        const FLUSH_AT: usize = 1 << 20;
+        let mut out = Vec::with_capacity(FLUSH_AT + 64 * 1024);
         out.put_i32(FORMAT_V3_COMPACT);
         self.put_sessions(&mut out);
         let lists: Vec<(u32, &[Acl])> = self.acls.iter().collect();
@@ -423,7 +433,11 @@ impl SnapshotView {
             out.put_vec(list);
         }
         out.put_i64(self.nodes.len() as i64);
+        let mut failed = None;
         self.walk(|p, node| {
+            if failed.is_some() {
+                return;
+            }
             // The parent's path starts the previous node's too: the walk is pre-order,
             // so the previous node is the parent or inside an elder sibling.
             let (prefix, name) = match p.rfind('/') {
@@ -436,8 +450,15 @@ impl SnapshotView {
             push_varint(&mut out, name.len() as u32);
             out.extend_from_slice(name.as_bytes());
             node.write_compact(&mut out);
+            if out.len() >= FLUSH_AT {
+                failed = sink.write_all(&out).err();
+                out.clear();
+            }
         });
-        out
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        sink.write_all(&out)
     }
 
     fn put_sessions(&self, out: &mut Vec<u8>) {

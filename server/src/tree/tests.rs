@@ -754,3 +754,58 @@ mod random_changes {
         }
     }
 }
+
+/// A sink that takes what it is given in writes of at most `chunk` bytes and fails once
+/// it holds `fail_after` bytes.
+struct Chunked {
+    bytes: Vec<u8>,
+    writes: usize,
+    fail_after: usize,
+}
+
+impl std::io::Write for Chunked {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() >= self.fail_after {
+            return Err(std::io::Error::other("disk full"));
+        }
+        self.writes += 1;
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_snapshot_streams_out_a_megabyte_at_a_time_and_stops_at_the_first_error() {
+    let mut h = Harness::new();
+    h.apply(9, TxnOp::CreateSession { timeout_ms: 6000 });
+    h.create(1, "/s", CreateMode::Persistent).unwrap();
+    // About 2.5 MB of payload.
+    for i in 0..2_500 {
+        let data = Data::from(vec![(i % 251) as u8; 1000]);
+        h.run(1, create_with(&format!("/s/n{i:06}"), data)).unwrap();
+    }
+    let view = h.tree.snapshot_view();
+    let mut sink = Chunked {
+        bytes: Vec::new(),
+        writes: 0,
+        fail_after: usize::MAX,
+    };
+    view.serialize_compact_into(&mut sink).unwrap();
+    assert!((3..=4).contains(&sink.writes), "{} writes", sink.writes);
+    let loaded = DataTree::from_snapshot(&sink.bytes).unwrap();
+    assert_eq!(loaded.node_count(), h.tree.node_count());
+    assert_same_nodes(&loaded, &h.tree);
+
+    let mut full = Chunked {
+        bytes: Vec::new(),
+        writes: 0,
+        fail_after: 1,
+    };
+    let error = view.serialize_compact_into(&mut full).unwrap_err();
+    assert_eq!(error.to_string(), "disk full");
+    assert_eq!(full.writes, 1, "nothing more is written after the error");
+}
