@@ -413,10 +413,11 @@ mod tests {
             .to_string();
         assert!(e.contains("cannot be used with"), "{e}");
         // Also when the Cli is built in code (PADDOCK_MYID would reach clap as --myid).
+        let dir = temp_dir();
         let both = Cli {
             myid: Some(1),
             myid_from_hostname: true,
-            data_dir: Some(temp_dir()),
+            data_dir: Some(dir.to_path_buf()),
             ..Cli::default()
         };
         assert_eq!(

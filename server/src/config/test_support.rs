@@ -2,20 +2,28 @@
 //! named `zoo.cfg`, a command line, and tables of malformed files with their messages.
 
 use clap::Parser;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 
 use super::{Cli, ConfigError, ServerConfig};
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
+/// A fresh empty directory under the system temp dir, removed when dropped; it derefs
+/// to its path.
+pub(super) struct TempDir(tempfile::TempDir);
 
-/// A fresh empty directory under the system temp dir.
-pub(super) fn temp_dir() -> PathBuf {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("paddock-cfg-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+pub(super) fn temp_dir() -> TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("paddock-cfg-")
+        .tempdir()
+        .unwrap();
+    TempDir(dir)
 }
 
 pub(super) fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
