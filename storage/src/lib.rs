@@ -123,8 +123,8 @@ pub use files::{Durability, write_atomically};
 pub use purge::{MIN_SNAPSHOTS_RETAINED, PurgeReport, purge};
 pub use reader::LogReader;
 pub use snapshot::{
-    SnapshotWriter, load_newest_valid, newest_snapshot_zxid, read_snapshot, remove_all_snapshots,
-    write_snapshot,
+    SnapshotWriter, WrittenSnapshot, load_newest_valid, newest_snapshot_zxid, read_snapshot,
+    remove_all_snapshots, write_snapshot,
 };
 pub use txnlog::{TxnLog, TxnLogOptions};
 pub use writer::{DiskEvent, DiskEventSink, DiskWriter, DiskWriterStats, SyncTimes};

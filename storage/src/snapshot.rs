@@ -26,8 +26,9 @@ const RAW_LEN_BYTES: usize = 8;
 /// LZ4 blocks of 4 MiB: a snapshot is large and read whole, so big blocks cost nothing
 /// and find more repeats than the 64 KiB default.
 const LZ4_BLOCK: BlockSize = BlockSize::Max4MB;
-/// LZ4 turns a byte into at most 255 (one 4-byte match token per 255 bytes of match and
-/// change); a compressed payload claiming more is corrupt, not a reason to allocate.
+/// One stored byte of LZ4 stands for at most 255 bytes of output: a long match is written
+/// as a run of length bytes, each adding at most 255 to it. A compressed payload that
+/// claims more is corrupt, not a reason to allocate.
 const LZ4_MAX_RATIO: u64 = 255;
 
 fn encode_header(flags: u64, zxid: u64, payload_len: u64) -> [u8; HEADER_LEN as usize] {
@@ -48,7 +49,15 @@ pub fn write_snapshot(dir: impl AsRef<Path>, zxid: u64, payload: &[u8]) -> Resul
     if let Err(e) = writer.write_all(payload) {
         return Err(StorageError::io("write snapshot", &writer.temp_path, e));
     }
-    writer.finish()
+    writer.finish().map(|written| written.path)
+}
+
+/// A snapshot file that [`SnapshotWriter::finish`] put in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenSnapshot {
+    pub path: PathBuf,
+    /// The file's size: header, compressed payload and checksum.
+    pub file_len: u64,
 }
 
 /// Streams a snapshot to disk, for payloads the server would rather not build in memory
@@ -135,8 +144,8 @@ impl SnapshotWriter {
     }
 
     /// Writes the header and checksum, makes the file durable, and renames it into
-    /// place. Returns the snapshot's path.
-    pub fn finish(mut self) -> Result<PathBuf> {
+    /// place. Returns the snapshot's path and size.
+    pub fn finish(mut self) -> Result<WrittenSnapshot> {
         let temp_path = self.temp_path.clone();
         let io_error = |op, e| StorageError::io(op, &temp_path, e);
         let Some(out) = self.out.take() else {
@@ -152,6 +161,7 @@ impl SnapshotWriter {
             .write_all(&self.raw_len.to_le_bytes())
             .map_err(|e| io_error("write snapshot", e))?;
         let header = encode_header(FLAG_LZ4, self.zxid, stored.len);
+        let file_len = HEADER_LEN + stored.len + TRAILER_LEN;
         let mut crc = crc32fast::Hasher::new();
         crc.update(&header);
         crc.combine(&stored.crc);
@@ -165,7 +175,7 @@ impl SnapshotWriter {
             .map_err(|e| io_error("write snapshot header", e))?;
         let path = self.dir.join(files::snapshot_file_name(self.zxid));
         files::install(file, &temp_path, &path)?;
-        Ok(path)
+        Ok(WrittenSnapshot { path, file_len })
     }
 }
 
@@ -446,7 +456,9 @@ mod tests {
         for piece in data.chunks(4096 + 3) {
             writer.write_all(piece).unwrap();
         }
-        let streamed = fs::read(writer.finish().unwrap()).unwrap();
+        let written = writer.finish().unwrap();
+        let streamed = fs::read(&written.path).unwrap();
+        assert_eq!(written.file_len, streamed.len() as u64);
         let other = tempfile::tempdir().unwrap();
         let one_shot = fs::read(write_snapshot(other.path(), 9, &data).unwrap()).unwrap();
         assert_eq!(streamed, one_shot);

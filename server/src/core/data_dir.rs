@@ -219,17 +219,17 @@ fn write_snapshot(snap_dir: &std::path::Path, view: &SnapshotView) -> bool {
         view.serialize_compact_into(&mut file)
             .map_err(|e| StorageError::io("write snapshot", snap_dir, e))?;
         let bytes = file.raw_len();
-        file.finish().map(|path| (path, bytes))
+        file.finish().map(|written| (written, bytes))
     });
     match written {
-        Ok((path, bytes)) => {
+        Ok((written, bytes)) => {
             info!(
                 zxid = format_args!("{zxid:#x}"),
                 nodes = view.node_count(),
                 bytes,
-                stored = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+                stored = written.file_len,
                 ms = started.elapsed().as_millis() as u64,
-                file = %path.display(),
+                file = %written.path.display(),
                 "snapshot written"
             );
             true
