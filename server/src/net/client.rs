@@ -568,7 +568,8 @@ async fn write_loop<W: ClientWriter>(
                 }
             }
         }
-        if closing && !held {
+        // Only when bytes are left to send: with none, `shutdown` comes next anyway.
+        if closing && !held && sent < out.len() {
             held = true;
             wr.hold_last_reply_for_fin();
         }
