@@ -63,9 +63,13 @@
 //!   gets it back from the leader (DIFF, or TRUNC + DIFF, or SNAP). Bytes after the end of
 //!   the last segment are zeroed too, so an old record from before the crash can never
 //!   reappear behind a new, shorter one.
-//! * Group commit: [`TxnLog::append`] only buffers; [`TxnLog::sync`] writes the buffer and
-//!   calls `fdatasync` once. The [`DiskWriter`] thread appends everything queued and syncs
-//!   once per batch.
+//! * Group commit: [`TxnLog::append`] only buffers; [`TxnLog::sync`] makes the buffer
+//!   durable in one write: with `O_DIRECT | O_DSYNC` where the filesystem allows it
+//!   (`direct` module: the same device flush without the page cache's writeback), else a
+//!   write through the page cache and one `fdatasync`. The [`DiskWriter`] thread appends
+//!   everything queued and syncs once per batch. Either way the bytes on disk are the
+//!   same; readers of the log go through the page cache, which the kernel keeps coherent
+//!   with direct writes (the server reads its log only while recovering, before writing).
 //! * After any I/O error the log refuses further work ([`StorageError::LogFailed`]). After
 //!   a failed `fsync` the kernel may already have dropped the dirty pages, so retrying
 //!   could report data durable that is not; the only safe recovery is a restart, which
@@ -107,6 +111,7 @@
 //!
 //! Unix only: positioned reads and writes (`FileExt`) and directory fsync.
 
+mod direct;
 mod files;
 pub mod histogram;
 mod purge;

@@ -1,8 +1,9 @@
 //! The disk writer thread: group commit for the txn log.
 //!
 //! One dedicated std thread owns the [`TxnLog`]. Callers submit entries without
-//! blocking; the thread takes everything queued, appends it all, calls `fdatasync` once,
-//! and then reports how far the log is durable. Under load, batches grow by themselves:
+//! blocking; the thread takes everything queued, appends it all, makes it durable at once
+//! (one direct synchronous write, or a write and `fdatasync`; see [`TxnLog::sync`]), and
+//! then reports how far the log is durable. Under load, batches grow by themselves:
 //! while one sync is in flight the next batch queues up.
 //!
 //! Notifications go through a [`DiskEventSink`], a boxed closure called on the writer
