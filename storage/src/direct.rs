@@ -27,6 +27,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use tracing::debug;
+
 /// Alignment of a direct write's buffer, offset and length.
 pub(crate) const ALIGN: u64 = 4096;
 
@@ -67,13 +69,17 @@ impl std::fmt::Debug for DirectWrites {
 impl DirectWrites {
     /// Opens `path` for direct, synchronous writes, for a segment whose records end at
     /// `end`; `buffered` (the segment's ordinary handle) gives the bytes of the block
-    /// `end` falls in. `Ok(None)` when the filesystem does not do direct I/O (tmpfs, for
-    /// one): the segment is then written through the page cache.
+    /// `end` falls in. `Ok(None)` when the file cannot be opened so (filesystems without
+    /// direct I/O refuse `O_DIRECT`, most with EINVAL, tmpfs before Linux 6.6 among
+    /// them): the segment is then written through the page cache, whose own errors are
+    /// the ones that count.
     pub(crate) fn open(path: &Path, end: u64, buffered: &File) -> io::Result<Option<DirectWrites>> {
         let file = match open_direct(path) {
             Ok(file) => file,
-            Err(e) if refuses_direct_io(&e) => return Ok(None),
-            Err(e) => return Err(e),
+            Err(e) => {
+                debug!(file = %path.display(), error = %e, "no direct writes for this txn log segment");
+                return Ok(None);
+            }
         };
         let mut direct = DirectWrites {
             file,
