@@ -315,7 +315,7 @@ fn write_latencies(w: &mut Writer, snap: &ServerSnapshot) {
     if let Some(h) = fsync {
         w.histogram(
             "paddock_fsync_seconds",
-            "Time to fsync the transaction log.",
+            "Time a group commit takes to make its transaction log records durable (one direct synchronous write, or a write and fdatasync).",
             h,
         );
     }
