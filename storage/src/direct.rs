@@ -32,8 +32,8 @@ use tracing::debug;
 /// Alignment of a direct write's buffer, offset and length.
 pub(crate) const ALIGN: u64 = 4096;
 
-/// Zeros for writing ahead of the records, aligned for `O_DIRECT`. All zero, so the
-/// static takes no space in the binary.
+/// Zeros for writing ahead of the records (either path), aligned for `O_DIRECT`. All
+/// zero, so the static takes no space in the binary.
 #[repr(C, align(4096))]
 struct AlignedZeros([u8; ZEROS_LEN]);
 const ZEROS_LEN: usize = 1024 * 1024;
@@ -123,19 +123,25 @@ impl DirectWrites {
     /// Writes zeros over `from..to`, both multiples of [`ALIGN`], durably.
     pub(crate) fn write_zeros(&self, from: u64, to: u64) -> io::Result<()> {
         debug_assert!(from.is_multiple_of(ALIGN) && to.is_multiple_of(ALIGN));
-        let mut at = from;
-        while at < to {
-            let n = (to - at).min(ZEROS_LEN as u64) as usize;
-            self.file.write_all_at(&ZEROS.0[..n], at)?;
-            at += n as u64;
-        }
-        Ok(())
+        write_zeros(&self.file, from, to)
     }
 
     /// Gives back a staging buffer that one oversized record grew.
     pub(crate) fn shrink_to(&mut self, bytes: usize) {
         self.staging.shrink_to(bytes);
     }
+}
+
+/// Writes zeros over `from..to` of `file`, in pieces of at most [`ZEROS_LEN`]; aligned
+/// pieces when `from` and `to` are, so a direct handle can take them.
+pub(crate) fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS_LEN as u64) as usize;
+        file.write_all_at(&ZEROS.0[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// Whether an error from opening or writing with `O_DIRECT` means this filesystem (or
@@ -173,11 +179,13 @@ impl std::fmt::Debug for AlignedBuf {
 }
 
 impl AlignedBuf {
-    /// `len` bytes starting on an aligned address (contents unspecified).
+    /// `len` bytes starting on an aligned address (contents unspecified). The buffer
+    /// grows to powers of two, so batches that grow a little at a time (a load ramping
+    /// up) reallocate it a few times rather than at almost every sync.
     fn window(&mut self, len: usize) -> &mut [u8] {
         let align = ALIGN as usize;
         if self.raw.len() < len + align {
-            self.raw = vec![0; len + align];
+            self.raw = vec![0; (len + align).next_power_of_two()];
         }
         let offset = self.raw.as_ptr().align_offset(align);
         // For a byte pointer `align_offset` is always below the alignment.
@@ -185,8 +193,9 @@ impl AlignedBuf {
         &mut self.raw[offset..offset + len]
     }
 
+    /// Frees the buffer if it is more than twice what `bytes` of records need.
     fn shrink_to(&mut self, bytes: usize) {
-        if self.raw.len() > bytes + ALIGN as usize {
+        if self.raw.len() > 2 * (bytes + ALIGN as usize) {
             self.raw = Vec::new();
         }
     }

@@ -361,9 +361,6 @@ impl Drop for TxnLog {
 /// more, and the block map is written once per step instead of at almost every sync.
 const ZERO_AHEAD_BYTES: u64 = 1024 * 1024;
 
-/// A buffer of zeros, written as many times as a step needs.
-static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
-
 /// The newest segment, open for appending.
 #[derive(Debug)]
 struct ActiveSegment {
@@ -504,27 +501,22 @@ impl ActiveSegment {
     /// log. Readers see the same thing either way: zeros where no record is.
     fn zero_ahead(&mut self, end: u64) -> Result<()> {
         let target = (end + ZERO_AHEAD_BYTES).min(self.allocated);
-        if let Some(direct) = &self.direct {
+        let written = match &self.direct {
             // The direct write padded the records' last block with zeros already; whole
             // blocks from there on. (A chunk size that is not a multiple of the block
             // leaves its last partial block a hole, which reads as zeros all the same.)
-            let (from, to) = (direct::align_up(end), direct::align_down(target));
-            if from < to {
-                direct.write_zeros(from, to).map_err(|e| {
-                    StorageError::io("write zeros ahead in txn log segment", &self.path, e)
-                })?;
+            Some(direct) => {
+                let (from, to) = (direct::align_up(end), direct::align_down(target));
+                if from < to {
+                    direct.write_zeros(from, to)
+                } else {
+                    Ok(())
+                }
             }
-            self.zeroed_end = target.max(end);
-            return Ok(());
-        }
-        let mut at = end;
-        while at < target {
-            let n = (target - at).min(ZEROS.len() as u64) as usize;
-            self.file.write_all_at(&ZEROS[..n], at).map_err(|e| {
-                StorageError::io("write zeros ahead in txn log segment", &self.path, e)
-            })?;
-            at += n as u64;
-        }
+            None => direct::write_zeros(&self.file, end, target),
+        };
+        written
+            .map_err(|e| StorageError::io("write zeros ahead in txn log segment", &self.path, e))?;
         self.zeroed_end = target.max(end);
         Ok(())
     }
