@@ -59,14 +59,14 @@ pub type DiskEventSink = Box<dyn FnMut(DiskEvent) + Send + 'static>;
 pub struct DiskWriterStats {
     /// Records appended.
     pub records: u64,
-    /// Group commits: `fdatasync` calls made for appended batches.
+    /// Group commits: batches made durable ([`TxnLog::sync`] calls that had records).
     pub syncs: u64,
     /// Group commits slower than the warning threshold given to [`DiskWriter::spawn`]
     /// (ZooKeeper's `fsync.warningthresholdms`, its `fsync_threshold_exceed_count`).
     pub slow_syncs: u64,
 }
 
-/// How long group commits took: writing the batch out and its `fdatasync`, the time an
+/// How long group commits took: making the batch durable ([`TxnLog::sync`]), the time an
 /// acknowledgement waits for the disk.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SyncTimes {
@@ -447,7 +447,7 @@ impl Batch {
         Ok(())
     }
 
-    /// One `fdatasync` for everything appended, then the durable report.
+    /// One sync for everything appended ([`TxnLog::sync`]), then the durable report.
     fn commit(
         &mut self,
         log: &mut TxnLog,
